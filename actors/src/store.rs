@@ -1,0 +1,31 @@
+//! The persistence contract of the domain.
+
+use async_trait::async_trait;
+
+/// Errors a [`Store`] reports, in kinds callers can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The requested row does not exist.
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness rule refused the write (the row, or a row with the same key, exists).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database cannot be reached right now; the operation may succeed later.
+    #[error("store unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Anything else: a bug or corrupt data.
+    #[error("store failure")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Where the domain keeps its state. Implementations must be cheap to clone behind an `Arc` and safe
+/// to call from many tasks at once.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The backend's name, for logs and `/version` (`"postgres"`, `"sqlite"`).
+    fn backend_name(&self) -> &'static str;
+
+    /// A cheap round trip proving the database answers queries (used by `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+}

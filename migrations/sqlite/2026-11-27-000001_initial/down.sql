@@ -1,0 +1,14 @@
+DROP TABLE cardinality_snapshots;
+DROP TABLE metric_samples;
+DROP TABLE tasks;
+DROP TABLE agent_enrollment_tokens;
+DROP TABLE agents;
+DROP TABLE deployment_versions;
+DROP TABLE pipeline_deployments;
+DROP TABLE pipeline_templates;
+DROP TABLE experiment_events;
+DROP TABLE experiments;
+DROP TABLE revoked_tokens;
+DROP TABLE refresh_tokens;
+DROP TABLE users;
+DROP TABLE system_settings;

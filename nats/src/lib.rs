@@ -1,0 +1,28 @@
+//! `phoenix-nats`: the message bus between the Phoenix server, its replicas and its agents.
+//!
+//! - [`bus`]: the [`Bus`] trait and its message and subscription types; callers depend only on it.
+//! - [`nats_bus`]: [`NatsBus`], the bus over a NATS server, with a JetStream stream and durable
+//!   pull consumers for agent results.
+//! - [`local`]: [`LocalBus`], the in-process bus of the embedded default, with the same semantics.
+//! - [`subjects`]: [`Subjects`], the only place subjects are built, from a configurable prefix.
+//! - [`envelope`]: [`Envelope`], the versioned `{v, kind, id, ts, body}` wrapper of every payload.
+//! - [`error`]: [`BusError`], with kinds a caller can match on.
+//!
+//! This is the only crate in the workspace that names `async-nats`.
+
+#![warn(missing_docs)]
+
+pub mod bus;
+pub mod envelope;
+pub mod error;
+pub mod local;
+pub mod nats_bus;
+pub mod subjects;
+
+pub use bus::{Bus, BusHealth, DurableMessage, DurableSubscription, Message, Subscription};
+pub use bytes::Bytes;
+pub use envelope::{Envelope, EnvelopeError, ENVELOPE_VERSION};
+pub use error::BusError;
+pub use local::LocalBus;
+pub use nats_bus::{NatsBus, NatsBusOptions};
+pub use subjects::{SubjectError, Subjects};

@@ -1,0 +1,463 @@
+//! [`NatsBus`]: the [`Bus`] over a NATS server, with JetStream for the agent results stream.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::connection::State;
+use async_nats::jetstream::{self, consumer, stream};
+use async_nats::{client, ConnectOptions, Event};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tracing::{debug, info, warn};
+
+use crate::bus::{
+    Acknowledge, Bus, BusHealth, DurableMessage, DurableSubscription, Message, Subscription,
+};
+use crate::error::{BoxError, BusError};
+use crate::subjects::{self, SubjectError, Subjects};
+
+/// How long the agent results stream keeps a message.
+pub const RESULTS_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// How long a durable message may stay unacknowledged before the server delivers it again.
+pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
+
+/// How long [`Bus::health`] waits for the server to answer a flush.
+const HEALTH_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How to connect to NATS.
+#[derive(Clone)]
+pub struct NatsBusOptions {
+    /// The subjects (and so the stream name) of this installation.
+    pub subjects: Subjects,
+    /// Client name shown by the server (`nats server report connections`).
+    pub name: String,
+    /// User and password, when the server requires them.
+    pub credentials: Option<(String, String)>,
+    /// Authentication token, when the server requires one.
+    pub token: Option<String>,
+    /// How long the initial connection may take.
+    pub connect_timeout: Duration,
+}
+
+impl Default for NatsBusOptions {
+    fn default() -> Self {
+        Self {
+            subjects: Subjects::default(),
+            name: "phoenix".to_owned(),
+            credentials: None,
+            token: None,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl fmt::Debug for NatsBusOptions {
+    // Secrets never print: only whether they are set.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsBusOptions")
+            .field("subjects", &self.subjects)
+            .field("name", &self.name)
+            .field("user", &self.credentials.as_ref().map(|(user, _)| user))
+            .field("password", &self.credentials.as_ref().map(|_| "<redacted>"))
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+/// The bus over NATS. Cheap to clone; clones share one connection.
+///
+/// Core messages use plain NATS publish/subscribe. The agent results subjects are captured by a
+/// JetStream stream (created or updated on connect) read through durable pull consumers.
+#[derive(Clone)]
+pub struct NatsBus {
+    client: async_nats::Client,
+    jetstream: jetstream::Context,
+    subjects: Subjects,
+    ack_wait: Duration,
+    closed: Arc<AtomicBool>,
+}
+
+impl fmt::Debug for NatsBus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsBus")
+            .field("subjects", &self.subjects)
+            .field("state", &self.client.connection_state())
+            .field("ack_wait", &self.ack_wait)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NatsBus {
+    /// Connects to the server at `url` and makes sure the agent results stream exists with the
+    /// expected configuration. The initial connection is tried once; after that the client
+    /// reconnects on its own.
+    pub async fn connect(url: &str, options: NatsBusOptions) -> Result<Self, BusError> {
+        install_crypto_provider();
+        let safe_url = redact_url(url);
+        let client = connect_options(&options)
+            .connect(url)
+            .await
+            .map_err(|source| BusError::Connect {
+                url: safe_url.clone(),
+                source: source.into(),
+            })?;
+        let jetstream = jetstream::new(client.clone());
+        ensure_results_stream(&jetstream, &options.subjects).await?;
+        info!(
+            nats.url = %safe_url,
+            nats.stream = %options.subjects.agent_results_stream(),
+            "connected to NATS"
+        );
+        Ok(Self {
+            client,
+            jetstream,
+            subjects: options.subjects,
+            ack_wait: DEFAULT_ACK_WAIT,
+            closed: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Uses `ack_wait` instead of [`DEFAULT_ACK_WAIT`] for consumers started from this handle
+    /// (mainly so tests can watch redelivery quickly). Starting a consumer updates its setting.
+    pub fn with_durable_ack_wait(mut self, ack_wait: Duration) -> Self {
+        self.ack_wait = ack_wait;
+        self
+    }
+
+    fn ensure_open(&self) -> Result<(), BusError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(BusError::Closed);
+        }
+        Ok(())
+    }
+
+    fn consumer_config(&self, consumer: &str) -> consumer::pull::Config {
+        consumer::pull::Config {
+            durable_name: Some(consumer.to_owned()),
+            deliver_policy: consumer::DeliverPolicy::All,
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: self.ack_wait,
+            ..Default::default()
+        }
+    }
+}
+
+/// Installs rustls's ring provider once per process; async-nats panics on TLS connections when
+/// two providers are compiled in and none is installed (see STACK.md).
+fn install_crypto_provider() {
+    let provider = async_nats::rustls::crypto::ring::default_provider();
+    if provider.install_default().is_err() {
+        debug!("a rustls crypto provider was already installed");
+    }
+}
+
+fn connect_options(options: &NatsBusOptions) -> ConnectOptions {
+    let mut connect = ConnectOptions::new()
+        .name(&options.name)
+        .connection_timeout(options.connect_timeout)
+        .event_callback(|event| async move { log_event(&event) });
+    if let Some((user, password)) = &options.credentials {
+        connect = connect.user_and_password(user.clone(), password.clone());
+    }
+    if let Some(token) = &options.token {
+        connect = connect.token(token.clone());
+    }
+    connect
+}
+
+fn log_event(event: &Event) {
+    match event {
+        Event::Connected => info!("NATS connection (re)established"),
+        Event::Disconnected => warn!("NATS connection lost, reconnecting"),
+        Event::SlowConsumer(sid) => warn!(nats.sid = sid, "NATS slow consumer, messages dropped"),
+        other => debug!(nats.event = %other, "NATS connection event"),
+    }
+}
+
+/// Removes `user:password@` from a URL so it can be logged.
+fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://***@{host}"),
+            None => url.to_owned(),
+        },
+        None => match url.rsplit_once('@') {
+            Some((_, host)) => format!("***@{host}"),
+            None => url.to_owned(),
+        },
+    }
+}
+
+async fn ensure_results_stream(
+    jetstream: &jetstream::Context,
+    subjects: &Subjects,
+) -> Result<(), BusError> {
+    let name = subjects.agent_results_stream();
+    let config = stream::Config {
+        name: name.clone(),
+        subjects: subjects.agent_results_subjects(),
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        max_age: RESULTS_MAX_AGE,
+        ..Default::default()
+    };
+    jetstream
+        .create_or_update_stream(config)
+        .await
+        .map_err(|error| jetstream_error(format!("create or update stream {name}"), error))?;
+    Ok(())
+}
+
+fn jetstream_error(operation: String, source: impl Into<BoxError>) -> BusError {
+    BusError::JetStream {
+        operation,
+        source: source.into(),
+    }
+}
+
+fn to_message(message: async_nats::Message) -> Message {
+    Message {
+        subject: message.subject.to_string(),
+        payload: message.payload,
+        reply: message.reply.map(|reply| reply.to_string()),
+    }
+}
+
+fn request_error(subject: &str, timeout: Duration, error: client::RequestError) -> BusError {
+    let subject = subject.to_owned();
+    match error.kind() {
+        client::RequestErrorKind::NoResponders => BusError::NoResponders { subject },
+        client::RequestErrorKind::TimedOut => BusError::Timeout { subject, timeout },
+        _ => BusError::Request {
+            subject,
+            source: error.into(),
+        },
+    }
+}
+
+/// Turns a JetStream delivery into a [`DurableMessage`] acknowledged with a confirmed ack.
+fn to_durable(message: jetstream::Message) -> DurableMessage {
+    // Info only fails on a reply subject that is not a JetStream ack subject; count it as a
+    // first delivery rather than losing the message.
+    let delivered = message
+        .info()
+        .ok()
+        .and_then(|info| u64::try_from(info.delivered).ok())
+        .unwrap_or(1);
+    let (message, acker) = message.split();
+    let subject = message.subject.to_string();
+    let acker = NatsAck {
+        subject: subject.clone(),
+        acker,
+    };
+    DurableMessage::new(subject, message.payload, delivered, Box::new(acker))
+}
+
+/// Acknowledges one JetStream message and waits for the server to confirm.
+struct NatsAck {
+    subject: String,
+    acker: jetstream::message::Acker,
+}
+
+#[async_trait]
+impl Acknowledge for NatsAck {
+    async fn ack(self: Box<Self>) -> Result<(), BusError> {
+        self.acker
+            .double_ack()
+            .await
+            .map_err(|source| BusError::Ack {
+                subject: self.subject,
+                source,
+            })
+    }
+}
+
+#[async_trait]
+impl Bus for NatsBus {
+    fn subjects(&self) -> &Subjects {
+        &self.subjects
+    }
+
+    fn kind(&self) -> &'static str {
+        "nats"
+    }
+
+    async fn publish(&self, subject: &str, payload: Bytes) -> Result<(), BusError> {
+        self.ensure_open()?;
+        subjects::validate_publish_subject(subject)?;
+        self.client
+            .publish(subject.to_owned(), payload)
+            .await
+            .map_err(|source| BusError::Publish {
+                subject: subject.to_owned(),
+                source: source.into(),
+            })
+    }
+
+    async fn subscribe(&self, subject: &str) -> Result<Subscription, BusError> {
+        self.ensure_open()?;
+        subjects::validate_subscribe_subject(subject)?;
+        let subscriber = self
+            .client
+            .subscribe(subject.to_owned())
+            .await
+            .map_err(|source| BusError::Subscribe {
+                subject: subject.to_owned(),
+                source: source.into(),
+            })?;
+        debug!(nats.subject = %subject, "NATS subscription started");
+        Ok(Subscription::new(subscriber.map(to_message)))
+    }
+
+    async fn queue_subscribe(&self, subject: &str, group: &str) -> Result<Subscription, BusError> {
+        self.ensure_open()?;
+        subjects::validate_subscribe_subject(subject)?;
+        subjects::token(group)?;
+        let subscriber = self
+            .client
+            .queue_subscribe(subject.to_owned(), group.to_owned())
+            .await
+            .map_err(|source| BusError::Subscribe {
+                subject: subject.to_owned(),
+                source: source.into(),
+            })?;
+        debug!(nats.subject = %subject, nats.queue_group = %group, "NATS queue subscription started");
+        Ok(Subscription::new(subscriber.map(to_message)))
+    }
+
+    async fn request(
+        &self,
+        subject: &str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, BusError> {
+        self.ensure_open()?;
+        subjects::validate_publish_subject(subject)?;
+        let request = client::Request::new()
+            .payload(payload)
+            .timeout(Some(timeout));
+        self.client
+            .send_request(subject.to_owned(), request)
+            .await
+            .map(|reply| reply.payload)
+            .map_err(|error| request_error(subject, timeout, error))
+    }
+
+    async fn publish_durable(&self, subject: &str, payload: Bytes) -> Result<(), BusError> {
+        self.ensure_open()?;
+        subjects::validate_publish_subject(subject)?;
+        if !self.subjects.is_agent_result(subject) {
+            let subject = subject.to_owned();
+            return Err(SubjectError::NotDurable { subject }.into());
+        }
+        let publish_error = |source: BoxError| BusError::Publish {
+            subject: subject.to_owned(),
+            source,
+        };
+        // The first await sends the message, the second waits for the stream's ack.
+        let ack = self
+            .jetstream
+            .publish(subject.to_owned(), payload)
+            .await
+            .map_err(|error| publish_error(error.into()))?;
+        ack.await.map_err(|error| publish_error(error.into()))?;
+        Ok(())
+    }
+
+    async fn consume_durable(&self, consumer: &str) -> Result<DurableSubscription, BusError> {
+        self.ensure_open()?;
+        subjects::token(consumer)?;
+        let stream = self.subjects.agent_results_stream();
+        let pull: consumer::PullConsumer = self
+            .jetstream
+            .create_consumer_on_stream(self.consumer_config(consumer), stream.as_str())
+            .await
+            .map_err(|error| {
+                jetstream_error(format!("create consumer {consumer} on {stream}"), error)
+            })?;
+        let messages = pull
+            .messages()
+            .await
+            .map_err(|error| jetstream_error(format!("pull from consumer {consumer}"), error))?;
+        debug!(nats.stream = %stream, nats.consumer = %consumer, "durable consumer started");
+        let consumer = consumer.to_owned();
+        Ok(DurableSubscription::new(messages.map(move |item| {
+            item.map(to_durable).map_err(|error| {
+                jetstream_error(format!("receive from consumer {consumer}"), error)
+            })
+        })))
+    }
+
+    async fn health(&self) -> BusHealth {
+        let state = self.client.connection_state();
+        if self.closed.load(Ordering::Acquire) || state != State::Connected {
+            let detail = format!("NATS connection {state}");
+            return BusHealth {
+                connected: false,
+                detail,
+            };
+        }
+        match tokio::time::timeout(HEALTH_FLUSH_TIMEOUT, self.client.flush()).await {
+            Ok(Ok(())) => BusHealth {
+                connected: true,
+                detail: format!(
+                    "connected to nats-server {}",
+                    self.client.server_info().version
+                ),
+            },
+            Ok(Err(error)) => BusHealth {
+                connected: false,
+                detail: format!("NATS flush failed: {error}"),
+            },
+            Err(_elapsed) => BusHealth {
+                connected: false,
+                detail: format!("NATS server did not answer within {HEALTH_FLUSH_TIMEOUT:?}"),
+            },
+        }
+    }
+
+    async fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Err(error) = self.client.flush().await {
+            warn!(error = %error, "NATS flush before close failed");
+        }
+        if let Err(error) = self.client.drain().await {
+            warn!(error = %error, "NATS drain failed");
+        }
+        info!("NATS connection drained and closed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_logged_without_credentials() {
+        assert_eq!(redact_url("nats://u:p@host:4222"), "nats://***@host:4222");
+        assert_eq!(redact_url("nats://host:4222"), "nats://host:4222");
+        assert_eq!(redact_url("u:p@host"), "***@host");
+    }
+
+    #[test]
+    fn options_debug_never_shows_secrets() {
+        let options = NatsBusOptions {
+            credentials: Some(("alice".into(), "s3cret".into())),
+            token: Some("t0ken".into()),
+            ..Default::default()
+        };
+        let printed = format!("{options:?}");
+        assert!(printed.contains("alice"));
+        assert!(
+            !printed.contains("s3cret") && !printed.contains("t0ken"),
+            "{printed}"
+        );
+    }
+}

@@ -1,0 +1,382 @@
+//! Layered settings: defaults in code, then `phoenix.toml` (`--config`), then `PHOENIX_*` environment
+//! variables, then command-line flags. Every layer is merged into one TOML table first and parsed once,
+//! so all problems (unknown keys, wrong types, invalid values) are reported together.
+
+mod secret;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use secret::SensitiveUrl;
+
+/// The whole settings tree of `phoenix server`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub bus: BusSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerSettings {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: String,
+    /// Largest request body accepted; larger ones get 413.
+    pub body_limit_bytes: usize,
+    /// How long a graceful shutdown waits for in-flight requests.
+    pub shutdown_timeout_secs: u64,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            listen: "127.0.0.1:8080".into(),
+            body_limit_bytes: 1024 * 1024,
+            shutdown_timeout_secs: 30,
+            workers: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DatabaseSettings {
+    /// `sqlite://FILE` (embedded default) or `postgres://…`.
+    pub url: SensitiveUrl,
+    pub pool_size: u32,
+    pub connect_timeout_secs: u64,
+    /// Apply pending migrations at start-up (`--no-migrate` turns this off).
+    pub migrate: bool,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        DatabaseSettings {
+            url: SensitiveUrl::new("sqlite://phoenix.db"),
+            pool_size: 10,
+            connect_timeout_secs: 5,
+            migrate: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BusSettings {
+    /// NATS server URL; without one the in-process bus is used.
+    pub nats_url: Option<SensitiveUrl>,
+    /// First token(s) of every subject, so several installations can share one NATS.
+    pub subject_prefix: String,
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for BusSettings {
+    fn default() -> Self {
+        BusSettings {
+            nats_url: None,
+            subject_prefix: "phoenix".into(),
+            connect_timeout_secs: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogSettings {
+    /// `pretty` for people, `json` for log shippers.
+    pub format: LogFormat,
+    /// `RUST_LOG`-style directives, e.g. `info,phoenix=debug`.
+    pub filter: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: LogFormat::Pretty,
+            filter: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Values given as command-line flags; `None` leaves the lower layers in charge.
+#[derive(Debug, Clone, Default)]
+pub struct FlagOverrides {
+    pub listen: Option<String>,
+    pub database_url: Option<String>,
+    pub nats_url: Option<String>,
+    pub no_migrate: bool,
+}
+
+/// Every problem found while loading settings.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n{}", .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+/// Environment variables named by the command-line contract (DESIGN.md §1), and their keys.
+const ENV_ALIASES: &[(&str, &str)] = &[
+    ("PHOENIX_LISTEN", "server.listen"),
+    ("PHOENIX_DATABASE_URL", "database.url"),
+    ("PHOENIX_NATS_URL", "bus.nats_url"),
+    ("LOG_FORMAT", "log.format"),
+    ("RUST_LOG", "log.filter"),
+];
+
+/// Any key can also be set as `PHOENIX_<SECTION>__<KEY>`, e.g. `PHOENIX_SERVER__BODY_LIMIT_BYTES`.
+const ENV_PREFIX: &str = "PHOENIX_";
+const ENV_SEPARATOR: &str = "__";
+
+impl Settings {
+    /// Loads the settings from every layer. `env` is passed in (not read here) so tests stay hermetic.
+    pub fn load(
+        config_file: Option<&Path>,
+        env: &BTreeMap<String, String>,
+        flags: &FlagOverrides,
+    ) -> Result<Settings, ConfigError> {
+        let mut problems = Vec::new();
+        let mut merged = toml::Table::new();
+        if let Some(path) = config_file {
+            match read_file_layer(path) {
+                Ok(table) => merge(&mut merged, table),
+                Err(problem) => problems.push(problem),
+            }
+        }
+        merge(&mut merged, env_layer(env, &mut problems));
+        merge(&mut merged, flag_layer(flags));
+        let settings = parse(merged, &mut problems);
+        settings.validate(&mut problems);
+        if problems.is_empty() {
+            Ok(settings)
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// Settings from the process environment, the file named by `--config`/`PHOENIX_CONFIG`, and flags.
+    pub fn from_process(
+        config_file: Option<&Path>,
+        flags: &FlagOverrides,
+    ) -> Result<Settings, ConfigError> {
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        Settings::load(config_file, &env, flags)
+    }
+
+    /// The effective settings as TOML with secrets masked (`phoenix server --print-config`).
+    pub fn to_masked_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))
+    }
+
+    /// The parsed listen address (validated at load time).
+    pub fn listen_addr(&self) -> Result<SocketAddr, std::net::AddrParseError> {
+        self.server.listen.parse()
+    }
+
+    fn validate(&self, problems: &mut Vec<String>) {
+        if self.listen_addr().is_err() {
+            problems.push(format!(
+                "server.listen: '{}' is not an address like 127.0.0.1:8080",
+                self.server.listen
+            ));
+        }
+        if self.server.body_limit_bytes == 0 {
+            problems.push("server.body_limit_bytes: must be at least 1".into());
+        }
+        if let Err(e) = crate::db::Backend::from_url(self.database.url.expose()) {
+            problems.push(format!("database.url: {e}"));
+        }
+        if self.database.pool_size == 0 {
+            problems.push("database.pool_size: must be at least 1".into());
+        }
+        if let Some(url) = &self.bus.nats_url {
+            let scheme_ok = ["nats://", "tls://", "ws://", "wss://"]
+                .iter()
+                .any(|s| url.expose().starts_with(s));
+            if !scheme_ok {
+                problems
+                    .push("bus.nats_url: must start with nats://, tls://, ws:// or wss://".into());
+            }
+        }
+        if let Err(e) = phoenix_nats::Subjects::new(&self.bus.subject_prefix) {
+            problems.push(format!("bus.subject_prefix: {e}"));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
+            problems.push(format!("log.filter: {e}"));
+        }
+    }
+}
+
+fn read_file_layer(path: &Path) -> Result<toml::Table, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    text.parse::<toml::Table>()
+        .map_err(|e| format!("{}: {}", path.display(), e.message()))
+}
+
+fn env_layer(env: &BTreeMap<String, String>, problems: &mut Vec<String>) -> toml::Table {
+    let mut layer = toml::Table::new();
+    for (alias, key) in ENV_ALIASES {
+        if let Some(raw) = env.get(*alias) {
+            insert_path(&mut layer, key, env_value(key, raw));
+        }
+    }
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let Some((section, key)) = rest.split_once(ENV_SEPARATOR) else {
+            continue;
+        };
+        let path = format!("{}.{}", section.to_lowercase(), key.to_lowercase());
+        if default_value_at(&path).is_none() && !OPTIONAL_KEYS.contains(&path.as_str()) {
+            problems.push(format!("{name}: no setting '{path}'"));
+            continue;
+        }
+        insert_path(&mut layer, &path, env_value(&path, raw));
+    }
+    layer
+}
+
+fn flag_layer(flags: &FlagOverrides) -> toml::Table {
+    let mut layer = toml::Table::new();
+    let strings = [
+        ("server.listen", &flags.listen),
+        ("database.url", &flags.database_url),
+        ("bus.nats_url", &flags.nats_url),
+    ];
+    for (key, value) in strings {
+        if let Some(value) = value {
+            insert_path(&mut layer, key, toml::Value::String(value.clone()));
+        }
+    }
+    if flags.no_migrate {
+        insert_path(&mut layer, "database.migrate", toml::Value::Boolean(false));
+    }
+    layer
+}
+
+/// Optional settings have no value in the defaults, so their presence and type cannot be looked up there.
+const OPTIONAL_KEYS: &[&str] = &["bus.nats_url"];
+
+/// Environment values are strings; give them the type the setting has (so `PHOENIX_SERVER__WORKERS=4`
+/// is a number but `PHOENIX_LISTEN=8080` stays a string).
+fn env_value(path: &str, raw: &str) -> toml::Value {
+    match default_value_at(path) {
+        Some(toml::Value::String(_)) | None => toml::Value::String(raw.to_string()),
+        Some(_) => format!("v = {raw}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.to_string())),
+    }
+}
+
+fn default_value_at(path: &str) -> Option<toml::Value> {
+    let defaults = toml::Value::try_from(Settings::default()).ok()?;
+    path.split('.')
+        .try_fold(defaults, |value, key| value.get(key).cloned())
+}
+
+fn insert_path(table: &mut toml::Table, path: &str, value: toml::Value) {
+    let mut keys: Vec<&str> = path.split('.').collect();
+    let Some(last) = keys.pop() else { return };
+    let mut current = table;
+    for key in keys {
+        let entry = current
+            .entry(key.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        let toml::Value::Table(next) = entry else {
+            return;
+        };
+        current = next;
+    }
+    current.insert(last.to_string(), value);
+}
+
+/// Deep merge: tables merge key by key, anything else in `upper` replaces `lower`.
+fn merge(lower: &mut toml::Table, upper: toml::Table) {
+    for (key, value) in upper {
+        match (lower.get_mut(&key), value) {
+            (Some(toml::Value::Table(lower_table)), toml::Value::Table(upper_table)) => {
+                merge(lower_table, upper_table)
+            }
+            (_, value) => {
+                lower.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Parses each section on its own so one bad section does not hide the problems of the others.
+fn parse(merged: toml::Table, problems: &mut Vec<String>) -> Settings {
+    let mut settings = Settings::default();
+    for (name, value) in merged {
+        match name.as_str() {
+            "server" => settings.server = parse_section(&name, value, problems),
+            "database" => settings.database = parse_section(&name, value, problems),
+            "bus" => settings.bus = parse_section(&name, value, problems),
+            "log" => settings.log = parse_section(&name, value, problems),
+            other => problems.push(format!("{other}: unknown section")),
+        }
+    }
+    settings
+}
+
+/// Checks every key of a section separately (unknown key? right type?) so that all problems are
+/// found, then parses the keys that passed. Sections are flat, which keeps this simple.
+fn parse_section<T>(section: &str, value: toml::Value, problems: &mut Vec<String>) -> T
+where
+    T: Serialize + serde::de::DeserializeOwned + Default,
+{
+    let toml::Value::Table(table) = value else {
+        problems.push(format!("{section}: must be a table"));
+        return T::default();
+    };
+    let known = toml::Value::try_from(T::default())
+        .ok()
+        .and_then(|v| v.as_table().cloned())
+        .unwrap_or_default();
+    let mut accepted = toml::Table::new();
+    for (key, value) in table {
+        let path = format!("{section}.{key}");
+        if !known.contains_key(&key) && !OPTIONAL_KEYS.contains(&path.as_str()) {
+            problems.push(format!("{path}: unknown key"));
+            continue;
+        }
+        let alone = toml::Table::from_iter([(key.clone(), value.clone())]);
+        match T::deserialize(toml::Value::Table(alone)) {
+            Ok(_) => {
+                accepted.insert(key, value);
+            }
+            Err(e) => problems.push(format!("{path}: {}", e.to_string().trim())),
+        }
+    }
+    T::deserialize(toml::Value::Table(accepted)).unwrap_or_default()
+}
+
+/// Where `--config` points when given, else `PHOENIX_CONFIG`, else `./phoenix.toml` if it exists.
+pub fn config_path(flag: Option<PathBuf>) -> Option<PathBuf> {
+    flag.or_else(|| std::env::var_os("PHOENIX_CONFIG").map(PathBuf::from))
+        .or_else(|| Some(PathBuf::from("phoenix.toml")).filter(|p| p.exists()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,103 @@
+//! Settings values that must never be printed or logged in full.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A URL that may carry a password (`postgres://user:pass@host/db`). `Debug`, `Display` and
+/// `Serialize` show it with the password masked; only [`SensitiveUrl::expose`] gives the real value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SensitiveUrl(String);
+
+const MASK: &str = "********";
+
+impl SensitiveUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        SensitiveUrl(url.into())
+    }
+
+    /// The full URL, password included: pass it to a driver, never to a log.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with the password of its user-info (`user:password@`) replaced by a mask.
+    pub fn masked(&self) -> String {
+        let url = &self.0;
+        let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+            return url.clone();
+        };
+        let authority_end = url[scheme_end..]
+            .find('/')
+            .map_or(url.len(), |i| scheme_end + i);
+        let Some(at) = url[scheme_end..authority_end]
+            .rfind('@')
+            .map(|i| scheme_end + i)
+        else {
+            return url.clone();
+        };
+        match url[scheme_end..at].find(':').map(|i| scheme_end + i) {
+            Some(colon) => format!("{}{MASK}{}", &url[..=colon], &url[at..]),
+            // A bare token as user-info (`nats://TOKEN@host`) is itself the secret.
+            None => format!("{}{MASK}{}", &url[..scheme_end], &url[at..]),
+        }
+    }
+}
+
+impl fmt::Debug for SensitiveUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.masked())
+    }
+}
+
+impl fmt::Display for SensitiveUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+impl Serialize for SensitiveUrl {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.masked())
+    }
+}
+
+impl<'de> Deserialize<'de> for SensitiveUrl {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(SensitiveUrl)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_the_password_of_a_url_with_user_info() {
+        let url = SensitiveUrl::new("postgres://phoenix:s3cret@db:5432/phoenix");
+        assert_eq!(url.masked(), "postgres://phoenix:********@db:5432/phoenix");
+        assert_eq!(
+            format!("{url}"),
+            "postgres://phoenix:********@db:5432/phoenix"
+        );
+        assert!(!format!("{url:?}").contains("s3cret"));
+        assert_eq!(url.expose(), "postgres://phoenix:s3cret@db:5432/phoenix");
+    }
+
+    #[test]
+    fn masks_a_bare_token_used_as_user_info() {
+        let url = SensitiveUrl::new("nats://tok3n@nats:4222");
+        assert_eq!(url.masked(), "nats://********@nats:4222");
+    }
+
+    #[test]
+    fn leaves_urls_without_credentials_alone() {
+        for plain in [
+            "sqlite://phoenix.db",
+            "nats://127.0.0.1:4222",
+            "postgres://db/x?user=a@b",
+        ] {
+            assert_eq!(SensitiveUrl::new(plain).masked(), plain);
+        }
+    }
+}

@@ -1,0 +1,118 @@
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn file(contents: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().expect("temp file");
+    f.write_all(contents.as_bytes()).expect("write temp file");
+    f
+}
+
+#[test]
+fn defaults_are_the_embedded_setup() {
+    let s = Settings::load(None, &env(&[]), &FlagOverrides::default()).expect("defaults are valid");
+    assert_eq!(s.server.listen, "127.0.0.1:8080");
+    assert_eq!(s.database.url.expose(), "sqlite://phoenix.db");
+    assert!(s.bus.nats_url.is_none());
+    assert!(s.database.migrate);
+    assert_eq!(s.server.body_limit_bytes, 1024 * 1024);
+}
+
+#[test]
+fn file_then_env_then_flags_override_each_other_in_that_order() {
+    let f = file("[server]\nlisten = \"127.0.0.1:1000\"\nworkers = 3\n[database]\npool_size = 4\n");
+    let e = env(&[
+        ("PHOENIX_LISTEN", "127.0.0.1:2000"),
+        ("PHOENIX_DATABASE__POOL_SIZE", "7"),
+    ]);
+    let s = Settings::load(Some(f.path()), &e, &FlagOverrides::default()).expect("valid");
+    assert_eq!(s.server.listen, "127.0.0.1:2000", "env beats file");
+    assert_eq!(s.server.workers, 3, "file beats defaults");
+    assert_eq!(s.database.pool_size, 7, "typed env value beats file");
+
+    let flags = FlagOverrides {
+        listen: Some("127.0.0.1:3000".into()),
+        no_migrate: true,
+        ..Default::default()
+    };
+    let s = Settings::load(Some(f.path()), &e, &flags).expect("valid");
+    assert_eq!(s.server.listen, "127.0.0.1:3000", "flag beats env");
+    assert!(!s.database.migrate);
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let f = file(
+        "[server]\nlisen = \"x\"\nbody_limit_bytes = \"big\"\n[database]\nurl = \"mysql://x\"\n[nonsense]\na = 1\n",
+    );
+    let e = env(&[
+        ("PHOENIX_BUS__NATS_ULR", "nats://x"),
+        ("PHOENIX_NATS_URL", "http://wrong"),
+    ]);
+    let err = Settings::load(Some(f.path()), &e, &FlagOverrides::default()).expect_err("invalid");
+    let all = err.problems.join("\n");
+    for expected in [
+        "server.lisen: unknown key",
+        "server.body_limit_bytes",
+        "database.url: must start with",
+        "nonsense: unknown section",
+        "PHOENIX_BUS__NATS_ULR: no setting 'bus.nats_ulr'",
+        "bus.nats_url: must start with nats://",
+    ] {
+        assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+    }
+    assert_eq!(err.problems.len(), 6, "{all}");
+}
+
+#[test]
+fn a_missing_config_file_is_a_problem_not_a_silent_default() {
+    let err = Settings::load(
+        Some(Path::new("/nonexistent/phoenix.toml")),
+        &env(&[]),
+        &FlagOverrides::default(),
+    )
+    .expect_err("missing file");
+    assert!(
+        err.problems[0].contains("cannot read"),
+        "{:?}",
+        err.problems
+    );
+}
+
+#[test]
+fn print_config_masks_passwords() {
+    let e = env(&[
+        (
+            "PHOENIX_DATABASE_URL",
+            "postgres://phoenix:hunter2@db/phoenix",
+        ),
+        ("PHOENIX_NATS_URL", "nats://phoenix:natspass@nats:4222"),
+    ]);
+    let s = Settings::load(None, &e, &FlagOverrides::default()).expect("valid");
+    let printed = s.to_masked_toml();
+    assert!(
+        !printed.contains("hunter2") && !printed.contains("natspass"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("postgres://phoenix:********@db/phoenix"),
+        "{printed}"
+    );
+    assert!(!format!("{s:?}").contains("hunter2"));
+}
+
+#[test]
+fn log_format_and_filter_come_from_the_usual_variables() {
+    let e = env(&[("LOG_FORMAT", "json"), ("RUST_LOG", "warn,phoenix=debug")]);
+    let s = Settings::load(None, &e, &FlagOverrides::default()).expect("valid");
+    assert_eq!(s.log.format, LogFormat::Json);
+    assert_eq!(s.log.filter, "warn,phoenix=debug");
+}

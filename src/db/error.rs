@@ -1,0 +1,44 @@
+use phoenix_actors::StoreError;
+
+/// What can go wrong talking to the database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("invalid database URL: {0}")]
+    InvalidUrl(String),
+    #[error("database unavailable")]
+    Unavailable(#[source] diesel::r2d2::PoolError),
+    #[error("database query failed")]
+    Query(#[from] diesel::result::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("migrations failed: {0}")]
+    Migration(String),
+    #[error("database worker failed: {0}")]
+    Worker(String),
+}
+
+impl DbError {
+    /// True when the database refused the row because of a UNIQUE constraint.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(
+            self,
+            DbError::Query(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _
+            ))
+        )
+    }
+}
+
+impl From<DbError> for StoreError {
+    fn from(err: DbError) -> Self {
+        match err {
+            DbError::Query(diesel::result::Error::NotFound) => StoreError::NotFound,
+            e if e.is_unique_violation() => StoreError::Conflict(e.to_string()),
+            e @ (DbError::Unavailable(_) | DbError::InvalidUrl(_)) => {
+                StoreError::Unavailable(Box::new(e))
+            }
+            e => StoreError::Internal(Box::new(e)),
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! The HTTP server: application state, the route table, one module per resource, and the error type
+//! every handler answers with.
+
+pub mod error;
+mod middleware;
+mod ops;
+pub mod request_id;
+mod routes;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use phoenix_actors::Store;
+use phoenix_nats::{Bus, LocalBus, NatsBus, NatsBusOptions, Subjects};
+
+use crate::config::Settings;
+use crate::db::{Database, DieselStore};
+use crate::metrics::Metrics;
+
+pub use error::ApiError;
+
+/// What every handler can reach. Cloned per worker by actix (everything inside is shared).
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub db: Database,
+    pub store: Arc<dyn Store>,
+    pub bus: Arc<dyn Bus>,
+    pub metrics: Metrics,
+}
+
+/// A built server: bound to its port, not yet running.
+pub struct Application {
+    server: Server,
+    addr: SocketAddr,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Connects to the database (applying migrations unless disabled) and the bus, binds the listen
+    /// address and prepares the server. Fails with a readable reason when a dependency is missing.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let settings = Arc::new(settings);
+        let db = open_database(&settings).await?;
+        let bus = connect_bus(&settings).await?;
+        let state = web::Data::new(AppState {
+            store: Arc::new(DieselStore::new(db.clone())),
+            db,
+            bus,
+            metrics: Metrics::new().context("Failed to register metrics")?,
+            settings: settings.clone(),
+        });
+        let listener = TcpListener::bind(settings.listen_addr()?)
+            .with_context(|| format!("Failed to listen on {}", settings.server.listen))?;
+        let addr = listener
+            .local_addr()
+            .context("Failed to read the bound address")?;
+        let server = serve(listener, state.clone(), &settings)?;
+        Ok(Application {
+            server,
+            addr,
+            state,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A handle to stop the server from elsewhere (tests, signal handlers).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGTERM/SIGINT or [`ServerHandle::stop`]: stops accepting, lets in-flight requests
+    /// finish (up to `server.shutdown_timeout_secs`), then closes the bus so buffered messages are sent.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.server.await.context("HTTP server failed")?;
+        self.state.bus.close().await;
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+async fn open_database(settings: &Settings) -> anyhow::Result<Database> {
+    let db = Database::connect_lazy(&settings.database)?;
+    if settings.database.migrate {
+        let applied = db.migrate().await.with_context(|| {
+            format!(
+                "Failed to prepare the database at {}",
+                settings.database.url
+            )
+        })?;
+        tracing::info!(
+            db.backend = db.backend().as_str(),
+            migrations.applied = applied,
+            "database ready"
+        );
+    } else {
+        tracing::info!(
+            db.backend = db.backend().as_str(),
+            "migrations skipped (--no-migrate)"
+        );
+    }
+    Ok(db)
+}
+
+async fn connect_bus(settings: &Settings) -> anyhow::Result<Arc<dyn Bus>> {
+    let subjects = Subjects::new(&settings.bus.subject_prefix)?;
+    let Some(url) = &settings.bus.nats_url else {
+        tracing::info!("using the in-process bus (no NATS URL configured)");
+        return Ok(Arc::new(LocalBus::new(subjects)));
+    };
+    let options = NatsBusOptions {
+        subjects,
+        name: format!("phoenix-server-{}", env!("CARGO_PKG_VERSION")),
+        connect_timeout: Duration::from_secs(settings.bus.connect_timeout_secs),
+        ..NatsBusOptions::default()
+    };
+    let bus = NatsBus::connect(url.expose(), options)
+        .await
+        .with_context(|| format!("Failed to connect to NATS at {url}"))?;
+    tracing::info!(nats.url = %url, "connected to NATS");
+    Ok(Arc::new(bus))
+}
+
+fn serve(
+    listener: TcpListener,
+    state: web::Data<AppState>,
+    settings: &Settings,
+) -> anyhow::Result<Server> {
+    let body_limit = settings.server.body_limit_bytes;
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(|cfg| error::configure_extractors(cfg, body_limit))
+            .configure(routes::configure)
+            .default_service(web::to(error::route_not_found))
+            .wrap(actix_web::middleware::from_fn(middleware::observe))
+    })
+    .shutdown_timeout(settings.server.shutdown_timeout_secs);
+    if settings.server.workers > 0 {
+        server = server.workers(settings.server.workers);
+    }
+    let server = server
+        .listen(listener)
+        .context("Failed to start the HTTP server")?;
+    Ok(server.run())
+}

@@ -1,0 +1,20 @@
+//! Phoenix: a control plane that cuts the cost of observability metrics by cutting their cardinality,
+//! and proves every cut with a side-by-side experiment before it ships.
+//!
+//! - [`config`]: layered settings (defaults, `phoenix.toml`, `PHOENIX_*` variables, flags).
+//! - [`db`]: Diesel over PostgreSQL or SQLite, migrations, and the `Store` implementation.
+//! - [`http`]: the actix-web server — route table, handlers, problem-document errors, middleware.
+//! - [`metrics`]: the Prometheus registry behind `GET /metrics`.
+//! - [`server`]: the `phoenix server` command; [`args`] the command line of the binary.
+//! - [`telemetry`]: logging with `tracing`.
+//!
+//! The domain (actors, state machines, the `Store` trait) lives in `phoenix-actors`; the message bus
+//! (NATS or in-process) in `phoenix-nats`.
+
+pub mod args;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod metrics;
+pub mod server;
+pub mod telemetry;

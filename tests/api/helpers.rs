@@ -1,0 +1,252 @@
+//! The test harness: fresh databases, unique bus prefixes, and `spawn_app`.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use actix_web::dev::ServerHandle;
+use diesel::{Connection, RunQueryDsl};
+use phoenix::config::{SensitiveUrl, Settings};
+use phoenix::db::Backend;
+use phoenix::http::Application;
+
+/// Which database and which bus a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Env {
+    SqliteLocal,
+    SqliteNats,
+    PostgresLocal,
+    PostgresNats,
+}
+
+impl Env {
+    pub fn backend(self) -> Backend {
+        match self {
+            Env::SqliteLocal | Env::SqliteNats => Backend::Sqlite,
+            Env::PostgresLocal | Env::PostgresNats => Backend::Postgres,
+        }
+    }
+
+    pub fn uses_nats(self) -> bool {
+        matches!(self, Env::SqliteNats | Env::PostgresNats)
+    }
+}
+
+/// Instantiates an async test `fn(Env)` once per database x bus combination, as a module of four
+/// tests named after the combination.
+#[macro_export]
+macro_rules! each_env {
+    ($test:ident) => {
+        mod $test {
+            use $crate::helpers::Env;
+            #[actix_web::test]
+            async fn sqlite_local() {
+                super::$test(Env::SqliteLocal).await
+            }
+            #[actix_web::test]
+            async fn sqlite_nats() {
+                super::$test(Env::SqliteNats).await
+            }
+            #[actix_web::test]
+            async fn postgres_local() {
+                super::$test(Env::PostgresLocal).await
+            }
+            #[actix_web::test]
+            async fn postgres_nats() {
+                super::$test(Env::PostgresNats).await
+            }
+        }
+    };
+}
+
+/// Instantiates a test `fn(Backend)` once per database backend.
+#[macro_export]
+macro_rules! each_backend {
+    ($test:ident) => {
+        mod $test {
+            use phoenix::db::Backend;
+            #[actix_web::test]
+            async fn sqlite() {
+                super::$test(Backend::Sqlite).await
+            }
+            #[actix_web::test]
+            async fn postgres() {
+                super::$test(Backend::Postgres).await
+            }
+        }
+    };
+}
+
+fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the suite with ./scripts/test, which starts NATS and PostgreSQL")
+    })
+}
+
+pub fn nats_url() -> String {
+    required_env("PHOENIX_TEST_NATS_URL")
+}
+
+/// A database of its own for one test, removed when dropped.
+pub struct TestDb {
+    pub url: String,
+    pub backend: Backend,
+    _dir: Option<tempfile::TempDir>,
+    postgres: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => TestDb::sqlite(),
+            Backend::Postgres => TestDb::postgres(),
+        }
+    }
+
+    fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("phoenix.db").display());
+        TestDb {
+            url,
+            backend: Backend::Sqlite,
+            _dir: Some(dir),
+            postgres: None,
+        }
+    }
+
+    fn postgres() -> TestDb {
+        let admin_url = required_env("PHOENIX_TEST_DATABASE_URL");
+        let name = format!("phoenix_test_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = diesel::PgConnection::establish(&admin_url)
+            .expect("connect to PHOENIX_TEST_DATABASE_URL");
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .expect("create test database");
+        let url = with_database(&admin_url, &name);
+        TestDb {
+            url,
+            backend: Backend::Postgres,
+            _dir: None,
+            postgres: Some((admin_url, name)),
+        }
+    }
+
+    /// Drops the PostgreSQL database now, even while the server under test still uses it.
+    pub fn drop_now(&mut self) {
+        if let Some((admin_url, name)) = self.postgres.take() {
+            if let Ok(mut admin) = diesel::PgConnection::establish(&admin_url) {
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut admin);
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        self.drop_now();
+    }
+}
+
+/// `postgres://u:p@h:5432/old?x` with the database replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (without_query, query) = url
+        .split_once('?')
+        .map_or((url, None), |(u, q)| (u, Some(q)));
+    let scheme_end = without_query.find("://").map_or(0, |i| i + 3);
+    let base = match without_query[scheme_end..].find('/') {
+        Some(slash) => &without_query[..scheme_end + slash],
+        None => without_query,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// Settings for a server under test: port 0, few threads, its own database and subject prefix.
+pub fn test_settings(env: Env, db: &TestDb) -> Settings {
+    let mut settings = Settings::default();
+    settings.server.listen = "127.0.0.1:0".into();
+    settings.server.workers = 2;
+    settings.server.shutdown_timeout_secs = 5;
+    settings.database.url = SensitiveUrl::new(db.url.clone());
+    settings.database.connect_timeout_secs = 2;
+    settings.bus.subject_prefix = unique_prefix();
+    if env.uses_nats() {
+        settings.bus.nats_url = Some(SensitiveUrl::new(nats_url()));
+    }
+    settings
+}
+
+pub fn unique_prefix() -> String {
+    format!("t{}", uuid::Uuid::now_v7().simple())
+}
+
+/// A running server and what a test needs to talk to it.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub handle: ServerHandle,
+    pub db: TestDb,
+    pub env: Env,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request reaches the server")
+    }
+}
+
+/// Starts the real server for `env` with a fresh database.
+pub async fn spawn_app(env: Env) -> TestApp {
+    let db = TestDb::new(env.backend());
+    let settings = test_settings(env, &db);
+    spawn_with(env, db, settings).await
+}
+
+pub async fn spawn_with(env: Env, db: TestDb, settings: Settings) -> TestApp {
+    init_test_logging();
+    let app = Application::build(settings).await.expect("server builds");
+    let addr = app.local_addr();
+    let handle = app.handle();
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp {
+        addr,
+        client: reqwest::Client::new(),
+        handle,
+        db,
+        env,
+    }
+}
+
+/// Logs only with TEST_LOG=1, so test output stays readable.
+fn init_test_logging() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        phoenix::telemetry::init(&phoenix::config::LogSettings {
+            filter: "debug".into(),
+            ..Default::default()
+        });
+    }
+}
+
+#[test]
+fn with_database_replaces_only_the_database_name() {
+    assert_eq!(
+        with_database("postgres://u:p@h:5432/postgres", "x"),
+        "postgres://u:p@h:5432/x"
+    );
+    assert_eq!(
+        with_database("postgres://h/db?sslmode=disable", "x"),
+        "postgres://h/x?sslmode=disable"
+    );
+    assert_eq!(with_database("postgres://h:1", "x"), "postgres://h:1/x");
+}

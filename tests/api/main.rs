@@ -1,0 +1,11 @@
+//! Integration tests: the real server on port 0 against real services (SQLite files, a fresh
+//! PostgreSQL database per test, a real NATS with a unique subject prefix per test). One test binary,
+//! so the workspace links only once.
+
+mod helpers;
+
+mod compose;
+mod migrations;
+mod ops;
+mod shutdown;
+mod storage;
