@@ -156,3 +156,25 @@ fn compose_gives_the_server_settings_the_binary_accepts() {
         .to_string();
     assert!(nats.contains("@nats:4222"), "{nats}");
 }
+
+#[test]
+fn every_phoenix_container_command_is_accepted_by_the_cli() {
+    use clap::Parser;
+    let doc = compose();
+    for name in ["phoenix-server", "phoenix-agent-1", "phoenix-agent-2"] {
+        let command = service(&doc, name)["command"]
+            .as_sequence()
+            .expect("command is a list");
+        let args = std::iter::once("phoenix")
+            .chain(command.iter().map(|a| a.as_str().expect("string argument")));
+        match phoenix::args::Cli::try_parse_from(args) {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+                ) => {}
+            Err(e) => panic!("{name}: the CLI rejects its command: {e}"),
+        }
+    }
+}

@@ -54,6 +54,7 @@ fn start_server(db: &TestDb) -> (Child, String, mpsc::Receiver<String>) {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("server did not print its address within 30 s");
 }
 
@@ -65,6 +66,7 @@ fn wait_for_exit(child: &mut Child, within: Duration) -> std::process::ExitStatu
         }
         if Instant::now() > deadline {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("server did not exit within {within:?}");
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -1,13 +1,17 @@
 //! [`NatsBus`]: the [`Bus`] over a NATS server, with JetStream for the agent results stream.
+//!
+//! Core messages are plain NATS publish/subscribe and request/reply. The agent results subjects
+//! are captured by a file-backed JetStream stream (limits retention, 7 days) and read through
+//! durable pull consumers with explicit, server-confirmed acks.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::client;
 use async_nats::connection::State;
-use async_nats::jetstream::{self, consumer, stream};
-use async_nats::{client, ConnectOptions, Event};
+use async_nats::jetstream::{self, consumer};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -19,55 +23,15 @@ use crate::bus::{
 use crate::error::{BoxError, BusError};
 use crate::subjects::{self, SubjectError, Subjects};
 
-/// How long the agent results stream keeps a message.
-pub const RESULTS_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+mod connect;
+
+pub use connect::{NatsBusOptions, RESULTS_MAX_AGE};
 
 /// How long a durable message may stay unacknowledged before the server delivers it again.
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
 
 /// How long [`Bus::health`] waits for the server to answer a flush.
 const HEALTH_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// How to connect to NATS.
-#[derive(Clone)]
-pub struct NatsBusOptions {
-    /// The subjects (and so the stream name) of this installation.
-    pub subjects: Subjects,
-    /// Client name shown by the server (`nats server report connections`).
-    pub name: String,
-    /// User and password, when the server requires them.
-    pub credentials: Option<(String, String)>,
-    /// Authentication token, when the server requires one.
-    pub token: Option<String>,
-    /// How long the initial connection may take.
-    pub connect_timeout: Duration,
-}
-
-impl Default for NatsBusOptions {
-    fn default() -> Self {
-        Self {
-            subjects: Subjects::default(),
-            name: "phoenix".to_owned(),
-            credentials: None,
-            token: None,
-            connect_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-impl fmt::Debug for NatsBusOptions {
-    // Secrets never print: only whether they are set.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NatsBusOptions")
-            .field("subjects", &self.subjects)
-            .field("name", &self.name)
-            .field("user", &self.credentials.as_ref().map(|(user, _)| user))
-            .field("password", &self.credentials.as_ref().map(|_| "<redacted>"))
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("connect_timeout", &self.connect_timeout)
-            .finish()
-    }
-}
 
 /// The bus over NATS. Cheap to clone; clones share one connection.
 ///
@@ -93,26 +57,11 @@ impl fmt::Debug for NatsBus {
 }
 
 impl NatsBus {
-    /// Connects to the server at `url` and makes sure the agent results stream exists with the
-    /// expected configuration. The initial connection is tried once; after that the client
-    /// reconnects on its own.
+    /// Connects to the server at `url` (or a comma-separated list of servers) and makes sure the
+    /// agent results stream exists with the expected configuration. The initial connection is
+    /// tried once; after that the client reconnects on its own.
     pub async fn connect(url: &str, options: NatsBusOptions) -> Result<Self, BusError> {
-        install_crypto_provider();
-        let safe_url = redact_url(url);
-        let client = connect_options(&options)
-            .connect(url)
-            .await
-            .map_err(|source| BusError::Connect {
-                url: safe_url.clone(),
-                source: source.into(),
-            })?;
-        let jetstream = jetstream::new(client.clone());
-        ensure_results_stream(&jetstream, &options.subjects).await?;
-        info!(
-            nats.url = %safe_url,
-            nats.stream = %options.subjects.agent_results_stream(),
-            "connected to NATS"
-        );
+        let (client, jetstream) = connect::open(url, &options).await?;
         Ok(Self {
             client,
             jetstream,
@@ -145,72 +94,6 @@ impl NatsBus {
             ..Default::default()
         }
     }
-}
-
-/// Installs rustls's ring provider once per process; async-nats panics on TLS connections when
-/// two providers are compiled in and none is installed (see STACK.md).
-fn install_crypto_provider() {
-    let provider = async_nats::rustls::crypto::ring::default_provider();
-    if provider.install_default().is_err() {
-        debug!("a rustls crypto provider was already installed");
-    }
-}
-
-fn connect_options(options: &NatsBusOptions) -> ConnectOptions {
-    let mut connect = ConnectOptions::new()
-        .name(&options.name)
-        .connection_timeout(options.connect_timeout)
-        .event_callback(|event| async move { log_event(&event) });
-    if let Some((user, password)) = &options.credentials {
-        connect = connect.user_and_password(user.clone(), password.clone());
-    }
-    if let Some(token) = &options.token {
-        connect = connect.token(token.clone());
-    }
-    connect
-}
-
-fn log_event(event: &Event) {
-    match event {
-        Event::Connected => info!("NATS connection (re)established"),
-        Event::Disconnected => warn!("NATS connection lost, reconnecting"),
-        Event::SlowConsumer(sid) => warn!(nats.sid = sid, "NATS slow consumer, messages dropped"),
-        other => debug!(nats.event = %other, "NATS connection event"),
-    }
-}
-
-/// Removes `user:password@` from a URL so it can be logged.
-fn redact_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((_, host)) => format!("{scheme}://***@{host}"),
-            None => url.to_owned(),
-        },
-        None => match url.rsplit_once('@') {
-            Some((_, host)) => format!("***@{host}"),
-            None => url.to_owned(),
-        },
-    }
-}
-
-async fn ensure_results_stream(
-    jetstream: &jetstream::Context,
-    subjects: &Subjects,
-) -> Result<(), BusError> {
-    let name = subjects.agent_results_stream();
-    let config = stream::Config {
-        name: name.clone(),
-        subjects: subjects.agent_results_subjects(),
-        storage: stream::StorageType::File,
-        retention: stream::RetentionPolicy::Limits,
-        max_age: RESULTS_MAX_AGE,
-        ..Default::default()
-    };
-    jetstream
-        .create_or_update_stream(config)
-        .await
-        .map_err(|error| jetstream_error(format!("create or update stream {name}"), error))?;
-    Ok(())
 }
 
 fn jetstream_error(operation: String, source: impl Into<BoxError>) -> BusError {
@@ -432,32 +315,5 @@ impl Bus for NatsBus {
             warn!(error = %error, "NATS drain failed");
         }
         info!("NATS connection drained and closed");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_are_logged_without_credentials() {
-        assert_eq!(redact_url("nats://u:p@host:4222"), "nats://***@host:4222");
-        assert_eq!(redact_url("nats://host:4222"), "nats://host:4222");
-        assert_eq!(redact_url("u:p@host"), "***@host");
-    }
-
-    #[test]
-    fn options_debug_never_shows_secrets() {
-        let options = NatsBusOptions {
-            credentials: Some(("alice".into(), "s3cret".into())),
-            token: Some("t0ken".into()),
-            ..Default::default()
-        };
-        let printed = format!("{options:?}");
-        assert!(printed.contains("alice"));
-        assert!(
-            !printed.contains("s3cret") && !printed.contains("t0ken"),
-            "{printed}"
-        );
     }
 }
