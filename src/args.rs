@@ -8,11 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::FlagOverrides;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "phoenix",
-    version,
-    about = "Cut metrics cardinality, and prove every cut before it ships"
-)]
+#[command(name = "phoenix", version, about = "Cut metrics cardinality, and prove every cut before it ships")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use secret::SensitiveUrl;
+pub use secret::{Secret, SensitiveUrl};
 
 /// The whole settings tree of `phoenix server`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -19,6 +19,7 @@ pub struct Settings {
     pub server: ServerSettings,
     pub database: DatabaseSettings,
     pub bus: BusSettings,
+    pub auth: AuthSettings,
     pub log: LogSettings,
 }
 
@@ -76,16 +77,57 @@ pub struct BusSettings {
     /// First token(s) of every subject, so several installations can share one NATS.
     pub subject_prefix: String,
     pub connect_timeout_secs: u64,
+    /// NATS URL handed to agents at enrolment, with the agents' own (restricted) credentials. Without
+    /// it agents are told to use HTTP long-poll.
+    pub agent_nats_url: Option<SensitiveUrl>,
 }
 
 impl Default for BusSettings {
     fn default() -> Self {
-        BusSettings {
-            nats_url: None,
-            subject_prefix: "phoenix".into(),
-            connect_timeout_secs: 5,
+        BusSettings { nats_url: None, subject_prefix: "phoenix".into(), connect_timeout_secs: 5, agent_nats_url: None }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthSettings {
+    /// HMAC key for access tokens (at least 32 bytes). Without one, a random key is generated once and
+    /// kept in the database, so restarts and other replicas accept the same tokens.
+    pub jwt_secret: Option<Secret>,
+    /// `iss` of issued tokens; tokens of another issuer are refused.
+    pub issuer: String,
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_secs: u64,
+    /// `closed`: only the first user registers (and becomes admin); admins create the rest.
+    /// `open`: anyone may register and gets the `viewer` role.
+    pub registration: RegistrationMode,
+    /// Failed logins allowed per username and per client address within the window.
+    pub login_max_failures: u32,
+    pub login_window_secs: u64,
+    /// Default lifetime of an agent enrolment token.
+    pub enrollment_token_ttl_secs: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            jwt_secret: None,
+            issuer: "phoenix".into(),
+            access_token_ttl_secs: 15 * 60,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            registration: RegistrationMode::Closed,
+            login_max_failures: 10,
+            login_window_secs: 60,
+            enrollment_token_ttl_secs: 24 * 3600,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationMode {
+    Closed,
+    Open,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -99,10 +141,7 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        LogSettings {
-            format: LogFormat::Pretty,
-            filter: "info".into(),
-        }
+        LogSettings { format: LogFormat::Pretty, filter: "info".into() }
     }
 }
 
@@ -169,10 +208,7 @@ impl Settings {
     }
 
     /// Settings from the process environment, the file named by `--config`/`PHOENIX_CONFIG`, and flags.
-    pub fn from_process(
-        config_file: Option<&Path>,
-        flags: &FlagOverrides,
-    ) -> Result<Settings, ConfigError> {
+    pub fn from_process(config_file: Option<&Path>, flags: &FlagOverrides) -> Result<Settings, ConfigError> {
         let env: BTreeMap<String, String> = std::env::vars().collect();
         Settings::load(config_file, &env, flags)
     }
@@ -189,10 +225,7 @@ impl Settings {
 
     fn validate(&self, problems: &mut Vec<String>) {
         if self.listen_addr().is_err() {
-            problems.push(format!(
-                "server.listen: '{}' is not an address like 127.0.0.1:8080",
-                self.server.listen
-            ));
+            problems.push(format!("server.listen: '{}' is not an address like 127.0.0.1:8080", self.server.listen));
         }
         if self.server.body_limit_bytes == 0 {
             problems.push("server.body_limit_bytes: must be at least 1".into());
@@ -203,15 +236,14 @@ impl Settings {
         if self.database.pool_size == 0 {
             problems.push("database.pool_size: must be at least 1".into());
         }
-        if let Some(url) = &self.bus.nats_url {
-            let scheme_ok = ["nats://", "tls://", "ws://", "wss://"]
-                .iter()
-                .any(|s| url.expose().starts_with(s));
+        for (key, url) in [("bus.nats_url", &self.bus.nats_url), ("bus.agent_nats_url", &self.bus.agent_nats_url)] {
+            let Some(url) = url else { continue };
+            let scheme_ok = ["nats://", "tls://", "ws://", "wss://"].iter().any(|s| url.expose().starts_with(s));
             if !scheme_ok {
-                problems
-                    .push("bus.nats_url: must start with nats://, tls://, ws:// or wss://".into());
+                problems.push(format!("{key}: must start with nats://, tls://, ws:// or wss://"));
             }
         }
+        self.auth.validate(problems);
         if let Err(e) = phoenix_nats::Subjects::new(&self.bus.subject_prefix) {
             problems.push(format!("bus.subject_prefix: {e}"));
         }
@@ -221,11 +253,30 @@ impl Settings {
     }
 }
 
+impl AuthSettings {
+    fn validate(&self, problems: &mut Vec<String>) {
+        if self.jwt_secret.as_ref().is_some_and(|s| s.expose().len() < 32) {
+            problems.push("auth.jwt_secret: must be at least 32 bytes long".into());
+        }
+        for (key, value) in [
+            ("auth.access_token_ttl_secs", self.access_token_ttl_secs),
+            ("auth.refresh_token_ttl_secs", self.refresh_token_ttl_secs),
+            ("auth.login_window_secs", self.login_window_secs),
+            ("auth.enrollment_token_ttl_secs", self.enrollment_token_ttl_secs),
+        ] {
+            if value == 0 {
+                problems.push(format!("{key}: must be at least 1"));
+            }
+        }
+        if self.login_max_failures == 0 {
+            problems.push("auth.login_max_failures: must be at least 1".into());
+        }
+    }
+}
+
 fn read_file_layer(path: &Path) -> Result<toml::Table, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    text.parse::<toml::Table>()
-        .map_err(|e| format!("{}: {}", path.display(), e.message()))
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    text.parse::<toml::Table>().map_err(|e| format!("{}: {}", path.display(), e.message()))
 }
 
 fn env_layer(env: &BTreeMap<String, String>, problems: &mut Vec<String>) -> toml::Table {
@@ -254,11 +305,8 @@ fn env_layer(env: &BTreeMap<String, String>, problems: &mut Vec<String>) -> toml
 
 fn flag_layer(flags: &FlagOverrides) -> toml::Table {
     let mut layer = toml::Table::new();
-    let strings = [
-        ("server.listen", &flags.listen),
-        ("database.url", &flags.database_url),
-        ("bus.nats_url", &flags.nats_url),
-    ];
+    let strings =
+        [("server.listen", &flags.listen), ("database.url", &flags.database_url), ("bus.nats_url", &flags.nats_url)];
     for (key, value) in strings {
         if let Some(value) = value {
             insert_path(&mut layer, key, toml::Value::String(value.clone()));
@@ -271,7 +319,7 @@ fn flag_layer(flags: &FlagOverrides) -> toml::Table {
 }
 
 /// Optional settings have no value in the defaults, so their presence and type cannot be looked up there.
-const OPTIONAL_KEYS: &[&str] = &["bus.nats_url"];
+const OPTIONAL_KEYS: &[&str] = &["bus.nats_url", "bus.agent_nats_url", "auth.jwt_secret"];
 
 /// Environment values are strings; give them the type the setting has (so `PHOENIX_SERVER__WORKERS=4`
 /// is a number but `PHOENIX_LISTEN=8080` stays a string).
@@ -288,8 +336,7 @@ fn env_value(path: &str, raw: &str) -> toml::Value {
 
 fn default_value_at(path: &str) -> Option<toml::Value> {
     let defaults = toml::Value::try_from(Settings::default()).ok()?;
-    path.split('.')
-        .try_fold(defaults, |value, key| value.get(key).cloned())
+    path.split('.').try_fold(defaults, |value, key| value.get(key).cloned())
 }
 
 fn insert_path(table: &mut toml::Table, path: &str, value: toml::Value) {
@@ -297,9 +344,7 @@ fn insert_path(table: &mut toml::Table, path: &str, value: toml::Value) {
     let Some(last) = keys.pop() else { return };
     let mut current = table;
     for key in keys {
-        let entry = current
-            .entry(key.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let entry = current.entry(key.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
         if !entry.is_table() {
             *entry = toml::Value::Table(toml::Table::new());
         }
@@ -315,9 +360,7 @@ fn insert_path(table: &mut toml::Table, path: &str, value: toml::Value) {
 fn merge(lower: &mut toml::Table, upper: toml::Table) {
     for (key, value) in upper {
         match (lower.get_mut(&key), value) {
-            (Some(toml::Value::Table(lower_table)), toml::Value::Table(upper_table)) => {
-                merge(lower_table, upper_table)
-            }
+            (Some(toml::Value::Table(lower_table)), toml::Value::Table(upper_table)) => merge(lower_table, upper_table),
             (_, value) => {
                 lower.insert(key, value);
             }
@@ -333,6 +376,7 @@ fn parse(merged: toml::Table, problems: &mut Vec<String>) -> Settings {
             "server" => settings.server = parse_section(&name, value, problems),
             "database" => settings.database = parse_section(&name, value, problems),
             "bus" => settings.bus = parse_section(&name, value, problems),
+            "auth" => settings.auth = parse_section(&name, value, problems),
             "log" => settings.log = parse_section(&name, value, problems),
             other => problems.push(format!("{other}: unknown section")),
         }
@@ -350,10 +394,7 @@ where
         problems.push(format!("{section}: must be a table"));
         return T::default();
     };
-    let known = toml::Value::try_from(T::default())
-        .ok()
-        .and_then(|v| v.as_table().cloned())
-        .unwrap_or_default();
+    let known = toml::Value::try_from(T::default()).ok().and_then(|v| v.as_table().cloned()).unwrap_or_default();
     let mut accepted = toml::Table::new();
     for (key, value) in table {
         let path = format!("{section}.{key}");

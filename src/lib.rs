@@ -12,6 +12,7 @@
 //! (NATS or in-process) in `phoenix-nats`.
 
 pub mod args;
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod http;

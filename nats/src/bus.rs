@@ -32,9 +32,7 @@ pub struct Subscription {
 impl Subscription {
     /// Wraps any stream of messages (used by the bus implementations and by test doubles).
     pub fn new(stream: impl Stream<Item = Message> + Send + 'static) -> Self {
-        Self {
-            inner: Box::pin(stream),
-        }
+        Self { inner: Box::pin(stream) }
     }
 }
 
@@ -71,18 +69,8 @@ pub struct DurableMessage {
 }
 
 impl DurableMessage {
-    pub(crate) fn new(
-        subject: String,
-        payload: Bytes,
-        delivered: u64,
-        acker: Box<dyn Acknowledge>,
-    ) -> Self {
-        Self {
-            subject,
-            payload,
-            delivered,
-            acker,
-        }
+    pub(crate) fn new(subject: String, payload: Bytes, delivered: u64, acker: Box<dyn Acknowledge>) -> Self {
+        Self { subject, payload, delivered, acker }
     }
 
     /// How many times this message has been delivered to this consumer, this time included
@@ -113,12 +101,8 @@ pub struct DurableSubscription {
 }
 
 impl DurableSubscription {
-    pub(crate) fn new(
-        stream: impl Stream<Item = Result<DurableMessage, BusError>> + Send + 'static,
-    ) -> Self {
-        Self {
-            inner: Box::pin(stream),
-        }
+    pub(crate) fn new(stream: impl Stream<Item = Result<DurableMessage, BusError>> + Send + 'static) -> Self {
+        Self { inner: Box::pin(stream) }
     }
 }
 
@@ -132,8 +116,7 @@ impl Stream for DurableSubscription {
 
 impl fmt::Debug for DurableSubscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DurableSubscription")
-            .finish_non_exhaustive()
+        f.debug_struct("DurableSubscription").finish_non_exhaustive()
     }
 }
 
@@ -182,12 +165,7 @@ pub trait Bus: Send + Sync + 'static {
     /// Responders answer by publishing to the request's [`Message::reply`] subject.
     /// Fails with [`BusError::NoResponders`] when nobody subscribes to `subject` and with
     /// [`BusError::Timeout`] when no reply arrives in time.
-    async fn request(
-        &self,
-        subject: &str,
-        payload: Bytes,
-        timeout: Duration,
-    ) -> Result<Bytes, BusError>;
+    async fn request(&self, subject: &str, payload: Bytes, timeout: Duration) -> Result<Bytes, BusError>;
 
     /// Stores a message in the agent results stream and returns once the store confirmed it.
     ///

@@ -62,13 +62,7 @@ struct VersionProbe {
 impl<T> Envelope<T> {
     /// Wraps `body` in a current-version envelope with a fresh id and the current time.
     pub fn new(kind: impl Into<String>, body: T) -> Self {
-        Self {
-            v: ENVELOPE_VERSION,
-            kind: kind.into(),
-            id: Uuid::now_v7().to_string(),
-            ts: Utc::now(),
-            body,
-        }
+        Self { v: ENVELOPE_VERSION, kind: kind.into(), id: Uuid::now_v7().to_string(), ts: Utc::now(), body }
     }
 }
 
@@ -85,8 +79,7 @@ impl<T: DeserializeOwned> Envelope<T> {
     /// Parses an envelope, checking size, then version, then the full shape.
     pub fn decode(bytes: &[u8]) -> Result<Self, EnvelopeError> {
         check_size(bytes.len())?;
-        let probe: VersionProbe =
-            serde_json::from_slice(bytes).map_err(EnvelopeError::Malformed)?;
+        let probe: VersionProbe = serde_json::from_slice(bytes).map_err(EnvelopeError::Malformed)?;
         if probe.v != ENVELOPE_VERSION {
             return Err(EnvelopeError::UnsupportedVersion(probe.v));
         }
@@ -96,10 +89,7 @@ impl<T: DeserializeOwned> Envelope<T> {
 
 fn check_size(size: usize) -> Result<(), EnvelopeError> {
     if size > MAX_ENVELOPE_BYTES {
-        return Err(EnvelopeError::TooLarge {
-            size,
-            max: MAX_ENVELOPE_BYTES,
-        });
+        return Err(EnvelopeError::TooLarge { size, max: MAX_ENVELOPE_BYTES });
     }
     Ok(())
 }
@@ -116,13 +106,7 @@ mod tests {
     }
 
     fn heartbeat() -> Envelope<Heartbeat> {
-        Envelope::new(
-            "heartbeat",
-            Heartbeat {
-                agent_id: "a1".into(),
-                cpu_percent: 12.5,
-            },
-        )
+        Envelope::new("heartbeat", Heartbeat { agent_id: "a1".into(), cpu_percent: 12.5 })
     }
 
     #[test]
@@ -168,10 +152,7 @@ mod tests {
             "ts": "2026-01-01T00:00:00Z", "body": {"totally": ["different"]}
         });
         let err = Envelope::<Heartbeat>::decode(raw.to_string().as_bytes()).unwrap_err();
-        assert!(
-            matches!(err, EnvelopeError::UnsupportedVersion(2)),
-            "{err:?}"
-        );
+        assert!(matches!(err, EnvelopeError::UnsupportedVersion(2)), "{err:?}");
     }
 
     #[test]
@@ -193,13 +174,9 @@ mod tests {
     fn oversized_envelopes_are_refused_both_ways() {
         let big = Envelope::new("blob", "x".repeat(MAX_ENVELOPE_BYTES));
         let err = big.encode().unwrap_err();
-        assert!(
-            matches!(err, EnvelopeError::TooLarge { size, max } if size > max && max == MAX_ENVELOPE_BYTES)
-        );
+        assert!(matches!(err, EnvelopeError::TooLarge { size, max } if size > max && max == MAX_ENVELOPE_BYTES));
         let raw = vec![b' '; MAX_ENVELOPE_BYTES + 1];
         let err = Envelope::<serde_json::Value>::decode(&raw).unwrap_err();
-        assert!(
-            matches!(err, EnvelopeError::TooLarge { size, .. } if size == MAX_ENVELOPE_BYTES + 1)
-        );
+        assert!(matches!(err, EnvelopeError::TooLarge { size, .. } if size == MAX_ENVELOPE_BYTES + 1));
     }
 }

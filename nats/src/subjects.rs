@@ -51,9 +51,7 @@ pub struct Subjects {
 
 impl Default for Subjects {
     fn default() -> Self {
-        Self {
-            prefix: DEFAULT_PREFIX.to_owned(),
-        }
+        Self { prefix: DEFAULT_PREFIX.to_owned() }
     }
 }
 
@@ -61,10 +59,7 @@ impl Subjects {
     /// Uses `prefix` (one or more plain tokens separated by `.`) in front of every subject.
     pub fn new(prefix: impl Into<String>) -> Result<Self, SubjectError> {
         let prefix = prefix.into();
-        let invalid = |reason| SubjectError::InvalidPrefix {
-            prefix: prefix.clone(),
-            reason,
-        };
+        let invalid = |reason| SubjectError::InvalidPrefix { prefix: prefix.clone(), reason };
         if prefix.is_empty() {
             return Err(invalid("must not be empty"));
         }
@@ -118,12 +113,7 @@ impl Subjects {
 
     /// `<p>.events.<kind>.<id>`: one domain event about one entity.
     pub fn event(&self, kind: &str, id: &str) -> Result<String, SubjectError> {
-        Ok(format!(
-            "{}.events.{}.{}",
-            self.prefix,
-            token(kind)?,
-            token(id)?
-        ))
+        Ok(format!("{}.events.{}.{}", self.prefix, token(kind)?, token(id)?))
     }
 
     /// `<p>.events.>`: every domain event.
@@ -135,17 +125,8 @@ impl Subjects {
     /// character that is not ASCII alphanumeric replaced by `_`, then `_AGENT`
     /// (`phoenix` -> `PHOENIX_AGENT`).
     pub fn agent_results_stream(&self) -> String {
-        let mut name: String = self
-            .prefix
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_uppercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let mut name: String =
+            self.prefix.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
         name.push_str("_AGENT");
         name
     }
@@ -157,9 +138,7 @@ impl Subjects {
 
     /// Whether `subject` is captured by the agent results stream.
     pub fn is_agent_result(&self, subject: &str) -> bool {
-        self.agent_results_subjects()
-            .iter()
-            .any(|pattern| subject_matches(pattern, subject))
+        self.agent_results_subjects().iter().any(|pattern| subject_matches(pattern, subject))
     }
 
     /// The agent id inside an agent subject (`<p>.agent.<id>.<anything>`), if it is one.
@@ -183,10 +162,7 @@ impl Subjects {
 ///
 /// Rejects the empty string, `.`, the wildcards `*` and `>`, and whitespace.
 pub fn token(s: &str) -> Result<&str, SubjectError> {
-    let invalid = |reason| SubjectError::InvalidToken {
-        token: s.to_owned(),
-        reason,
-    };
+    let invalid = |reason| SubjectError::InvalidToken { token: s.to_owned(), reason };
     if s.is_empty() {
         Err(invalid("must not be empty"))
     } else if s.contains('.') {
@@ -246,10 +222,7 @@ pub fn subject_matches(pattern: &str, subject: &str) -> bool {
 }
 
 fn invalid_subject(subject: &str, reason: &'static str) -> SubjectError {
-    SubjectError::InvalidSubject {
-        subject: subject.to_owned(),
-        reason,
-    }
+    SubjectError::InvalidSubject { subject: subject.to_owned(), reason }
 }
 
 #[cfg(test)]
@@ -261,28 +234,16 @@ mod tests {
         let s = Subjects::default();
         assert_eq!(s.prefix(), "phoenix");
         assert_eq!(s.agent_tasks("a1").unwrap(), "phoenix.agent.a1.tasks");
-        assert_eq!(
-            s.agent_heartbeat("a1").unwrap(),
-            "phoenix.agent.a1.heartbeat"
-        );
-        assert_eq!(
-            s.agent_task_status("a1").unwrap(),
-            "phoenix.agent.a1.task_status"
-        );
+        assert_eq!(s.agent_heartbeat("a1").unwrap(), "phoenix.agent.a1.heartbeat");
+        assert_eq!(s.agent_task_status("a1").unwrap(), "phoenix.agent.a1.task_status");
         assert_eq!(s.agent_metrics("a1").unwrap(), "phoenix.agent.a1.metrics");
         assert_eq!(s.all_agent_heartbeats(), "phoenix.agent.*.heartbeat");
         assert_eq!(s.all_agent_task_status(), "phoenix.agent.*.task_status");
         assert_eq!(s.all_agent_metrics(), "phoenix.agent.*.metrics");
-        assert_eq!(
-            s.event("experiment", "e1").unwrap(),
-            "phoenix.events.experiment.e1"
-        );
+        assert_eq!(s.event("experiment", "e1").unwrap(), "phoenix.events.experiment.e1");
         assert_eq!(s.all_events(), "phoenix.events.>");
         assert_eq!(s.agent_results_stream(), "PHOENIX_AGENT");
-        assert_eq!(
-            s.agent_results_subjects(),
-            vec!["phoenix.agent.*.task_status", "phoenix.agent.*.metrics"]
-        );
+        assert_eq!(s.agent_results_subjects(), vec!["phoenix.agent.*.task_status", "phoenix.agent.*.metrics"]);
     }
 
     #[test]
@@ -313,10 +274,7 @@ mod tests {
     #[test]
     fn builders_reject_ids_that_would_widen_the_subject() {
         let s = Subjects::default();
-        assert!(matches!(
-            s.agent_tasks("*"),
-            Err(SubjectError::InvalidToken { .. })
-        ));
+        assert!(matches!(s.agent_tasks("*"), Err(SubjectError::InvalidToken { .. })));
         assert!(s.agent_metrics("a.b").is_err());
         assert!(s.event("kind", ">").is_err());
         assert!(s.event("", "id").is_err());

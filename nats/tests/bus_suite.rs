@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use phoenix_nats::{
-    Bus, BusError, Bytes, DurableMessage, DurableSubscription, Envelope, LocalBus, Message,
-    NatsBus, NatsBusOptions, SubjectError, Subjects, Subscription,
+    Bus, BusError, Bytes, DurableMessage, DurableSubscription, Envelope, LocalBus, Message, NatsBus, NatsBusOptions,
+    SubjectError, Subjects, Subscription,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -43,10 +43,7 @@ fn unique_subjects() -> Subjects {
 async fn local_bus() -> Harness {
     init_logging();
     let bus = LocalBus::new(unique_subjects()).with_durable_ack_wait(ACK_WAIT);
-    Harness {
-        bus: Arc::new(bus),
-        _stream: None,
-    }
+    Harness { bus: Arc::new(bus), _stream: None }
 }
 
 async fn nats_bus() -> Harness {
@@ -56,22 +53,12 @@ async fn nats_bus() -> Harness {
     };
     let subjects = unique_subjects();
     // Armed before connecting, which creates the stream.
-    let cleanup = StreamCleanup {
-        url: url.clone(),
-        stream: subjects.agent_results_stream(),
-    };
-    let options = NatsBusOptions {
-        subjects,
-        name: "phoenix-nats-tests".into(),
-        ..Default::default()
-    };
+    let cleanup = StreamCleanup { url: url.clone(), stream: subjects.agent_results_stream() };
+    let options = NatsBusOptions { subjects, name: "phoenix-nats-tests".into(), ..Default::default() };
     let bus = NatsBus::connect(&url, options)
         .await
         .unwrap_or_else(|error| panic!("cannot connect to NATS at {url}: {error:?}"));
-    Harness {
-        bus: Arc::new(bus.with_durable_ack_wait(ACK_WAIT)),
-        _stream: Some(cleanup),
-    }
+    Harness { bus: Arc::new(bus.with_durable_ack_wait(ACK_WAIT)), _stream: Some(cleanup) }
 }
 
 /// Deletes a test's JetStream stream when dropped, even when the test panicked.
@@ -85,10 +72,7 @@ impl Drop for StreamCleanup {
         let (url, stream) = (self.url.clone(), self.stream.clone());
         // Its own thread and runtime: the test's runtime may be shutting down or unwinding.
         let deleted = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             runtime.block_on(async {
                 let client = async_nats::connect(url).await.ok()?;
                 let jetstream = async_nats::jetstream::new(client);
@@ -97,10 +81,7 @@ impl Drop for StreamCleanup {
         })
         .join();
         if !matches!(deleted, Ok(Some(_))) {
-            eprintln!(
-                "best-effort cleanup: could not delete stream {}",
-                self.stream
-            );
+            eprintln!("best-effort cleanup: could not delete stream {}", self.stream);
         }
     }
 }
@@ -134,9 +115,7 @@ async fn collect_until_quiet(subscription: &mut Subscription, quiet: Duration) -
 }
 
 fn numbered(n: u64) -> Bytes {
-    Envelope::new("task_status", json!({ "n": n }))
-        .encode()
-        .expect("a small envelope encodes")
+    Envelope::new("task_status", json!({ "n": n })).encode().expect("a small envelope encodes")
 }
 
 fn number_of(payload: &[u8]) -> u64 {
@@ -156,21 +135,10 @@ mod cases {
         let mut tail = bus.subscribe(&s.all_events()).await.unwrap();
 
         let event = Envelope::new("experiment_started", json!({ "id": "e1" }));
-        bus.publish(&s.agent_heartbeat("a2").unwrap(), payload("a2"))
-            .await
-            .unwrap();
-        bus.publish(&s.agent_tasks("a1").unwrap(), payload("task"))
-            .await
-            .unwrap();
-        bus.publish(&format!("{}.events", s.prefix()), payload("too short"))
-            .await
-            .unwrap();
-        bus.publish(
-            &s.event("experiment", "e1").unwrap(),
-            event.encode().unwrap(),
-        )
-        .await
-        .unwrap();
+        bus.publish(&s.agent_heartbeat("a2").unwrap(), payload("a2")).await.unwrap();
+        bus.publish(&s.agent_tasks("a1").unwrap(), payload("task")).await.unwrap();
+        bus.publish(&format!("{}.events", s.prefix()), payload("too short")).await.unwrap();
+        bus.publish(&s.event("experiment", "e1").unwrap(), event.encode().unwrap()).await.unwrap();
         bus.publish(&mine, payload("a1")).await.unwrap();
 
         // Each subscription's first message shows that the earlier, non-matching ones were skipped.
@@ -201,15 +169,8 @@ mod cases {
         let to_first = collect_until_quiet(&mut first, quiet).await;
         let to_second = collect_until_quiet(&mut second, quiet).await;
 
-        assert!(
-            !to_first.is_empty() && !to_second.is_empty(),
-            "both members get work"
-        );
-        let mut seen: Vec<u64> = to_first
-            .iter()
-            .chain(&to_second)
-            .map(|message| number_of(&message.payload))
-            .collect();
+        assert!(!to_first.is_empty() && !to_second.is_empty(), "both members get work");
+        let mut seen: Vec<u64> = to_first.iter().chain(&to_second).map(|message| number_of(&message.payload)).collect();
         seen.sort_unstable();
         assert_eq!(seen, (0..count).collect::<Vec<_>>());
     }
@@ -226,30 +187,16 @@ mod cases {
             }
         });
 
-        let reply = h
-            .bus
-            .request(&subject, payload("ping"), ARRIVAL)
-            .await
-            .unwrap();
+        let reply = h.bus.request(&subject, payload("ping"), ARRIVAL).await.unwrap();
         assert_eq!(reply, payload("PING"));
     }
 
     pub async fn request_without_responders_fails_fast(h: &Harness) {
         let subject = format!("{}.rpc.nobody", h.bus.subjects().prefix());
         let started = Instant::now();
-        let error = h
-            .bus
-            .request(&subject, payload("hello?"), ARRIVAL)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(&error, BusError::NoResponders { subject: s } if *s == subject),
-            "{error:?}"
-        );
-        assert!(
-            started.elapsed() < ARRIVAL,
-            "no-responders must not wait for the timeout"
-        );
+        let error = h.bus.request(&subject, payload("hello?"), ARRIVAL).await.unwrap_err();
+        assert!(matches!(&error, BusError::NoResponders { subject: s } if *s == subject), "{error:?}");
+        assert!(started.elapsed() < ARRIVAL, "no-responders must not wait for the timeout");
     }
 
     pub async fn request_to_a_silent_responder_times_out(h: &Harness) {
@@ -257,11 +204,7 @@ mod cases {
         let _silent = h.bus.subscribe(&subject).await.unwrap();
         let timeout = Duration::from_millis(300);
         let started = Instant::now();
-        let error = h
-            .bus
-            .request(&subject, payload("hello?"), timeout)
-            .await
-            .unwrap_err();
+        let error = h.bus.request(&subject, payload("hello?"), timeout).await.unwrap_err();
         assert!(matches!(error, BusError::Timeout { .. }), "{error:?}");
         assert!(started.elapsed() >= timeout);
     }
@@ -283,16 +226,10 @@ mod cases {
         drop(consumer);
 
         let mut restarted = bus.consume_durable("c1").await.unwrap();
-        let redelivered =
-            tokio::time::timeout(ACK_WAIT + Duration::from_millis(500), restarted.next()).await;
-        assert!(
-            redelivered.is_err(),
-            "acked message redelivered: {redelivered:?}"
-        );
+        let redelivered = tokio::time::timeout(ACK_WAIT + Duration::from_millis(500), restarted.next()).await;
+        assert!(redelivered.is_err(), "acked message redelivered: {redelivered:?}");
         // Still live, and metrics are captured by the same stream.
-        bus.publish_durable(&s.agent_metrics("a1").unwrap(), numbered(4))
-            .await
-            .unwrap();
+        bus.publish_durable(&s.agent_metrics("a1").unwrap(), numbered(4)).await.unwrap();
         let fourth = next_durable(&mut restarted).await;
         assert_eq!((number_of(&fourth.payload), fourth.delivered()), (4, 1));
         fourth.ack().await.unwrap();
@@ -318,17 +255,8 @@ mod cases {
     pub async fn invalid_and_non_durable_subjects_are_rejected(h: &Harness) {
         let (bus, s) = (&h.bus, h.bus.subjects());
         let heartbeat = s.agent_heartbeat("a1").unwrap();
-        let error = bus
-            .publish_durable(&heartbeat, payload("x"))
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(
-                error,
-                BusError::InvalidSubject(SubjectError::NotDurable { .. })
-            ),
-            "{error:?}"
-        );
+        let error = bus.publish_durable(&heartbeat, payload("x")).await.unwrap_err();
+        assert!(matches!(error, BusError::InvalidSubject(SubjectError::NotDurable { .. })), "{error:?}");
         let wildcard = s.all_agent_heartbeats();
         let error = bus.publish(&wildcard, payload("x")).await.unwrap_err();
         assert!(matches!(error, BusError::InvalidSubject(_)), "{error:?}");

@@ -27,13 +27,8 @@ impl SensitiveUrl {
         let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
             return url.clone();
         };
-        let authority_end = url[scheme_end..]
-            .find('/')
-            .map_or(url.len(), |i| scheme_end + i);
-        let Some(at) = url[scheme_end..authority_end]
-            .rfind('@')
-            .map(|i| scheme_end + i)
-        else {
+        let authority_end = url[scheme_end..].find('/').map_or(url.len(), |i| scheme_end + i);
+        let Some(at) = url[scheme_end..authority_end].rfind('@').map(|i| scheme_end + i) else {
             return url.clone();
         };
         match url[scheme_end..at].find(':').map(|i| scheme_end + i) {
@@ -68,6 +63,39 @@ impl<'de> Deserialize<'de> for SensitiveUrl {
     }
 }
 
+/// A secret value (a key, a password). Printed and serialised only as a mask.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The real value: hand it to the code that needs it, never to a log.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(MASK)
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(MASK)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Secret)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,10 +104,7 @@ mod tests {
     fn masks_the_password_of_a_url_with_user_info() {
         let url = SensitiveUrl::new("postgres://phoenix:s3cret@db:5432/phoenix");
         assert_eq!(url.masked(), "postgres://phoenix:********@db:5432/phoenix");
-        assert_eq!(
-            format!("{url}"),
-            "postgres://phoenix:********@db:5432/phoenix"
-        );
+        assert_eq!(format!("{url}"), "postgres://phoenix:********@db:5432/phoenix");
         assert!(!format!("{url:?}").contains("s3cret"));
         assert_eq!(url.expose(), "postgres://phoenix:s3cret@db:5432/phoenix");
     }
@@ -91,12 +116,16 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_never_shows_its_value() {
+        let secret = Secret::new("0123456789abcdef0123456789abcdef");
+        assert_eq!(format!("{secret:?}"), MASK);
+        assert_eq!(serde_json::to_string(&secret).expect("serialise"), format!("\"{MASK}\""));
+        assert_eq!(secret.expose(), "0123456789abcdef0123456789abcdef");
+    }
+
+    #[test]
     fn leaves_urls_without_credentials_alone() {
-        for plain in [
-            "sqlite://phoenix.db",
-            "nats://127.0.0.1:4222",
-            "postgres://db/x?user=a@b",
-        ] {
+        for plain in ["sqlite://phoenix.db", "nats://127.0.0.1:4222", "postgres://db/x?user=a@b"] {
             assert_eq!(SensitiveUrl::new(plain).masked(), plain);
         }
     }

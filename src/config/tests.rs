@@ -4,10 +4,7 @@ use std::io::Write;
 use super::*;
 
 fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 fn file(contents: &str) -> tempfile::NamedTempFile {
@@ -29,20 +26,13 @@ fn defaults_are_the_embedded_setup() {
 #[test]
 fn file_then_env_then_flags_override_each_other_in_that_order() {
     let f = file("[server]\nlisten = \"127.0.0.1:1000\"\nworkers = 3\n[database]\npool_size = 4\n");
-    let e = env(&[
-        ("PHOENIX_LISTEN", "127.0.0.1:2000"),
-        ("PHOENIX_DATABASE__POOL_SIZE", "7"),
-    ]);
+    let e = env(&[("PHOENIX_LISTEN", "127.0.0.1:2000"), ("PHOENIX_DATABASE__POOL_SIZE", "7")]);
     let s = Settings::load(Some(f.path()), &e, &FlagOverrides::default()).expect("valid");
     assert_eq!(s.server.listen, "127.0.0.1:2000", "env beats file");
     assert_eq!(s.server.workers, 3, "file beats defaults");
     assert_eq!(s.database.pool_size, 7, "typed env value beats file");
 
-    let flags = FlagOverrides {
-        listen: Some("127.0.0.1:3000".into()),
-        no_migrate: true,
-        ..Default::default()
-    };
+    let flags = FlagOverrides { listen: Some("127.0.0.1:3000".into()), no_migrate: true, ..Default::default() };
     let s = Settings::load(Some(f.path()), &e, &flags).expect("valid");
     assert_eq!(s.server.listen, "127.0.0.1:3000", "flag beats env");
     assert!(!s.database.migrate);
@@ -53,10 +43,7 @@ fn every_problem_is_reported_at_once() {
     let f = file(
         "[server]\nlisen = \"x\"\nbody_limit_bytes = \"big\"\n[database]\nurl = \"mysql://x\"\n[nonsense]\na = 1\n",
     );
-    let e = env(&[
-        ("PHOENIX_BUS__NATS_ULR", "nats://x"),
-        ("PHOENIX_NATS_URL", "http://wrong"),
-    ]);
+    let e = env(&[("PHOENIX_BUS__NATS_ULR", "nats://x"), ("PHOENIX_NATS_URL", "http://wrong")]);
     let err = Settings::load(Some(f.path()), &e, &FlagOverrides::default()).expect_err("invalid");
     let all = err.problems.join("\n");
     for expected in [
@@ -74,39 +61,35 @@ fn every_problem_is_reported_at_once() {
 
 #[test]
 fn a_missing_config_file_is_a_problem_not_a_silent_default() {
-    let err = Settings::load(
-        Some(Path::new("/nonexistent/phoenix.toml")),
-        &env(&[]),
-        &FlagOverrides::default(),
-    )
-    .expect_err("missing file");
-    assert!(
-        err.problems[0].contains("cannot read"),
-        "{:?}",
-        err.problems
-    );
+    let err = Settings::load(Some(Path::new("/nonexistent/phoenix.toml")), &env(&[]), &FlagOverrides::default())
+        .expect_err("missing file");
+    assert!(err.problems[0].contains("cannot read"), "{:?}", err.problems);
 }
 
 #[test]
 fn print_config_masks_passwords() {
     let e = env(&[
-        (
-            "PHOENIX_DATABASE_URL",
-            "postgres://phoenix:hunter2@db/phoenix",
-        ),
+        ("PHOENIX_DATABASE_URL", "postgres://phoenix:hunter2@db/phoenix"),
         ("PHOENIX_NATS_URL", "nats://phoenix:natspass@nats:4222"),
     ]);
     let s = Settings::load(None, &e, &FlagOverrides::default()).expect("valid");
     let printed = s.to_masked_toml();
-    assert!(
-        !printed.contains("hunter2") && !printed.contains("natspass"),
-        "{printed}"
-    );
-    assert!(
-        printed.contains("postgres://phoenix:********@db/phoenix"),
-        "{printed}"
-    );
+    assert!(!printed.contains("hunter2") && !printed.contains("natspass"), "{printed}");
+    assert!(printed.contains("postgres://phoenix:********@db/phoenix"), "{printed}");
     assert!(!format!("{s:?}").contains("hunter2"));
+}
+
+#[test]
+fn the_jwt_secret_is_checked_and_never_printed() {
+    let short = env(&[("PHOENIX_AUTH__JWT_SECRET", "short")]);
+    let err = Settings::load(None, &short, &FlagOverrides::default()).expect_err("too short");
+    assert!(err.problems[0].contains("auth.jwt_secret"), "{:?}", err.problems);
+
+    let long = env(&[("PHOENIX_AUTH__JWT_SECRET", "a-very-long-secret-value-of-40-bytes-xxxxx")]);
+    let s = Settings::load(None, &long, &FlagOverrides::default()).expect("valid");
+    assert_eq!(s.auth.jwt_secret.as_ref().map(Secret::expose), Some("a-very-long-secret-value-of-40-bytes-xxxxx"));
+    assert!(!s.to_masked_toml().contains("a-very-long-secret"));
+    assert!(!format!("{s:?}").contains("a-very-long-secret"));
 }
 
 #[test]

@@ -9,6 +9,8 @@ pub enum DbError {
     Unavailable(#[source] diesel::r2d2::PoolError),
     #[error("database query failed")]
     Query(#[from] diesel::result::Error),
+    #[error("{0}")]
+    Conflict(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("migrations failed: {0}")]
@@ -20,24 +22,22 @@ pub enum DbError {
 impl DbError {
     /// True when the database refused the row because of a UNIQUE constraint.
     pub fn is_unique_violation(&self) -> bool {
-        matches!(
-            self,
-            DbError::Query(diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::UniqueViolation,
-                _
-            ))
-        )
+        matches!(self, DbError::Query(e) if is_unique_violation(e))
     }
+}
+
+/// True when the database refused the row because of a UNIQUE constraint.
+pub fn is_unique_violation(err: &diesel::result::Error) -> bool {
+    matches!(err, diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))
 }
 
 impl From<DbError> for StoreError {
     fn from(err: DbError) -> Self {
         match err {
             DbError::Query(diesel::result::Error::NotFound) => StoreError::NotFound,
+            DbError::Conflict(detail) => StoreError::Conflict(detail),
             e if e.is_unique_violation() => StoreError::Conflict(e.to_string()),
-            e @ (DbError::Unavailable(_) | DbError::InvalidUrl(_)) => {
-                StoreError::Unavailable(Box::new(e))
-            }
+            e @ (DbError::Unavailable(_) | DbError::InvalidUrl(_)) => StoreError::Unavailable(Box::new(e)),
             e => StoreError::Internal(Box::new(e)),
         }
     }

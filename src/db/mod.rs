@@ -14,7 +14,7 @@ use std::time::Duration;
 use diesel::r2d2::Pool;
 
 pub use connection::{establish, Backend, DbConnection, DbConnectionManager};
-pub use error::DbError;
+pub use error::{is_unique_violation, DbError};
 pub use store::DieselStore;
 
 use crate::config::DatabaseSettings;
@@ -53,11 +53,7 @@ impl Database {
 
     pub fn pool_usage(&self) -> PoolUsage {
         let state = self.pool.state();
-        PoolUsage {
-            max_size: self.pool.max_size(),
-            connections: state.connections,
-            idle: state.idle_connections,
-        }
+        PoolUsage { max_size: self.pool.max_size(), connections: state.connections, idle: state.idle_connections }
     }
 
     /// Runs `work` with a pooled connection on the blocking thread pool.

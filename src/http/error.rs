@@ -17,6 +17,10 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
+    #[error("{detail}")]
+    Unauthorized { code: &'static str, detail: String },
+    #[error("{detail}")]
+    Forbidden { code: &'static str, detail: String },
     #[error("{0}")]
     NotFound(String),
     #[error("{detail}")]
@@ -28,15 +32,11 @@ pub enum ApiError {
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{detail}")]
-    Unprocessable {
-        detail: String,
-        errors: Vec<FieldProblem>,
-    },
+    Unprocessable { detail: String, errors: Vec<FieldProblem> },
     #[error("{detail}")]
-    Unavailable {
-        detail: String,
-        extra: Map<String, Value>,
-    },
+    TooManyRequests { detail: String, retry_after_secs: u64 },
+    #[error("{detail}")]
+    Unavailable { detail: String, extra: Map<String, Value> },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -68,12 +68,14 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthorized { code, .. } | ApiError::Forbidden { code, .. } => code,
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unprocessable { .. } => "validation_failed",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -84,10 +86,7 @@ impl ApiError {
         let mut extra = Map::new();
         match self {
             ApiError::Unprocessable { errors, .. } => {
-                extra.insert(
-                    "errors".into(),
-                    serde_json::to_value(errors).unwrap_or(Value::Null),
-                );
+                extra.insert("errors".into(), serde_json::to_value(errors).unwrap_or(Value::Null));
             }
             ApiError::Unavailable { extra: more, .. } => extra.extend(more.clone()),
             _ => {}
@@ -110,12 +109,15 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -126,30 +128,34 @@ impl ResponseError for ApiError {
             // Logged once here, with its cause chain; the client only sees the request id.
             tracing::error!(error = format!("{source:#}"), "request failed");
         }
-        HttpResponse::build(self.status_code())
-            .insert_header((header::CONTENT_TYPE, PROBLEM_JSON))
-            .json(self.problem())
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((header::CONTENT_TYPE, PROBLEM_JSON));
+        match self {
+            ApiError::Unauthorized { .. } => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            ApiError::TooManyRequests { retry_after_secs, .. } => {
+                response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
+            _ => {}
+        }
+        response.json(self.problem())
     }
 }
 
 /// Makes the extractors (JSON, raw body, path, query) answer their failures with problem documents.
 pub fn configure_extractors(cfg: &mut actix_web::web::ServiceConfig, body_limit: usize) {
     use actix_web::web;
-    cfg.app_data(
-        web::JsonConfig::default()
-            .limit(body_limit)
-            .error_handler(json_error),
-    )
-    .app_data(web::PayloadConfig::default().limit(body_limit))
-    .app_data(web::PathConfig::default().error_handler(path_error))
-    .app_data(web::QueryConfig::default().error_handler(query_error));
+    cfg.app_data(web::JsonConfig::default().limit(body_limit).error_handler(json_error))
+        .app_data(web::PayloadConfig::default().limit(body_limit))
+        .app_data(web::PathConfig::default().error_handler(path_error))
+        .app_data(web::QueryConfig::default().error_handler(query_error));
 }
 
 /// Maps the JSON extractor's failures: too big -> 413, not JSON -> 400, JSON of the wrong shape -> 422.
 pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
     let api = match &err {
-        JsonPayloadError::Overflow { limit }
-        | JsonPayloadError::OverflowKnownLength { limit, .. } => {
+        JsonPayloadError::Overflow { limit } | JsonPayloadError::OverflowKnownLength { limit, .. } => {
             ApiError::PayloadTooLarge { limit: *limit }
         }
         JsonPayloadError::ContentType => {
@@ -157,10 +163,7 @@ pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error
         }
         JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::Unprocessable {
             detail: format!("the request body is not valid: {e}"),
-            errors: vec![FieldProblem {
-                path: "body".into(),
-                message: e.to_string(),
-            }],
+            errors: vec![FieldProblem { path: "body".into(), message: e.to_string() }],
         },
         JsonPayloadError::Deserialize(e) => ApiError::BadRequest(format!("malformed JSON: {e}")),
         other => ApiError::BadRequest(format!("cannot read the request body: {other}")),
@@ -173,27 +176,61 @@ pub fn path_error(err: actix_web::error::PathError, _req: &HttpRequest) -> actix
     ApiError::BadRequest(format!("invalid path: {err}")).into()
 }
 
-pub fn query_error(
-    err: actix_web::error::QueryPayloadError,
-    _req: &HttpRequest,
-) -> actix_web::Error {
+pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
     ApiError::BadRequest(format!("invalid query string: {err}")).into()
 }
 
 /// Answer for any path the route table does not know.
 pub async fn route_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound(format!(
-        "no route for {} {}",
-        req.method(),
-        req.path()
-    )))
+    Err(ApiError::NotFound(format!("no route for {} {}", req.method(), req.path())))
 }
 
 /// Answer for a known path asked with a method it does not support.
 pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed {
-        detail: format!("{} is not allowed on {}", req.method(), req.path()),
-    })
+    Err(ApiError::MethodNotAllowed { detail: format!("{} is not allowed on {}", req.method(), req.path()) })
+}
+
+impl ApiError {
+    /// A 422 listing every invalid field.
+    pub fn invalid(problems: Vec<(String, String)>) -> ApiError {
+        let detail = problems.iter().map(|(path, message)| format!("{path}: {message}")).collect::<Vec<_>>().join("; ");
+        ApiError::Unprocessable {
+            detail,
+            errors: problems.into_iter().map(|(path, message)| FieldProblem { path, message }).collect(),
+        }
+    }
+
+    /// Names the missing thing in a 404 (`user 0190… not found`).
+    pub fn for_entity(self, entity: &str, id: &str) -> ApiError {
+        match self {
+            ApiError::NotFound(_) => ApiError::NotFound(format!("{entity} {id} not found")),
+            other => other,
+        }
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> ApiError {
+        ApiError::Unauthorized { code: "unauthenticated", detail: detail.into() }
+    }
+}
+
+impl From<crate::auth::AuthError> for ApiError {
+    fn from(err: crate::auth::AuthError) -> Self {
+        use crate::auth::AuthError;
+        let detail = err.to_string();
+        match err {
+            AuthError::InvalidCredentials => ApiError::Unauthorized { code: "invalid_credentials", detail },
+            AuthError::RateLimited { retry_after } => {
+                ApiError::TooManyRequests { detail, retry_after_secs: retry_after.as_secs().max(1) }
+            }
+            AuthError::RegistrationClosed => ApiError::Forbidden { code: "registration_closed", detail },
+            AuthError::Unauthenticated(_) => ApiError::unauthorized(detail),
+            AuthError::InvalidRefreshToken => ApiError::Unauthorized { code: "invalid_refresh_token", detail },
+            AuthError::InvalidEnrollmentToken => ApiError::Unauthorized { code: "invalid_enrollment_token", detail },
+            AuthError::Invalid(problems) => ApiError::invalid(problems),
+            AuthError::Store(e) => e.into(),
+            AuthError::Internal(e) => ApiError::Internal(anyhow::anyhow!(e)),
+        }
+    }
 }
 
 impl From<phoenix_actors::StoreError> for ApiError {
@@ -228,14 +265,9 @@ mod tests {
         HttpResponse::NoContent().finish()
     }
 
-    async fn post(
-        body: &'static str,
-        content_type: &'static str,
-    ) -> (StatusCode, serde_json::Value) {
+    async fn post(body: &'static str, content_type: &'static str) -> (StatusCode, serde_json::Value) {
         let app = test::init_service(
-            App::new()
-                .configure(|cfg| configure_extractors(cfg, 64))
-                .route("/echo", web::post().to(echo)),
+            App::new().configure(|cfg| configure_extractors(cfg, 64)).route("/echo", web::post().to(echo)),
         )
         .await;
         let req = test::TestRequest::post()
@@ -245,12 +277,7 @@ mod tests {
             .to_request();
         let res = test::call_service(&app, req).await;
         let status = res.status();
-        assert_eq!(
-            res.headers()
-                .get(header::CONTENT_TYPE)
-                .map(|v| v.as_bytes()),
-            Some(PROBLEM_JSON.as_bytes())
-        );
+        assert_eq!(res.headers().get(header::CONTENT_TYPE).map(|v| v.as_bytes()), Some(PROBLEM_JSON.as_bytes()));
         (status, test::read_body_json(res).await)
     }
 
@@ -260,13 +287,7 @@ mod tests {
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body["code"], "bad_request");
         assert_eq!(body["status"], 400);
-        assert!(
-            body["detail"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("malformed JSON"),
-            "{body}"
-        );
+        assert!(body["detail"].as_str().unwrap_or_default().contains("malformed JSON"), "{body}");
     }
 
     #[actix_web::test]

@@ -22,9 +22,7 @@ pub async fn observe<B: MessageBody + 'static>(
     let started = Instant::now();
     let id = request_id::from_header(req.headers().get(&request_id::HEADER));
     let method = req.method().to_string();
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_string());
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_string());
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let span = tracing::info_span!(
         "http.request",
@@ -38,10 +36,7 @@ pub async fn observe<B: MessageBody + 'static>(
     let response = request_id::scope(id.clone(), async move {
         match announced_too_large(&req, limit) {
             Some(limit) => Ok(req.error_response(ApiError::PayloadTooLarge { limit })),
-            None => next
-                .call(req)
-                .await
-                .map(ServiceResponse::map_into_boxed_body),
+            None => next.call(req).await.map(ServiceResponse::map_into_boxed_body),
         }
     })
     .instrument(span.clone())
@@ -56,9 +51,7 @@ pub async fn observe<B: MessageBody + 'static>(
     span.record("duration_ms", elapsed.as_secs_f64() * 1000.0);
     span.in_scope(|| tracing::info!("request completed"));
     if let Some(state) = state {
-        state
-            .metrics
-            .observe_request(&method, &route, status.as_u16(), elapsed.as_secs_f64());
+        state.metrics.observe_request(&method, &route, status.as_u16(), elapsed.as_secs_f64());
     }
     response.map(|mut res| {
         if let Ok(value) = HeaderValue::from_str(&id) {
@@ -70,12 +63,6 @@ pub async fn observe<B: MessageBody + 'static>(
 
 fn announced_too_large(req: &ServiceRequest, limit: Option<usize>) -> Option<usize> {
     let limit = limit?;
-    let length: usize = req
-        .headers()
-        .get(CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()?;
+    let length: usize = req.headers().get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()?;
     (length > limit).then_some(limit)
 }

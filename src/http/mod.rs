@@ -1,11 +1,16 @@
 //! The HTTP server: application state, the route table, one module per resource, and the error type
 //! every handler answers with.
 
+pub mod access;
+mod auth;
+mod enrollment;
 pub mod error;
 mod middleware;
 mod ops;
+mod paging;
 pub mod request_id;
-mod routes;
+pub mod routes;
+mod users;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -17,6 +22,7 @@ use anyhow::Context;
 use phoenix_actors::Store;
 use phoenix_nats::{Bus, LocalBus, NatsBus, NatsBusOptions, Subjects};
 
+use crate::auth::AuthService;
 use crate::config::Settings;
 use crate::db::{Database, DieselStore};
 use crate::metrics::Metrics;
@@ -29,6 +35,7 @@ pub struct AppState {
     pub db: Database,
     pub store: Arc<dyn Store>,
     pub bus: Arc<dyn Bus>,
+    pub auth: Arc<AuthService>,
     pub metrics: Metrics,
 }
 
@@ -46,24 +53,21 @@ impl Application {
         let settings = Arc::new(settings);
         let db = open_database(&settings).await?;
         let bus = connect_bus(&settings).await?;
+        let store: Arc<dyn Store> = Arc::new(DieselStore::new(db.clone()));
+        let auth = AuthService::new(store.clone(), &settings.auth).await.context("Failed to set up authentication")?;
         let state = web::Data::new(AppState {
-            store: Arc::new(DieselStore::new(db.clone())),
+            store,
             db,
             bus,
+            auth: Arc::new(auth),
             metrics: Metrics::new().context("Failed to register metrics")?,
             settings: settings.clone(),
         });
         let listener = TcpListener::bind(settings.listen_addr()?)
             .with_context(|| format!("Failed to listen on {}", settings.server.listen))?;
-        let addr = listener
-            .local_addr()
-            .context("Failed to read the bound address")?;
+        let addr = listener.local_addr().context("Failed to read the bound address")?;
         let server = serve(listener, state.clone(), &settings)?;
-        Ok(Application {
-            server,
-            addr,
-            state,
-        })
+        Ok(Application { server, addr, state })
     }
 
     /// The address actually bound (useful with port 0).
@@ -89,22 +93,13 @@ impl Application {
 async fn open_database(settings: &Settings) -> anyhow::Result<Database> {
     let db = Database::connect_lazy(&settings.database)?;
     if settings.database.migrate {
-        let applied = db.migrate().await.with_context(|| {
-            format!(
-                "Failed to prepare the database at {}",
-                settings.database.url
-            )
-        })?;
-        tracing::info!(
-            db.backend = db.backend().as_str(),
-            migrations.applied = applied,
-            "database ready"
-        );
+        let applied = db
+            .migrate()
+            .await
+            .with_context(|| format!("Failed to prepare the database at {}", settings.database.url))?;
+        tracing::info!(db.backend = db.backend().as_str(), migrations.applied = applied, "database ready");
     } else {
-        tracing::info!(
-            db.backend = db.backend().as_str(),
-            "migrations skipped (--no-migrate)"
-        );
+        tracing::info!(db.backend = db.backend().as_str(), "migrations skipped (--no-migrate)");
     }
     Ok(db)
 }
@@ -121,18 +116,13 @@ async fn connect_bus(settings: &Settings) -> anyhow::Result<Arc<dyn Bus>> {
         connect_timeout: Duration::from_secs(settings.bus.connect_timeout_secs),
         ..NatsBusOptions::default()
     };
-    let bus = NatsBus::connect(url.expose(), options)
-        .await
-        .with_context(|| format!("Failed to connect to NATS at {url}"))?;
+    let bus =
+        NatsBus::connect(url.expose(), options).await.with_context(|| format!("Failed to connect to NATS at {url}"))?;
     tracing::info!(nats.url = %url, "connected to NATS");
     Ok(Arc::new(bus))
 }
 
-fn serve(
-    listener: TcpListener,
-    state: web::Data<AppState>,
-    settings: &Settings,
-) -> anyhow::Result<Server> {
+fn serve(listener: TcpListener, state: web::Data<AppState>, settings: &Settings) -> anyhow::Result<Server> {
     let body_limit = settings.server.body_limit_bytes;
     let mut server = HttpServer::new(move || {
         App::new()
@@ -146,8 +136,6 @@ fn serve(
     if settings.server.workers > 0 {
         server = server.workers(settings.server.workers);
     }
-    let server = server
-        .listen(listener)
-        .context("Failed to start the HTTP server")?;
+    let server = server.listen(listener).context("Failed to start the HTTP server")?;
     Ok(server.run())
 }

@@ -21,49 +21,29 @@ struct Check {
 /// `GET /readyz`: 200 when the database and the bus answer; 503 naming the failing part otherwise.
 pub async fn get_readiness(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let database = match state.store.ping().await {
-        Ok(()) => Check {
-            ok: true,
-            detail: format!("{} reachable", state.store.backend_name()),
-        },
-        Err(e) => Check {
-            ok: false,
-            detail: format!(
-                "{} unreachable: {}",
-                state.store.backend_name(),
-                error_chain(&e)
-            ),
-        },
+        Ok(()) => Check { ok: true, detail: format!("{} reachable", state.store.backend_name()) },
+        Err(e) => {
+            Check { ok: false, detail: format!("{} unreachable: {}", state.store.backend_name(), error_chain(&e)) }
+        }
     };
     let health = state.bus.health().await;
-    let bus = Check {
-        ok: health.connected,
-        detail: format!("{}: {}", state.bus.kind(), health.detail),
-    };
-    let failing: Vec<&str> = [("database", &database), ("bus", &bus)]
-        .iter()
-        .filter(|(_, check)| !check.ok)
-        .map(|(name, _)| *name)
-        .collect();
+    let bus = Check { ok: health.connected, detail: format!("{}: {}", state.bus.kind(), health.detail) };
+    let failing: Vec<&str> =
+        [("database", &database), ("bus", &bus)].iter().filter(|(_, check)| !check.ok).map(|(name, _)| *name).collect();
     let checks = json!({"database": database, "bus": bus});
     if failing.is_empty() {
         return Ok(HttpResponse::Ok().json(json!({"status": "ready", "checks": checks})));
     }
     let mut extra = Map::new();
     extra.insert("checks".into(), checks);
-    Err(ApiError::Unavailable {
-        detail: format!("not ready: {} failing", failing.join(" and ")),
-        extra,
-    })
+    Err(ApiError::Unavailable { detail: format!("not ready: {} failing", failing.join(" and ")), extra })
 }
 
 /// `GET /metrics`: Prometheus text exposition.
 pub async fn get_metrics(state: web::Data<AppState>) -> HttpResponse {
     let bus_connected = state.bus.health().await.connected;
     HttpResponse::Ok()
-        .insert_header((
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        ))
+        .insert_header((header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8"))
         .body(state.metrics.render(state.db.pool_usage(), bus_connected))
 }
 

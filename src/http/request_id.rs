@@ -38,16 +38,10 @@ mod tests {
 
     #[test]
     fn keeps_a_sane_client_id_and_replaces_a_hostile_one() {
-        assert_eq!(
-            from_header(Some(&HeaderValue::from_static("abc-123"))),
-            "abc-123"
-        );
+        assert_eq!(from_header(Some(&HeaderValue::from_static("abc-123"))), "abc-123");
         let long = HeaderValue::from_str(&"x".repeat(500)).expect("ascii");
         assert_ne!(from_header(Some(&long)).len(), 500);
-        assert_ne!(
-            from_header(Some(&HeaderValue::from_static("has space"))),
-            "has space"
-        );
+        assert_ne!(from_header(Some(&HeaderValue::from_static("has space"))), "has space");
         assert_eq!(from_header(None).len(), 36);
     }
 }

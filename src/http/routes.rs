@@ -1,25 +1,76 @@
-//! The route table: every path the server answers, in one place.
+//! The route table: every path the server answers, with who may call it, in one place. A test walks
+//! this table with every kind of caller, so a route cannot be added without declaring its access.
 
-use actix_web::web;
+use actix_web::http::Method;
+use actix_web::middleware::from_fn;
+use actix_web::{web, Route};
+use phoenix_actors::users::Role;
 
+use super::access::{authorize, Access};
 use super::error::method_not_allowed;
-use super::ops;
+use super::{auth, enrollment, ops, users};
 
-/// Registers every route. A known path asked with another method answers 405 (a problem document).
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(get("/healthz", ops::get_health))
-        .service(get("/readyz", ops::get_readiness))
-        .service(get("/metrics", ops::get_metrics))
-        .service(get("/version", ops::get_version));
+/// One row of the table.
+pub struct Endpoint {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+    route: Route,
 }
 
-fn get<F, Args>(path: &str, handler: F) -> actix_web::Resource
-where
-    F: actix_web::Handler<Args>,
-    Args: actix_web::FromRequest + 'static,
-    F::Output: actix_web::Responder + 'static,
-{
-    web::resource(path)
-        .route(web::get().to(handler))
-        .default_service(web::to(method_not_allowed))
+fn endpoint(method: Method, path: &'static str, access: Access, route: Route) -> Endpoint {
+    Endpoint { method, path, access, route }
+}
+
+const VIEWER: Access = Access::User(Role::Viewer);
+const ADMIN: Access = Access::User(Role::Admin);
+
+/// Every route. Static paths come before parameterised ones that could also match them.
+pub fn endpoints() -> Vec<Endpoint> {
+    use Access::{Agent, Public};
+    use Method as M;
+    vec![
+        endpoint(M::GET, "/healthz", Public, web::to(ops::get_health)),
+        endpoint(M::GET, "/readyz", Public, web::to(ops::get_readiness)),
+        endpoint(M::GET, "/metrics", Public, web::to(ops::get_metrics)),
+        endpoint(M::GET, "/version", Public, web::to(ops::get_version)),
+        // auth
+        endpoint(M::POST, "/api/v1/auth/register", Public, web::to(auth::register_user)),
+        endpoint(M::POST, "/api/v1/auth/login", Public, web::to(auth::login)),
+        endpoint(M::POST, "/api/v1/auth/refresh", Public, web::to(auth::refresh_session)),
+        endpoint(M::POST, "/api/v1/auth/logout", VIEWER, web::to(auth::logout)),
+        endpoint(M::GET, "/api/v1/auth/me", VIEWER, web::to(auth::get_me)),
+        // users
+        endpoint(M::GET, "/api/v1/users", ADMIN, web::to(users::list_users)),
+        endpoint(M::POST, "/api/v1/users", ADMIN, web::to(users::create_user)),
+        endpoint(M::GET, "/api/v1/users/{id}", ADMIN, web::to(users::get_user)),
+        endpoint(M::PATCH, "/api/v1/users/{id}", ADMIN, web::to(users::update_user)),
+        // fleet
+        endpoint(M::POST, "/api/v1/agents/enrollment-tokens", ADMIN, web::to(enrollment::create_enrollment_token)),
+        endpoint(M::DELETE, "/api/v1/agents/{id}/credential", ADMIN, web::to(enrollment::revoke_agent_credential)),
+        // agent side
+        endpoint(M::POST, "/api/v1/agent/enroll", Public, web::to(enrollment::enroll_agent)),
+        endpoint(M::GET, "/api/v1/agent/me", Agent, web::to(enrollment::get_agent_me)),
+    ]
+}
+
+/// Registers every endpoint, one resource per path. A known path asked with another method answers
+/// 405 (a problem document).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let mut by_path: Vec<(&'static str, Vec<Endpoint>)> = Vec::new();
+    for ep in endpoints() {
+        match by_path.iter_mut().find(|(path, _)| *path == ep.path) {
+            Some((_, group)) => group.push(ep),
+            None => by_path.push((ep.path, vec![ep])),
+        }
+    }
+    for (path, group) in by_path {
+        let mut resource = web::resource(path).default_service(web::to(method_not_allowed));
+        for ep in group {
+            let access = ep.access;
+            let guarded = ep.route.method(ep.method).wrap(from_fn(move |req, next| authorize(access, req, next)));
+            resource = resource.route(guarded);
+        }
+        cfg.service(resource);
+    }
 }

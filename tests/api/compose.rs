@@ -13,9 +13,7 @@ fn compose() -> Value {
 }
 
 fn service<'a>(doc: &'a Value, name: &str) -> &'a Value {
-    doc["services"]
-        .get(name)
-        .unwrap_or_else(|| panic!("service {name} is missing"))
+    doc["services"].get(name).unwrap_or_else(|| panic!("service {name} is missing"))
 }
 
 /// `${NAME:-default}` -> default, as compose does when NAME is unset.
@@ -24,10 +22,7 @@ fn substitute_defaults(value: &str) -> String {
     let mut rest = value;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
-        let end = rest[start..]
-            .find('}')
-            .map(|i| start + i)
-            .expect("closing brace");
+        let end = rest[start..].find('}').map(|i| start + i).expect("closing brace");
         let inner = &rest[start + 2..end];
         out.push_str(inner.split_once(":-").map_or("", |(_, default)| default));
         rest = &rest[end + 1..];
@@ -37,45 +32,28 @@ fn substitute_defaults(value: &str) -> String {
 }
 
 fn environment(service: &Value) -> BTreeMap<String, String> {
-    let env = service["environment"]
-        .as_mapping()
-        .expect("environment is a map");
+    let env = service["environment"].as_mapping().expect("environment is a map");
     env.iter()
         .map(|(k, v)| {
             let value = match v {
                 Value::String(s) => s.clone(),
-                other => serde_yaml_ng::to_string(other)
-                    .expect("scalar")
-                    .trim()
-                    .to_string(),
+                other => serde_yaml_ng::to_string(other).expect("scalar").trim().to_string(),
             };
-            (
-                k.as_str().expect("string key").to_string(),
-                substitute_defaults(&value),
-            )
+            (k.as_str().expect("string key").to_string(), substitute_defaults(&value))
         })
         .collect()
 }
 
 fn host_ports(service: &Value) -> Vec<String> {
-    service["ports"].as_sequence().map_or(Vec::new(), |ports| {
-        ports
-            .iter()
-            .filter_map(|p| p.as_str().map(str::to_string))
-            .collect()
-    })
+    service["ports"]
+        .as_sequence()
+        .map_or(Vec::new(), |ports| ports.iter().filter_map(|p| p.as_str().map(str::to_string)).collect())
 }
 
 #[test]
 fn compose_defines_every_service_with_health_checked_dependencies() {
     let doc = compose();
-    for name in [
-        "nats",
-        "postgres",
-        "phoenix-server",
-        "phoenix-agent-1",
-        "phoenix-agent-2",
-    ] {
+    for name in ["nats", "postgres", "phoenix-server", "phoenix-agent-1", "phoenix-agent-2"] {
         service(&doc, name);
     }
     let server = service(&doc, "phoenix-server");
@@ -84,31 +62,15 @@ fn compose_defines_every_service_with_health_checked_dependencies() {
             server["depends_on"][dependency]["condition"], "service_healthy",
             "phoenix-server waits for a healthy {dependency}"
         );
-        assert!(
-            service(&doc, dependency).get("healthcheck").is_some(),
-            "{dependency} has a health check"
-        );
+        assert!(service(&doc, dependency).get("healthcheck").is_some(), "{dependency} has a health check");
     }
     let check = serde_yaml_ng::to_string(&server["healthcheck"]["test"]).expect("healthcheck");
-    assert!(
-        check.contains("/readyz"),
-        "the server's health check uses /readyz: {check}"
-    );
-    let nats_command =
-        serde_yaml_ng::to_string(&service(&doc, "nats")["command"]).expect("command");
-    assert!(
-        nats_command.contains("nats-server.conf"),
-        "NATS runs with nats/nats-server.conf"
-    );
-    let nats_conf = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/nats/nats-server.conf"
-    ))
-    .expect("nats/nats-server.conf exists");
-    assert!(
-        nats_conf.contains("jetstream"),
-        "JetStream is enabled in nats-server.conf"
-    );
+    assert!(check.contains("/readyz"), "the server's health check uses /readyz: {check}");
+    let nats_command = serde_yaml_ng::to_string(&service(&doc, "nats")["command"]).expect("command");
+    assert!(nats_command.contains("nats-server.conf"), "NATS runs with nats/nats-server.conf");
+    let nats_conf = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/nats/nats-server.conf"))
+        .expect("nats/nats-server.conf exists");
+    assert!(nats_conf.contains("jetstream"), "JetStream is enabled in nats-server.conf");
 }
 
 #[test]
@@ -118,42 +80,18 @@ fn compose_gives_the_server_settings_the_binary_accepts() {
     let env = environment(server);
     let settings = Settings::load(None, &env, &FlagOverrides::default())
         .unwrap_or_else(|e| panic!("the binary rejects the compose environment: {e}"));
-    assert!(
-        env.keys()
-            .all(|k| k.starts_with("PHOENIX_") || k == "LOG_FORMAT" || k == "RUST_LOG"),
-        "{env:?}"
-    );
+    assert!(env.keys().all(|k| k.starts_with("PHOENIX_") || k == "LOG_FORMAT" || k == "RUST_LOG"), "{env:?}");
 
     let listen_port = settings.listen_addr().expect("valid listen address").port();
-    assert!(
-        host_ports(server)
-            .iter()
-            .any(|p| p.ends_with(&format!(":{listen_port}"))),
-        "the listen port is published"
-    );
+    assert!(host_ports(server).iter().any(|p| p.ends_with(&format!(":{listen_port}"))), "the listen port is published");
 
     let database = settings.database.url.expose().to_string();
-    assert!(
-        database.starts_with("postgres://") && database.contains("@postgres:5432/"),
-        "{database}"
-    );
+    assert!(database.starts_with("postgres://") && database.contains("@postgres:5432/"), "{database}");
     let postgres_env = environment(service(&doc, "postgres"));
-    assert!(database.contains(&format!(
-        "{}:{}@",
-        postgres_env["POSTGRES_USER"], postgres_env["POSTGRES_PASSWORD"]
-    )));
-    assert!(
-        database.ends_with(&format!("/{}", postgres_env["POSTGRES_DB"])),
-        "{database}"
-    );
+    assert!(database.contains(&format!("{}:{}@", postgres_env["POSTGRES_USER"], postgres_env["POSTGRES_PASSWORD"])));
+    assert!(database.ends_with(&format!("/{}", postgres_env["POSTGRES_DB"])), "{database}");
 
-    let nats = settings
-        .bus
-        .nats_url
-        .as_ref()
-        .expect("production compose uses NATS")
-        .expose()
-        .to_string();
+    let nats = settings.bus.nats_url.as_ref().expect("production compose uses NATS").expose().to_string();
     assert!(nats.contains("@nats:4222"), "{nats}");
 }
 
@@ -162,18 +100,13 @@ fn every_phoenix_container_command_is_accepted_by_the_cli() {
     use clap::Parser;
     let doc = compose();
     for name in ["phoenix-server", "phoenix-agent-1", "phoenix-agent-2"] {
-        let command = service(&doc, name)["command"]
-            .as_sequence()
-            .expect("command is a list");
-        let args = std::iter::once("phoenix")
-            .chain(command.iter().map(|a| a.as_str().expect("string argument")));
+        let command = service(&doc, name)["command"].as_sequence().expect("command is a list");
+        let args = std::iter::once("phoenix").chain(command.iter().map(|a| a.as_str().expect("string argument")));
         match phoenix::args::Cli::try_parse_from(args) {
             Ok(_) => {}
             Err(e)
-                if matches!(
-                    e.kind(),
-                    clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
-                ) => {}
+                if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
+            }
             Err(e) => panic!("{name}: the CLI rejects its command: {e}"),
         }
     }

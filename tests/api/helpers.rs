@@ -9,6 +9,8 @@ use diesel::{Connection, RunQueryDsl};
 use phoenix::config::{SensitiveUrl, Settings};
 use phoenix::db::Backend;
 use phoenix::http::Application;
+use reqwest::Method;
+use serde_json::{json, Value};
 
 /// Which database and which bus a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +26,14 @@ impl Env {
         match self {
             Env::SqliteLocal | Env::SqliteNats => Backend::Sqlite,
             Env::PostgresLocal | Env::PostgresNats => Backend::Postgres,
+        }
+    }
+
+    /// The in-process-bus environment of a backend (for tests where the bus plays no part).
+    pub fn local(backend: Backend) -> Env {
+        match backend {
+            Backend::Sqlite => Env::SqliteLocal,
+            Backend::Postgres => Env::PostgresLocal,
         }
     }
 
@@ -106,37 +116,23 @@ impl TestDb {
     fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("phoenix.db").display());
-        TestDb {
-            url,
-            backend: Backend::Sqlite,
-            _dir: Some(dir),
-            postgres: None,
-        }
+        TestDb { url, backend: Backend::Sqlite, _dir: Some(dir), postgres: None }
     }
 
     fn postgres() -> TestDb {
         let admin_url = required_env("PHOENIX_TEST_DATABASE_URL");
         let name = format!("phoenix_test_{}", uuid::Uuid::now_v7().simple());
-        let mut admin = diesel::PgConnection::establish(&admin_url)
-            .expect("connect to PHOENIX_TEST_DATABASE_URL");
-        diesel::sql_query(format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .expect("create test database");
+        let mut admin = diesel::PgConnection::establish(&admin_url).expect("connect to PHOENIX_TEST_DATABASE_URL");
+        diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut admin).expect("create test database");
         let url = with_database(&admin_url, &name);
-        TestDb {
-            url,
-            backend: Backend::Postgres,
-            _dir: None,
-            postgres: Some((admin_url, name)),
-        }
+        TestDb { url, backend: Backend::Postgres, _dir: None, postgres: Some((admin_url, name)) }
     }
 
     /// Drops the PostgreSQL database now, even while the server under test still uses it.
     pub fn drop_now(&mut self) {
         if let Some((admin_url, name)) = self.postgres.take() {
             if let Ok(mut admin) = diesel::PgConnection::establish(&admin_url) {
-                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut admin);
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin);
             }
         }
     }
@@ -150,9 +146,7 @@ impl Drop for TestDb {
 
 /// `postgres://u:p@h:5432/old?x` with the database replaced by `name`.
 fn with_database(url: &str, name: &str) -> String {
-    let (without_query, query) = url
-        .split_once('?')
-        .map_or((url, None), |(u, q)| (u, Some(q)));
+    let (without_query, query) = url.split_once('?').map_or((url, None), |(u, q)| (u, Some(q)));
     let scheme_end = without_query.find("://").map_or(0, |i| i + 3);
     let base = match without_query[scheme_end..].find('/') {
         Some(slash) => &without_query[..scheme_end + slash],
@@ -173,11 +167,18 @@ pub fn test_settings(env: Env, db: &TestDb) -> Settings {
     settings.database.url = SensitiveUrl::new(db.url.clone());
     settings.database.connect_timeout_secs = 2;
     settings.bus.subject_prefix = unique_prefix();
+    settings.auth.jwt_secret = Some(phoenix::config::Secret::new(TEST_JWT_SECRET));
+    settings.auth.login_max_failures = 5;
     if env.uses_nats() {
         settings.bus.nats_url = Some(SensitiveUrl::new(nats_url()));
     }
     settings
 }
+
+/// The JWT key test servers use, so tests can forge tokens (e.g. expired ones).
+pub const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+
+pub const PASSWORD: &str = "correct-horse-battery";
 
 pub fn unique_prefix() -> String {
     format!("t{}", uuid::Uuid::now_v7().simple())
@@ -198,11 +199,61 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request reaches the server")
+        self.client.get(self.url(path)).send().await.expect("request reaches the server")
+    }
+}
+
+impl TestApp {
+    pub async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).bearer_auth(token).send().await.expect("request reaches the server")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client.post(self.url(path)).json(body).send().await.expect("request reaches the server")
+    }
+
+    pub async fn send_as(&self, method: Method, path: &str, token: &str, body: &Value) -> reqwest::Response {
+        let request = self.client.request(method, self.url(path)).bearer_auth(token).json(body);
+        request.send().await.expect("request reaches the server")
+    }
+
+    pub async fn register(&self, username: &str) -> reqwest::Response {
+        self.post_json("/api/v1/auth/register", &json!({"username": username, "password": PASSWORD})).await
+    }
+
+    /// Logs in and returns the whole session answer.
+    pub async fn login(&self, username: &str) -> Value {
+        let res = self.post_json("/api/v1/auth/login", &json!({"username": username, "password": PASSWORD})).await;
+        assert_eq!(res.status(), 200, "login as {username}");
+        res.json().await.expect("session JSON")
+    }
+
+    pub async fn token(&self, username: &str) -> String {
+        self.login(username).await["access_token"].as_str().expect("access_token").to_string()
+    }
+
+    /// Registers the first user (`admin`, who becomes admin) and returns an admin token.
+    pub async fn bootstrap_admin(&self) -> String {
+        assert_eq!(self.register("admin").await.status(), 201, "first registration");
+        self.token("admin").await
+    }
+
+    /// Has the admin create `username` with `role`; returns that user's token.
+    pub async fn user_with_role(&self, admin_token: &str, username: &str, role: &str) -> String {
+        let body = json!({"username": username, "password": PASSWORD, "role": role});
+        let res = self.send_as(Method::POST, "/api/v1/users", admin_token, &body).await;
+        assert_eq!(res.status(), 201, "create {username}");
+        self.token(username).await
+    }
+
+    /// Enrols an agent with a fresh single-use token; returns the enrolment answer.
+    pub async fn enroll_agent(&self, admin_token: &str, hostname: &str) -> Value {
+        let res = self.send_as(Method::POST, "/api/v1/agents/enrollment-tokens", admin_token, &json!({})).await;
+        assert_eq!(res.status(), 201, "enrolment token");
+        let token: Value = res.json().await.expect("token JSON");
+        let res = self.post_json("/api/v1/agent/enroll", &json!({"token": token["token"], "hostname": hostname})).await;
+        assert_eq!(res.status(), 201, "enrol {hostname}");
+        res.json().await.expect("enrolment JSON")
     }
 }
 
@@ -219,34 +270,19 @@ pub async fn spawn_with(env: Env, db: TestDb, settings: Settings) -> TestApp {
     let addr = app.local_addr();
     let handle = app.handle();
     actix_web::rt::spawn(app.run_until_stopped());
-    TestApp {
-        addr,
-        client: reqwest::Client::new(),
-        handle,
-        db,
-        env,
-    }
+    TestApp { addr, client: reqwest::Client::new(), handle, db, env }
 }
 
 /// Logs only with TEST_LOG=1, so test output stays readable.
 fn init_test_logging() {
     if std::env::var_os("TEST_LOG").is_some() {
-        phoenix::telemetry::init(&phoenix::config::LogSettings {
-            filter: "debug".into(),
-            ..Default::default()
-        });
+        phoenix::telemetry::init(&phoenix::config::LogSettings { filter: "debug".into(), ..Default::default() });
     }
 }
 
 #[test]
 fn with_database_replaces_only_the_database_name() {
-    assert_eq!(
-        with_database("postgres://u:p@h:5432/postgres", "x"),
-        "postgres://u:p@h:5432/x"
-    );
-    assert_eq!(
-        with_database("postgres://h/db?sslmode=disable", "x"),
-        "postgres://h/x?sslmode=disable"
-    );
+    assert_eq!(with_database("postgres://u:p@h:5432/postgres", "x"), "postgres://u:p@h:5432/x");
+    assert_eq!(with_database("postgres://h/db?sslmode=disable", "x"), "postgres://h/x?sslmode=disable");
     assert_eq!(with_database("postgres://h:1", "x"), "postgres://h:1/x");
 }

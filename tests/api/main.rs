@@ -4,6 +4,9 @@
 
 mod helpers;
 
+mod access;
+mod agent_auth;
+mod auth;
 mod compose;
 mod migrations;
 mod ops;

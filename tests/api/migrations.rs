@@ -16,27 +16,16 @@ async fn migrations_apply_from_empty_and_again_is_a_no_op(backend: Backend) {
     assert!(first >= 1, "the schema comes from migrations");
     let second = migrations::run_pending(&mut conn).expect("second run");
     assert_eq!(second, 0, "nothing left to apply");
-    let users: i64 = phoenix::db::schema::users::table
-        .count()
-        .get_result(&mut conn)
-        .expect("users table exists");
+    let users: i64 = phoenix::db::schema::users::table.count().get_result(&mut conn).expect("users table exists");
     assert_eq!(users, 0);
 }
 each_backend!(migrations_apply_from_empty_and_again_is_a_no_op);
 
 fn migration_names(backend: &str) -> BTreeSet<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("migrations")
-        .join(backend);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(backend);
     std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
-        .map(|entry| {
-            entry
-                .expect("dir entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
+        .map(|entry| entry.expect("dir entry").file_name().to_string_lossy().into_owned())
         .collect()
 }
 
@@ -58,18 +47,10 @@ fn columns(sql: &str) -> Vec<String> {
 fn both_backends_create_the_same_columns_with_the_same_types() {
     for name in migration_names("postgres") {
         let read = |backend: &str| {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("migrations")
-                .join(backend)
-                .join(&name)
-                .join("up.sql");
-            std::fs::read_to_string(&path)
-                .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+            let path =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(backend).join(&name).join("up.sql");
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
         };
-        assert_eq!(
-            columns(&read("postgres")),
-            columns(&read("sqlite")),
-            "migration {name} differs between backends"
-        );
+        assert_eq!(columns(&read("postgres")), columns(&read("sqlite")), "migration {name} differs between backends");
     }
 }

@@ -12,11 +12,7 @@ async fn json(res: reqwest::Response) -> Value {
 
 fn assert_problem(res: &reqwest::Response, status: StatusCode) {
     assert_eq!(res.status(), status);
-    let content_type = res
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
+    let content_type = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
     assert_eq!(content_type, "application/problem+json");
 }
 
@@ -52,22 +48,12 @@ async fn readyz_is_503_naming_the_database_when_it_cannot_be_reached(env: Env) {
         phoenix::db::Backend::Postgres => "postgres://phoenix@127.0.0.1:1/phoenix".to_string(),
     });
     let app = spawn_with(env, db, settings).await;
-    assert_eq!(
-        app.get("/healthz").await.status(),
-        StatusCode::OK,
-        "liveness does not depend on the database"
-    );
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK, "liveness does not depend on the database");
     let res = app.get("/readyz").await;
     assert_problem(&res, StatusCode::SERVICE_UNAVAILABLE);
     let body = json(res).await;
     assert_eq!(body["code"], "unavailable");
-    assert!(
-        body["detail"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("database"),
-        "{body}"
-    );
+    assert!(body["detail"].as_str().unwrap_or_default().contains("database"), "{body}");
     assert_eq!(body["checks"]["database"]["ok"], false);
     assert_eq!(body["checks"]["bus"]["ok"], true);
 }
@@ -95,73 +81,37 @@ async fn metrics_count_requests_by_route_and_status(env: Env) {
     let res = app.get("/metrics").await;
     assert_eq!(res.status(), StatusCode::OK);
     let text = res.text().await.expect("text");
-    assert!(
-        text.contains(
-            r#"phoenix_http_requests_total{method="GET",route="/healthz",status="200"} 2"#
-        ),
-        "{text}"
-    );
-    assert!(
-        text.contains(
-            r#"phoenix_http_requests_total{method="GET",route="unmatched",status="404"} 1"#
-        ),
-        "{text}"
-    );
-    assert!(
-        text.contains("phoenix_http_request_duration_seconds_bucket"),
-        "{text}"
-    );
-    assert!(
-        text.contains("phoenix_db_pool_max_connections 10"),
-        "{text}"
-    );
-    assert!(
-        text.contains(r#"phoenix_db_pool_connections{state="idle"}"#),
-        "{text}"
-    );
+    assert!(text.contains(r#"phoenix_http_requests_total{method="GET",route="/healthz",status="200"} 2"#), "{text}");
+    assert!(text.contains(r#"phoenix_http_requests_total{method="GET",route="unmatched",status="404"} 1"#), "{text}");
+    assert!(text.contains("phoenix_http_request_duration_seconds_bucket"), "{text}");
+    assert!(text.contains("phoenix_db_pool_max_connections 10"), "{text}");
+    assert!(text.contains(r#"phoenix_db_pool_connections{state="idle"}"#), "{text}");
     assert!(text.contains("phoenix_bus_connected 1"), "{text}");
 }
 each_env!(metrics_count_requests_by_route_and_status);
 
 async fn unknown_routes_are_404_problem_documents_with_the_request_id(env: Env) {
     let app = spawn_app(env).await;
-    let res = app
-        .client
-        .get(app.url("/api/v1/nothing-here"))
-        .header("x-request-id", "req-42")
-        .send()
-        .await
-        .expect("send");
+    let res =
+        app.client.get(app.url("/api/v1/nothing-here")).header("x-request-id", "req-42").send().await.expect("send");
     assert_problem(&res, StatusCode::NOT_FOUND);
     assert_eq!(res.headers()["x-request-id"], "req-42");
     let body = json(res).await;
     for field in ["type", "title", "status", "detail", "code"] {
-        assert!(
-            body.get(field).is_some(),
-            "problem document lacks {field}: {body}"
-        );
+        assert!(body.get(field).is_some(), "problem document lacks {field}: {body}");
     }
     assert_eq!(body["status"], 404);
     assert_eq!(body["title"], "Not Found");
     assert_eq!(body["request_id"], "req-42");
 
     let generated = app.get("/healthz").await;
-    assert_eq!(
-        generated.headers()["x-request-id"].len(),
-        36,
-        "a request without an id gets one"
-    );
+    assert_eq!(generated.headers()["x-request-id"].len(), 36, "a request without an id gets one");
 }
 each_env!(unknown_routes_are_404_problem_documents_with_the_request_id);
 
 async fn a_known_path_with_the_wrong_method_is_a_405_problem(env: Env) {
     let app = spawn_app(env).await;
-    let res = app
-        .client
-        .delete(app.url("/healthz"))
-        .send()
-        .await
-        .expect("send");
+    let res = app.client.delete(app.url("/healthz")).send().await.expect("send");
     assert_problem(&res, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(json(res).await["code"], "method_not_allowed");
 }
@@ -170,19 +120,10 @@ each_env!(a_known_path_with_the_wrong_method_is_a_405_problem);
 async fn a_body_over_the_limit_is_a_413_problem(env: Env) {
     let app = spawn_app(env).await;
     let body = vec![b'x'; 1024 * 1024 + 1];
-    let res = app
-        .client
-        .post(app.url("/api/v1/anything"))
-        .body(body)
-        .send()
-        .await
-        .expect("send");
+    let res = app.client.post(app.url("/api/v1/anything")).body(body).send().await.expect("send");
     assert_problem(&res, StatusCode::PAYLOAD_TOO_LARGE);
     let problem = json(res).await;
     assert_eq!(problem["code"], "payload_too_large");
-    assert!(problem["detail"]
-        .as_str()
-        .unwrap_or_default()
-        .contains("1048576"));
+    assert!(problem["detail"].as_str().unwrap_or_default().contains("1048576"));
 }
 each_env!(a_body_over_the_limit_is_a_413_problem);

@@ -15,13 +15,7 @@ use crate::helpers::{unique_prefix, TestDb};
 /// Starts `phoenix server` on port 0 and returns it with the address it printed.
 fn start_server(db: &TestDb) -> (Child, String, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_phoenix"))
-        .args([
-            "server",
-            "--listen",
-            "127.0.0.1:0",
-            "--database-url",
-            &db.url,
-        ])
+        .args(["server", "--listen", "127.0.0.1:0", "--database-url", &db.url])
         .env("PHOENIX_BUS__SUBJECT_PREFIX", unique_prefix())
         .env("PHOENIX_SERVER__SHUTDOWN_TIMEOUT_SECS", "10")
         .env("PHOENIX_SERVER__WORKERS", "1")
@@ -45,11 +39,7 @@ fn start_server(db: &TestDb) -> (Child, String, mpsc::Receiver<String>) {
             continue;
         };
         if let Some(addr) = line.split("listening on http://").nth(1) {
-            let addr = addr
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_string();
+            let addr = addr.split_whitespace().next().unwrap_or_default().to_string();
             return (child, addr, lines);
         }
     }
@@ -81,14 +71,9 @@ fn sigterm_stops_accepting_and_exits_zero_after_a_clean_shutdown() {
     let (mut child, addr, lines) = start_server(&db);
 
     let mut client = TcpStream::connect(&addr).expect("connect");
+    client.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
     client
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    client
-        .write_all(
-            format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
+        .write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
         .expect("write request");
     let mut response = String::new();
     client.read_to_string(&mut response).expect("read response");
@@ -97,61 +82,36 @@ fn sigterm_stops_accepting_and_exits_zero_after_a_clean_shutdown() {
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("send SIGTERM");
     let status = wait_for_exit(&mut child, Duration::from_secs(15));
     assert!(status.success(), "exit status {status:?}");
-    assert!(
-        TcpStream::connect(&addr).is_err(),
-        "the port is closed after shutdown"
-    );
+    assert!(TcpStream::connect(&addr).is_err(), "the port is closed after shutdown");
     let logs: Vec<String> = lines.try_iter().collect();
-    assert!(
-        logs.iter().any(|l| l.contains("shutdown complete")),
-        "logs: {logs:#?}"
-    );
+    assert!(logs.iter().any(|l| l.contains("shutdown complete")), "logs: {logs:#?}");
 }
 
 #[test]
 fn print_config_shows_effective_settings_with_secrets_masked() {
     let output = Command::new(env!("CARGO_BIN_EXE_phoenix"))
         .args(["server", "--print-config", "--listen", "0.0.0.0:9999"])
-        .env(
-            "PHOENIX_DATABASE_URL",
-            "postgres://phoenix:topsecret@db:5432/phoenix",
-        )
+        .env("PHOENIX_DATABASE_URL", "postgres://phoenix:topsecret@db:5432/phoenix")
         .env("PHOENIX_NATS_URL", "nats://phoenix:natssecret@nats:4222")
         .output()
         .expect("run phoenix");
     assert!(output.status.success(), "{output:?}");
     let printed = String::from_utf8_lossy(&output.stdout);
     assert!(printed.contains("listen = \"0.0.0.0:9999\""), "{printed}");
-    assert!(
-        printed.contains("postgres://phoenix:********@db:5432/phoenix"),
-        "{printed}"
-    );
-    assert!(
-        !printed.contains("topsecret") && !printed.contains("natssecret"),
-        "{printed}"
-    );
+    assert!(printed.contains("postgres://phoenix:********@db:5432/phoenix"), "{printed}");
+    assert!(!printed.contains("topsecret") && !printed.contains("natssecret"), "{printed}");
 }
 
 #[test]
 fn invalid_configuration_is_reported_all_at_once_with_exit_code_2() {
     let output = Command::new(env!("CARGO_BIN_EXE_phoenix"))
-        .args([
-            "server",
-            "--listen",
-            "not-an-address",
-            "--database-url",
-            "mysql://x",
-        ])
+        .args(["server", "--listen", "not-an-address", "--database-url", "mysql://x"])
         .env("PHOENIX_SERVER__NO_SUCH_KEY", "1")
         .output()
         .expect("run phoenix");
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    for expected in [
-        "server.listen",
-        "database.url",
-        "PHOENIX_SERVER__NO_SUCH_KEY",
-    ] {
+    for expected in ["server.listen", "database.url", "PHOENIX_SERVER__NO_SUCH_KEY"] {
         assert!(stderr.contains(expected), "missing {expected} in {stderr}");
     }
 }

@@ -33,33 +33,14 @@ macro_rules! round_trip {
             .values(&row)
             .get_result(&mut *$conn)
             .expect(concat!("insert into ", stringify!($table)));
-        assert_eq!(
-            row,
-            inserted,
-            "RETURNING gives back what was inserted into {}",
-            stringify!($table)
-        );
-        let found = $table::table
-            .find(row.id())
-            .first(&mut *$conn)
-            .expect("select by key");
+        assert_eq!(row, inserted, "RETURNING gives back what was inserted into {}", stringify!($table));
+        let found = $table::table.find(row.id()).first(&mut *$conn).expect("select by key");
         assert_eq!(row, found);
         let mut $r = row.clone();
         $change;
-        let updated = diesel::update($table::table.find(row.id()))
-            .set(&$r)
-            .get_result(&mut *$conn)
-            .expect("update");
-        assert_eq!(
-            $r,
-            updated,
-            "RETURNING gives back the update of {}",
-            stringify!($table)
-        );
-        let reread = $table::table
-            .find(row.id())
-            .first(&mut *$conn)
-            .expect("select after update");
+        let updated = diesel::update($table::table.find(row.id())).set(&$r).get_result(&mut *$conn).expect("update");
+        assert_eq!($r, updated, "RETURNING gives back the update of {}", stringify!($table));
+        let reread = $table::table.find(row.id()).first(&mut *$conn).expect("select after update");
         assert_eq!($r, reread);
         $r
     }};
@@ -154,11 +135,7 @@ async fn every_table_round_trips(backend: Backend) {
     round_trip!(
         conn,
         system_settings,
-        SystemSettingRow {
-            key: "jwt_secret".into(),
-            value: "x".into(),
-            updated_at: now()
-        },
+        SystemSettingRow { key: "jwt_secret".into(), value: "x".into(), updated_at: now() },
         |r| r.value = "y".into()
     );
     let u = round_trip!(conn, users, user("alice"), |r| r.role = "admin".into());
@@ -180,12 +157,7 @@ async fn every_table_round_trips(backend: Backend) {
     round_trip!(
         conn,
         revoked_tokens,
-        RevokedTokenRow {
-            jti: id(),
-            user_id: Some(u.id.clone()),
-            expires_at: now(),
-            revoked_at: now()
-        },
+        RevokedTokenRow { jti: id(), user_id: Some(u.id.clone()), expires_at: now(), revoked_at: now() },
         |r| r.user_id = None
     );
     let e = round_trip!(conn, experiments, experiment(), |r| {
@@ -224,10 +196,8 @@ async fn every_table_round_trips(backend: Backend) {
         },
         |r| r.description = "changed".into()
     );
-    let d = round_trip!(conn, pipeline_deployments, deployment(), |r| r.status =
-        "active".into());
-    round_trip!(conn, deployment_versions, version(&d.id, 1), |r| r.status =
-        "superseded".into());
+    let d = round_trip!(conn, pipeline_deployments, deployment(), |r| r.status = "active".into());
+    round_trip!(conn, deployment_versions, version(&d.id, 1), |r| r.status = "superseded".into());
     let a = round_trip!(conn, agents, agent(), |r| r.state = "offline".into());
     round_trip!(
         conn,
@@ -313,55 +283,30 @@ async fn a_second_version_with_the_same_number_is_refused(backend: Backend) {
     let db = TestDb::new(backend);
     let conn = &mut migrated(&db);
     let d = deployment();
-    diesel::insert_into(pipeline_deployments::table)
-        .values(&d)
-        .execute(conn)
-        .expect("deployment");
-    diesel::insert_into(deployment_versions::table)
-        .values(&version(&d.id, 1))
-        .execute(conn)
-        .expect("v1");
-    let duplicate = diesel::insert_into(deployment_versions::table)
-        .values(&version(&d.id, 1))
-        .execute(conn);
+    diesel::insert_into(pipeline_deployments::table).values(&d).execute(conn).expect("deployment");
+    diesel::insert_into(deployment_versions::table).values(&version(&d.id, 1)).execute(conn).expect("v1");
+    let duplicate = diesel::insert_into(deployment_versions::table).values(&version(&d.id, 1)).execute(conn);
     assert!(
         matches!(
             duplicate,
-            Err(diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::UniqueViolation,
-                _
-            ))
+            Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))
         ),
         "got {duplicate:?}"
     );
-    diesel::insert_into(deployment_versions::table)
-        .values(&version(&d.id, 2))
-        .execute(conn)
-        .expect("v2 is fine");
+    diesel::insert_into(deployment_versions::table).values(&version(&d.id, 2)).execute(conn).expect("v2 is fine");
 }
 each_backend!(a_second_version_with_the_same_number_is_refused);
 
 async fn unique_columns_are_enforced(backend: Backend) {
     let db = TestDb::new(backend);
     let conn = &mut migrated(&db);
-    diesel::insert_into(users::table)
-        .values(&user("bob"))
-        .execute(conn)
-        .expect("first bob");
-    let second = diesel::insert_into(users::table)
-        .values(&user("bob"))
-        .execute(conn);
+    diesel::insert_into(users::table).values(&user("bob")).execute(conn).expect("first bob");
+    let second = diesel::insert_into(users::table).values(&user("bob")).execute(conn);
     assert!(second.is_err(), "usernames are unique");
     let a = agent();
-    diesel::insert_into(agents::table)
-        .values(&a)
-        .execute(conn)
-        .expect("agent");
+    diesel::insert_into(agents::table).values(&a).execute(conn).expect("agent");
     let same_credential = AgentRow { id: id(), ..a };
-    assert!(diesel::insert_into(agents::table)
-        .values(&same_credential)
-        .execute(conn)
-        .is_err());
+    assert!(diesel::insert_into(agents::table).values(&same_credential).execute(conn).is_err());
 }
 each_backend!(unique_columns_are_enforced);
 
@@ -369,26 +314,12 @@ async fn foreign_keys_are_enforced(backend: Backend) {
     let db = TestDb::new(backend);
     let conn = &mut migrated(&db);
     let orphan = version("no-such-deployment", 1);
-    assert!(diesel::insert_into(deployment_versions::table)
-        .values(&orphan)
-        .execute(conn)
-        .is_err());
+    assert!(diesel::insert_into(deployment_versions::table).values(&orphan).execute(conn).is_err());
     let d = deployment();
-    diesel::insert_into(pipeline_deployments::table)
-        .values(&d)
-        .execute(conn)
-        .expect("deployment");
-    diesel::insert_into(deployment_versions::table)
-        .values(&version(&d.id, 1))
-        .execute(conn)
-        .expect("v1");
-    diesel::delete(pipeline_deployments::table.find(&d.id))
-        .execute(conn)
-        .expect("delete");
-    let left: i64 = deployment_versions::table
-        .count()
-        .get_result(conn)
-        .expect("count");
+    diesel::insert_into(pipeline_deployments::table).values(&d).execute(conn).expect("deployment");
+    diesel::insert_into(deployment_versions::table).values(&version(&d.id, 1)).execute(conn).expect("v1");
+    diesel::delete(pipeline_deployments::table.find(&d.id)).execute(conn).expect("delete");
+    let left: i64 = deployment_versions::table.count().get_result(conn).expect("count");
     assert_eq!(left, 0, "versions go with their deployment");
 }
 each_backend!(foreign_keys_are_enforced);
@@ -398,26 +329,14 @@ async fn a_failed_transaction_leaves_nothing_behind(backend: Backend) {
     let conn = &mut migrated(&db);
     let d = deployment();
     let outcome = conn.transaction::<(), diesel::result::Error, _>(|tx| {
-        diesel::insert_into(pipeline_deployments::table)
-            .values(&d)
-            .execute(tx)?;
-        diesel::insert_into(deployment_versions::table)
-            .values(&version(&d.id, 1))
-            .execute(tx)?;
-        diesel::insert_into(deployment_versions::table)
-            .values(&version(&d.id, 1))
-            .execute(tx)?;
+        diesel::insert_into(pipeline_deployments::table).values(&d).execute(tx)?;
+        diesel::insert_into(deployment_versions::table).values(&version(&d.id, 1)).execute(tx)?;
+        diesel::insert_into(deployment_versions::table).values(&version(&d.id, 1)).execute(tx)?;
         Ok(())
     });
     assert!(outcome.is_err());
-    let deployments: i64 = pipeline_deployments::table
-        .count()
-        .get_result(conn)
-        .expect("count");
-    let versions: i64 = deployment_versions::table
-        .count()
-        .get_result(conn)
-        .expect("count");
+    let deployments: i64 = pipeline_deployments::table.count().get_result(conn).expect("count");
+    let versions: i64 = deployment_versions::table.count().get_result(conn).expect("count");
     assert_eq!((deployments, versions), (0, 0));
 }
 each_backend!(a_failed_transaction_leaves_nothing_behind);

@@ -47,6 +47,22 @@ struct ConsumerState {
     pending: BTreeMap<u64, Delivery>,
 }
 
+impl ConsumerState {
+    /// The first message not leased or whose lease expired, else the earliest lease deadline.
+    fn first_deliverable(&self, now: Instant) -> Result<u64, Option<Instant>> {
+        let mut earliest: Option<Instant> = None;
+        for (&seq, delivery) in &self.pending {
+            match &delivery.lease {
+                Some(lease) if lease.deadline > now => {
+                    earliest = Some(earliest.map_or(lease.deadline, |e| e.min(lease.deadline)));
+                }
+                _ => return Ok(seq),
+            }
+        }
+        Err(earliest)
+    }
+}
+
 #[derive(Debug, Default)]
 struct Delivery {
     delivered: u64,
@@ -70,10 +86,7 @@ enum Next {
 
 impl Default for DurableStore {
     fn default() -> Self {
-        Self {
-            state: Mutex::default(),
-            changes: watch::Sender::new(0),
-        }
+        Self { state: Mutex::default(), changes: watch::Sender::new(0) }
     }
 }
 
@@ -86,10 +99,7 @@ impl DurableStore {
         }
         let seq = state.next_seq;
         state.next_seq += 1;
-        let stored = Stored {
-            subject: subject.to_owned(),
-            payload,
-        };
+        let stored = Stored { subject: subject.to_owned(), payload };
         state.log.insert(seq, stored);
         for consumer in state.consumers.values_mut() {
             consumer.pending.insert(seq, Delivery::default());
@@ -113,9 +123,7 @@ impl DurableStore {
         state.next_subscriber += 1;
         if !state.consumers.contains_key(consumer) {
             let pending = state.log.keys().map(|&seq| (seq, Delivery::default()));
-            let created = ConsumerState {
-                pending: pending.collect(),
-            };
+            let created = ConsumerState { pending: pending.collect() };
             state.consumers.insert(consumer.to_owned(), created);
         }
         drop(state);
@@ -139,7 +147,8 @@ impl DurableStore {
         self.notify();
     }
 
-    /// Hands the first deliverable message to `subscriber`, leasing it until the ack wait ends.
+    /// Hands the first deliverable message to the cursor's subscriber, leased until the ack wait
+    /// ends.
     fn next_for(self: &Arc<Self>, cursor: &Cursor, now: Instant) -> Next {
         let mut guard = self.lock();
         let state = &mut *guard;
@@ -149,36 +158,23 @@ impl DurableStore {
         let Some(consumer) = state.consumers.get_mut(&cursor.consumer) else {
             return Next::Closed;
         };
-        let mut earliest: Option<Instant> = None;
-        for (&seq, delivery) in &mut consumer.pending {
-            match &delivery.lease {
-                Some(lease) if lease.deadline > now => {
-                    earliest = Some(earliest.map_or(lease.deadline, |e| e.min(lease.deadline)));
-                }
-                _ => {
-                    let Some(stored) = state.log.get(&seq) else {
-                        continue;
-                    };
-                    delivery.delivered += 1;
-                    delivery.lease = Some(Lease {
-                        subscriber: cursor.subscriber,
-                        deadline: now + cursor.ack_wait,
-                    });
-                    let acker = LocalAck {
-                        store: Arc::clone(self),
-                        consumer: cursor.consumer.clone(),
-                        seq,
-                    };
-                    return Next::Deliver(DurableMessage::new(
-                        stored.subject.clone(),
-                        stored.payload.clone(),
-                        delivery.delivered,
-                        Box::new(acker),
-                    ));
-                }
-            }
-        }
-        Next::Wait(earliest)
+        let seq = match consumer.first_deliverable(now) {
+            Ok(seq) => seq,
+            Err(earliest_deadline) => return Next::Wait(earliest_deadline),
+        };
+        let (Some(delivery), Some(stored)) = (consumer.pending.get_mut(&seq), state.log.get(&seq)) else {
+            // Every pending sequence is in the log: entries leave it only once acked by all.
+            return Next::Wait(None);
+        };
+        delivery.delivered += 1;
+        delivery.lease = Some(Lease { subscriber: cursor.subscriber, deadline: now + cursor.ack_wait });
+        let acker = LocalAck { store: Arc::clone(self), consumer: cursor.consumer.clone(), seq };
+        Next::Deliver(DurableMessage::new(
+            stored.subject.clone(),
+            stored.payload.clone(),
+            delivery.delivered,
+            Box::new(acker),
+        ))
     }
 
     /// Records the ack and forgets the message once every consumer acknowledged it.
@@ -190,10 +186,7 @@ impl DurableStore {
         if let Some(consumer) = state.consumers.get_mut(consumer) {
             consumer.pending.remove(&seq);
         }
-        let still_pending = state
-            .consumers
-            .values()
-            .any(|consumer| consumer.pending.contains_key(&seq));
+        let still_pending = state.consumers.values().any(|consumer| consumer.pending.contains_key(&seq));
         if !still_pending {
             state.log.remove(&seq);
         }
@@ -207,11 +200,7 @@ impl DurableStore {
             return;
         };
         for delivery in consumer.pending.values_mut() {
-            if delivery
-                .lease
-                .as_ref()
-                .is_some_and(|lease| lease.subscriber == subscriber)
-            {
+            if delivery.lease.as_ref().is_some_and(|lease| lease.subscriber == subscriber) {
                 delivery.lease = None;
             }
         }
@@ -220,8 +209,7 @@ impl DurableStore {
     }
 
     fn notify(&self) {
-        self.changes
-            .send_modify(|version| *version = version.wrapping_add(1));
+        self.changes.send_modify(|version| *version = version.wrapping_add(1));
     }
 
     fn lock(&self) -> MutexGuard<'_, StoreState> {
@@ -293,9 +281,7 @@ mod tests {
 
     async fn next(subscription: &mut DurableSubscription) -> DurableMessage {
         let item = tokio::time::timeout(Duration::from_secs(1), subscription.next()).await;
-        item.expect("a message in time")
-            .expect("an open subscription")
-            .expect("no error")
+        item.expect("a message in time").expect("an open subscription").expect("no error")
     }
 
     async fn nothing_within(subscription: &mut DurableSubscription, wait: Duration) {

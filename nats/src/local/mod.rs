@@ -45,15 +45,8 @@ struct Shared {
 impl LocalBus {
     /// A new, empty bus using `subjects`.
     pub fn new(subjects: Subjects) -> Self {
-        let shared = Shared {
-            subjects,
-            router: Router::default(),
-            durable: Arc::new(DurableStore::default()),
-        };
-        Self {
-            shared: Arc::new(shared),
-            ack_wait: DEFAULT_ACK_WAIT,
-        }
+        let shared = Shared { subjects, router: Router::default(), durable: Arc::new(DurableStore::default()) };
+        Self { shared: Arc::new(shared), ack_wait: DEFAULT_ACK_WAIT }
     }
 
     /// Uses `ack_wait` instead of [`DEFAULT_ACK_WAIT`] for consumers started from this handle
@@ -63,17 +56,8 @@ impl LocalBus {
         self
     }
 
-    fn route(
-        &self,
-        subject: &str,
-        payload: Bytes,
-        reply: Option<String>,
-    ) -> Result<usize, BusError> {
-        let message = Message {
-            subject: subject.to_owned(),
-            payload,
-            reply,
-        };
+    fn route(&self, subject: &str, payload: Bytes, reply: Option<String>) -> Result<usize, BusError> {
+        let message = Message { subject: subject.to_owned(), payload, reply };
         let delivered = self.shared.router.route(&message)?;
         trace!(nats.subject = %subject, nats.receivers = delivered, "local message routed");
         Ok(delivered)
@@ -134,12 +118,7 @@ impl Bus for LocalBus {
         self.subscription(subject, Some(group))
     }
 
-    async fn request(
-        &self,
-        subject: &str,
-        payload: Bytes,
-        timeout: Duration,
-    ) -> Result<Bytes, BusError> {
+    async fn request(&self, subject: &str, payload: Bytes, timeout: Duration) -> Result<Bytes, BusError> {
         subjects::validate_publish_subject(subject)?;
         let inbox = format!("_INBOX.{}", Uuid::now_v7().simple());
         let mut replies = self.shared.router.subscribe(&inbox, None)?;
@@ -150,10 +129,7 @@ impl Bus for LocalBus {
         match tokio::time::timeout(timeout, replies.recv()).await {
             Ok(Some(reply)) => Ok(reply.payload),
             Ok(None) => Err(BusError::Closed),
-            Err(_elapsed) => Err(BusError::Timeout {
-                subject: subject.to_owned(),
-                timeout,
-            }),
+            Err(_elapsed) => Err(BusError::Timeout { subject: subject.to_owned(), timeout }),
         }
     }
 
@@ -171,15 +147,8 @@ impl Bus for LocalBus {
 
     async fn health(&self) -> BusHealth {
         let connected = !self.shared.router.is_closed();
-        let detail = if connected {
-            "in-process bus"
-        } else {
-            "in-process bus closed"
-        };
-        BusHealth {
-            connected,
-            detail: detail.to_owned(),
-        }
+        let detail = if connected { "in-process bus" } else { "in-process bus closed" };
+        BusHealth { connected, detail: detail.to_owned() }
     }
 
     async fn close(&self) {

@@ -37,21 +37,13 @@ struct Entry {
 
 impl Router {
     /// Registers a subscription; dropping the receiver ends it.
-    pub(crate) fn subscribe(
-        &self,
-        pattern: &str,
-        group: Option<&str>,
-    ) -> Result<mpsc::Receiver<Message>, BusError> {
+    pub(crate) fn subscribe(&self, pattern: &str, group: Option<&str>) -> Result<mpsc::Receiver<Message>, BusError> {
         let mut state = self.lock();
         if state.closed {
             return Err(BusError::Closed);
         }
         let (sender, receiver) = mpsc::channel(SUBSCRIPTION_CAPACITY);
-        state.entries.push(Entry {
-            pattern: pattern.to_owned(),
-            group: group.map(str::to_owned),
-            sender,
-        });
+        state.entries.push(Entry { pattern: pattern.to_owned(), group: group.map(str::to_owned), sender });
         Ok(receiver)
     }
 
@@ -123,11 +115,7 @@ mod tests {
     use bytes::Bytes;
 
     fn message(subject: &str) -> Message {
-        Message {
-            subject: subject.into(),
-            payload: Bytes::from_static(b"x"),
-            reply: None,
-        }
+        Message { subject: subject.into(), payload: Bytes::from_static(b"x"), reply: None }
     }
 
     fn drain(receiver: &mut mpsc::Receiver<Message>) -> usize {

@@ -101,9 +101,7 @@ fn split_userinfo(url: &str) -> (String, Option<UrlAuth>) {
         return (url.to_owned(), None);
     };
     let auth = match userinfo.split_once(':') {
-        Some((user, password)) => {
-            UrlAuth::UserPassword(percent_decode(user), percent_decode(password))
-        }
+        Some((user, password)) => UrlAuth::UserPassword(percent_decode(user), percent_decode(password)),
         None => UrlAuth::Token(percent_decode(userinfo)),
     };
     (format!("{scheme}{host}"), Some(auth))
@@ -115,10 +113,8 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| s.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        let escaped =
+            (bytes[i] == b'%').then(|| s.get(i + 1..i + 3)).flatten().and_then(|hex| u8::from_str_radix(hex, 16).ok());
         match escaped {
             Some(byte) => {
                 out.push(byte);
@@ -145,10 +141,7 @@ pub(super) async fn open(
     let client = connect
         .connect(servers.servers.as_slice())
         .await
-        .map_err(|source| BusError::Connect {
-            url: servers.display(),
-            source: source.into(),
-        })?;
+        .map_err(|source| BusError::Connect { url: servers.display(), source: source.into() })?;
     let jetstream = jetstream::new(client.clone());
     ensure_results_stream(&jetstream, &options.subjects).await?;
     info!(
@@ -178,11 +171,7 @@ fn connect_options(options: &NatsBusOptions, url_auth: Option<&UrlAuth>) -> Conn
         Some(UrlAuth::Token(token)) => (None, Some(token)),
         None => (None, None),
     };
-    let user = options
-        .credentials
-        .as_ref()
-        .map(|(u, p)| (u, p))
-        .or(url_user);
+    let user = options.credentials.as_ref().map(|(u, p)| (u, p)).or(url_user);
     if let Some((user, password)) = user {
         connect = connect.user_and_password(user.clone(), password.clone());
     }
@@ -201,10 +190,7 @@ fn log_event(event: &Event) {
     }
 }
 
-async fn ensure_results_stream(
-    jetstream: &jetstream::Context,
-    subjects: &Subjects,
-) -> Result<(), BusError> {
+async fn ensure_results_stream(jetstream: &jetstream::Context, subjects: &Subjects) -> Result<(), BusError> {
     let name = subjects.agent_results_stream();
     let config = stream::Config {
         name: name.clone(),
@@ -263,9 +249,6 @@ mod tests {
         };
         let printed = format!("{options:?}");
         assert!(printed.contains("alice"));
-        assert!(
-            !printed.contains("s3cret") && !printed.contains("t0ken"),
-            "{printed}"
-        );
+        assert!(!printed.contains("s3cret") && !printed.contains("t0ken"), "{printed}");
     }
 }

@@ -17,9 +17,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tracing::{debug, info, warn};
 
-use crate::bus::{
-    Acknowledge, Bus, BusHealth, DurableMessage, DurableSubscription, Message, Subscription,
-};
+use crate::bus::{Acknowledge, Bus, BusHealth, DurableMessage, DurableSubscription, Message, Subscription};
 use crate::error::{BoxError, BusError};
 use crate::subjects::{self, SubjectError, Subjects};
 
@@ -30,8 +28,8 @@ pub use connect::{NatsBusOptions, RESULTS_MAX_AGE};
 /// How long a durable message may stay unacknowledged before the server delivers it again.
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
 
-/// How long [`Bus::health`] waits for the server to answer a flush.
-const HEALTH_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long [`Bus::health`] and [`Bus::close`] wait for the server to answer a flush.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The bus over NATS. Cheap to clone; clones share one connection.
 ///
@@ -97,10 +95,7 @@ impl NatsBus {
 }
 
 fn jetstream_error(operation: String, source: impl Into<BoxError>) -> BusError {
-    BusError::JetStream {
-        operation,
-        source: source.into(),
-    }
+    BusError::JetStream { operation, source: source.into() }
 }
 
 fn to_message(message: async_nats::Message) -> Message {
@@ -116,10 +111,7 @@ fn request_error(subject: &str, timeout: Duration, error: client::RequestError) 
     match error.kind() {
         client::RequestErrorKind::NoResponders => BusError::NoResponders { subject },
         client::RequestErrorKind::TimedOut => BusError::Timeout { subject, timeout },
-        _ => BusError::Request {
-            subject,
-            source: error.into(),
-        },
+        _ => BusError::Request { subject, source: error.into() },
     }
 }
 
@@ -127,17 +119,10 @@ fn request_error(subject: &str, timeout: Duration, error: client::RequestError) 
 fn to_durable(message: jetstream::Message) -> DurableMessage {
     // Info only fails on a reply subject that is not a JetStream ack subject; count it as a
     // first delivery rather than losing the message.
-    let delivered = message
-        .info()
-        .ok()
-        .and_then(|info| u64::try_from(info.delivered).ok())
-        .unwrap_or(1);
+    let delivered = message.info().ok().and_then(|info| u64::try_from(info.delivered).ok()).unwrap_or(1);
     let (message, acker) = message.split();
     let subject = message.subject.to_string();
-    let acker = NatsAck {
-        subject: subject.clone(),
-        acker,
-    };
+    let acker = NatsAck { subject: subject.clone(), acker };
     DurableMessage::new(subject, message.payload, delivered, Box::new(acker))
 }
 
@@ -150,13 +135,7 @@ struct NatsAck {
 #[async_trait]
 impl Acknowledge for NatsAck {
     async fn ack(self: Box<Self>) -> Result<(), BusError> {
-        self.acker
-            .double_ack()
-            .await
-            .map_err(|source| BusError::Ack {
-                subject: self.subject,
-                source,
-            })
+        self.acker.double_ack().await.map_err(|source| BusError::Ack { subject: self.subject, source })
     }
 }
 
@@ -176,10 +155,7 @@ impl Bus for NatsBus {
         self.client
             .publish(subject.to_owned(), payload)
             .await
-            .map_err(|source| BusError::Publish {
-                subject: subject.to_owned(),
-                source: source.into(),
-            })
+            .map_err(|source| BusError::Publish { subject: subject.to_owned(), source: source.into() })
     }
 
     async fn subscribe(&self, subject: &str) -> Result<Subscription, BusError> {
@@ -189,10 +165,7 @@ impl Bus for NatsBus {
             .client
             .subscribe(subject.to_owned())
             .await
-            .map_err(|source| BusError::Subscribe {
-                subject: subject.to_owned(),
-                source: source.into(),
-            })?;
+            .map_err(|source| BusError::Subscribe { subject: subject.to_owned(), source: source.into() })?;
         debug!(nats.subject = %subject, "NATS subscription started");
         Ok(Subscription::new(subscriber.map(to_message)))
     }
@@ -205,25 +178,15 @@ impl Bus for NatsBus {
             .client
             .queue_subscribe(subject.to_owned(), group.to_owned())
             .await
-            .map_err(|source| BusError::Subscribe {
-                subject: subject.to_owned(),
-                source: source.into(),
-            })?;
+            .map_err(|source| BusError::Subscribe { subject: subject.to_owned(), source: source.into() })?;
         debug!(nats.subject = %subject, nats.queue_group = %group, "NATS queue subscription started");
         Ok(Subscription::new(subscriber.map(to_message)))
     }
 
-    async fn request(
-        &self,
-        subject: &str,
-        payload: Bytes,
-        timeout: Duration,
-    ) -> Result<Bytes, BusError> {
+    async fn request(&self, subject: &str, payload: Bytes, timeout: Duration) -> Result<Bytes, BusError> {
         self.ensure_open()?;
         subjects::validate_publish_subject(subject)?;
-        let request = client::Request::new()
-            .payload(payload)
-            .timeout(Some(timeout));
+        let request = client::Request::new().payload(payload).timeout(Some(timeout));
         self.client
             .send_request(subject.to_owned(), request)
             .await
@@ -238,16 +201,10 @@ impl Bus for NatsBus {
             let subject = subject.to_owned();
             return Err(SubjectError::NotDurable { subject }.into());
         }
-        let publish_error = |source: BoxError| BusError::Publish {
-            subject: subject.to_owned(),
-            source,
-        };
+        let publish_error = |source: BoxError| BusError::Publish { subject: subject.to_owned(), source };
         // The first await sends the message, the second waits for the stream's ack.
-        let ack = self
-            .jetstream
-            .publish(subject.to_owned(), payload)
-            .await
-            .map_err(|error| publish_error(error.into()))?;
+        let ack =
+            self.jetstream.publish(subject.to_owned(), payload).await.map_err(|error| publish_error(error.into()))?;
         ack.await.map_err(|error| publish_error(error.into()))?;
         Ok(())
     }
@@ -260,19 +217,13 @@ impl Bus for NatsBus {
             .jetstream
             .create_consumer_on_stream(self.consumer_config(consumer), stream.as_str())
             .await
-            .map_err(|error| {
-                jetstream_error(format!("create consumer {consumer} on {stream}"), error)
-            })?;
-        let messages = pull
-            .messages()
-            .await
-            .map_err(|error| jetstream_error(format!("pull from consumer {consumer}"), error))?;
+            .map_err(|error| jetstream_error(format!("create consumer {consumer} on {stream}"), error))?;
+        let messages =
+            pull.messages().await.map_err(|error| jetstream_error(format!("pull from consumer {consumer}"), error))?;
         debug!(nats.stream = %stream, nats.consumer = %consumer, "durable consumer started");
         let consumer = consumer.to_owned();
         Ok(DurableSubscription::new(messages.map(move |item| {
-            item.map(to_durable).map_err(|error| {
-                jetstream_error(format!("receive from consumer {consumer}"), error)
-            })
+            item.map(to_durable).map_err(|error| jetstream_error(format!("receive from consumer {consumer}"), error))
         })))
     }
 
@@ -280,27 +231,17 @@ impl Bus for NatsBus {
         let state = self.client.connection_state();
         if self.closed.load(Ordering::Acquire) || state != State::Connected {
             let detail = format!("NATS connection {state}");
-            return BusHealth {
-                connected: false,
-                detail,
-            };
+            return BusHealth { connected: false, detail };
         }
-        match tokio::time::timeout(HEALTH_FLUSH_TIMEOUT, self.client.flush()).await {
+        match tokio::time::timeout(FLUSH_TIMEOUT, self.client.flush()).await {
             Ok(Ok(())) => BusHealth {
                 connected: true,
-                detail: format!(
-                    "connected to nats-server {}",
-                    self.client.server_info().version
-                ),
+                detail: format!("connected to nats-server {}", self.client.server_info().version),
             },
-            Ok(Err(error)) => BusHealth {
-                connected: false,
-                detail: format!("NATS flush failed: {error}"),
-            },
-            Err(_elapsed) => BusHealth {
-                connected: false,
-                detail: format!("NATS server did not answer within {HEALTH_FLUSH_TIMEOUT:?}"),
-            },
+            Ok(Err(error)) => BusHealth { connected: false, detail: format!("NATS flush failed: {error}") },
+            Err(_elapsed) => {
+                BusHealth { connected: false, detail: format!("NATS server did not answer within {FLUSH_TIMEOUT:?}") }
+            }
         }
     }
 
@@ -308,8 +249,11 @@ impl Bus for NatsBus {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        if let Err(error) = self.client.flush().await {
-            warn!(error = %error, "NATS flush before close failed");
+        // Bounded: while disconnected a flush would wait for the reconnect.
+        match tokio::time::timeout(FLUSH_TIMEOUT, self.client.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => warn!(error = %error, "NATS flush before close failed"),
+            Err(_elapsed) => warn!("NATS flush before close timed out"),
         }
         if let Err(error) = self.client.drain().await {
             warn!(error = %error, "NATS drain failed");

@@ -1,10 +1,15 @@
-//! [`Store`] on Diesel.
+//! [`Store`] on Diesel, one file per area of the trait.
+
+mod agents;
+mod convert;
+mod settings;
+mod users;
 
 use async_trait::async_trait;
 use diesel::connection::SimpleConnection;
 use phoenix_actors::{Store, StoreError};
 
-use super::{Database, DbError};
+use super::{Database, DbConnection, DbError};
 
 /// The Diesel implementation of the domain's [`Store`].
 #[derive(Clone)]
@@ -20,6 +25,15 @@ impl DieselStore {
     pub fn database(&self) -> &Database {
         &self.db
     }
+
+    /// Runs `work` on the blocking pool and converts its error for the domain.
+    async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
+    {
+        self.db.run(work).await.map_err(StoreError::from)
+    }
 }
 
 #[async_trait]
@@ -29,9 +43,6 @@ impl Store for DieselStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.db
-            .run(|conn| conn.batch_execute("SELECT 1").map_err(DbError::from))
-            .await
-            .map_err(StoreError::from)
+        self.run(|conn| conn.batch_execute("SELECT 1").map_err(DbError::from)).await
     }
 }

@@ -1,6 +1,13 @@
-//! The persistence contract of the domain.
+//! The persistence contract of the domain. `Store` is the sum of one trait per area, so each area's
+//! methods stay together and an implementation can be read area by area.
+
+mod auth;
+mod fleet;
 
 use async_trait::async_trait;
+
+pub use auth::{AccessStatus, NewRefreshToken, RefreshUse, SettingsStore, UserStore};
+pub use fleet::{AgentAuthStore, AgentIdentity, EnrollmentToken, NewAgent, NewEnrollmentToken};
 
 /// Errors a [`Store`] reports, in kinds callers can act on.
 #[derive(Debug, thiserror::Error)]
@@ -19,10 +26,9 @@ pub enum StoreError {
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// Where the domain keeps its state. Implementations must be cheap to clone behind an `Arc` and safe
-/// to call from many tasks at once.
+/// Where the domain keeps its state. Implementations must be safe to call from many tasks at once.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: UserStore + SettingsStore + AgentAuthStore + Send + Sync + 'static {
     /// The backend's name, for logs and `/version` (`"postgres"`, `"sqlite"`).
     fn backend_name(&self) -> &'static str;
 

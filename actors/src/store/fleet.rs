@@ -1,0 +1,88 @@
+//! Agent identity: enrolment tokens and agent credentials.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+use crate::labels::Labels;
+
+/// An enrolment token to create (only its hash is stored).
+#[derive(Debug, Clone)]
+pub struct NewEnrollmentToken {
+    /// UUIDv7.
+    pub id: String,
+    /// SHA-256 of the token, hex.
+    pub token_hash: String,
+    /// Labels every agent enrolled with it gets (they win over the agent's own).
+    pub labels: Labels,
+    /// How many agents may enrol with it.
+    pub uses: i32,
+    /// After this it is refused.
+    pub expires_at: DateTime<Utc>,
+    /// The admin who made it.
+    pub created_by: Option<String>,
+}
+
+/// An enrolment token as listed (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollmentToken {
+    /// UUIDv7.
+    pub id: String,
+    /// Labels applied to agents enrolled with it.
+    pub labels: Labels,
+    /// Enrolments left.
+    pub uses_left: i32,
+    /// Expiry.
+    pub expires_at: DateTime<Utc>,
+    /// The admin who made it.
+    pub created_by: Option<String>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+/// An agent to register at enrolment.
+#[derive(Debug, Clone)]
+pub struct NewAgent {
+    /// UUIDv7, the agent's id from now on.
+    pub id: String,
+    /// The host it runs on.
+    pub hostname: String,
+    /// Labels the agent asked for.
+    pub labels: Labels,
+    /// SHA-256 of the agent credential, hex.
+    pub credential_hash: String,
+}
+
+/// Who an authenticated agent is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentIdentity {
+    /// The agent id.
+    pub id: String,
+    /// The host it runs on.
+    pub hostname: String,
+    /// Its labels (the agent's own, overridden by the enrolment token's).
+    pub labels: Labels,
+}
+
+/// Enrolment and agent credentials.
+#[async_trait]
+pub trait AgentAuthStore: Send + Sync {
+    /// Stores a new enrolment token.
+    async fn create_enrollment_token(&self, token: NewEnrollmentToken) -> Result<EnrollmentToken, StoreError>;
+
+    /// Spends one use of the token and registers the agent, atomically. `None` when the token is
+    /// unknown, expired, revoked or used up.
+    async fn enroll_agent(
+        &self,
+        token_hash: &str,
+        agent: NewAgent,
+        now: DateTime<Utc>,
+    ) -> Result<Option<AgentIdentity>, StoreError>;
+
+    /// The agent a credential belongs to, unless it was revoked.
+    async fn authenticate_agent(&self, credential_hash: &str) -> Result<Option<AgentIdentity>, StoreError>;
+
+    /// Revokes the agent's credential: every later call with it is refused. `NotFound` if no such agent.
+    async fn revoke_agent_credential(&self, agent_id: &str) -> Result<(), StoreError>;
+}

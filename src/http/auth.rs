@@ -1,0 +1,57 @@
+//! `/api/v1/auth/*`: register, log in, refresh, log out, and who am I.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::access::CurrentUser;
+use super::{ApiError, AppState};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    username: String,
+    password: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    refresh_token: String,
+}
+
+/// `POST /auth/register`: the first user becomes admin; later ones only when registration is open.
+pub async fn register_user(state: web::Data<AppState>, body: web::Json<Credentials>) -> Result<HttpResponse, ApiError> {
+    let user = state.auth.register(&body.username, &body.password).await?;
+    tracing::info!(user.id = %user.id, user.role = user.role.as_str(), "user registered");
+    Ok(HttpResponse::Created().json(user))
+}
+
+/// `POST /auth/login`: `{access_token, refresh_token, token_type, expires_in, user}`.
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<Credentials>,
+) -> Result<HttpResponse, ApiError> {
+    let client = req.peer_addr().map(|addr| addr.ip());
+    let session = state.auth.login(&body.username, &body.password, client).await?;
+    Ok(HttpResponse::Ok().json(session))
+}
+
+/// `POST /auth/refresh`: spends the refresh token and answers a new pair.
+pub async fn refresh_session(
+    state: web::Data<AppState>,
+    body: web::Json<RefreshRequest>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(state.auth.refresh(&body.refresh_token).await?))
+}
+
+/// `POST /auth/logout`: revokes this access token and its refresh family.
+pub async fn logout(state: web::Data<AppState>, caller: CurrentUser) -> Result<HttpResponse, ApiError> {
+    state.auth.logout(&caller.claims).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /auth/me`.
+pub async fn get_me(caller: CurrentUser) -> HttpResponse {
+    HttpResponse::Ok().json(caller.user)
+}

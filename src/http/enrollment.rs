@@ -1,0 +1,86 @@
+//! Agent identity over HTTP: enrolment tokens (admins), enrolment (agents), credential checks and
+//! revocation.
+
+use actix_web::{web, HttpResponse};
+use phoenix_actors::labels::Labels;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::access::{CurrentAgent, CurrentUser};
+use super::{ApiError, AppState};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEnrollmentTokenRequest {
+    /// How many agents may enrol with the token (default 1).
+    #[serde(default = "one")]
+    uses: i32,
+    /// Lifetime; default `auth.enrollment_token_ttl_secs`.
+    ttl_secs: Option<u64>,
+    /// Labels every agent enrolled with it gets.
+    #[serde(default)]
+    labels: Labels,
+}
+
+fn one() -> i32 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    token: String,
+    hostname: String,
+    #[serde(default)]
+    labels: Labels,
+}
+
+/// `POST /agents/enrollment-tokens`: the token is shown in this answer only.
+pub async fn create_enrollment_token(
+    state: web::Data<AppState>,
+    caller: CurrentUser,
+    body: web::Json<CreateEnrollmentTokenRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let (token, record) =
+        state.auth.create_enrollment_token(body.uses, body.ttl_secs, body.labels, &caller.user.id).await?;
+    Ok(HttpResponse::Created().json(json!({
+        "id": record.id,
+        "token": token,
+        "expires_at": record.expires_at,
+        "uses_left": record.uses_left,
+        "labels": record.labels,
+    })))
+}
+
+/// `POST /agent/enroll`: exchanges an enrolment token for an agent id and credential, plus the NATS
+/// URL the agent should use when the server has one for agents.
+pub async fn enroll_agent(
+    state: web::Data<AppState>,
+    body: web::Json<EnrollRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let enrollment = state.auth.enroll(&body.token, &body.hostname, body.labels).await?;
+    let nats_url = state.settings.bus.agent_nats_url.as_ref().map(|url| url.expose().to_string());
+    Ok(HttpResponse::Created().json(json!({
+        "agent_id": enrollment.agent_id,
+        "credential": enrollment.credential,
+        "labels": enrollment.labels,
+        "nats_url": nats_url,
+    })))
+}
+
+/// `GET /agent/me`: lets an agent check its stored credential still works, and who it is.
+pub async fn get_agent_me(agent: CurrentAgent) -> HttpResponse {
+    HttpResponse::Ok().json(agent.0)
+}
+
+/// `DELETE /agents/{id}/credential`: every later call with the agent's credential is refused.
+pub async fn revoke_agent_credential(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.store.revoke_agent_credential(&id).await.map_err(|e| ApiError::from(e).for_entity("agent", &id))?;
+    tracing::info!(agent.id = %id, "agent credential revoked");
+    Ok(HttpResponse::NoContent().finish())
+}

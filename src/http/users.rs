@@ -1,0 +1,55 @@
+//! `/api/v1/users`: admins list, create, and change users.
+
+use actix_web::{web, HttpResponse};
+use phoenix_actors::users::{Role, UserChanges};
+use serde::Deserialize;
+
+use super::paging::PageQuery;
+use super::{ApiError, AppState};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserRequest {
+    username: String,
+    password: String,
+    role: Role,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    role: Option<Role>,
+    active: Option<bool>,
+}
+
+/// `GET /users?limit&cursor`.
+pub async fn list_users(state: web::Data<AppState>, query: web::Query<PageQuery>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(state.store.list_users(query.page()?).await?))
+}
+
+/// `POST /users`.
+pub async fn create_user(
+    state: web::Data<AppState>,
+    body: web::Json<CreateUserRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let user = state.auth.create_user(&body.username, &body.password, body.role).await?;
+    tracing::info!(user.id = %user.id, user.role = user.role.as_str(), "user created");
+    Ok(HttpResponse::Created().json(user))
+}
+
+/// `GET /users/{id}`.
+pub async fn get_user(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(state.store.get_user(&id).await.map_err(|e| ApiError::from(e).for_entity("user", &id))?))
+}
+
+/// `PATCH /users/{id}`: change the role or (de)activate. A deactivated user's tokens stop working at once.
+pub async fn update_user(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Json<UpdateUserRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let changes = UserChanges { role: body.role, active: body.active };
+    let user = state.store.update_user(&id, changes).await.map_err(|e| ApiError::from(e).for_entity("user", &id))?;
+    tracing::info!(user.id = %user.id, user.role = user.role.as_str(), user.active = user.active, "user changed");
+    Ok(HttpResponse::Ok().json(user))
+}
