@@ -294,6 +294,10 @@ fn env_layer(env: &BTreeMap<String, String>, problems: &mut Vec<String>) -> toml
             continue;
         };
         let path = format!("{}.{}", section.to_lowercase(), key.to_lowercase());
+        // Compose files pass `${VAR:-}` as an empty string: for an optional setting that means unset.
+        if raw.is_empty() && OPTIONAL_KEYS.contains(&path.as_str()) {
+            continue;
+        }
         if default_value_at(&path).is_none() && !OPTIONAL_KEYS.contains(&path.as_str()) {
             problems.push(format!("{name}: no setting '{path}'"));
             continue;

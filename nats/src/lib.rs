@@ -18,6 +18,8 @@ pub mod error;
 pub mod local;
 pub mod nats_bus;
 pub mod subjects;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use bus::{Bus, BusHealth, DurableMessage, DurableSubscription, Message, Subscription};
 pub use bytes::Bytes;

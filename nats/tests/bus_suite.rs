@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use phoenix_nats::testing::StreamCleanup;
 use phoenix_nats::{
     Bus, BusError, Bytes, DurableMessage, DurableSubscription, Envelope, LocalBus, Message, NatsBus, NatsBusOptions,
     SubjectError, Subjects, Subscription,
@@ -59,31 +60,6 @@ async fn nats_bus() -> Harness {
         .await
         .unwrap_or_else(|error| panic!("cannot connect to NATS at {url}: {error:?}"));
     Harness { bus: Arc::new(bus.with_durable_ack_wait(ACK_WAIT)), _stream: Some(cleanup) }
-}
-
-/// Deletes a test's JetStream stream when dropped, even when the test panicked.
-struct StreamCleanup {
-    url: String,
-    stream: String,
-}
-
-impl Drop for StreamCleanup {
-    fn drop(&mut self) {
-        let (url, stream) = (self.url.clone(), self.stream.clone());
-        // Its own thread and runtime: the test's runtime may be shutting down or unwinding.
-        let deleted = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-            runtime.block_on(async {
-                let client = async_nats::connect(url).await.ok()?;
-                let jetstream = async_nats::jetstream::new(client);
-                jetstream.delete_stream(&stream).await.ok()
-            })
-        })
-        .join();
-        if !matches!(deleted, Ok(Some(_))) {
-            eprintln!("best-effort cleanup: could not delete stream {}", self.stream);
-        }
-    }
 }
 
 fn payload(text: &str) -> Bytes {

@@ -93,6 +93,13 @@ fn the_jwt_secret_is_checked_and_never_printed() {
 }
 
 #[test]
+fn an_empty_variable_leaves_an_optional_setting_unset() {
+    let e = env(&[("PHOENIX_AUTH__JWT_SECRET", ""), ("PHOENIX_BUS__AGENT_NATS_URL", "")]);
+    let s = Settings::load(None, &e, &FlagOverrides::default()).expect("valid");
+    assert!(s.auth.jwt_secret.is_none() && s.bus.agent_nats_url.is_none());
+}
+
+#[test]
 fn log_format_and_filter_come_from_the_usual_variables() {
     let e = env(&[("LOG_FORMAT", "json"), ("RUST_LOG", "warn,phoenix=debug")]);
     let s = Settings::load(None, &e, &FlagOverrides::default()).expect("valid");

@@ -92,7 +92,14 @@ fn compose_gives_the_server_settings_the_binary_accepts() {
     assert!(database.ends_with(&format!("/{}", postgres_env["POSTGRES_DB"])), "{database}");
 
     let nats = settings.bus.nats_url.as_ref().expect("production compose uses NATS").expose().to_string();
-    assert!(nats.contains("@nats:4222"), "{nats}");
+    assert!(nats.starts_with("nats://phoenix:") && nats.contains("@nats:4222"), "{nats}");
+    let agents = settings.bus.agent_nats_url.as_ref().expect("agents get a NATS URL").expose().to_string();
+    assert!(agents.starts_with("nats://agent:") && agents.contains("@nats:4222"), "{agents}");
+    let nats_conf = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/nats/nats-server.conf"))
+        .expect("nats/nats-server.conf exists");
+    for user in ["user: phoenix", "user: agent"] {
+        assert!(nats_conf.contains(user), "nats-server.conf defines {user}");
+    }
 }
 
 #[test]

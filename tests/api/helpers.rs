@@ -191,6 +191,7 @@ pub struct TestApp {
     pub handle: ServerHandle,
     pub db: TestDb,
     pub env: Env,
+    _stream: Option<phoenix_nats::testing::StreamCleanup>,
 }
 
 impl TestApp {
@@ -266,11 +267,15 @@ pub async fn spawn_app(env: Env) -> TestApp {
 
 pub async fn spawn_with(env: Env, db: TestDb, settings: Settings) -> TestApp {
     init_test_logging();
+    let stream = settings.bus.nats_url.as_ref().map(|url| phoenix_nats::testing::StreamCleanup {
+        url: url.expose().to_string(),
+        stream: phoenix_nats::Subjects::new(&settings.bus.subject_prefix).expect("prefix").agent_results_stream(),
+    });
     let app = Application::build(settings).await.expect("server builds");
     let addr = app.local_addr();
     let handle = app.handle();
     actix_web::rt::spawn(app.run_until_stopped());
-    TestApp { addr, client: reqwest::Client::new(), handle, db, env }
+    TestApp { addr, client: reqwest::Client::new(), handle, db, env, _stream: stream }
 }
 
 /// Logs only with TEST_LOG=1, so test output stays readable.
@@ -285,4 +290,94 @@ fn with_database_replaces_only_the_database_name() {
     assert_eq!(with_database("postgres://u:p@h:5432/postgres", "x"), "postgres://u:p@h:5432/x");
     assert_eq!(with_database("postgres://h/db?sslmode=disable", "x"), "postgres://h/x?sslmode=disable");
     assert_eq!(with_database("postgres://h:1", "x"), "postgres://h:1/x");
+}
+
+/// `phoenix server` as a child process on port 0 (for what only a real process shows: signals, logs).
+pub struct ServerProcess {
+    child: std::process::Child,
+    pub addr: String,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl ServerProcess {
+    /// Starts the binary against `db` with the in-process bus and waits for its "listening" line.
+    pub fn start(db: &TestDb, env: &[(&str, &str)]) -> ServerProcess {
+        use std::io::BufRead;
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"));
+        command
+            .args(["server", "--listen", "127.0.0.1:0", "--database-url", &db.url])
+            .env("PHOENIX_BUS__SUBJECT_PREFIX", unique_prefix())
+            .env("PHOENIX_SERVER__SHUTDOWN_TIMEOUT_SECS", "10")
+            .env("PHOENIX_SERVER__WORKERS", "1")
+            .env_remove("PHOENIX_NATS_URL")
+            .stderr(std::process::Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("spawn phoenix server");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (lines_tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = ServerProcess { child, addr: String::new(), lines, seen: Vec::new() };
+        server.addr = server.wait_for_address();
+        server
+    }
+
+    fn wait_for_address(&mut self) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            let Ok(line) = self.lines.recv_timeout(std::time::Duration::from_secs(1)) else { continue };
+            // Works for both log formats: the address ends at the first character an address cannot hold.
+            let addr = line.split("listening on http://").nth(1).map(|rest| {
+                rest.chars().take_while(|c| c.is_ascii_alphanumeric() || ".:[]".contains(*c)).collect::<String>()
+            });
+            self.seen.push(line);
+            if let Some(addr) = addr {
+                return addr;
+            }
+        }
+        panic!("server did not print its address within 30 s; it said:\n{}", self.seen.join("\n"));
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Everything the server has logged so far.
+    pub fn logs(&mut self) -> Vec<String> {
+        self.seen.extend(self.lines.try_iter());
+        self.seen.clone()
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(&mut self, within: std::time::Duration) -> std::process::ExitStatus {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        let pid = i32::try_from(self.child.id()).expect("pid fits i32");
+        kill(Pid::from_raw(pid), Signal::SIGTERM).expect("send SIGTERM");
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // Let the reader thread drain what was written before the exit.
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "server did not exit within {within:?}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

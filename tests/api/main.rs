@@ -10,5 +10,6 @@ mod auth;
 mod compose;
 mod migrations;
 mod ops;
+mod secrets;
 mod shutdown;
 mod storage;
