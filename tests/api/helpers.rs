@@ -298,6 +298,7 @@ pub struct ServerProcess {
     pub addr: String,
     lines: std::sync::mpsc::Receiver<String>,
     seen: Vec<String>,
+    signalled: bool,
 }
 
 impl ServerProcess {
@@ -325,7 +326,7 @@ impl ServerProcess {
                 }
             }
         });
-        let mut server = ServerProcess { child, addr: String::new(), lines, seen: Vec::new() };
+        let mut server = ServerProcess { child, addr: String::new(), lines, seen: Vec::new(), signalled: false };
         server.addr = server.wait_for_address();
         server
     }
@@ -356,12 +357,20 @@ impl ServerProcess {
         self.seen.clone()
     }
 
-    /// Sends SIGTERM and waits for the exit.
-    pub fn terminate(&mut self, within: std::time::Duration) -> std::process::ExitStatus {
+    /// Sends SIGTERM.
+    pub fn signal_terminate(&mut self) {
+        self.signalled = true;
         use nix::sys::signal::{kill, Signal};
         use nix::unistd::Pid;
         let pid = i32::try_from(self.child.id()).expect("pid fits i32");
         kill(Pid::from_raw(pid), Signal::SIGTERM).expect("send SIGTERM");
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(&mut self, within: std::time::Duration) -> std::process::ExitStatus {
+        if !self.signalled {
+            self.signal_terminate();
+        }
         let deadline = std::time::Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {

@@ -8,8 +8,36 @@ use std::time::Duration;
 
 use crate::helpers::{ServerProcess, TestDb};
 
-// Draining a handler that is still running is shown where such handlers exist (the agents' long-poll);
-// here: the signal is honoured, the port closes, the bus is flushed and the process says so and exits 0.
+#[test]
+fn sigterm_lets_a_request_in_flight_finish() {
+    let db = TestDb::new(phoenix::db::Backend::Sqlite);
+    let mut server = ServerProcess::start(&db, &[("RUST_LOG", "info")]);
+    let addr = server.addr.clone();
+
+    // The handler is running (its JSON extractor is reading the body) when the signal arrives.
+    let body = br#"{"username": "nobody", "password": "not-the-password"}"#;
+    let mut in_flight = TcpStream::connect(&addr).expect("connect");
+    in_flight.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let head = format!(
+        "POST /api/v1/auth/login HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    in_flight.write_all(head.as_bytes()).expect("write head");
+    in_flight.write_all(&body[..10]).expect("write part of the body");
+    std::thread::sleep(Duration::from_millis(300));
+
+    server.signal_terminate();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(TcpStream::connect(&addr).is_err(), "no new connections while draining");
+    in_flight.write_all(&body[10..]).expect("finish the body");
+    let mut response = String::new();
+    in_flight.read_to_string(&mut response).expect("the request in flight gets its answer");
+    assert!(response.starts_with("HTTP/1.1 401"), "got: {response}");
+
+    let status = server.terminate(Duration::from_secs(15));
+    assert!(status.success(), "exit status {status:?}");
+}
+
 #[test]
 fn sigterm_stops_accepting_and_exits_zero_after_a_clean_shutdown() {
     let db = TestDb::new(phoenix::db::Backend::Sqlite);
