@@ -20,6 +20,9 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub bus: BusSettings,
     pub auth: AuthSettings,
+    pub agents: AgentSettings,
+    pub tasks: TaskSettings,
+    pub metrics: MetricsSettings,
     pub log: LogSettings,
 }
 
@@ -120,6 +123,84 @@ impl Default for AuthSettings {
             login_window_secs: 60,
             enrollment_token_ttl_secs: 24 * 3600,
         }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AgentSettings {
+    /// How often agents heartbeat (told to them in every heartbeat answer).
+    pub heartbeat_interval_secs: u64,
+    /// Without a heartbeat for this long an agent goes offline; default 3 x the interval.
+    pub offline_after_secs: Option<u64>,
+    /// Longest `wait` a long-poll may ask for.
+    pub long_poll_max_wait_secs: u64,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        AgentSettings { heartbeat_interval_secs: 10, offline_after_secs: None, long_poll_max_wait_secs: 60 }
+    }
+}
+
+impl AgentSettings {
+    pub fn offline_after(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.offline_after_secs.unwrap_or(3 * self.heartbeat_interval_secs))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TaskSettings {
+    /// An agent must report progress within this long or the task is handed out again.
+    pub lease_secs: u64,
+    /// Hand-outs before a task fails for good (unless the task says otherwise).
+    pub max_attempts: i32,
+    /// First retry delay; doubles per attempt up to `backoff_max_secs`.
+    pub backoff_base_secs: u64,
+    pub backoff_max_secs: u64,
+    /// How long a task may wait for its agent before it expires (unless the task says otherwise).
+    pub ttl_secs: u64,
+    /// How often leases, deadlines and due retries are checked.
+    pub maintenance_interval_ms: u64,
+}
+
+impl Default for TaskSettings {
+    fn default() -> Self {
+        TaskSettings {
+            lease_secs: 60,
+            max_attempts: 5,
+            backoff_base_secs: 2,
+            backoff_max_secs: 300,
+            ttl_secs: 24 * 3600,
+            maintenance_interval_ms: 1000,
+        }
+    }
+}
+
+impl TaskSettings {
+    pub fn policy(&self) -> phoenix_actors::tasks::TaskPolicy {
+        use std::time::Duration;
+        phoenix_actors::tasks::TaskPolicy {
+            lease: Duration::from_secs(self.lease_secs),
+            backoff_base: Duration::from_secs(self.backoff_base_secs),
+            backoff_max: Duration::from_secs(self.backoff_max_secs),
+            default_max_attempts: self.max_attempts,
+            default_ttl: Duration::from_secs(self.ttl_secs),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetricsSettings {
+    /// Agent measurements older than this are deleted.
+    pub retention_hours: u64,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings { retention_hours: 7 * 24 }
     }
 }
 
@@ -244,6 +325,25 @@ impl Settings {
             }
         }
         self.auth.validate(problems);
+        let positive = [
+            ("agents.heartbeat_interval_secs", self.agents.heartbeat_interval_secs),
+            ("agents.long_poll_max_wait_secs", self.agents.long_poll_max_wait_secs),
+            ("tasks.lease_secs", self.tasks.lease_secs),
+            ("tasks.ttl_secs", self.tasks.ttl_secs),
+            ("tasks.maintenance_interval_ms", self.tasks.maintenance_interval_ms),
+            ("metrics.retention_hours", self.metrics.retention_hours),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                problems.push(format!("{key}: must be at least 1"));
+            }
+        }
+        if self.agents.offline_after_secs == Some(0) {
+            problems.push("agents.offline_after_secs: must be at least 1".into());
+        }
+        if self.tasks.max_attempts < 1 {
+            problems.push("tasks.max_attempts: must be at least 1".into());
+        }
         if let Err(e) = phoenix_nats::Subjects::new(&self.bus.subject_prefix) {
             problems.push(format!("bus.subject_prefix: {e}"));
         }
@@ -323,7 +423,7 @@ fn flag_layer(flags: &FlagOverrides) -> toml::Table {
 }
 
 /// Optional settings have no value in the defaults, so their presence and type cannot be looked up there.
-const OPTIONAL_KEYS: &[&str] = &["bus.nats_url", "bus.agent_nats_url", "auth.jwt_secret"];
+const OPTIONAL_KEYS: &[&str] = &["bus.nats_url", "bus.agent_nats_url", "auth.jwt_secret", "agents.offline_after_secs"];
 
 /// Environment values are strings; give them the type the setting has (so `PHOENIX_SERVER__WORKERS=4`
 /// is a number but `PHOENIX_LISTEN=8080` stays a string).
@@ -381,6 +481,9 @@ fn parse(merged: toml::Table, problems: &mut Vec<String>) -> Settings {
             "database" => settings.database = parse_section(&name, value, problems),
             "bus" => settings.bus = parse_section(&name, value, problems),
             "auth" => settings.auth = parse_section(&name, value, problems),
+            "agents" => settings.agents = parse_section(&name, value, problems),
+            "tasks" => settings.tasks = parse_section(&name, value, problems),
+            "metrics" => settings.metrics = parse_section(&name, value, problems),
             "log" => settings.log = parse_section(&name, value, problems),
             other => problems.push(format!("{other}: unknown section")),
         }

@@ -1,10 +1,22 @@
 //! Prometheus metrics of the server process, rendered by `GET /metrics`.
 
+use std::sync::atomic::Ordering;
+
+use phoenix_actors::gateway::IngestStats;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::db::PoolUsage;
+
+/// Values read at scrape time from the parts that own them.
+pub struct Snapshot<'a> {
+    pub pool: PoolUsage,
+    pub bus_connected: bool,
+    pub agent_sessions: usize,
+    pub long_poll_waiters: usize,
+    pub ingest: &'a IngestStats,
+}
 
 /// Every metric the server exports, registered in one registry owned by the app (no globals).
 #[derive(Clone)]
@@ -15,6 +27,10 @@ pub struct Metrics {
     db_pool_connections: IntGaugeVec,
     db_pool_max: IntGauge,
     bus_connected: IntGauge,
+    agent_sessions: IntGauge,
+    long_poll_waiters: IntGauge,
+    agent_messages: IntCounterVec,
+    agent_messages_dropped: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -39,8 +55,33 @@ impl Metrics {
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(db_pool_connections.clone()))?;
         registry.register(Box::new(db_pool_max.clone()))?;
+        let agent_sessions = IntGauge::new("agent_sessions", "Agent sessions held by this server")?;
+        let long_poll_waiters = IntGauge::new("long_poll_waiters", "Agent long-polls waiting for a task")?;
+        let agent_messages = IntCounterVec::new(
+            Opts::new("agent_messages_total", "Agent messages processed, by kind (both transports)"),
+            &["kind"],
+        )?;
+        let agent_messages_dropped = IntCounterVec::new(
+            Opts::new("agent_messages_dropped_total", "Agent messages from NATS dropped, by reason"),
+            &["reason"],
+        )?;
         registry.register(Box::new(bus_connected.clone()))?;
-        Ok(Metrics { registry, http_requests, http_duration, db_pool_connections, db_pool_max, bus_connected })
+        registry.register(Box::new(agent_sessions.clone()))?;
+        registry.register(Box::new(long_poll_waiters.clone()))?;
+        registry.register(Box::new(agent_messages.clone()))?;
+        registry.register(Box::new(agent_messages_dropped.clone()))?;
+        Ok(Metrics {
+            registry,
+            http_requests,
+            http_duration,
+            db_pool_connections,
+            db_pool_max,
+            bus_connected,
+            agent_sessions,
+            long_poll_waiters,
+            agent_messages,
+            agent_messages_dropped,
+        })
     }
 
     /// Counts one answered request. `route` is the route pattern (`/api/v1/experiments/{id}`), never
@@ -50,17 +91,39 @@ impl Metrics {
         self.http_duration.with_label_values(&[method, route]).observe(seconds);
     }
 
-    /// Renders the text exposition format, refreshing the gauges that are read at scrape time.
-    pub fn render(&self, pool: PoolUsage, bus_connected: bool) -> String {
+    /// Renders the text exposition format, refreshing the values that are read at scrape time.
+    pub fn render(&self, now: Snapshot<'_>) -> String {
+        let pool = now.pool;
         let in_use = pool.connections.saturating_sub(pool.idle);
         self.db_pool_connections.with_label_values(&["idle"]).set(i64::from(pool.idle));
         self.db_pool_connections.with_label_values(&["in_use"]).set(i64::from(in_use));
         self.db_pool_max.set(i64::from(pool.max_size));
-        self.bus_connected.set(i64::from(bus_connected));
+        self.bus_connected.set(i64::from(now.bus_connected));
+        self.agent_sessions.set(i64::try_from(now.agent_sessions).unwrap_or(i64::MAX));
+        self.long_poll_waiters.set(i64::try_from(now.long_poll_waiters).unwrap_or(i64::MAX));
+        let kinds = [
+            ("heartbeat", &now.ingest.heartbeats),
+            ("task_status", &now.ingest.task_reports),
+            ("metrics", &now.ingest.metric_batches),
+            ("metrics_duplicate", &now.ingest.duplicate_batches),
+        ];
+        for (kind, count) in kinds {
+            set_counter(&self.agent_messages, kind, count.load(Ordering::Relaxed));
+        }
+        for (reason, count) in now.ingest.dropped_by_reason() {
+            set_counter(&self.agent_messages_dropped, reason, count);
+        }
         let mut buffer = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
             tracing::warn!(error = %e, "cannot encode metrics");
         }
         String::from_utf8_lossy(&buffer).into_owned()
     }
+}
+
+/// Counters owned elsewhere (atomics) are mirrored into Prometheus counters at scrape time.
+fn set_counter(counters: &IntCounterVec, label: &str, value: u64) {
+    let counter = counters.with_label_values(&[label]);
+    counter.reset();
+    counter.inc_by(value);
 }

@@ -44,3 +44,45 @@ mod tests {
         assert!(problems.iter().all(|(path, _)| path == "labels.bad key"));
     }
 }
+
+/// A label selector: every `key=value` must be present on the agent. Empty selects all agents.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct LabelSelector(pub Labels);
+
+impl LabelSelector {
+    /// Parses `env=prod,region=eu` (the query-string form).
+    pub fn parse(text: &str) -> Result<LabelSelector, String> {
+        let mut labels = Labels::new();
+        for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').ok_or_else(|| format!("'{pair}' is not key=value"))?;
+            validate_label_part(key)?;
+            validate_label_part(value)?;
+            labels.insert(key.to_string(), value.to_string());
+        }
+        Ok(LabelSelector(labels))
+    }
+
+    /// True when `labels` has every pair of the selector.
+    pub fn matches(&self, labels: &Labels) -> bool {
+        self.0.iter().all(|(key, value)| labels.get(key) == Some(value))
+    }
+}
+
+#[cfg(test)]
+mod selector_tests {
+    use super::*;
+
+    #[test]
+    fn a_selector_matches_agents_having_all_its_pairs() {
+        let selector = LabelSelector::parse("env=prod, region=eu").expect("valid");
+        let agent: Labels = [("env", "prod"), ("region", "eu"), ("rack", "1")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert!(selector.matches(&agent));
+        assert!(!LabelSelector::parse("env=dev").expect("valid").matches(&agent));
+        assert!(LabelSelector::default().matches(&agent));
+        assert!(LabelSelector::parse("nonsense").is_err());
+    }
+}

@@ -2,14 +2,22 @@
 //!
 //! - [`store`]: the [`Store`] trait through which the domain persists its state; `phoenix::db`
 //!   implements it with Diesel over PostgreSQL or SQLite.
+//! - [`agents`]: the fleet — one `AgentSession` actor per agent under the `AgentRegistry`.
+//! - [`tasks`]: the task queue — leases, retries, reports — and its delivery to agents.
+//! - [`gateway`]: the one way in for agent messages, over NATS or HTTP alike.
+//! - [`events`]: domain events published on the bus for the WebSocket layer.
 //! - [`users`]: accounts and roles; [`labels`]: agent labels; [`paging`]: cursor paging of lists.
 //!
 //! The actors (experiments, the deployment supervisor, agent sessions, the event hub) live here too and
 //! talk to the outside world only through a [`Store`] and a [`phoenix_nats::Bus`].
 
+pub mod agents;
+pub mod events;
+pub mod gateway;
 pub mod labels;
 pub mod paging;
 pub mod store;
+pub mod tasks;
 pub mod users;
 
 pub use store::{Store, StoreError};

@@ -49,6 +49,10 @@ pub struct Envelope<T = serde_json::Value> {
     pub id: String,
     /// When the message was created.
     pub ts: DateTime<Utc>,
+    /// The sender's credential, on agent messages that travel over NATS (over HTTP the credential is
+    /// the bearer token instead). Absent from every other message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
     /// The payload.
     pub body: T,
 }
@@ -62,7 +66,13 @@ struct VersionProbe {
 impl<T> Envelope<T> {
     /// Wraps `body` in a current-version envelope with a fresh id and the current time.
     pub fn new(kind: impl Into<String>, body: T) -> Self {
-        Self { v: ENVELOPE_VERSION, kind: kind.into(), id: Uuid::now_v7().to_string(), ts: Utc::now(), body }
+        Self { v: ENVELOPE_VERSION, kind: kind.into(), id: Uuid::now_v7().to_string(), ts: Utc::now(), auth: None, body }
+    }
+
+    /// The same envelope carrying the sender's credential.
+    pub fn with_auth(mut self, credential: impl Into<String>) -> Self {
+        self.auth = Some(credential.into());
+        self
     }
 }
 

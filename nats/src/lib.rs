@@ -7,6 +7,7 @@
 //! - [`subjects`]: [`Subjects`], the only place subjects are built, from a configurable prefix.
 //! - [`envelope`]: [`Envelope`], the versioned `{v, kind, id, ts, body}` wrapper of every payload.
 //! - [`error`]: [`BusError`], with kinds a caller can match on.
+//! - [`wire`]: the messages between agents and the server (heartbeats, tasks, reports, metrics).
 //!
 //! This is the only crate in the workspace that names `async-nats`.
 
@@ -20,6 +21,7 @@ pub mod nats_bus;
 pub mod subjects;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod wire;
 
 pub use bus::{Bus, BusHealth, DurableMessage, DurableSubscription, Message, Subscription};
 pub use bytes::Bytes;

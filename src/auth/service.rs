@@ -241,7 +241,7 @@ impl AuthService {
     }
 
     /// The agent a bearer credential belongs to.
-    pub async fn authenticate_agent(&self, credential: &str) -> Result<AgentIdentity, AuthError> {
+    pub async fn agent_from_credential(&self, credential: &str) -> Result<AgentIdentity, AuthError> {
         self.store
             .authenticate_agent(&sha256_hex(credential))
             .await?
@@ -308,5 +308,12 @@ fn validate_credentials(username: &str, password: &str) -> Result<(), AuthError>
         Ok(())
     } else {
         Err(AuthError::Invalid(problems))
+    }
+}
+
+#[async_trait::async_trait]
+impl phoenix_actors::gateway::AgentAuthenticator for AuthService {
+    async fn authenticate_agent(&self, credential: &str) -> Result<Option<AgentIdentity>, StoreError> {
+        self.store.authenticate_agent(&sha256_hex(credential)).await
     }
 }

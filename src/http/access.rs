@@ -69,7 +69,7 @@ async fn admit_user(req: &ServiceRequest, required: Role) -> Result<(), ApiError
 
 async fn admit_agent(req: &ServiceRequest) -> Result<(), ApiError> {
     let credential = bearer_token(req)?;
-    let agent = state(req)?.auth.authenticate_agent(credential).await?;
+    let agent = state(req)?.auth.agent_from_credential(credential).await?;
     req.extensions_mut().insert(CurrentAgent(agent));
     Ok(())
 }

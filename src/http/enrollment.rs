@@ -61,6 +61,9 @@ pub async fn enroll_agent(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let enrollment = state.auth.enroll(&body.token, &body.hostname, body.labels).await?;
+    // A session from the start, so an agent that enrols and never heartbeats still goes offline.
+    let agent = state.store.get_agent(&enrollment.agent_id).await?;
+    state.registry.rehydrate(vec![agent]).await?;
     let nats_url = state.settings.bus.agent_nats_url.as_ref().map(|url| url.expose().to_string());
     Ok(HttpResponse::Created().json(json!({
         "agent_id": enrollment.agent_id,
@@ -81,6 +84,7 @@ pub async fn revoke_agent_credential(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     state.store.revoke_agent_credential(&id).await.map_err(|e| ApiError::from(e).for_entity("agent", &id))?;
+    state.registry.forget(&id);
     tracing::info!(agent.id = %id, "agent credential revoked");
     Ok(HttpResponse::NoContent().finish())
 }

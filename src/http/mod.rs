@@ -2,14 +2,18 @@
 //! every handler answers with.
 
 pub mod access;
+mod agent;
+mod analytics;
 mod auth;
 mod enrollment;
 pub mod error;
+mod fleet;
 mod middleware;
 mod ops;
 mod paging;
 pub mod request_id;
 pub mod routes;
+mod tasks;
 mod users;
 
 use std::net::{SocketAddr, TcpListener};
@@ -19,6 +23,10 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
+use phoenix_actors::agents::AgentRegistryHandle;
+use phoenix_actors::events::Events;
+use phoenix_actors::gateway::AgentGateway;
+use phoenix_actors::tasks::TaskQueue;
 use phoenix_actors::Store;
 use phoenix_nats::{Bus, LocalBus, NatsBus, NatsBusOptions, Subjects};
 
@@ -36,6 +44,9 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub bus: Arc<dyn Bus>,
     pub auth: Arc<AuthService>,
+    pub registry: AgentRegistryHandle,
+    pub queue: TaskQueue,
+    pub gateway: AgentGateway,
     pub metrics: Metrics,
 }
 
@@ -54,12 +65,18 @@ impl Application {
         let db = open_database(&settings).await?;
         let bus = connect_bus(&settings).await?;
         let store: Arc<dyn Store> = Arc::new(DieselStore::new(db.clone()));
-        let auth = AuthService::new(store.clone(), &settings.auth).await.context("Failed to set up authentication")?;
+        let auth = Arc::new(
+            AuthService::new(store.clone(), &settings.auth).await.context("Failed to set up authentication")?,
+        );
+        let fleet = start_fleet(&settings, store.clone(), bus.clone(), auth.clone()).await?;
         let state = web::Data::new(AppState {
             store,
             db,
             bus,
-            auth: Arc::new(auth),
+            auth,
+            registry: fleet.registry,
+            queue: fleet.queue,
+            gateway: fleet.gateway,
             metrics: Metrics::new().context("Failed to register metrics")?,
             settings: settings.clone(),
         });
@@ -120,6 +137,35 @@ async fn connect_bus(settings: &Settings) -> anyhow::Result<Arc<dyn Bus>> {
         NatsBus::connect(url.expose(), options).await.with_context(|| format!("Failed to connect to NATS at {url}"))?;
     tracing::info!(nats.url = %url, "connected to NATS");
     Ok(Arc::new(bus))
+}
+
+struct Fleet {
+    registry: AgentRegistryHandle,
+    queue: TaskQueue,
+    gateway: AgentGateway,
+}
+
+/// Starts the agent side: sessions rebuilt from the database, the task queue and its maintenance loop,
+/// the gateway's bus subscriptions and the metrics retention loop.
+async fn start_fleet(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    auth: Arc<AuthService>,
+) -> anyhow::Result<Fleet> {
+    let events = Events::new(bus.clone());
+    let registry = AgentRegistryHandle::start(store.clone(), events.clone(), settings.agents.offline_after());
+    let agents = store.active_agents().await.context("Failed to load agents")?;
+    let sessions = registry.rehydrate(agents).await?;
+    tracing::info!(agents.sessions = sessions, "agent sessions rebuilt");
+    let queue = TaskQueue::new(store.clone(), bus.clone(), registry.clone(), events, settings.tasks.policy());
+    let interval = Duration::from_secs(settings.agents.heartbeat_interval_secs);
+    let gateway = AgentGateway::new(store, bus, registry.clone(), queue.clone(), auth, interval);
+    gateway.start().await.context("Failed to subscribe to agent subjects")?;
+    actix_web::rt::spawn(queue.clone().run_maintenance(Duration::from_millis(settings.tasks.maintenance_interval_ms)));
+    let retention = Duration::from_secs(settings.metrics.retention_hours * 3600);
+    actix_web::rt::spawn(gateway.clone().run_retention(retention, Duration::from_secs(600)));
+    Ok(Fleet { registry, queue, gateway })
 }
 
 fn serve(listener: TcpListener, state: web::Data<AppState>, settings: &Settings) -> anyhow::Result<Server> {

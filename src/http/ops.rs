@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::{json, Map};
 
 use super::{ApiError, AppState};
+use crate::metrics::Snapshot;
 
 /// `GET /healthz`: the process is up and serving HTTP. Checks nothing else on purpose, so an
 /// orchestrator does not restart the server because the database blipped.
@@ -41,10 +42,18 @@ pub async fn get_readiness(state: web::Data<AppState>) -> Result<HttpResponse, A
 
 /// `GET /metrics`: Prometheus text exposition.
 pub async fn get_metrics(state: web::Data<AppState>) -> HttpResponse {
-    let bus_connected = state.bus.health().await.connected;
+    let (agent_sessions, long_poll_waiters) = state.registry.counts().await;
+    let ingest = state.gateway.stats();
+    let snapshot = Snapshot {
+        pool: state.db.pool_usage(),
+        bus_connected: state.bus.health().await.connected,
+        agent_sessions,
+        long_poll_waiters,
+        ingest: &ingest,
+    };
     HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8"))
-        .body(state.metrics.render(state.db.pool_usage(), bus_connected))
+        .body(state.metrics.render(snapshot))
 }
 
 /// `GET /version`: what is running, and on what.

@@ -8,7 +8,7 @@ use phoenix_actors::users::Role;
 
 use super::access::{authorize, Access};
 use super::error::method_not_allowed;
-use super::{auth, enrollment, ops, users};
+use super::{agent, analytics, auth, enrollment, fleet, ops, tasks, users};
 
 /// One row of the table.
 pub struct Endpoint {
@@ -23,6 +23,7 @@ fn endpoint(method: Method, path: &'static str, access: Access, route: Route) ->
 }
 
 const VIEWER: Access = Access::User(Role::Viewer);
+const OPERATOR: Access = Access::User(Role::Operator);
 const ADMIN: Access = Access::User(Role::Admin);
 
 /// Every route. Static paths come before parameterised ones that could also match them.
@@ -46,11 +47,26 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(M::GET, "/api/v1/users/{id}", ADMIN, web::to(users::get_user)),
         endpoint(M::PATCH, "/api/v1/users/{id}", ADMIN, web::to(users::update_user)),
         // fleet
+        endpoint(M::GET, "/api/v1/agents", VIEWER, web::to(fleet::list_agents)),
         endpoint(M::POST, "/api/v1/agents/enrollment-tokens", ADMIN, web::to(enrollment::create_enrollment_token)),
+        endpoint(M::GET, "/api/v1/agents/{id}", VIEWER, web::to(fleet::get_agent)),
+        endpoint(M::PATCH, "/api/v1/agents/{id}", OPERATOR, web::to(fleet::update_agent)),
+        endpoint(M::DELETE, "/api/v1/agents/{id}", ADMIN, web::to(fleet::delete_agent)),
         endpoint(M::DELETE, "/api/v1/agents/{id}/credential", ADMIN, web::to(enrollment::revoke_agent_credential)),
+        // tasks and analytics
+        endpoint(M::GET, "/api/v1/tasks", VIEWER, web::to(tasks::list_tasks)),
+        endpoint(M::POST, "/api/v1/tasks", OPERATOR, web::to(tasks::create_task)),
+        endpoint(M::GET, "/api/v1/tasks/queue", VIEWER, web::to(tasks::get_queue_stats)),
+        endpoint(M::GET, "/api/v1/tasks/{id}", VIEWER, web::to(tasks::get_task)),
+        endpoint(M::POST, "/api/v1/tasks/{id}/cancel", OPERATOR, web::to(tasks::cancel_task)),
+        endpoint(M::GET, "/api/v1/metrics/cardinality", VIEWER, web::to(analytics::get_cardinality)),
         // agent side
         endpoint(M::POST, "/api/v1/agent/enroll", Public, web::to(enrollment::enroll_agent)),
         endpoint(M::GET, "/api/v1/agent/me", Agent, web::to(enrollment::get_agent_me)),
+        endpoint(M::POST, "/api/v1/agent/heartbeat", Agent, web::to(agent::post_heartbeat)),
+        endpoint(M::GET, "/api/v1/agent/tasks", Agent, web::to(agent::poll_tasks)),
+        endpoint(M::POST, "/api/v1/agent/tasks/{id}/status", Agent, web::to(agent::post_task_status)),
+        endpoint(M::POST, "/api/v1/agent/metrics", Agent, web::to(agent::post_metrics)),
     ]
 }
 

@@ -237,6 +237,7 @@ async fn every_table_round_trips(backend: Backend) {
             dispatched_at: None,
             started_at: None,
             finished_at: None,
+            expires_at: None,
         },
         |r| {
             r.status = "dispatched".into();

@@ -86,3 +86,43 @@ pub trait AgentAuthStore: Send + Sync {
     /// Revokes the agent's credential: every later call with it is refused. `NotFound` if no such agent.
     async fn revoke_agent_credential(&self, agent_id: &str) -> Result<(), StoreError>;
 }
+
+/// Agents as the fleet: listing, liveness, labels.
+#[async_trait]
+pub trait FleetStore: Send + Sync {
+    /// One agent.
+    async fn get_agent(&self, id: &str) -> Result<crate::agents::Agent, StoreError>;
+
+    /// Agents matching the filter, in enrolment order.
+    async fn list_agents(
+        &self,
+        filter: &crate::agents::AgentFilter,
+        page: crate::paging::PageRequest,
+    ) -> Result<crate::paging::Page<crate::agents::Agent>, StoreError>;
+
+    /// Every agent whose credential is not revoked (to rebuild sessions at start-up).
+    async fn active_agents(&self) -> Result<Vec<crate::agents::Agent>, StoreError>;
+
+    /// Stores a heartbeat: time, version, resources, pipelines and the state it implies.
+    async fn record_heartbeat(
+        &self,
+        id: &str,
+        heartbeat: &phoenix_nats::wire::Heartbeat,
+        state: crate::agents::AgentState,
+        now: DateTime<Utc>,
+    ) -> Result<crate::agents::Agent, StoreError>;
+
+    /// Sets the state (e.g. offline after the timeout).
+    async fn set_agent_state(
+        &self,
+        id: &str,
+        state: crate::agents::AgentState,
+        now: DateTime<Utc>,
+    ) -> Result<crate::agents::Agent, StoreError>;
+
+    /// Replaces the labels.
+    async fn set_agent_labels(&self, id: &str, labels: Labels) -> Result<crate::agents::Agent, StoreError>;
+
+    /// Removes an agent and its tasks (decommission).
+    async fn delete_agent(&self, id: &str) -> Result<(), StoreError>;
+}

@@ -3,11 +3,15 @@
 
 mod auth;
 mod fleet;
+mod metrics;
+mod tasks;
 
 use async_trait::async_trait;
 
 pub use auth::{AccessStatus, NewRefreshToken, RefreshUse, SettingsStore, UserStore};
-pub use fleet::{AgentAuthStore, AgentIdentity, EnrollmentToken, NewAgent, NewEnrollmentToken};
+pub use fleet::{AgentAuthStore, AgentIdentity, EnrollmentToken, FleetStore, NewAgent, NewEnrollmentToken};
+pub use metrics::{CardinalityQuery, CardinalityReport, MetricCardinality, MetricsStore};
+pub use tasks::TaskStore;
 
 /// Errors a [`Store`] reports, in kinds callers can act on.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +32,9 @@ pub enum StoreError {
 
 /// Where the domain keeps its state. Implementations must be safe to call from many tasks at once.
 #[async_trait]
-pub trait Store: UserStore + SettingsStore + AgentAuthStore + Send + Sync + 'static {
+pub trait Store:
+    UserStore + SettingsStore + AgentAuthStore + FleetStore + TaskStore + MetricsStore + Send + Sync + 'static
+{
     /// The backend's name, for logs and `/version` (`"postgres"`, `"sqlite"`).
     fn backend_name(&self) -> &'static str;
 

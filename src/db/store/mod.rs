@@ -2,7 +2,10 @@
 
 mod agents;
 mod convert;
+mod fleet;
+mod metrics;
 mod settings;
+mod tasks;
 mod users;
 
 use async_trait::async_trait;

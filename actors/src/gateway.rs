@@ -1,0 +1,295 @@
+//! The one way in for agent messages, whatever the transport: NATS subscriptions (heartbeats as
+//! request/reply, task status and metrics from the durable JetStream consumer) and the HTTP handlers
+//! both end up in [`AgentGateway`]'s `handle_*` methods, so both transports behave the same.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use futures_util::StreamExt;
+use phoenix_nats::wire::{kinds, Heartbeat, HeartbeatAck, MetricsBatch, TaskStatusReport};
+use phoenix_nats::{Bus, BusError, DurableMessage, Envelope, Message};
+use serde::de::DeserializeOwned;
+
+use crate::agents::{AgentRegistryHandle, Transport};
+use crate::store::{AgentIdentity, Store, StoreError};
+use crate::tasks::{ReportOutcome, TaskQueue};
+
+/// Name of the server's durable consumer and queue group (shared by every replica).
+pub const SERVER_CONSUMER: &str = "phoenix-server";
+
+/// How many heartbeats are processed at once.
+const HEARTBEAT_CONCURRENCY: usize = 64;
+
+/// Checks agent credentials (implemented by the server's auth service).
+#[async_trait]
+pub trait AgentAuthenticator: Send + Sync {
+    /// The agent a credential belongs to, if it is valid and not revoked.
+    async fn authenticate_agent(&self, credential: &str) -> Result<Option<AgentIdentity>, StoreError>;
+}
+
+/// Counters of what arrived and what was dropped, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    /// Heartbeats processed.
+    pub heartbeats: AtomicU64,
+    /// Task status reports processed.
+    pub task_reports: AtomicU64,
+    /// Metric batches stored.
+    pub metric_batches: AtomicU64,
+    /// Metric batches delivered again and recognised as already stored.
+    pub duplicate_batches: AtomicU64,
+    dropped: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl IngestStats {
+    /// Counts a message dropped for `reason`.
+    pub fn dropped(&self, reason: &'static str) {
+        let mut dropped = self.dropped.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *dropped.entry(reason).or_default() += 1;
+    }
+
+    /// Dropped messages by reason.
+    pub fn dropped_by_reason(&self) -> BTreeMap<&'static str, u64> {
+        self.dropped.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+}
+
+/// Why an agent message was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// Not a valid envelope or body.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// No valid credential.
+    #[error("the agent credential is missing, invalid or revoked")]
+    Unauthenticated,
+    /// The credential belongs to another agent than the subject names.
+    #[error("the credential belongs to another agent")]
+    WrongAgent,
+    /// A report about a task of another agent.
+    #[error("the task belongs to another agent")]
+    NotYourTask,
+    /// A report about a task that does not exist.
+    #[error("no such task")]
+    UnknownTask,
+    /// The store failed; the message may succeed later.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Refusal {
+    fn reason(&self) -> &'static str {
+        match self {
+            Refusal::Malformed(_) => "malformed",
+            Refusal::Unauthenticated => "unauthenticated",
+            Refusal::WrongAgent => "wrong_agent",
+            Refusal::NotYourTask => "not_your_task",
+            Refusal::UnknownTask => "unknown_task",
+            Refusal::Store(_) => "store_unavailable",
+        }
+    }
+}
+
+/// Handles agent messages.
+#[derive(Clone)]
+pub struct AgentGateway {
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    registry: AgentRegistryHandle,
+    queue: TaskQueue,
+    auth: Arc<dyn AgentAuthenticator>,
+    stats: Arc<IngestStats>,
+    heartbeat_interval: Duration,
+}
+
+impl AgentGateway {
+    /// A gateway feeding `registry` and `queue`; agents are told to heartbeat every `heartbeat_interval`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        registry: AgentRegistryHandle,
+        queue: TaskQueue,
+        auth: Arc<dyn AgentAuthenticator>,
+        heartbeat_interval: Duration,
+    ) -> Self {
+        let stats = Arc::new(IngestStats::default());
+        AgentGateway { store, bus, registry, queue, auth, stats, heartbeat_interval }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Arc<IngestStats> {
+        self.stats.clone()
+    }
+
+    /// Records a heartbeat; on NATS also pushes tasks that are due and, after a reconnect, the ones
+    /// handed out but never acknowledged.
+    pub async fn handle_heartbeat(&self, agent_id: &str, heartbeat: Heartbeat, transport: Transport) -> Result<HeartbeatAck, StoreError> {
+        let recorded = self.registry.heartbeat(agent_id, heartbeat, transport).await?;
+        self.stats.heartbeats.fetch_add(1, Ordering::Relaxed);
+        if transport == Transport::Nats {
+            if recorded.came_online {
+                self.queue.push_unacknowledged(agent_id).await?;
+            }
+            self.queue.push_due(agent_id).await?;
+        }
+        let pending_tasks = self.store.pending_task_count(agent_id, Utc::now()).await?;
+        Ok(HeartbeatAck { interval_secs: self.heartbeat_interval.as_secs(), pending_tasks })
+    }
+
+    /// Applies a task status report.
+    pub async fn handle_task_status(&self, agent_id: &str, report: &TaskStatusReport) -> Result<ReportOutcome, Refusal> {
+        let outcome = self.queue.report(agent_id, report).await.map_err(|e| match e {
+            StoreError::NotFound => Refusal::UnknownTask,
+            other => Refusal::Store(other),
+        })?;
+        self.stats.task_reports.fetch_add(1, Ordering::Relaxed);
+        match outcome {
+            ReportOutcome::NotYours => Err(Refusal::NotYourTask),
+            other => Ok(other),
+        }
+    }
+
+    /// Stores a metrics batch once, however often it is delivered (`batch_id` is the envelope id).
+    pub async fn handle_metrics(&self, agent_id: &str, batch_id: &str, batch: &MetricsBatch) -> Result<bool, StoreError> {
+        let stored = self.store.insert_metrics(batch_id, agent_id, batch, Utc::now()).await?;
+        let counter = if stored { &self.stats.metric_batches } else { &self.stats.duplicate_batches };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Ok(stored)
+    }
+
+    /// Subscribes to the agent subjects and processes them in the background until the bus closes.
+    pub async fn start(&self) -> Result<(), BusError> {
+        let subjects = self.bus.subjects().clone();
+        let heartbeats = self.bus.queue_subscribe(&subjects.all_agent_heartbeats(), SERVER_CONSUMER).await?;
+        let results = self.bus.consume_durable(SERVER_CONSUMER).await?;
+        let gateway = self.clone();
+        tokio::spawn(async move {
+            heartbeats
+                .for_each_concurrent(HEARTBEAT_CONCURRENCY, |message| {
+                    let gateway = gateway.clone();
+                    async move { gateway.on_heartbeat(message).await }
+                })
+                .await;
+        });
+        let gateway = self.clone();
+        tokio::spawn(async move { gateway.consume_results(results).await });
+        Ok(())
+    }
+
+    async fn on_heartbeat(&self, message: Message) {
+        let result = async {
+            let (agent_id, envelope) = self.open::<Heartbeat>(&message.subject, &message.payload).await?;
+            Ok::<_, Refusal>(self.handle_heartbeat(&agent_id, envelope.body, Transport::Nats).await?)
+        }
+        .await;
+        match result {
+            Ok(ack) => {
+                let Some(reply) = message.reply else { return };
+                let sent = match Envelope::new(kinds::HEARTBEAT_ACK, ack).encode() {
+                    Ok(payload) => self.bus.publish(&reply, payload).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = sent {
+                    tracing::warn!(nats.subject = %message.subject, error = %e, "cannot answer a heartbeat");
+                }
+            }
+            Err(refusal) => self.refused(&message.subject, &refusal),
+        }
+    }
+
+    async fn consume_results(&self, mut results: phoenix_nats::DurableSubscription) {
+        while let Some(next) = results.next().await {
+            match next {
+                Ok(message) => self.on_result(message).await,
+                Err(e) => tracing::warn!(error = %e, "agent results consumer error"),
+            }
+        }
+        tracing::info!("agent results consumer ended");
+    }
+
+    async fn on_result(&self, message: DurableMessage) {
+        let subjects = self.bus.subjects();
+        let outcome = if message.subject.ends_with(".task_status") {
+            self.result_task_status(&message).await
+        } else if message.subject.ends_with(".metrics") {
+            self.result_metrics(&message).await
+        } else {
+            Err(Refusal::Malformed(format!("unexpected subject for {}", subjects.agent_results_stream())))
+        };
+        match outcome {
+            // Not acknowledged: JetStream delivers it again once the store is back.
+            Err(Refusal::Store(e)) if matches!(e, StoreError::Unavailable(_)) => {
+                tracing::warn!(nats.subject = %message.subject, error = %e, "store unavailable; report left for redelivery");
+                return;
+            }
+            Err(refusal) => self.refused(&message.subject, &refusal),
+            Ok(()) => {}
+        }
+        if let Err(e) = message.ack().await {
+            tracing::warn!(error = %e, "cannot acknowledge an agent report");
+        }
+    }
+
+    async fn result_task_status(&self, message: &DurableMessage) -> Result<(), Refusal> {
+        let (agent_id, envelope) = self.open::<TaskStatusReport>(&message.subject, &message.payload).await?;
+        self.handle_task_status(&agent_id, &envelope.body).await.map(|_| ())
+    }
+
+    async fn result_metrics(&self, message: &DurableMessage) -> Result<(), Refusal> {
+        let (agent_id, envelope) = self.open::<MetricsBatch>(&message.subject, &message.payload).await?;
+        self.handle_metrics(&agent_id, &envelope.id, &envelope.body).await?;
+        Ok(())
+    }
+
+    /// Decodes an agent envelope from NATS and checks that its credential belongs to the agent the
+    /// subject names: the subject alone proves nothing, every agent may publish on agent subjects.
+    async fn open<T: DeserializeOwned>(&self, subject: &str, payload: &[u8]) -> Result<(String, Envelope<T>), Refusal> {
+        let agent_id = self
+            .bus
+            .subjects()
+            .agent_id_of(subject)
+            .ok_or_else(|| Refusal::Malformed(format!("no agent id in subject {subject}")))?
+            .to_string();
+        let envelope = Envelope::<T>::decode(payload).map_err(|e| Refusal::Malformed(error_chain(&e)))?;
+        let credential = envelope.auth.as_deref().ok_or(Refusal::Unauthenticated)?;
+        let identity = self.auth.authenticate_agent(credential).await?.ok_or(Refusal::Unauthenticated)?;
+        if identity.id != agent_id {
+            return Err(Refusal::WrongAgent);
+        }
+        Ok((agent_id, envelope))
+    }
+
+    fn refused(&self, subject: &str, refusal: &Refusal) {
+        self.stats.dropped(refusal.reason());
+        tracing::warn!(nats.subject = %subject, reason = refusal.reason(), error = %refusal, "agent message dropped");
+    }
+
+    /// Deletes samples older than `retention`, every `interval`, until the process ends.
+    pub async fn run_retention(self, retention: Duration, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        loop {
+            ticker.tick().await;
+            let before = Utc::now() - crate::tasks::transitions::chrono_duration(retention);
+            match self.store.prune_metrics(before).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(samples.deleted = deleted, "old metric samples pruned"),
+                Err(e) => tracing::warn!(error = %e, "cannot prune old metric samples"),
+            }
+        }
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

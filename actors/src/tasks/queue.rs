@@ -1,0 +1,178 @@
+//! The task queue service: enqueue, hand out (pushed over NATS or pulled by long-poll), take reports,
+//! and the maintenance loop that redelivers expired leases and wakes agents whose retries fall due.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use phoenix_nats::wire::{kinds, TaskAssignment, TaskStatusReport};
+use phoenix_nats::{Bus, Envelope};
+
+use super::{NewTask, ReportOutcome, Task, TaskPolicy, TaskStatus};
+use crate::agents::{AgentRegistryHandle, Transport};
+use crate::events::Events;
+use crate::store::{Store, StoreError};
+
+/// Most tasks handed out in one poll or push.
+pub const MAX_TASKS_PER_DELIVERY: u32 = 20;
+
+/// The queue. Cheap to clone.
+#[derive(Clone)]
+pub struct TaskQueue {
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    registry: AgentRegistryHandle,
+    events: Events,
+    policy: TaskPolicy,
+}
+
+impl TaskQueue {
+    /// A queue over `store`, delivering through `bus` (NATS agents) and `registry` (long-poll waiters).
+    pub fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>, registry: AgentRegistryHandle, events: Events, policy: TaskPolicy) -> Self {
+        TaskQueue { store, bus, registry, events, policy }
+    }
+
+    /// The queue's lease, retry and deadline policy.
+    pub fn policy(&self) -> &TaskPolicy {
+        &self.policy
+    }
+
+    /// Stores a task for an existing agent and delivers it at once: pushed when the agent is on NATS,
+    /// else its long-poll is woken. An idempotency key already used returns the earlier task.
+    pub async fn enqueue(&self, task: NewTask) -> Result<Task, StoreError> {
+        self.store.get_agent(&task.agent_id).await?;
+        let (task, created) = self.store.enqueue_task(task, &self.policy, Utc::now()).await?;
+        if created {
+            self.events.publish("task", &task.id, "task.created", &task).await;
+            self.deliver(&task.agent_id).await;
+        }
+        Ok(task)
+    }
+
+    /// Hands due work to the agent: over NATS when it is connected there, and in every case wakes
+    /// its long-poll waiters (an agent on NATS may still poll, e.g. while falling back).
+    pub async fn deliver(&self, agent_id: &str) {
+        self.registry.work_arrived(agent_id);
+        if self.registry.transport(agent_id).await == Some(Transport::Nats) {
+            if let Err(e) = self.push_due(agent_id).await {
+                tracing::warn!(agent.id = agent_id, error = %e, "cannot push tasks over NATS; they stay queued");
+            }
+        }
+    }
+
+    /// Long-poll: claims due tasks; if there are none, waits (without polling the database) until work
+    /// arrives or `wait` passes. An empty answer means the wait ended.
+    pub async fn poll(&self, agent_id: &str, wait: Duration) -> Result<Vec<Task>, StoreError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let tasks = self.claim(agent_id).await?;
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if !tasks.is_empty() || remaining.is_zero() {
+                return Ok(tasks);
+            }
+            if !self.registry.wait_for_work(agent_id, remaining).await {
+                return self.claim(agent_id).await;
+            }
+        }
+    }
+
+    /// Claims the agent's due tasks and publishes each on its NATS task subject.
+    pub async fn push_due(&self, agent_id: &str) -> Result<usize, StoreError> {
+        let tasks = self.claim(agent_id).await?;
+        self.publish_assignments(agent_id, &tasks).await;
+        Ok(tasks.len())
+    }
+
+    /// Publishes again the tasks handed to the agent that it has not acknowledged (after a reconnect).
+    pub async fn push_unacknowledged(&self, agent_id: &str) -> Result<usize, StoreError> {
+        let tasks = self.store.unacknowledged_tasks(agent_id).await?;
+        self.publish_assignments(agent_id, &tasks).await;
+        Ok(tasks.len())
+    }
+
+    /// Applies an agent's status report and announces the change.
+    pub async fn report(&self, agent_id: &str, report: &TaskStatusReport) -> Result<ReportOutcome, StoreError> {
+        let outcome = self.store.apply_task_report(agent_id, report, &self.policy, Utc::now()).await?;
+        if let ReportOutcome::Applied(task) = &outcome {
+            self.events.publish("task", &task.id, "task.updated", task).await;
+        }
+        Ok(outcome)
+    }
+
+    /// Cancels a task that has not finished yet.
+    pub async fn cancel(&self, id: &str) -> Result<Task, StoreError> {
+        let task = self.store.cancel_task(id, Utc::now()).await?;
+        self.events.publish("task", &task.id, "task.updated", &task).await;
+        Ok(task)
+    }
+
+    /// Runs the maintenance loop every `interval` until the process ends.
+    pub async fn run_maintenance(self, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last = Utc::now();
+        loop {
+            ticker.tick().await;
+            let now = Utc::now();
+            if let Err(e) = self.maintain(last, now).await {
+                tracing::warn!(error = %e, "task maintenance failed; retrying next tick");
+                continue;
+            }
+            last = now;
+        }
+    }
+
+    /// One maintenance pass: reap expired leases and deadlines, then deliver work that fell due
+    /// (redeliveries, and retries whose backoff ended) since the previous pass.
+    pub async fn maintain(&self, since: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut agents = std::collections::BTreeSet::new();
+        for task in self.store.reap_tasks(now).await? {
+            self.events.publish("task", &task.id, "task.updated", &task).await;
+            if task.status == TaskStatus::Pending {
+                agents.insert(task.agent_id);
+            }
+        }
+        agents.extend(self.store.agents_with_tasks_due_between(since, now).await?);
+        for agent_id in agents {
+            self.deliver(&agent_id).await;
+        }
+        Ok(())
+    }
+
+    async fn claim(&self, agent_id: &str) -> Result<Vec<Task>, StoreError> {
+        let tasks = self.store.claim_tasks(agent_id, MAX_TASKS_PER_DELIVERY, self.policy.lease, Utc::now()).await?;
+        for task in &tasks {
+            self.events.publish("task", &task.id, "task.updated", task).await;
+        }
+        Ok(tasks)
+    }
+
+    async fn publish_assignments(&self, agent_id: &str, tasks: &[Task]) {
+        let Ok(subject) = self.bus.subjects().agent_tasks(agent_id) else {
+            tracing::warn!(agent.id = agent_id, "agent id cannot be used in a subject");
+            return;
+        };
+        for task in tasks {
+            let envelope = Envelope::new(kinds::TASK, assignment(task, &self.policy));
+            let published = match envelope.encode() {
+                Ok(payload) => self.bus.publish(&subject, payload).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            // The row stays dispatched: if the push was lost, the lease runs out and it is handed out again.
+            if let Err(e) = published {
+                tracing::warn!(task.id = %task.id, agent.id = agent_id, error = %e, "cannot push a task");
+            }
+        }
+    }
+}
+
+/// The wire form of a task handed to an agent.
+pub fn assignment(task: &Task, policy: &TaskPolicy) -> TaskAssignment {
+    TaskAssignment {
+        task_id: task.id.clone(),
+        task_type: task.task_type.clone(),
+        payload: task.payload.clone(),
+        attempt: u32::try_from(task.attempts).unwrap_or(0),
+        lease_secs: policy.lease.as_secs(),
+    }
+}

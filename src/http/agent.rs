@@ -1,0 +1,132 @@
+//! `/api/v1/agent/*` with an agent credential: the HTTP transport of the agent protocol. Bodies and
+//! answers are the same envelopes as on NATS, and every call goes through the same `AgentGateway`.
+
+use std::time::Duration;
+
+use actix_web::{web, HttpResponse};
+use phoenix_actors::gateway::Refusal;
+use phoenix_actors::agents::Transport;
+use phoenix_actors::tasks::queue::assignment;
+use phoenix_actors::tasks::ReportOutcome;
+use phoenix_nats::wire::{kinds, Heartbeat, MetricsBatch, TaskStatusReport};
+use phoenix_nats::Envelope;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::access::CurrentAgent;
+use super::{ApiError, AppState};
+
+/// Most samples one metrics batch may carry.
+pub const MAX_SAMPLES_PER_BATCH: usize = 10_000;
+
+#[derive(Debug, Deserialize)]
+pub struct PollQuery {
+    /// Seconds to hold the request while there is no task (0 = answer at once).
+    #[serde(default)]
+    wait: u64,
+}
+
+/// `POST /agent/heartbeat`: answers a `heartbeat_ack` envelope.
+pub async fn post_heartbeat(
+    state: web::Data<AppState>,
+    agent: CurrentAgent,
+    body: web::Json<Envelope<Heartbeat>>,
+) -> Result<HttpResponse, ApiError> {
+    let envelope = body.into_inner();
+    expect_kind(&envelope.kind, kinds::HEARTBEAT)?;
+    let ack = state.gateway.handle_heartbeat(&agent.0.id, envelope.body, Transport::Http).await?;
+    Ok(HttpResponse::Ok().json(Envelope::new(kinds::HEARTBEAT_ACK, ack)))
+}
+
+/// `GET /agent/tasks?wait=30`: answers at once when a task is due, else holds the request until one
+/// is enqueued or the wait ends (then `items` is empty).
+pub async fn poll_tasks(
+    state: web::Data<AppState>,
+    agent: CurrentAgent,
+    query: web::Query<PollQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let max_wait = state.settings.agents.long_poll_max_wait_secs;
+    if query.wait > max_wait {
+        return Err(ApiError::BadRequest(format!("wait must be at most {max_wait} seconds")));
+    }
+    let tasks = state.queue.poll(&agent.0.id, Duration::from_secs(query.wait)).await?;
+    let policy = state.queue.policy();
+    let items: Vec<_> = tasks.iter().map(|task| Envelope::new(kinds::TASK, assignment(task, policy))).collect();
+    Ok(HttpResponse::Ok().json(json!({ "items": items })))
+}
+
+/// `POST /agent/tasks/{id}/status`: a repeated or backwards report changes nothing and still answers
+/// 200 (`applied: false`); a report on another agent's task is refused with 403.
+pub async fn post_task_status(
+    state: web::Data<AppState>,
+    agent: CurrentAgent,
+    task_id: web::Path<String>,
+    body: web::Json<Envelope<TaskStatusReport>>,
+) -> Result<HttpResponse, ApiError> {
+    let envelope = body.into_inner();
+    expect_kind(&envelope.kind, kinds::TASK_STATUS)?;
+    if envelope.body.task_id != *task_id {
+        return Err(ApiError::invalid(vec![(
+            "body.task_id".into(),
+            format!("must be the task of the path ({task_id})"),
+        )]));
+    }
+    let outcome = state.gateway.handle_task_status(&agent.0.id, &envelope.body).await.map_err(|refusal| match refusal {
+        Refusal::NotYourTask => ApiError::Forbidden { code: "not_your_task", detail: refusal.to_string() },
+        Refusal::UnknownTask => ApiError::NotFound(format!("task {task_id} not found")),
+        Refusal::Store(e) => ApiError::from(e).for_entity("task", &task_id),
+        other => ApiError::BadRequest(other.to_string()),
+    })?;
+    let (task, applied) = match outcome {
+        ReportOutcome::Applied(task) => (task, true),
+        ReportOutcome::Ignored(task) => (task, false),
+        ReportOutcome::NotYours => {
+            return Err(ApiError::Forbidden { code: "not_your_task", detail: "the task belongs to another agent".into() })
+        }
+    };
+    Ok(HttpResponse::Ok().json(json!({ "task_id": task.id, "status": task.status, "applied": applied })))
+}
+
+/// `POST /agent/metrics`: stored once per envelope id, however often it is sent.
+pub async fn post_metrics(
+    state: web::Data<AppState>,
+    agent: CurrentAgent,
+    body: web::Json<Envelope<MetricsBatch>>,
+) -> Result<HttpResponse, ApiError> {
+    let envelope = body.into_inner();
+    expect_kind(&envelope.kind, kinds::METRICS)?;
+    let problems = validate_batch(&envelope.body);
+    if !problems.is_empty() {
+        return Err(ApiError::invalid(problems));
+    }
+    let stored = state.gateway.handle_metrics(&agent.0.id, &envelope.id, &envelope.body).await?;
+    Ok(HttpResponse::Accepted().json(json!({ "stored": stored, "samples": envelope.body.samples.len() })))
+}
+
+fn expect_kind(actual: &str, expected: &str) -> Result<(), ApiError> {
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(vec![("kind".into(), format!("must be '{expected}', not '{actual}'"))]))
+    }
+}
+
+/// Every problem of a metrics batch, with its path.
+pub fn validate_batch(batch: &MetricsBatch) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    if batch.pipeline.trim().is_empty() {
+        problems.push(("body.pipeline".into(), "must not be empty".into()));
+    }
+    if batch.samples.len() > MAX_SAMPLES_PER_BATCH {
+        problems.push(("body.samples".into(), format!("at most {MAX_SAMPLES_PER_BATCH} samples per batch")));
+    }
+    for (i, sample) in batch.samples.iter().enumerate().take(MAX_SAMPLES_PER_BATCH) {
+        if sample.metric.trim().is_empty() {
+            problems.push((format!("body.samples[{i}].metric"), "must not be empty".into()));
+        }
+        if !sample.value.is_finite() {
+            problems.push((format!("body.samples[{i}].value"), "must be a finite number".into()));
+        }
+    }
+    problems
+}

@@ -1,0 +1,67 @@
+//! `/api/v1/tasks`: the queue as operators see it.
+
+use actix_web::{web, HttpResponse};
+use chrono::Utc;
+use phoenix_actors::tasks::{NewTask, TaskFilter, TaskStatus};
+use serde::Deserialize;
+
+use super::paging::PageQuery;
+use super::{ApiError, AppState};
+
+#[derive(Debug, Deserialize)]
+pub struct TaskListQuery {
+    agent_id: Option<String>,
+    status: Option<String>,
+    #[serde(rename = "type")]
+    task_type: Option<String>,
+    #[serde(flatten)]
+    page: PageQuery,
+}
+
+/// `GET /tasks?agent_id=&status=&type=&limit=&cursor=` (newest first)
+pub async fn list_tasks(state: web::Data<AppState>, query: web::Query<TaskListQuery>) -> Result<HttpResponse, ApiError> {
+    let filter = TaskFilter {
+        agent_id: query.agent_id.clone(),
+        status: query.status.as_deref().map(str::parse::<TaskStatus>).transpose().map_err(ApiError::BadRequest)?,
+        task_type: query.task_type.clone(),
+    };
+    Ok(HttpResponse::Ok().json(state.store.list_tasks(&filter, query.page.page()?).await?))
+}
+
+/// `GET /tasks/queue`: counts by status, oldest pending age, mean wait and run times.
+pub async fn get_queue_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(state.store.queue_stats(Utc::now()).await?))
+}
+
+/// `POST /tasks`: enqueues a task for an agent (an idempotency key makes a retry of this call safe).
+pub async fn create_task(state: web::Data<AppState>, body: web::Json<NewTask>) -> Result<HttpResponse, ApiError> {
+    let task = body.into_inner();
+    let mut problems = Vec::new();
+    if task.task_type.trim().is_empty() {
+        problems.push(("task_type".to_string(), "must not be empty".to_string()));
+    }
+    if task.max_attempts.is_some_and(|n| !(1..=100).contains(&n)) {
+        problems.push(("max_attempts".into(), "must be between 1 and 100".into()));
+    }
+    if task.ttl_secs == Some(0) {
+        problems.push(("ttl_secs".into(), "must be at least 1".into()));
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::invalid(problems));
+    }
+    let agent_id = task.agent_id.clone();
+    let task = state.queue.enqueue(task).await.map_err(|e| ApiError::from(e).for_entity("agent", &agent_id))?;
+    Ok(HttpResponse::Created().json(task))
+}
+
+/// `GET /tasks/{id}`
+pub async fn get_task(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let task = state.store.get_task(&id).await.map_err(|e| ApiError::from(e).for_entity("task", &id))?;
+    Ok(HttpResponse::Ok().json(task))
+}
+
+/// `POST /tasks/{id}/cancel`: 409 when the task already ended.
+pub async fn cancel_task(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let task = state.queue.cancel(&id).await.map_err(|e| ApiError::from(e).for_entity("task", &id))?;
+    Ok(HttpResponse::Ok().json(task))
+}
