@@ -127,7 +127,12 @@ impl AgentGateway {
 
     /// Records a heartbeat; on NATS also pushes tasks that are due and, after a reconnect, the ones
     /// handed out but never acknowledged.
-    pub async fn handle_heartbeat(&self, agent_id: &str, heartbeat: Heartbeat, transport: Transport) -> Result<HeartbeatAck, StoreError> {
+    pub async fn handle_heartbeat(
+        &self,
+        agent_id: &str,
+        heartbeat: Heartbeat,
+        transport: Transport,
+    ) -> Result<HeartbeatAck, StoreError> {
         let recorded = self.registry.heartbeat(agent_id, heartbeat, transport).await?;
         self.stats.heartbeats.fetch_add(1, Ordering::Relaxed);
         if transport == Transport::Nats {
@@ -141,7 +146,11 @@ impl AgentGateway {
     }
 
     /// Applies a task status report.
-    pub async fn handle_task_status(&self, agent_id: &str, report: &TaskStatusReport) -> Result<ReportOutcome, Refusal> {
+    pub async fn handle_task_status(
+        &self,
+        agent_id: &str,
+        report: &TaskStatusReport,
+    ) -> Result<ReportOutcome, Refusal> {
         let outcome = self.queue.report(agent_id, report).await.map_err(|e| match e {
             StoreError::NotFound => Refusal::UnknownTask,
             other => Refusal::Store(other),
@@ -154,7 +163,12 @@ impl AgentGateway {
     }
 
     /// Stores a metrics batch once, however often it is delivered (`batch_id` is the envelope id).
-    pub async fn handle_metrics(&self, agent_id: &str, batch_id: &str, batch: &MetricsBatch) -> Result<bool, StoreError> {
+    pub async fn handle_metrics(
+        &self,
+        agent_id: &str,
+        batch_id: &str,
+        batch: &MetricsBatch,
+    ) -> Result<bool, StoreError> {
         let stored = self.store.insert_metrics(batch_id, agent_id, batch, Utc::now()).await?;
         let counter = if stored { &self.stats.metric_batches } else { &self.stats.duplicate_batches };
         counter.fetch_add(1, Ordering::Relaxed);

@@ -66,7 +66,14 @@ struct VersionProbe {
 impl<T> Envelope<T> {
     /// Wraps `body` in a current-version envelope with a fresh id and the current time.
     pub fn new(kind: impl Into<String>, body: T) -> Self {
-        Self { v: ENVELOPE_VERSION, kind: kind.into(), id: Uuid::now_v7().to_string(), ts: Utc::now(), auth: None, body }
+        Self {
+            v: ENVELOPE_VERSION,
+            kind: kind.into(),
+            id: Uuid::now_v7().to_string(),
+            ts: Utc::now(),
+            auth: None,
+            body,
+        }
     }
 
     /// The same envelope carrying the sender's credential.

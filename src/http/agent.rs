@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
-use phoenix_actors::gateway::Refusal;
 use phoenix_actors::agents::Transport;
+use phoenix_actors::gateway::Refusal;
 use phoenix_actors::tasks::queue::assignment;
 use phoenix_actors::tasks::ReportOutcome;
 use phoenix_nats::wire::{kinds, Heartbeat, MetricsBatch, TaskStatusReport};
@@ -71,17 +71,21 @@ pub async fn post_task_status(
             format!("must be the task of the path ({task_id})"),
         )]));
     }
-    let outcome = state.gateway.handle_task_status(&agent.0.id, &envelope.body).await.map_err(|refusal| match refusal {
-        Refusal::NotYourTask => ApiError::Forbidden { code: "not_your_task", detail: refusal.to_string() },
-        Refusal::UnknownTask => ApiError::NotFound(format!("task {task_id} not found")),
-        Refusal::Store(e) => ApiError::from(e).for_entity("task", &task_id),
-        other => ApiError::BadRequest(other.to_string()),
-    })?;
+    let outcome =
+        state.gateway.handle_task_status(&agent.0.id, &envelope.body).await.map_err(|refusal| match refusal {
+            Refusal::NotYourTask => ApiError::Forbidden { code: "not_your_task", detail: refusal.to_string() },
+            Refusal::UnknownTask => ApiError::NotFound(format!("task {task_id} not found")),
+            Refusal::Store(e) => ApiError::from(e).for_entity("task", &task_id),
+            other => ApiError::BadRequest(other.to_string()),
+        })?;
     let (task, applied) = match outcome {
         ReportOutcome::Applied(task) => (task, true),
         ReportOutcome::Ignored(task) => (task, false),
         ReportOutcome::NotYours => {
-            return Err(ApiError::Forbidden { code: "not_your_task", detail: "the task belongs to another agent".into() })
+            return Err(ApiError::Forbidden {
+                code: "not_your_task",
+                detail: "the task belongs to another agent".into(),
+            })
         }
     };
     Ok(HttpResponse::Ok().json(json!({ "task_id": task.id, "status": task.status, "applied": applied })))

@@ -21,7 +21,10 @@ pub struct CardinalityParams {
 }
 
 /// `GET /metrics/cardinality`: active series by metric and label key, from the stored samples.
-pub async fn get_cardinality(state: web::Data<AppState>, params: web::Query<CardinalityParams>) -> Result<HttpResponse, ApiError> {
+pub async fn get_cardinality(
+    state: web::Data<AppState>,
+    params: web::Query<CardinalityParams>,
+) -> Result<HttpResponse, ApiError> {
     let window = params.window_secs.unwrap_or(300);
     if window == 0 || window > MAX_WINDOW_SECS {
         return Err(ApiError::BadRequest(format!("window_secs must be between 1 and {MAX_WINDOW_SECS}")));

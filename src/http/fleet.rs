@@ -24,10 +24,19 @@ pub struct UpdateAgentRequest {
 }
 
 /// `GET /agents?state=&selector=&limit=&cursor=`
-pub async fn list_agents(state: web::Data<AppState>, query: web::Query<AgentListQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn list_agents(
+    state: web::Data<AppState>,
+    query: web::Query<AgentListQuery>,
+) -> Result<HttpResponse, ApiError> {
     let filter = AgentFilter {
         state: query.state.as_deref().map(str::parse::<AgentState>).transpose().map_err(ApiError::BadRequest)?,
-        selector: query.selector.as_deref().map(LabelSelector::parse).transpose().map_err(ApiError::BadRequest)?.unwrap_or_default(),
+        selector: query
+            .selector
+            .as_deref()
+            .map(LabelSelector::parse)
+            .transpose()
+            .map_err(ApiError::BadRequest)?
+            .unwrap_or_default(),
     };
     Ok(HttpResponse::Ok().json(state.store.list_agents(&filter, query.page.page()?).await?))
 }
@@ -49,7 +58,8 @@ pub async fn update_agent(
     if !problems.is_empty() {
         return Err(ApiError::invalid(problems));
     }
-    let agent = state.store.set_agent_labels(&id, body.labels).await.map_err(|e| ApiError::from(e).for_entity("agent", &id))?;
+    let agent =
+        state.store.set_agent_labels(&id, body.labels).await.map_err(|e| ApiError::from(e).for_entity("agent", &id))?;
     Ok(HttpResponse::Ok().json(agent))
 }
 

@@ -65,9 +65,8 @@ impl Application {
         let db = open_database(&settings).await?;
         let bus = connect_bus(&settings).await?;
         let store: Arc<dyn Store> = Arc::new(DieselStore::new(db.clone()));
-        let auth = Arc::new(
-            AuthService::new(store.clone(), &settings.auth).await.context("Failed to set up authentication")?,
-        );
+        let auth =
+            Arc::new(AuthService::new(store.clone(), &settings.auth).await.context("Failed to set up authentication")?);
         let fleet = start_fleet(&settings, store.clone(), bus.clone(), auth.clone()).await?;
         let state = web::Data::new(AppState {
             store,

@@ -19,7 +19,10 @@ pub struct TaskListQuery {
 }
 
 /// `GET /tasks?agent_id=&status=&type=&limit=&cursor=` (newest first)
-pub async fn list_tasks(state: web::Data<AppState>, query: web::Query<TaskListQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn list_tasks(
+    state: web::Data<AppState>,
+    query: web::Query<TaskListQuery>,
+) -> Result<HttpResponse, ApiError> {
     let filter = TaskFilter {
         agent_id: query.agent_id.clone(),
         status: query.status.as_deref().map(str::parse::<TaskStatus>).transpose().map_err(ApiError::BadRequest)?,

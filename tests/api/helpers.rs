@@ -390,3 +390,65 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// An agent speaking HTTP to a [`TestApp`], as a real agent would.
+pub struct HttpAgent<'a> {
+    app: &'a TestApp,
+    pub id: String,
+    pub credential: String,
+}
+
+impl TestApp {
+    /// Enrols an agent (admin token needed) and returns it ready to talk HTTP.
+    pub async fn http_agent(&self, admin_token: &str, hostname: &str) -> HttpAgent<'_> {
+        let enrolled = self.enroll_agent(admin_token, hostname).await;
+        HttpAgent {
+            app: self,
+            id: enrolled["agent_id"].as_str().expect("agent_id").to_string(),
+            credential: enrolled["credential"].as_str().expect("credential").to_string(),
+        }
+    }
+
+    /// Enqueues a task through the API; returns the task.
+    pub async fn enqueue(&self, token: &str, agent_id: &str, task_type: &str, extra: Value) -> Value {
+        let mut body = json!({"agent_id": agent_id, "task_type": task_type, "payload": {"n": 1}});
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        let res = self.send_as(Method::POST, "/api/v1/tasks", token, &body).await;
+        assert_eq!(res.status(), 201, "enqueue {task_type}");
+        res.json().await.expect("task JSON")
+    }
+}
+
+pub fn envelope(kind: &str, body: Value) -> Value {
+    serde_json::to_value(phoenix_nats::Envelope::new(kind, body)).expect("envelope")
+}
+
+impl HttpAgent<'_> {
+    pub async fn heartbeat(&self, health: &str) -> reqwest::Response {
+        let body = envelope("heartbeat", json!({"agent_version": "test", "health": health, "seq": 1}));
+        self.app.send_as(Method::POST, "/api/v1/agent/heartbeat", &self.credential, &body).await
+    }
+
+    /// Long-polls for tasks; returns the task envelopes.
+    pub async fn poll(&self, wait_secs: u64) -> Vec<Value> {
+        let res = self.app.get_as(&format!("/api/v1/agent/tasks?wait={wait_secs}"), &self.credential).await;
+        assert_eq!(res.status(), 200, "poll");
+        let body: Value = res.json().await.expect("poll JSON");
+        body["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub async fn report(&self, task_id: &str, report: Value) -> reqwest::Response {
+        let mut body = json!({"task_id": task_id});
+        if let (Some(body), Some(report)) = (body.as_object_mut(), report.as_object()) {
+            body.extend(report.clone());
+        }
+        let path = format!("/api/v1/agent/tasks/{task_id}/status");
+        self.app.send_as(Method::POST, &path, &self.credential, &envelope("task_status", body)).await
+    }
+
+    pub async fn send_metrics(&self, envelope: &Value) -> reqwest::Response {
+        self.app.send_as(Method::POST, "/api/v1/agent/metrics", &self.credential, envelope).await
+    }
+}

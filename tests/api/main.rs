@@ -8,6 +8,8 @@ mod access;
 mod agent_auth;
 mod auth;
 mod compose;
+mod fleet;
+mod leases;
 mod migrations;
 mod ops;
 mod secrets;

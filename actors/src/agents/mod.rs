@@ -4,6 +4,8 @@
 pub mod messages;
 pub mod registry;
 pub mod session;
+#[cfg(test)]
+mod tests;
 
 use chrono::{DateTime, Utc};
 use phoenix_nats::wire::{PipelineStatus, ResourceUsage};

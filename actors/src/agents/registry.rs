@@ -9,7 +9,7 @@ use phoenix_nats::wire::Heartbeat;
 use tokio::sync::oneshot;
 
 use super::messages::{
-    AddWaiter, CountSessions, ForgetAgent, GetTransport, HeartbeatRecorded, Rehydrate, RecordHeartbeat, SessionFor,
+    AddWaiter, CountSessions, ForgetAgent, GetTransport, HeartbeatRecorded, RecordHeartbeat, Rehydrate, SessionFor,
     WorkArrived,
 };
 use super::session::AgentSession;
@@ -35,7 +35,8 @@ impl AgentRegistry {
         if let Some(addr) = self.sessions.get(agent_id).filter(|addr| addr.connected()) {
             return addr.clone();
         }
-        let session = AgentSession::new(agent_id.to_string(), self.offline_after, self.store.clone(), self.events.clone());
+        let session =
+            AgentSession::new(agent_id.to_string(), self.offline_after, self.store.clone(), self.events.clone());
         let addr = session.start();
         self.sessions.insert(agent_id.to_string(), addr.clone());
         addr
@@ -117,7 +118,8 @@ fn stopped(e: MailboxError) -> StoreError {
 impl AgentRegistryHandle {
     /// Starts the registry. An agent without a heartbeat for `offline_after` goes offline.
     pub fn start(store: Arc<dyn FleetStore>, events: Events, offline_after: Duration) -> Self {
-        let registry = AgentRegistry { sessions: HashMap::new(), waiters: HashMap::new(), offline_after, store, events };
+        let registry =
+            AgentRegistry { sessions: HashMap::new(), waiters: HashMap::new(), offline_after, store, events };
         AgentRegistryHandle { addr: registry.start() }
     }
 
@@ -127,7 +129,12 @@ impl AgentRegistryHandle {
     }
 
     /// Records a heartbeat through the agent's session (started if needed).
-    pub async fn heartbeat(&self, agent_id: &str, heartbeat: Heartbeat, transport: Transport) -> Result<HeartbeatRecorded, StoreError> {
+    pub async fn heartbeat(
+        &self,
+        agent_id: &str,
+        heartbeat: Heartbeat,
+        transport: Transport,
+    ) -> Result<HeartbeatRecorded, StoreError> {
         let session = self.addr.send(SessionFor { agent_id: agent_id.to_string() }).await.map_err(stopped)?;
         session.send(RecordHeartbeat { heartbeat, transport }).await.map_err(stopped)?
     }

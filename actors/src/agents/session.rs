@@ -94,9 +94,8 @@ impl Actor for AgentSession {
         if agent.state == AgentState::Offline {
             return;
         }
-        let silent_for = agent.last_heartbeat_at.map_or(self.offline_after, |last| {
-            (Utc::now() - last).to_std().unwrap_or_default()
-        });
+        let silent_for =
+            agent.last_heartbeat_at.map_or(self.offline_after, |last| (Utc::now() - last).to_std().unwrap_or_default());
         self.schedule_offline(ctx, self.offline_after.saturating_sub(silent_for));
     }
 }

@@ -15,11 +15,22 @@ use crate::tasks::{NewTask, QueueStats, ReportOutcome, Task, TaskFilter, TaskPol
 pub trait TaskStore: Send + Sync {
     /// Stores a pending task; with an idempotency key already used, returns that task instead
     /// (`false` = not newly created).
-    async fn enqueue_task(&self, task: NewTask, policy: &TaskPolicy, now: DateTime<Utc>) -> Result<(Task, bool), StoreError>;
+    async fn enqueue_task(
+        &self,
+        task: NewTask,
+        policy: &TaskPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<(Task, bool), StoreError>;
 
     /// Hands out up to `limit` due pending tasks of `agent_id`, highest priority first, each to
     /// exactly one caller however many claim at once: they become `dispatched` with a lease.
-    async fn claim_tasks(&self, agent_id: &str, limit: u32, lease: Duration, now: DateTime<Utc>) -> Result<Vec<Task>, StoreError>;
+    async fn claim_tasks(
+        &self,
+        agent_id: &str,
+        limit: u32,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Task>, StoreError>;
 
     /// Tasks handed to `agent_id` that it has not acknowledged yet (to push again on reconnect).
     async fn unacknowledged_tasks(&self, agent_id: &str) -> Result<Vec<Task>, StoreError>;
@@ -47,7 +58,11 @@ pub trait TaskStore: Send + Sync {
     async fn list_tasks(&self, filter: &TaskFilter, page: PageRequest) -> Result<Page<Task>, StoreError>;
 
     /// Agents with pending tasks whose `not_before` fell in `(since, until]` (retries now due).
-    async fn agents_with_tasks_due_between(&self, since: DateTime<Utc>, until: DateTime<Utc>) -> Result<Vec<String>, StoreError>;
+    async fn agents_with_tasks_due_between(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError>;
 
     /// How many tasks of `agent_id` are due.
     async fn pending_task_count(&self, agent_id: &str, now: DateTime<Utc>) -> Result<u64, StoreError>;

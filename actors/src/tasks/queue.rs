@@ -28,7 +28,13 @@ pub struct TaskQueue {
 
 impl TaskQueue {
     /// A queue over `store`, delivering through `bus` (NATS agents) and `registry` (long-poll waiters).
-    pub fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>, registry: AgentRegistryHandle, events: Events, policy: TaskPolicy) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        registry: AgentRegistryHandle,
+        events: Events,
+        policy: TaskPolicy,
+    ) -> Self {
         TaskQueue { store, bus, registry, events, policy }
     }
 

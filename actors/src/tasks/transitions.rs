@@ -18,7 +18,13 @@ pub enum Decision {
 }
 
 /// Applies `report` from `agent_id` to `task` at `now`.
-pub fn decide(task: &Task, agent_id: &str, report: &TaskStatusReport, now: DateTime<Utc>, policy: &TaskPolicy) -> Decision {
+pub fn decide(
+    task: &Task,
+    agent_id: &str,
+    report: &TaskStatusReport,
+    now: DateTime<Utc>,
+    policy: &TaskPolicy,
+) -> Decision {
     if task.agent_id != agent_id {
         return Decision::NotYours;
     }
@@ -131,7 +137,8 @@ mod tests {
     fn running_extends_the_lease_and_keeps_the_first_start_time() {
         let policy = TaskPolicy::default();
         let now = Utc::now();
-        let first = updated(decide(&task(TaskStatus::Dispatched, 1), "a1", &report(ReportedTaskStatus::Running), now, &policy));
+        let first =
+            updated(decide(&task(TaskStatus::Dispatched, 1), "a1", &report(ReportedTaskStatus::Running), now, &policy));
         assert_eq!(first.status, TaskStatus::Running);
         assert_eq!(first.lease_expires_at, Some(now + chrono::Duration::seconds(60)));
         let later = now + chrono::Duration::seconds(30);
@@ -144,14 +151,19 @@ mod tests {
     fn a_retryable_failure_goes_back_to_pending_after_a_backoff_until_attempts_run_out() {
         let policy = TaskPolicy::default();
         let now = Utc::now();
-        let retry = updated(decide(&task(TaskStatus::Running, 2), "a1", &report(ReportedTaskStatus::Failed), now, &policy));
+        let retry =
+            updated(decide(&task(TaskStatus::Running, 2), "a1", &report(ReportedTaskStatus::Failed), now, &policy));
         assert_eq!(retry.status, TaskStatus::Pending);
         assert_eq!(retry.not_before, now + chrono::Duration::seconds(4));
-        let last = updated(decide(&task(TaskStatus::Running, 3), "a1", &report(ReportedTaskStatus::Failed), now, &policy));
+        let last =
+            updated(decide(&task(TaskStatus::Running, 3), "a1", &report(ReportedTaskStatus::Failed), now, &policy));
         assert_eq!(last.status, TaskStatus::Failed);
         let mut fatal = report(ReportedTaskStatus::Failed);
         fatal.retryable = false;
-        assert_eq!(updated(decide(&task(TaskStatus::Running, 1), "a1", &fatal, now, &policy)).status, TaskStatus::Failed);
+        assert_eq!(
+            updated(decide(&task(TaskStatus::Running, 1), "a1", &fatal, now, &policy)).status,
+            TaskStatus::Failed
+        );
     }
 
     #[test]
@@ -163,7 +175,10 @@ mod tests {
         let mut old_attempt = report(ReportedTaskStatus::Failed);
         old_attempt.attempt = Some(1);
         assert_eq!(decide(&task(TaskStatus::Running, 2), "a1", &old_attempt, now, &policy), Decision::Ignore);
-        assert_eq!(decide(&task(TaskStatus::Running, 1), "a2", &report(ReportedTaskStatus::Running), now, &policy), Decision::NotYours);
+        assert_eq!(
+            decide(&task(TaskStatus::Running, 1), "a2", &report(ReportedTaskStatus::Running), now, &policy),
+            Decision::NotYours
+        );
     }
 
     #[test]

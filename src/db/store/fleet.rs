@@ -48,7 +48,6 @@ fn list(conn: &mut DbConnection, filter: &AgentFilter, page: &PageRequest) -> Re
     Ok(Page::from_overfetch(items, page.limit, |a| a.id.clone()))
 }
 
-
 #[async_trait]
 impl FleetStore for DieselStore {
     async fn get_agent(&self, id: &str) -> Result<Agent, StoreError> {
@@ -69,7 +68,13 @@ impl FleetStore for DieselStore {
         .await
     }
 
-    async fn record_heartbeat(&self, id: &str, heartbeat: &Heartbeat, state: AgentState, now: DateTime<Utc>) -> Result<Agent, StoreError> {
+    async fn record_heartbeat(
+        &self,
+        id: &str,
+        heartbeat: &Heartbeat,
+        state: AgentState,
+        now: DateTime<Utc>,
+    ) -> Result<Agent, StoreError> {
         let id = id.to_string();
         let resources = to_json(&heartbeat.resources)?;
         let pipelines = to_json(&heartbeat.pipelines)?;

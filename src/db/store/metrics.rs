@@ -21,7 +21,12 @@ const INSERT_CHUNK: usize = 500;
 /// Most distinct series a cardinality report reads; a report over more says so via `samples`.
 const CARDINALITY_SCAN_LIMIT: i64 = 1_000_000;
 
-fn rows(batch_id: &str, agent_id: &str, batch: &MetricsBatch, received_at: DateTime<Utc>) -> Result<Vec<MetricSampleRow>, DbError> {
+fn rows(
+    batch_id: &str,
+    agent_id: &str,
+    batch: &MetricsBatch,
+    received_at: DateTime<Utc>,
+) -> Result<Vec<MetricSampleRow>, DbError> {
     batch
         .samples
         .iter()
@@ -117,7 +122,13 @@ fn cardinality(conn: &mut DbConnection, query: &CardinalityQuery) -> Result<Card
 
 #[async_trait]
 impl MetricsStore for DieselStore {
-    async fn insert_metrics(&self, batch_id: &str, agent_id: &str, batch: &MetricsBatch, received_at: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn insert_metrics(
+        &self,
+        batch_id: &str,
+        agent_id: &str,
+        batch: &MetricsBatch,
+        received_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let rows = rows(batch_id, agent_id, batch, received_at)?;
         self.run(move |conn| insert(conn, &rows)).await
     }
@@ -129,8 +140,9 @@ impl MetricsStore for DieselStore {
 
     async fn prune_metrics(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         self.run(move |conn| {
-            let deleted = diesel::delete(metric_samples::table.filter(metric_samples::sampled_at.lt(to_db_time(before))))
-                .execute(conn)?;
+            let deleted =
+                diesel::delete(metric_samples::table.filter(metric_samples::sampled_at.lt(to_db_time(before))))
+                    .execute(conn)?;
             Ok(deleted as u64)
         })
         .await

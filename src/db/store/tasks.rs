@@ -73,10 +73,20 @@ fn row_from_task(task: &Task) -> Result<TaskRow, DbError> {
 }
 
 fn by_idempotency_key(conn: &mut DbConnection, key: &str) -> Result<Option<Task>, DbError> {
-    tasks::table.filter(tasks::idempotency_key.eq(key)).first::<TaskRow>(conn).optional()?.map(task_from_row).transpose()
+    tasks::table
+        .filter(tasks::idempotency_key.eq(key))
+        .first::<TaskRow>(conn)
+        .optional()?
+        .map(task_from_row)
+        .transpose()
 }
 
-fn enqueue(conn: &mut DbConnection, new: NewTask, policy: &TaskPolicy, now: DateTime<Utc>) -> Result<(Task, bool), DbError> {
+fn enqueue(
+    conn: &mut DbConnection,
+    new: NewTask,
+    policy: &TaskPolicy,
+    now: DateTime<Utc>,
+) -> Result<(Task, bool), DbError> {
     if let Some(key) = &new.idempotency_key {
         if let Some(existing) = by_idempotency_key(conn, key)? {
             return Ok((existing, false));
@@ -119,7 +129,13 @@ fn enqueue(conn: &mut DbConnection, new: NewTask, policy: &TaskPolicy, now: Date
 /// Claims by conditional update (`... WHERE status = 'pending'`): of concurrent claimers of one task
 /// exactly one changes the row, on PostgreSQL (the row lock re-checks the condition) and SQLite
 /// (writes are serialised) alike.
-fn claim(conn: &mut DbConnection, agent_id: &str, limit: u32, lease: Duration, now: DateTime<Utc>) -> Result<Vec<Task>, DbError> {
+fn claim(
+    conn: &mut DbConnection,
+    agent_id: &str,
+    limit: u32,
+    lease: Duration,
+    now: DateTime<Utc>,
+) -> Result<Vec<Task>, DbError> {
     let now_db = to_db_time(now);
     let candidates: Vec<String> = tasks::table
         .select(tasks::id)
@@ -133,16 +149,17 @@ fn claim(conn: &mut DbConnection, agent_id: &str, limit: u32, lease: Duration, n
     let lease_until = to_db_time(now + chrono_duration(lease));
     let mut claimed = Vec::with_capacity(candidates.len());
     for id in candidates {
-        let row: Option<TaskRow> = diesel::update(tasks::table.find(&id).filter(tasks::status.eq(TaskStatus::Pending.as_str())))
-            .set((
-                tasks::status.eq(TaskStatus::Dispatched.as_str()),
-                tasks::attempts.eq(tasks::attempts + 1),
-                tasks::lease_expires_at.eq(Some(lease_until)),
-                tasks::dispatched_at.eq(Some(now_db)),
-                tasks::updated_at.eq(now_db),
-            ))
-            .get_result(conn)
-            .optional()?;
+        let row: Option<TaskRow> =
+            diesel::update(tasks::table.find(&id).filter(tasks::status.eq(TaskStatus::Pending.as_str())))
+                .set((
+                    tasks::status.eq(TaskStatus::Dispatched.as_str()),
+                    tasks::attempts.eq(tasks::attempts + 1),
+                    tasks::lease_expires_at.eq(Some(lease_until)),
+                    tasks::dispatched_at.eq(Some(now_db)),
+                    tasks::updated_at.eq(now_db),
+                ))
+                .get_result(conn)
+                .optional()?;
         if let Some(row) = row {
             claimed.push(task_from_row(row)?);
         }
@@ -255,8 +272,7 @@ fn list(conn: &mut DbConnection, filter: &TaskFilter, page: &PageRequest) -> Res
 }
 
 fn mean_secs(pairs: &[(chrono::NaiveDateTime, Option<chrono::NaiveDateTime>)]) -> Option<f64> {
-    let spans: Vec<f64> =
-        pairs.iter().filter_map(|(from, to)| to.map(|to| (to - *from).as_seconds_f64())).collect();
+    let spans: Vec<f64> = pairs.iter().filter_map(|(from, to)| to.map(|to| (to - *from).as_seconds_f64())).collect();
     (!spans.is_empty()).then(|| spans.iter().sum::<f64>() / spans.len() as f64)
 }
 
@@ -296,12 +312,23 @@ fn stats(conn: &mut DbConnection, now: DateTime<Utc>) -> Result<QueueStats, DbEr
 
 #[async_trait]
 impl TaskStore for DieselStore {
-    async fn enqueue_task(&self, task: NewTask, policy: &TaskPolicy, now: DateTime<Utc>) -> Result<(Task, bool), StoreError> {
+    async fn enqueue_task(
+        &self,
+        task: NewTask,
+        policy: &TaskPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<(Task, bool), StoreError> {
         let policy = policy.clone();
         self.run(move |conn| enqueue(conn, task, &policy, now)).await
     }
 
-    async fn claim_tasks(&self, agent_id: &str, limit: u32, lease: Duration, now: DateTime<Utc>) -> Result<Vec<Task>, StoreError> {
+    async fn claim_tasks(
+        &self,
+        agent_id: &str,
+        limit: u32,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Task>, StoreError> {
         let agent_id = agent_id.to_string();
         self.run(move |conn| claim(conn, &agent_id, limit, lease, now)).await
     }
@@ -349,7 +376,11 @@ impl TaskStore for DieselStore {
         self.run(move |conn| list(conn, &filter, &page)).await
     }
 
-    async fn agents_with_tasks_due_between(&self, since: DateTime<Utc>, until: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+    async fn agents_with_tasks_due_between(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
         self.run(move |conn| {
             Ok(tasks::table
                 .filter(tasks::status.eq(TaskStatus::Pending.as_str()))
