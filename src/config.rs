@@ -83,11 +83,20 @@ pub struct BusSettings {
     /// NATS URL handed to agents at enrolment, with the agents' own (restricted) credentials. Without
     /// it agents are told to use HTTP long-poll.
     pub agent_nats_url: Option<SensitiveUrl>,
+    /// An agent report handed to a server that does not acknowledge it (e.g. it crashed) is handed
+    /// out again after this long. Reports are idempotent, so a short wait only costs a duplicate.
+    pub ack_wait_secs: u64,
 }
 
 impl Default for BusSettings {
     fn default() -> Self {
-        BusSettings { nats_url: None, subject_prefix: "phoenix".into(), connect_timeout_secs: 5, agent_nats_url: None }
+        BusSettings {
+            nats_url: None,
+            subject_prefix: "phoenix".into(),
+            connect_timeout_secs: 5,
+            agent_nats_url: None,
+            ack_wait_secs: 10,
+        }
     }
 }
 
@@ -326,6 +335,7 @@ impl Settings {
         }
         self.auth.validate(problems);
         let positive = [
+            ("bus.ack_wait_secs", self.bus.ack_wait_secs),
             ("agents.heartbeat_interval_secs", self.agents.heartbeat_interval_secs),
             ("agents.long_poll_max_wait_secs", self.agents.long_poll_max_wait_secs),
             ("tasks.lease_secs", self.tasks.lease_secs),

@@ -134,6 +134,7 @@ async fn connect_bus(settings: &Settings) -> anyhow::Result<Arc<dyn Bus>> {
     };
     let bus =
         NatsBus::connect(url.expose(), options).await.with_context(|| format!("Failed to connect to NATS at {url}"))?;
+    let bus = bus.with_durable_ack_wait(Duration::from_secs(settings.bus.ack_wait_secs));
     tracing::info!(nats.url = %url, "connected to NATS");
     Ok(Arc::new(bus))
 }

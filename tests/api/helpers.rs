@@ -191,6 +191,8 @@ pub struct TestApp {
     pub handle: ServerHandle,
     pub db: TestDb,
     pub env: Env,
+    /// The server's subject prefix (unique per test).
+    pub prefix: String,
     _stream: Option<phoenix_nats::testing::StreamCleanup>,
 }
 
@@ -271,11 +273,12 @@ pub async fn spawn_with(env: Env, db: TestDb, settings: Settings) -> TestApp {
         url: url.expose().to_string(),
         stream: phoenix_nats::Subjects::new(&settings.bus.subject_prefix).expect("prefix").agent_results_stream(),
     });
+    let prefix = settings.bus.subject_prefix.clone();
     let app = Application::build(settings).await.expect("server builds");
     let addr = app.local_addr();
     let handle = app.handle();
     actix_web::rt::spawn(app.run_until_stopped());
-    TestApp { addr, client: reqwest::Client::new(), handle, db, env, _stream: stream }
+    TestApp { addr, client: reqwest::Client::new(), handle, db, env, prefix, _stream: stream }
 }
 
 /// Logs only with TEST_LOG=1, so test output stays readable.
@@ -355,6 +358,12 @@ impl ServerProcess {
     pub fn logs(&mut self) -> Vec<String> {
         self.seen.extend(self.lines.try_iter());
         self.seen.clone()
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM.
@@ -451,4 +460,70 @@ impl HttpAgent<'_> {
     pub async fn send_metrics(&self, envelope: &Value) -> reqwest::Response {
         self.app.send_as(Method::POST, "/api/v1/agent/metrics", &self.credential, envelope).await
     }
+}
+
+/// An agent speaking NATS to a server, as a real agent would: heartbeats as requests, reports and
+/// metrics through JetStream, tasks pushed to its subject. Enrolled over HTTP first.
+pub struct NatsAgent {
+    pub id: String,
+    pub credential: String,
+    pub bus: phoenix_nats::NatsBus,
+}
+
+impl NatsAgent {
+    pub async fn connect(prefix: &str, id: &str, credential: &str) -> NatsAgent {
+        let options = phoenix_nats::NatsBusOptions {
+            subjects: phoenix_nats::Subjects::new(prefix).expect("prefix"),
+            name: format!("test-agent-{id}"),
+            manage_stream: false,
+            ..Default::default()
+        };
+        let bus = phoenix_nats::NatsBus::connect(&nats_url(), options).await.expect("agent connects to NATS");
+        NatsAgent { id: id.to_string(), credential: credential.to_string(), bus }
+    }
+
+    fn subjects(&self) -> &phoenix_nats::Subjects {
+        use phoenix_nats::Bus;
+        self.bus.subjects()
+    }
+
+    pub fn envelope(&self, kind: &str, body: Value) -> phoenix_nats::Bytes {
+        phoenix_nats::Envelope::new(kind, body).with_auth(self.credential.clone()).encode().expect("encode")
+    }
+
+    /// Sends a heartbeat and returns the server's answer (a heartbeat_ack envelope).
+    pub async fn heartbeat(&self) -> Value {
+        use phoenix_nats::Bus;
+        let subject = self.subjects().agent_heartbeat(&self.id).expect("subject");
+        let payload = self.envelope("heartbeat", json!({"agent_version": "test", "health": "healthy", "seq": 1}));
+        let answer =
+            self.bus.request(&subject, payload, std::time::Duration::from_secs(5)).await.expect("heartbeat answered");
+        serde_json::from_slice(&answer).expect("ack JSON")
+    }
+
+    /// Subscribes to the tasks pushed to this agent.
+    pub async fn tasks(&self) -> phoenix_nats::Subscription {
+        use phoenix_nats::Bus;
+        self.bus.subscribe(&self.subjects().agent_tasks(&self.id).expect("subject")).await.expect("subscribe")
+    }
+
+    pub async fn report(&self, task_id: &str, status: &str) {
+        use phoenix_nats::Bus;
+        let subject = self.subjects().agent_task_status(&self.id).expect("subject");
+        let payload = self.envelope("task_status", json!({"task_id": task_id, "status": status}));
+        self.bus.publish_durable(&subject, payload).await.expect("report published");
+    }
+
+    pub async fn send_metrics(&self, batch: Value) {
+        use phoenix_nats::Bus;
+        let subject = self.subjects().agent_metrics(&self.id).expect("subject");
+        self.bus.publish_durable(&subject, self.envelope("metrics", batch)).await.expect("metrics published");
+    }
+}
+
+/// The next task pushed on `tasks`, within `within`.
+pub async fn next_pushed_task(tasks: &mut phoenix_nats::Subscription, within: std::time::Duration) -> Option<Value> {
+    use futures_util::StreamExt;
+    let message = tokio::time::timeout(within, tasks.next()).await.ok()??;
+    Some(serde_json::from_slice(&message.payload).expect("task envelope"))
 }

@@ -30,6 +30,9 @@ pub struct NatsBusOptions {
     pub token: Option<String>,
     /// How long the initial connection may take.
     pub connect_timeout: Duration,
+    /// Create or update the agent results stream on connect. Servers do; agents, whose NATS user may
+    /// only publish their reports, do not.
+    pub manage_stream: bool,
 }
 
 impl Default for NatsBusOptions {
@@ -40,6 +43,7 @@ impl Default for NatsBusOptions {
             credentials: None,
             token: None,
             connect_timeout: Duration::from_secs(5),
+            manage_stream: true,
         }
     }
 }
@@ -54,6 +58,7 @@ impl fmt::Debug for NatsBusOptions {
             .field("password", &self.credentials.as_ref().map(|_| "<redacted>"))
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("connect_timeout", &self.connect_timeout)
+            .field("manage_stream", &self.manage_stream)
             .finish()
     }
 }
@@ -143,7 +148,9 @@ pub(super) async fn open(
         .await
         .map_err(|source| BusError::Connect { url: servers.display(), source: source.into() })?;
     let jetstream = jetstream::new(client.clone());
-    ensure_results_stream(&jetstream, &options.subjects).await?;
+    if options.manage_stream {
+        ensure_results_stream(&jetstream, &options.subjects).await?;
+    }
     info!(
         nats.url = %servers.display(),
         nats.stream = %options.subjects.agent_results_stream(),
