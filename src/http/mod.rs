@@ -155,9 +155,7 @@ async fn start_fleet(
 ) -> anyhow::Result<Fleet> {
     let events = Events::new(bus.clone());
     let registry = AgentRegistryHandle::start(store.clone(), events.clone(), settings.agents.offline_after());
-    let agents = store.active_agents().await.context("Failed to load agents")?;
-    let sessions = registry.rehydrate(agents).await?;
-    tracing::info!(agents.sessions = sessions, "agent sessions rebuilt");
+    actix_web::rt::spawn(rebuild_sessions(store.clone(), registry.clone()));
     let queue = TaskQueue::new(store.clone(), bus.clone(), registry.clone(), events, settings.tasks.policy());
     let interval = Duration::from_secs(settings.agents.heartbeat_interval_secs);
     let gateway = AgentGateway::new(store, bus, registry.clone(), queue.clone(), auth, interval);
@@ -166,6 +164,29 @@ async fn start_fleet(
     let retention = Duration::from_secs(settings.metrics.retention_hours * 3600);
     actix_web::rt::spawn(gateway.clone().run_retention(retention, Duration::from_secs(600)));
     Ok(Fleet { registry, queue, gateway })
+}
+
+/// Rebuilds a session per stored agent, retrying while the database cannot be reached (the server
+/// is up meanwhile and says so on `/readyz`).
+async fn rebuild_sessions(store: Arc<dyn Store>, registry: AgentRegistryHandle) {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        let rebuilt = match store.active_agents().await {
+            Ok(agents) => registry.rehydrate(agents).await,
+            Err(e) => Err(e),
+        };
+        match rebuilt {
+            Ok(sessions) => {
+                tracing::info!(agents.sessions = sessions, "agent sessions rebuilt");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_secs = delay.as_secs(), "cannot rebuild agent sessions yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
 }
 
 fn serve(listener: TcpListener, state: web::Data<AppState>, settings: &Settings) -> anyhow::Result<Server> {

@@ -256,3 +256,26 @@ async fn the_queue_reports_counts_and_timings_and_tasks_can_be_cancelled(env: En
     assert_eq!(unknown_agent.status(), 404);
 }
 each_env!(the_queue_reports_counts_and_timings_and_tasks_can_be_cancelled);
+
+async fn sessions_are_rebuilt_at_start_up_and_keep_judging_liveness(backend: phoenix::db::Backend) {
+    let env = Env::local(backend);
+    let db = TestDb::new(backend);
+    let mut settings = test_settings(env, &db);
+    settings.agents.offline_after_secs = Some(2);
+    let first = spawn_with(env, db, settings.clone()).await;
+    let admin = first.bootstrap_admin().await;
+    let agent_id = {
+        let agent = first.http_agent(&admin, "web-1").await;
+        agent.heartbeat("healthy").await;
+        agent.id.clone()
+    };
+    first.handle.stop(true).await;
+
+    let second = spawn_with(env, first.db, settings).await;
+    let admin = second.token("admin").await;
+    let path = format!("/api/v1/agents/{agent_id}");
+    assert_eq!(body(second.get_as(&path, &admin).await).await["state"], "online", "as stored");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(body(second.get_as(&path, &admin).await).await["state"], "offline", "the rebuilt session timed out");
+}
+crate::each_backend!(sessions_are_rebuilt_at_start_up_and_keep_judging_liveness);

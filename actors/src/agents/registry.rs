@@ -54,15 +54,20 @@ impl Handler<SessionFor> for AgentRegistry {
 impl Handler<Rehydrate> for AgentRegistry {
     type Result = usize;
 
+    /// Starts sessions from stored agents; an agent that already has a live session (it heartbeated
+    /// before the rebuild finished) keeps it, since that session knows more than the database did.
     fn handle(&mut self, msg: Rehydrate, _: &mut Context<Self>) -> usize {
-        let count = msg.agents.len();
+        let mut started = 0;
         for agent in msg.agents {
+            if self.sessions.get(&agent.id).is_some_and(|addr| addr.connected()) {
+                continue;
+            }
             let id = agent.id.clone();
             let session = AgentSession::rehydrated(agent, self.offline_after, self.store.clone(), self.events.clone());
-            // Replacing an address drops the old one, which stops that session.
             self.sessions.insert(id, session.start());
+            started += 1;
         }
-        count
+        started
     }
 }
 

@@ -10,7 +10,7 @@ use super::{Task, TaskPolicy, TaskStatus};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     /// The task becomes this.
-    Update(Task),
+    Update(Box<Task>),
     /// A repeat, stale or backwards report: nothing changes.
     Ignore,
     /// The task belongs to another agent.
@@ -60,7 +60,7 @@ pub fn decide(
             }
         }
     }
-    Decision::Update(next)
+    Decision::Update(Box::new(next))
 }
 
 /// A dispatched or running task whose lease ran out: handed out again, or failed after its last attempt.
@@ -128,7 +128,7 @@ mod tests {
 
     fn updated(decision: Decision) -> Task {
         match decision {
-            Decision::Update(task) => task,
+            Decision::Update(task) => *task,
             other => panic!("expected an update, got {other:?}"),
         }
     }

@@ -195,7 +195,7 @@ fn apply_report(
             Decision::Ignore => return Ok(ReportOutcome::Ignored(task)),
             Decision::Update(next) => {
                 if replace_if_unchanged(conn, &task, &next)? {
-                    return Ok(ReportOutcome::Applied(next));
+                    return Ok(ReportOutcome::Applied(*next));
                 }
             }
         }
