@@ -1,7 +1,7 @@
 //! One connection type over both backends, and an r2d2 manager that picks the backend from the URL
 //! scheme and prepares every new SQLite connection (pragmas) before the pool hands it out.
 
-use diesel::connection::SimpleConnection;
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::pg::PgConnection;
 use diesel::r2d2::ManageConnection;
 use diesel::sqlite::SqliteConnection;
@@ -92,4 +92,33 @@ impl ManageConnection for DbConnectionManager {
     fn has_broken(&self, _conn: &mut DbConnection) -> bool {
         false
     }
+}
+
+/// Runs `work` in a transaction that takes the write lock when it begins. On SQLite a transaction that
+/// reads first and writes later fails with "database is locked" when another writer committed in
+/// between (the busy timeout cannot help a lock upgrade), so read-then-write transactions begin with
+/// `BEGIN IMMEDIATE` there; PostgreSQL's row locks need no such care.
+pub fn write_transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    if !matches!(conn, DbConnection::Sqlite(_)) {
+        return conn.transaction(work);
+    }
+    if let DbConnection::Sqlite(lite) = conn {
+        AnsiTransactionManager::begin_transaction_sql(lite, "BEGIN IMMEDIATE")?;
+    }
+    let outcome = work(conn);
+    if let DbConnection::Sqlite(lite) = conn {
+        match &outcome {
+            Ok(_) => AnsiTransactionManager::commit_transaction(lite)?,
+            // The work's own error is the one to report; a failed rollback leaves the connection
+            // marked broken, and the pool drops it.
+            Err(_) => {
+                let _ = AnsiTransactionManager::rollback_transaction(lite);
+            }
+        }
+    }
+    outcome
 }

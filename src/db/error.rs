@@ -26,6 +26,12 @@ impl DbError {
     }
 }
 
+impl DbError {
+    fn is_lock_timeout(&self) -> bool {
+        matches!(self, DbError::Query(diesel::result::Error::DatabaseError(_, info)) if info.message().contains("database is locked"))
+    }
+}
+
 /// True when the database refused the row because of a UNIQUE constraint.
 pub fn is_unique_violation(err: &diesel::result::Error) -> bool {
     matches!(err, diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))
@@ -36,6 +42,8 @@ impl From<DbError> for StoreError {
         match err {
             DbError::Query(diesel::result::Error::NotFound) => StoreError::NotFound,
             DbError::Conflict(detail) => StoreError::Conflict(detail),
+            // SQLite gave up waiting for the write lock: a transient overload, worth retrying.
+            e if e.is_lock_timeout() => StoreError::Unavailable(Box::new(e)),
             e if e.is_unique_violation() => StoreError::Conflict(e.to_string()),
             e @ (DbError::Unavailable(_) | DbError::InvalidUrl(_)) => StoreError::Unavailable(Box::new(e)),
             e => StoreError::Internal(Box::new(e)),

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use diesel::r2d2::Pool;
 
-pub use connection::{establish, Backend, DbConnection, DbConnectionManager};
+pub use connection::{establish, write_transaction, Backend, DbConnection, DbConnectionManager};
 pub use error::{is_unique_violation, DbError};
 pub use store::DieselStore;
 

@@ -9,7 +9,7 @@ use super::convert::{from_db_time, from_json, to_db_time, to_json};
 use super::DieselStore;
 use crate::db::models::{AgentRow, EnrollmentTokenRow};
 use crate::db::schema::{agent_enrollment_tokens, agents};
-use crate::db::{DbConnection, DbError};
+use crate::db::{write_transaction, DbConnection, DbError};
 
 fn token_from_row(row: EnrollmentTokenRow) -> Result<EnrollmentToken, DbError> {
     Ok(EnrollmentToken {
@@ -59,7 +59,7 @@ fn enroll(
     agent: NewAgent,
     now: DateTime<Utc>,
 ) -> Result<Option<AgentIdentity>, DbError> {
-    conn.transaction(|tx| {
+    write_transaction(conn, |tx| {
         let Some(token_labels) = spend_enrollment_token(tx, token_hash, now)? else {
             return Ok(None);
         };

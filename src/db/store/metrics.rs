@@ -13,7 +13,7 @@ use super::DieselStore;
 use crate::db::connection::MultiBackend;
 use crate::db::models::MetricSampleRow;
 use crate::db::schema::metric_samples;
-use crate::db::{is_unique_violation, DbConnection, DbError};
+use crate::db::{is_unique_violation, write_transaction, DbConnection, DbError};
 
 /// Rows per INSERT: 10 columns x 500 rows stays far below SQLite's limit of bound variables.
 const INSERT_CHUNK: usize = 500;
@@ -50,7 +50,7 @@ fn rows(
 }
 
 fn insert(conn: &mut DbConnection, rows: &[MetricSampleRow]) -> Result<bool, DbError> {
-    let outcome = conn.transaction::<(), diesel::result::Error, _>(|tx| {
+    let outcome = write_transaction::<(), diesel::result::Error, _>(conn, |tx| {
         for chunk in rows.chunks(INSERT_CHUNK) {
             // Multi-row INSERT has a different SQL shape per backend, which Diesel's MultiConnection
             // cannot express: run it on the concrete connection.

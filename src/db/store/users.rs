@@ -10,7 +10,7 @@ use super::convert::{new_id, to_db_time, user_from_row};
 use super::DieselStore;
 use crate::db::models::{RefreshTokenRow, RevokedTokenRow, SystemSettingRow, UserRow};
 use crate::db::schema::{refresh_tokens, revoked_tokens, system_settings, users};
-use crate::db::{is_unique_violation, DbConnection, DbError};
+use crate::db::{is_unique_violation, write_transaction, DbConnection, DbError};
 
 /// Marker row whose primary key lets exactly one registration become the first admin.
 const FIRST_ADMIN_KEY: &str = "bootstrap.first_admin";
@@ -53,7 +53,7 @@ fn register_first_admin(conn: &mut DbConnection, row: &UserRow) -> Result<User, 
     if already.is_some() {
         return Err(FirstAdmin::AlreadyTaken);
     }
-    conn.transaction(|tx| {
+    write_transaction(conn, |tx| {
         let marker =
             SystemSettingRow { key: FIRST_ADMIN_KEY.into(), value: row.id.clone(), updated_at: row.created_at };
         match diesel::insert_into(system_settings::table).values(&marker).execute(tx) {
@@ -193,7 +193,7 @@ impl UserStore for DieselStore {
 
     async fn update_user(&self, id: &str, changes: UserChanges) -> Result<User, StoreError> {
         let id = id.to_string();
-        self.run(move |conn| conn.transaction(|tx| update_user(tx, &id, changes))).await
+        self.run(move |conn| write_transaction(conn, |tx| update_user(tx, &id, changes))).await
     }
 
     async fn insert_refresh_token(&self, token: NewRefreshToken) -> Result<(), StoreError> {

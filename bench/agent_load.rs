@@ -1,0 +1,371 @@
+//! Agent load benchmark: simulates agents over NATS and over HTTP long-poll against one real
+//! `phoenix server` (the release binary, started here), and measures, in the same run:
+//!
+//! - a bare NATS request/reply round trip (the floor any NATS heartbeat answer sits on);
+//! - agents held: NATS agents with sessions, long-poll agents with a request held open;
+//! - heartbeat processing rate (sustained at the agents' interval, and flat out);
+//! - task dispatch latency, from the enqueue call to the agent having the task, on both transports.
+//!
+//! Run: `cargo build --release && cargo run --release --example agent_load -- --nats-agents 10000
+//! --http-agents 5000` (NATS at $PHOENIX_TEST_NATS_URL or nats://127.0.0.1:4222; SQLite by default,
+//! `--database-url postgres://…` for PostgreSQL). Results: bench/RESULTS.md.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use phoenix_nats::{Bus, Envelope, NatsBus, NatsBusOptions, Subjects};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::Semaphore;
+
+const PASSWORD: &str = "bench-password-123";
+
+struct Args {
+    nats_agents: usize,
+    http_agents: usize,
+    nats_connections: usize,
+    samples: usize,
+    sustain_secs: u64,
+    database_url: Option<String>,
+    nats_url: String,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        nats_agents: 10_000,
+        http_agents: 5_000,
+        nats_connections: 16,
+        samples: 200,
+        sustain_secs: 20,
+        database_url: None,
+        nats_url: std::env::var("PHOENIX_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--nats-agents" => args.nats_agents = value().parse().expect("a number"),
+            "--http-agents" => args.http_agents = value().parse().expect("a number"),
+            "--nats-connections" => args.nats_connections = value().parse().expect("a number"),
+            "--samples" => args.samples = value().parse().expect("a number"),
+            "--sustain-secs" => args.sustain_secs = value().parse().expect("a number"),
+            "--database-url" => args.database_url = Some(value()),
+            "--nats-url" => args.nats_url = value(),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    args
+}
+
+/// Latencies in microseconds, summarised.
+#[derive(Default, Clone)]
+struct Latencies(Vec<u64>);
+
+impl Latencies {
+    fn push(&mut self, d: Duration) {
+        self.0.push(d.as_micros() as u64);
+    }
+
+    fn summary(&self) -> String {
+        let mut v = self.0.clone();
+        if v.is_empty() {
+            return "no samples".into();
+        }
+        v.sort_unstable();
+        let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize] as f64 / 1000.0;
+        format!("p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (n={})", at(0.5), at(0.99), at(1.0), v.len())
+    }
+
+    fn p50_ms(&self) -> f64 {
+        let mut v = self.0.clone();
+        v.sort_unstable();
+        v.get(v.len() / 2).copied().unwrap_or(0) as f64 / 1000.0
+    }
+}
+
+struct Server {
+    child: tokio::process::Child,
+    base: String,
+    prefix: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_server(args: &Args) -> Server {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database = args.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
+    let prefix = format!("bench{}", uuid::Uuid::now_v7().simple());
+    let binary = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/phoenix");
+    let mut child = tokio::process::Command::new(binary)
+        .args(["server", "--listen", "127.0.0.1:0", "--database-url", &database, "--nats-url", &args.nats_url])
+        .env("PHOENIX_BUS__SUBJECT_PREFIX", &prefix)
+        .env("PHOENIX_AUTH__LOGIN_MAX_FAILURES", "1000")
+        .env("PHOENIX_DATABASE__POOL_SIZE", "16")
+        .env("RUST_LOG", "warn,phoenix::server=info")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {binary} (run `cargo build --release` first): {e}"));
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let base = loop {
+        let line = lines.next_line().await.expect("read").expect("server exited before listening");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            let addr: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || ".:[]".contains(*c)).collect();
+            break format!("http://{addr}");
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(line)) = lines.next_line().await { eprintln!("server: {line}") } });
+    Server { child, base, prefix, _dir: dir }
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Api {
+    async fn new(base: &str) -> Api {
+        let http = reqwest::Client::builder().pool_max_idle_per_host(20_000).build().expect("client");
+        let creds = json!({"username": "admin", "password": PASSWORD});
+        http.post(format!("{base}/api/v1/auth/register")).json(&creds).send().await.expect("register");
+        let session: Value = http.post(format!("{base}/api/v1/auth/login")).json(&creds).send().await.expect("login").json().await.expect("json");
+        Api { http, base: base.to_string(), token: session["access_token"].as_str().expect("token").into() }
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let res = self.http.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(&body).send().await.expect("post");
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+        res.json().await.expect("json")
+    }
+
+    async fn metric(&self, name: &str) -> f64 {
+        let text = self.http.get(format!("{}/metrics", self.base)).send().await.expect("metrics").text().await.expect("text");
+        text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or(0.0)
+    }
+
+    /// Enrols `n` agents with one multi-use token; returns (id, credential) pairs.
+    async fn enroll(self: &Arc<Self>, n: usize, label: &str) -> Vec<(String, String)> {
+        let token = self.post("/api/v1/agents/enrollment-tokens", json!({"uses": n, "labels": {"bench": label}})).await;
+        let token = token["token"].as_str().expect("token").to_string();
+        let gate = Arc::new(Semaphore::new(64));
+        let mut joins = Vec::with_capacity(n);
+        for i in 0..n {
+            let (api, token, gate, label) = (self.clone(), token.clone(), gate.clone(), label.to_string());
+            joins.push(tokio::spawn(async move {
+                let _permit = gate.acquire().await.expect("semaphore");
+                let body = json!({"token": token, "hostname": format!("{label}-{i}")});
+                let res: Value = api.http.post(format!("{}/api/v1/agent/enroll", api.base)).json(&body).send().await.expect("enroll").json().await.expect("json");
+                let id = res["agent_id"].as_str().unwrap_or_else(|| panic!("enrolment refused: {res}"));
+                (id.to_string(), res["credential"].as_str().expect("credential").to_string())
+            }));
+        }
+        let mut agents = Vec::with_capacity(n);
+        for join in joins {
+            agents.push(join.await.expect("join"));
+        }
+        agents
+    }
+}
+
+async fn bare_nats_round_trip(url: &str) -> Latencies {
+    let client = async_nats::connect(url).await.expect("connect");
+    let subject = format!("bench.{}.echo", uuid::Uuid::now_v7().simple());
+    let mut sub = client.subscribe(subject.clone()).await.expect("subscribe");
+    let responder = client.clone();
+    tokio::spawn(async move {
+        while let Some(msg) = sub.next().await {
+            if let Some(reply) = msg.reply {
+                let _ = responder.publish(reply, msg.payload).await;
+            }
+        }
+    });
+    let mut lat = Latencies::default();
+    for _ in 0..2000 {
+        let started = Instant::now();
+        client.request(subject.clone(), "ping".into()).await.expect("reply");
+        lat.push(started.elapsed());
+    }
+    lat
+}
+
+fn heartbeat_payload(credential: &str) -> phoenix_nats::Bytes {
+    Envelope::new("heartbeat", json!({"agent_version": "bench", "health": "healthy", "seq": 1}))
+        .with_auth(credential)
+        .encode()
+        .expect("encode")
+}
+
+struct NatsFleet {
+    buses: Vec<NatsBus>,
+    agents: Vec<(String, String)>,
+}
+
+impl NatsFleet {
+    fn bus(&self, i: usize) -> &NatsBus {
+        &self.buses[i % self.buses.len()]
+    }
+
+    /// Every agent heartbeats once, `concurrency` at a time; returns the latencies and the wall time.
+    async fn heartbeat_all(self: &Arc<Self>, concurrency: usize) -> (Latencies, Duration) {
+        let gate = Arc::new(Semaphore::new(concurrency));
+        let lat = Arc::new(Mutex::new(Latencies::default()));
+        let started = Instant::now();
+        let mut joins = Vec::new();
+        for i in 0..self.agents.len() {
+            let (fleet, gate, lat) = (self.clone(), gate.clone(), lat.clone());
+            joins.push(tokio::spawn(async move {
+                let _permit = gate.acquire().await.expect("semaphore");
+                fleet.heartbeat(i, &lat).await;
+            }));
+        }
+        for join in joins {
+            join.await.expect("join");
+        }
+        let lat = lat.lock().expect("lock").clone();
+        (lat, started.elapsed())
+    }
+
+    async fn heartbeat(&self, i: usize, lat: &Mutex<Latencies>) {
+        let (id, credential) = &self.agents[i];
+        let bus = self.bus(i);
+        let subject = bus.subjects().agent_heartbeat(id).expect("subject");
+        let started = Instant::now();
+        if bus.request(&subject, heartbeat_payload(credential), Duration::from_secs(10)).await.is_ok() {
+            lat.lock().expect("lock").push(started.elapsed());
+        }
+    }
+}
+
+/// Every agent heartbeats once per `interval`, spread evenly, for `secs`; returns (latencies, acks/s).
+async fn sustained_heartbeats(fleet: &Arc<NatsFleet>, interval: Duration, secs: u64) -> (Latencies, f64) {
+    let lat = Arc::new(Mutex::new(Latencies::default()));
+    let per_tick = Duration::from_nanos(interval.as_nanos() as u64 / fleet.agents.len() as u64);
+    let started = Instant::now();
+    let mut next = 0usize;
+    let mut ticker = tokio::time::interval(Duration::from_millis(10));
+    let mut joins = Vec::new();
+    while started.elapsed() < Duration::from_secs(secs) {
+        ticker.tick().await;
+        let due = (started.elapsed().as_nanos() / per_tick.as_nanos().max(1)) as usize;
+        while next < due {
+            let (fleet, lat, i) = (fleet.clone(), lat.clone(), next % fleet.agents.len());
+            joins.push(tokio::spawn(async move { fleet.heartbeat(i, &lat).await }));
+            next += 1;
+        }
+    }
+    for join in joins {
+        let _ = join.await;
+    }
+    let lat = lat.lock().expect("lock").clone();
+    let rate = lat.0.len() as f64 / started.elapsed().as_secs_f64();
+    (lat, rate)
+}
+
+async fn nats_dispatch(api: &Api, fleet: &NatsFleet, samples: usize) -> Latencies {
+    let mut lat = Latencies::default();
+    for i in 0..samples {
+        let index = (i * 7919) % fleet.agents.len();
+        let (id, _) = &fleet.agents[index];
+        let bus = fleet.bus(index);
+        let mut tasks = bus.subscribe(&bus.subjects().agent_tasks(id).expect("subject")).await.expect("subscribe");
+        let started = Instant::now();
+        api.post("/api/v1/tasks", json!({"agent_id": id, "task_type": "bench.noop", "payload": {}})).await;
+        if tokio::time::timeout(Duration::from_secs(5), tasks.next()).await.ok().flatten().is_some() {
+            lat.push(started.elapsed());
+        }
+    }
+    lat
+}
+
+/// Long-poll agents: each holds `GET /agent/tasks?wait=30`, records when a task arrives, polls again.
+fn http_fleet(api: &Arc<Api>, agents: &[(String, String)], arrivals: Arc<Mutex<HashMap<String, Instant>>>) {
+    for (_, credential) in agents {
+        let (api, credential, arrivals) = (api.clone(), credential.clone(), arrivals.clone());
+        tokio::spawn(async move {
+            loop {
+                let res = api.http.get(format!("{}/api/v1/agent/tasks?wait=30", api.base)).bearer_auth(&credential).send().await;
+                let Ok(res) = res else { tokio::time::sleep(Duration::from_millis(200)).await; continue };
+                let body: Value = res.json().await.unwrap_or_default();
+                let now = Instant::now();
+                for item in body["items"].as_array().into_iter().flatten() {
+                    if let Some(id) = item["body"]["task_id"].as_str() {
+                        arrivals.lock().expect("lock").insert(id.to_string(), now);
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn http_dispatch(api: &Api, agents: &[(String, String)], arrivals: &Mutex<HashMap<String, Instant>>, samples: usize) -> Latencies {
+    let mut lat = Latencies::default();
+    for i in 0..samples {
+        let (id, _) = &agents[(i * 7919) % agents.len()];
+        let started = Instant::now();
+        let task = api.post("/api/v1/tasks", json!({"agent_id": id, "task_type": "bench.noop", "payload": {}})).await;
+        let task_id = task["id"].as_str().expect("id").to_string();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Some(at) = arrivals.lock().expect("lock").get(&task_id) {
+                lat.push(*at - started);
+                break;
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
+    lat
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let args = parse_args();
+    let mut server = start_server(&args).await;
+    let api = Arc::new(Api::new(&server.base).await);
+    println!("# agent load — {} (2 cores), {}", chrono::Utc::now().format("%Y-%m-%d"), if args.database_url.is_some() { "PostgreSQL" } else { "SQLite" });
+
+    let bare = bare_nats_round_trip(&args.nats_url).await;
+    println!("bare NATS request/reply round trip: {}", bare.summary());
+
+    if args.nats_agents > 0 {
+        let started = Instant::now();
+        let agents = api.enroll(args.nats_agents, "nats").await;
+        println!("enrolled {} NATS agents in {:.1} s", agents.len(), started.elapsed().as_secs_f64());
+        let mut buses = Vec::new();
+        for i in 0..args.nats_connections {
+            let options = NatsBusOptions { subjects: Subjects::new(&server.prefix).expect("prefix"), name: format!("bench-{i}"), manage_stream: false, ..Default::default() };
+            buses.push(NatsBus::connect(&args.nats_url, options).await.expect("connect"));
+        }
+        let fleet = Arc::new(NatsFleet { buses, agents });
+        let (first, wall) = fleet.heartbeat_all(256).await;
+        println!("first heartbeat of every NATS agent: {:.0}/s, {}", first.0.len() as f64 / wall.as_secs_f64(), first.summary());
+        println!("NATS agents held (server sessions): {}", api.metric("phoenix_agent_sessions").await);
+        let (sustained, rate) = sustained_heartbeats(&fleet, Duration::from_secs(10), args.sustain_secs).await;
+        println!("sustained heartbeats (every agent every 10 s) for {} s: {rate:.0}/s answered, {}", args.sustain_secs, sustained.summary());
+        let (burst, wall) = fleet.heartbeat_all(1024).await;
+        println!("flat-out heartbeats: {:.0}/s, {}", burst.0.len() as f64 / wall.as_secs_f64(), burst.summary());
+        let dispatch = nats_dispatch(&api, &fleet, args.samples).await;
+        println!("NATS task dispatch, enqueue -> agent receipt: {}", dispatch.summary());
+        println!("ratio: NATS dispatch p50 / bare NATS round trip p50 = {:.1}", dispatch.p50_ms() / bare.p50_ms().max(0.001));
+    }
+
+    if args.http_agents > 0 {
+        let agents = api.enroll(args.http_agents, "http").await;
+        let arrivals = Arc::new(Mutex::new(HashMap::new()));
+        http_fleet(&api, &agents, arrivals.clone());
+        let started = Instant::now();
+        let mut held = 0.0;
+        while started.elapsed() < Duration::from_secs(60) {
+            held = api.metric("phoenix_long_poll_waiters").await;
+            if held >= agents.len() as f64 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        println!("long-poll agents held (requests waiting on the server): {held} of {}", agents.len());
+        let dispatch = http_dispatch(&api, &agents, &arrivals, args.samples).await;
+        println!("long-poll task dispatch, enqueue -> agent receipt: {}", dispatch.summary());
+    }
+    let _ = server.child.kill().await;
+}
