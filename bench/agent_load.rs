@@ -94,7 +94,8 @@ struct Server {
 
 async fn start_server(args: &Args) -> Server {
     let dir = tempfile::tempdir().expect("temp dir");
-    let database = args.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
+    let database =
+        args.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
     let prefix = format!("bench{}", uuid::Uuid::now_v7().simple());
     let binary = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/phoenix");
     let mut child = tokio::process::Command::new(binary)
@@ -115,7 +116,11 @@ async fn start_server(args: &Args) -> Server {
             break format!("http://{addr}");
         }
     };
-    tokio::spawn(async move { while let Ok(Some(line)) = lines.next_line().await { eprintln!("server: {line}") } });
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            eprintln!("server: {line}")
+        }
+    });
     Server { child, base, prefix, _dir: dir }
 }
 
@@ -130,18 +135,34 @@ impl Api {
         let http = reqwest::Client::builder().pool_max_idle_per_host(20_000).build().expect("client");
         let creds = json!({"username": "admin", "password": PASSWORD});
         http.post(format!("{base}/api/v1/auth/register")).json(&creds).send().await.expect("register");
-        let session: Value = http.post(format!("{base}/api/v1/auth/login")).json(&creds).send().await.expect("login").json().await.expect("json");
+        let session: Value = http
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&creds)
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("json");
         Api { http, base: base.to_string(), token: session["access_token"].as_str().expect("token").into() }
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
-        let res = self.http.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(&body).send().await.expect("post");
+        let res = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .expect("post");
         assert!(res.status().is_success(), "{path}: {}", res.status());
         res.json().await.expect("json")
     }
 
     async fn metric(&self, name: &str) -> f64 {
-        let text = self.http.get(format!("{}/metrics", self.base)).send().await.expect("metrics").text().await.expect("text");
+        let text =
+            self.http.get(format!("{}/metrics", self.base)).send().await.expect("metrics").text().await.expect("text");
         text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or(0.0)
     }
 
@@ -156,7 +177,16 @@ impl Api {
             joins.push(tokio::spawn(async move {
                 let _permit = gate.acquire().await.expect("semaphore");
                 let body = json!({"token": token, "hostname": format!("{label}-{i}")});
-                let res: Value = api.http.post(format!("{}/api/v1/agent/enroll", api.base)).json(&body).send().await.expect("enroll").json().await.expect("json");
+                let res: Value = api
+                    .http
+                    .post(format!("{}/api/v1/agent/enroll", api.base))
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("enroll")
+                    .json()
+                    .await
+                    .expect("json");
                 let id = res["agent_id"].as_str().unwrap_or_else(|| panic!("enrolment refused: {res}"));
                 (id.to_string(), res["credential"].as_str().expect("credential").to_string())
             }));
@@ -285,8 +315,16 @@ fn http_fleet(api: &Arc<Api>, agents: &[(String, String)], arrivals: Arc<Mutex<H
         let (api, credential, arrivals) = (api.clone(), credential.clone(), arrivals.clone());
         tokio::spawn(async move {
             loop {
-                let res = api.http.get(format!("{}/api/v1/agent/tasks?wait=30", api.base)).bearer_auth(&credential).send().await;
-                let Ok(res) = res else { tokio::time::sleep(Duration::from_millis(200)).await; continue };
+                let res = api
+                    .http
+                    .get(format!("{}/api/v1/agent/tasks?wait=30", api.base))
+                    .bearer_auth(&credential)
+                    .send()
+                    .await;
+                let Ok(res) = res else {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                };
                 let body: Value = res.json().await.unwrap_or_default();
                 let now = Instant::now();
                 for item in body["items"].as_array().into_iter().flatten() {
@@ -299,7 +337,12 @@ fn http_fleet(api: &Arc<Api>, agents: &[(String, String)], arrivals: Arc<Mutex<H
     }
 }
 
-async fn http_dispatch(api: &Api, agents: &[(String, String)], arrivals: &Mutex<HashMap<String, Instant>>, samples: usize) -> Latencies {
+async fn http_dispatch(
+    api: &Api,
+    agents: &[(String, String)],
+    arrivals: &Mutex<HashMap<String, Instant>>,
+    samples: usize,
+) -> Latencies {
     let mut lat = Latencies::default();
     for i in 0..samples {
         let (id, _) = &agents[(i * 7919) % agents.len()];
@@ -323,7 +366,11 @@ async fn main() {
     let args = parse_args();
     let mut server = start_server(&args).await;
     let api = Arc::new(Api::new(&server.base).await);
-    println!("# agent load — {} (2 cores), {}", chrono::Utc::now().format("%Y-%m-%d"), if args.database_url.is_some() { "PostgreSQL" } else { "SQLite" });
+    println!(
+        "# agent load — {} (2 cores), {}",
+        chrono::Utc::now().format("%Y-%m-%d"),
+        if args.database_url.is_some() { "PostgreSQL" } else { "SQLite" }
+    );
 
     let bare = bare_nats_round_trip(&args.nats_url).await;
     println!("bare NATS request/reply round trip: {}", bare.summary());
@@ -334,20 +381,36 @@ async fn main() {
         println!("enrolled {} NATS agents in {:.1} s", agents.len(), started.elapsed().as_secs_f64());
         let mut buses = Vec::new();
         for i in 0..args.nats_connections {
-            let options = NatsBusOptions { subjects: Subjects::new(&server.prefix).expect("prefix"), name: format!("bench-{i}"), manage_stream: false, ..Default::default() };
+            let options = NatsBusOptions {
+                subjects: Subjects::new(&server.prefix).expect("prefix"),
+                name: format!("bench-{i}"),
+                manage_stream: false,
+                ..Default::default()
+            };
             buses.push(NatsBus::connect(&args.nats_url, options).await.expect("connect"));
         }
         let fleet = Arc::new(NatsFleet { buses, agents });
         let (first, wall) = fleet.heartbeat_all(256).await;
-        println!("first heartbeat of every NATS agent: {:.0}/s, {}", first.0.len() as f64 / wall.as_secs_f64(), first.summary());
+        println!(
+            "first heartbeat of every NATS agent: {:.0}/s, {}",
+            first.0.len() as f64 / wall.as_secs_f64(),
+            first.summary()
+        );
         println!("NATS agents held (server sessions): {}", api.metric("phoenix_agent_sessions").await);
         let (sustained, rate) = sustained_heartbeats(&fleet, Duration::from_secs(10), args.sustain_secs).await;
-        println!("sustained heartbeats (every agent every 10 s) for {} s: {rate:.0}/s answered, {}", args.sustain_secs, sustained.summary());
+        println!(
+            "sustained heartbeats (every agent every 10 s) for {} s: {rate:.0}/s answered, {}",
+            args.sustain_secs,
+            sustained.summary()
+        );
         let (burst, wall) = fleet.heartbeat_all(1024).await;
         println!("flat-out heartbeats: {:.0}/s, {}", burst.0.len() as f64 / wall.as_secs_f64(), burst.summary());
         let dispatch = nats_dispatch(&api, &fleet, args.samples).await;
         println!("NATS task dispatch, enqueue -> agent receipt: {}", dispatch.summary());
-        println!("ratio: NATS dispatch p50 / bare NATS round trip p50 = {:.1}", dispatch.p50_ms() / bare.p50_ms().max(0.001));
+        println!(
+            "ratio: NATS dispatch p50 / bare NATS round trip p50 = {:.1}",
+            dispatch.p50_ms() / bare.p50_ms().max(0.001)
+        );
     }
 
     if args.http_agents > 0 {

@@ -81,3 +81,16 @@ async fn a_revoked_agent_credential_is_refused(backend: Backend) {
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }
 each_backend!(a_revoked_agent_credential_is_refused);
+
+async fn many_agents_enrolling_at_once_all_succeed(backend: Backend) {
+    let app = spawn_app(Env::local(backend)).await;
+    let admin = app.bootstrap_admin().await;
+    let res = app.send_as(Method::POST, "/api/v1/agents/enrollment-tokens", &admin, &json!({"uses": 50})).await;
+    let token = body(res).await["token"].clone();
+    let bodies: Vec<Value> = (0..50).map(|i| json!({"token": token, "hostname": format!("h{i}")})).collect();
+    let attempts = bodies.iter().map(|b| app.post_json("/api/v1/agent/enroll", b));
+    let statuses: Vec<u16> =
+        futures_util::future::join_all(attempts).await.iter().map(|r| r.status().as_u16()).collect();
+    assert!(statuses.iter().all(|s| *s == 201), "concurrent enrolments must not trip over each other: {statuses:?}");
+}
+each_backend!(many_agents_enrolling_at_once_all_succeed);
