@@ -63,6 +63,7 @@ pub async fn enroll_agent(
     let enrollment = state.auth.enroll(&body.token, &body.hostname, body.labels).await?;
     // A session from the start, so an agent that enrols and never heartbeats still goes offline.
     let agent = state.store.get_agent(&enrollment.agent_id).await?;
+    state.events.publish("agent", &agent.id, "agent.enrolled", &agent).await;
     state.registry.rehydrate(vec![agent]).await?;
     let nats_url = state.settings.bus.agent_nats_url.as_ref().map(|url| url.expose().to_string());
     Ok(HttpResponse::Created().json(json!({
@@ -85,6 +86,7 @@ pub async fn revoke_agent_credential(
 ) -> Result<HttpResponse, ApiError> {
     state.store.revoke_agent_credential(&id).await.map_err(|e| ApiError::from(e).for_entity("agent", &id))?;
     state.registry.forget(&id);
+    state.events.publish("agent", &id, "agent.credential_revoked", serde_json::json!({"id": *id})).await;
     tracing::info!(agent.id = %id, "agent credential revoked");
     Ok(HttpResponse::NoContent().finish())
 }

@@ -67,6 +67,7 @@ pub async fn update_agent(
 pub async fn delete_agent(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     state.store.delete_agent(&id).await.map_err(|e| ApiError::from(e).for_entity("agent", &id))?;
     state.registry.forget(&id);
+    state.events.publish("agent", &id, "agent.deleted", serde_json::json!({"id": *id})).await;
     tracing::info!(agent.id = %id, "agent decommissioned");
     Ok(HttpResponse::NoContent().finish())
 }

@@ -45,6 +45,7 @@ pub struct AppState {
     pub bus: Arc<dyn Bus>,
     pub auth: Arc<AuthService>,
     pub registry: AgentRegistryHandle,
+    pub events: Events,
     pub queue: TaskQueue,
     pub gateway: AgentGateway,
     pub metrics: Metrics,
@@ -74,6 +75,7 @@ impl Application {
             bus,
             auth,
             registry: fleet.registry,
+            events: fleet.events,
             queue: fleet.queue,
             gateway: fleet.gateway,
             metrics: Metrics::new().context("Failed to register metrics")?,
@@ -141,6 +143,7 @@ async fn connect_bus(settings: &Settings) -> anyhow::Result<Arc<dyn Bus>> {
 
 struct Fleet {
     registry: AgentRegistryHandle,
+    events: Events,
     queue: TaskQueue,
     gateway: AgentGateway,
 }
@@ -156,14 +159,14 @@ async fn start_fleet(
     let events = Events::new(bus.clone());
     let registry = AgentRegistryHandle::start(store.clone(), events.clone(), settings.agents.offline_after());
     actix_web::rt::spawn(rebuild_sessions(store.clone(), registry.clone()));
-    let queue = TaskQueue::new(store.clone(), bus.clone(), registry.clone(), events, settings.tasks.policy());
+    let queue = TaskQueue::new(store.clone(), bus.clone(), registry.clone(), events.clone(), settings.tasks.policy());
     let interval = Duration::from_secs(settings.agents.heartbeat_interval_secs);
     let gateway = AgentGateway::new(store, bus, registry.clone(), queue.clone(), auth, interval);
     gateway.start().await.context("Failed to subscribe to agent subjects")?;
     actix_web::rt::spawn(queue.clone().run_maintenance(Duration::from_millis(settings.tasks.maintenance_interval_ms)));
     let retention = Duration::from_secs(settings.metrics.retention_hours * 3600);
     actix_web::rt::spawn(gateway.clone().run_retention(retention, Duration::from_secs(600)));
-    Ok(Fleet { registry, queue, gateway })
+    Ok(Fleet { registry, events, queue, gateway })
 }
 
 /// Rebuilds a session per stored agent, retrying while the database cannot be reached (the server

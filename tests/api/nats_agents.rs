@@ -50,6 +50,9 @@ async fn eventually(app: &TestApp, token: &str, path: &str, check: impl Fn(&Valu
 async fn a_nats_agent_heartbeats_gets_tasks_pushed_and_reports_through_the_stream(backend: Backend) {
     let app = nats_app(backend, 30).await;
     let admin = app.bootstrap_admin().await;
+    // Every replica (here: this test, listening like one) sees the domain events on the bus.
+    let watcher = NatsAgent::connect(&app.prefix, "watcher", "none").await;
+    let mut events = watcher.bus.subscribe(&watcher.bus.subjects().all_events()).await.expect("subscribe");
     let agent = nats_agent(&app, &admin, "edge-1").await;
     let mut tasks = agent.tasks().await;
     let ack = agent.heartbeat().await;
@@ -65,6 +68,17 @@ async fn a_nats_agent_heartbeats_gets_tasks_pushed_and_reports_through_the_strea
     agent.report(id, "succeeded").await;
     let path = format!("/api/v1/tasks/{id}");
     eventually(&app, &admin, &path, |t| t["status"] == "succeeded").await;
+
+    let mut seen = Vec::new();
+    while let Ok(Some(message)) =
+        tokio::time::timeout(Duration::from_millis(500), futures_util::StreamExt::next(&mut events)).await
+    {
+        let event: Value = serde_json::from_slice(&message.payload).expect("event envelope");
+        seen.push(event["kind"].as_str().unwrap_or_default().to_string());
+    }
+    for expected in ["agent.enrolled", "task.created", "task.updated"] {
+        assert!(seen.iter().any(|kind| kind == expected), "no {expected} event among {seen:?}");
+    }
 
     let now = chrono::Utc::now().to_rfc3339();
     agent.send_metrics(json!({"pipeline": "candidate", "samples": [{"metric": "m", "value": 1.0, "labels": {"a": "1"}, "ts": now}]})).await;
