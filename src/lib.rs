@@ -17,5 +17,6 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod metrics;
+pub mod pipeline;
 pub mod server;
 pub mod telemetry;

@@ -1,0 +1,165 @@
+//! The engine: a built pipeline — sources, processor chain, exporters — that runs one interval at a
+//! time and measures itself: input and output series and points, CPU time spent in the processors,
+//! memory held, and which critical processes are still present in the output.
+
+use serde::Serialize;
+
+use super::config::{component_type, PipelineConfig};
+use super::exporters::{self, Exporter};
+use super::model::{series_count, Batch, Point};
+use super::processors::{self, Processor};
+use super::sources::{self, Source};
+use super::Problem;
+
+/// What one interval of one pipeline did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct IntervalStats {
+    pub input_series: usize,
+    pub input_points: usize,
+    pub output_series: usize,
+    pub output_points: usize,
+    /// CPU seconds the processors used (thread CPU time).
+    pub cpu_seconds: f64,
+    /// Bytes held: processor state plus the output batch.
+    pub memory_bytes: usize,
+    /// Critical process names present in the output.
+    pub critical_present: Vec<String>,
+}
+
+/// The processors of one pipeline, in order.
+pub struct ProcessorChain {
+    processors: Vec<Box<dyn Processor>>,
+}
+
+impl ProcessorChain {
+    /// The chain of pipeline `name` (or the first pipeline when `None`).
+    pub fn from_config(config: &PipelineConfig, name: Option<&str>) -> Result<ProcessorChain, Vec<Problem>> {
+        let (name, def) = pick(config, name)?;
+        let mut processors = Vec::new();
+        let mut problems = Vec::new();
+        for id in &def.processors {
+            let path = format!("processors.{id}");
+            let Some(section) = config.processors.get(id) else {
+                problems.push(Problem::new(&format!("service.pipelines.{name}"), format!("'{id}' is not defined")));
+                continue;
+            };
+            match processors::build(component_type(id), section, &path) {
+                Ok(processor) => processors.push(processor),
+                Err(more) => problems.extend(more),
+            }
+        }
+        if problems.is_empty() {
+            Ok(ProcessorChain { processors })
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Runs the batch through every processor, measuring the work.
+    pub fn process(&mut self, input: Batch, critical: &[String]) -> (Batch, IntervalStats) {
+        let mut stats =
+            IntervalStats { input_series: series_count(&input), input_points: input.len(), ..Default::default() };
+        let started = thread_cpu_seconds();
+        let mut batch = input;
+        for processor in &mut self.processors {
+            batch = processor.process(batch);
+        }
+        stats.cpu_seconds = (thread_cpu_seconds() - started).max(0.0);
+        stats.output_series = series_count(&batch);
+        stats.output_points = batch.len();
+        stats.memory_bytes = self.processors.iter().map(|p| p.state_bytes()).sum::<usize>() + batch_bytes(&batch);
+        stats.critical_present = critical_present(&batch, critical);
+        (batch, stats)
+    }
+}
+
+/// A complete pipeline: sources, processors, exporters.
+pub struct Pipeline {
+    sources: Vec<Box<dyn Source>>,
+    chain: ProcessorChain,
+    exporters: Vec<Box<dyn Exporter>>,
+    critical: Vec<String>,
+}
+
+impl Pipeline {
+    /// Builds pipeline `name` (or the first). Exporters that bind ports need a tokio runtime.
+    pub fn build(config: &PipelineConfig, name: Option<&str>, critical: Vec<String>) -> Result<Pipeline, Vec<Problem>> {
+        let (_, def) = pick(config, name)?;
+        let mut problems = Vec::new();
+        let mut sources = Vec::new();
+        for id in &def.receivers {
+            let section = config.receivers.get(id).cloned().unwrap_or_default();
+            match sources::build(component_type(id), &section, &format!("receivers.{id}")) {
+                Ok(source) => sources.push(source),
+                Err(more) => problems.extend(more),
+            }
+        }
+        let mut exporters = Vec::new();
+        for id in &def.exporters {
+            let section = config.exporters.get(id).cloned().unwrap_or_default();
+            match exporters::build(component_type(id), &section, &format!("exporters.{id}")) {
+                Ok(exporter) => exporters.push(exporter),
+                Err(more) => problems.extend(more),
+            }
+        }
+        let chain = ProcessorChain::from_config(config, name).map_err(|more| problems.extend(more));
+        match chain {
+            Ok(chain) if problems.is_empty() => Ok(Pipeline { sources, chain, exporters, critical }),
+            _ => Err(problems),
+        }
+    }
+
+    /// Collects from every source, processes, exports; an export failure is returned with the stats.
+    pub fn run_interval(&mut self, now_ms: i64) -> (IntervalStats, Vec<String>) {
+        let input: Batch = self.sources.iter_mut().flat_map(|s| s.collect(now_ms)).collect();
+        let (output, stats) = self.chain.process(input, &self.critical);
+        let errors = self.exporters.iter_mut().filter_map(|e| e.export(&output).err()).collect();
+        (stats, errors)
+    }
+}
+
+fn pick<'a>(
+    config: &'a PipelineConfig,
+    name: Option<&str>,
+) -> Result<(&'a str, &'a super::config::PipelineDef), Vec<Problem>> {
+    let found = match name {
+        Some(name) => config.service.pipelines.get_key_value(name),
+        None => config.service.pipelines.iter().next(),
+    };
+    found
+        .map(|(k, v)| (k.as_str(), v))
+        .ok_or_else(|| vec![Problem::new("service.pipelines", format!("no pipeline {}", name.unwrap_or("defined")))])
+}
+
+/// CPU time of the calling thread, seconds.
+pub fn thread_cpu_seconds() -> f64 {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we own; CLOCK_THREAD_CPUTIME_ID is always valid.
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } == 0;
+    if ok {
+        now.tv_sec as f64 + now.tv_nsec as f64 / 1e9
+    } else {
+        0.0
+    }
+}
+
+fn batch_bytes(batch: &Batch) -> usize {
+    batch
+        .iter()
+        .map(|p| std::mem::size_of::<Point>() + p.labels.len() * std::mem::size_of::<super::model::Label>())
+        .sum()
+}
+
+/// Which of the critical names appear as a process (executable, or a word of its command) in `batch`.
+pub fn critical_present(batch: &Batch, critical: &[String]) -> Vec<String> {
+    critical
+        .iter()
+        .filter(|name| {
+            batch.iter().any(|p| {
+                p.label("executable").is_some_and(|e| **e == ***name)
+                    || p.label("command").is_some_and(|c| c.split([' ', '/']).any(|w| w == name.as_str()))
+            })
+        })
+        .cloned()
+        .collect()
+}

@@ -1,0 +1,39 @@
+//! Sources (the config's `receivers`): where a pipeline's points come from each interval.
+
+mod host;
+mod process;
+pub mod synthetic;
+
+use super::model::Batch;
+use super::processors::parse;
+use super::Problem;
+
+pub use host::HostSource;
+pub use process::ProcessSource;
+pub use synthetic::SyntheticSource;
+
+/// The receiver types a config may name.
+pub const KINDS: [&str; 3] = ["process", "host", "synthetic"];
+
+/// Produces one interval's points.
+pub trait Source: Send {
+    /// The points of this interval, stamped `now_ms`.
+    fn collect(&mut self, now_ms: i64) -> Batch;
+}
+
+/// Builds the source of type `kind` from its config section.
+pub fn build(kind: &str, config: &serde_yaml_ng::Value, path: &str) -> Result<Box<dyn Source>, Vec<Problem>> {
+    match kind {
+        "process" => Ok(Box::new(ProcessSource::new(parse(config, path)?))),
+        "host" => Ok(Box::new(HostSource::new(parse(config, path)?))),
+        "synthetic" => SyntheticSource::new(parse(config, path)?, path).map(|s| Box::new(s) as Box<dyn Source>),
+        other => {
+            Err(vec![Problem::new(path, format!("unknown receiver type '{other}' (known: {})", KINDS.join(", ")))])
+        }
+    }
+}
+
+/// The problems of a receiver section (building a source is cheap and has no side effects).
+pub fn check(kind: &str, config: &serde_yaml_ng::Value, path: &str) -> Vec<Problem> {
+    build(kind, config, path).err().unwrap_or_default()
+}

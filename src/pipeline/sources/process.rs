@@ -1,0 +1,167 @@
+//! `process`: per-process metrics read from `/proc` (Linux): CPU time, resident and virtual memory,
+//! threads and open file descriptors, labelled by pid, executable, command and owner — the
+//! high-cardinality input Phoenix exists for.
+
+use std::collections::HashMap;
+use std::fs;
+
+use serde::Deserialize;
+
+use super::Source;
+use crate::pipeline::model::{Batch, MetricKind, Point};
+
+/// Longest command line kept as a label.
+const MAX_COMMAND_LEN: usize = 256;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessConfig {
+    /// Where procfs is mounted (tests and containers may point elsewhere).
+    #[serde(default = "default_proc")]
+    proc_root: String,
+}
+
+fn default_proc() -> String {
+    "/proc".into()
+}
+
+pub struct ProcessSource {
+    root: String,
+    ticks_per_sec: f64,
+    page_size: f64,
+    users: HashMap<u32, String>,
+}
+
+/// What one `/proc/<pid>` yields.
+struct ProcessSample {
+    pid: String,
+    executable: String,
+    command: String,
+    owner: String,
+    cpu_seconds: f64,
+    rss_bytes: f64,
+    virtual_bytes: f64,
+    threads: f64,
+    open_fds: f64,
+}
+
+impl ProcessSource {
+    pub fn new(config: ProcessConfig) -> ProcessSource {
+        // SAFETY: sysconf only reads a system constant.
+        let (ticks, page) = unsafe { (libc::sysconf(libc::_SC_CLK_TCK), libc::sysconf(libc::_SC_PAGESIZE)) };
+        ProcessSource {
+            root: config.proc_root,
+            ticks_per_sec: if ticks > 0 { ticks as f64 } else { 100.0 },
+            page_size: if page > 0 { page as f64 } else { 4096.0 },
+            users: read_users(),
+        }
+    }
+
+    fn sample(&self, pid: &str) -> Option<ProcessSample> {
+        let dir = format!("{}/{pid}", self.root);
+        let stat = fs::read_to_string(format!("{dir}/stat")).ok()?;
+        // `comm` is in parentheses and may contain spaces: the fields after it start at the last ')'.
+        let (head, rest) = stat.rsplit_once(')')?;
+        let executable = head.split_once('(')?.1.to_string();
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let number = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+        // Indices after ')': state=0, utime=11, stime=12, num_threads=17, vsize=20, rss=21.
+        let cpu_seconds = (number(11)? + number(12)?) / self.ticks_per_sec;
+        let command = fs::read(format!("{dir}/cmdline")).ok().map(|raw| command_line(&raw)).unwrap_or_default();
+        let uid = fs::read_to_string(format!("{dir}/status")).ok().and_then(|s| owner_uid(&s));
+        Some(ProcessSample {
+            pid: pid.to_string(),
+            command: if command.is_empty() { format!("[{executable}]") } else { command },
+            executable,
+            owner: uid.map(|u| self.users.get(&u).cloned().unwrap_or_else(|| u.to_string())).unwrap_or_default(),
+            cpu_seconds,
+            rss_bytes: number(21)? * self.page_size,
+            virtual_bytes: number(20)?,
+            threads: number(17)?,
+            open_fds: fs::read_dir(format!("{dir}/fd")).map(|d| d.count() as f64).unwrap_or(0.0),
+        })
+    }
+}
+
+fn command_line(raw: &[u8]) -> String {
+    let text: String = String::from_utf8_lossy(raw).split('\0').filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ");
+    text.chars().take(MAX_COMMAND_LEN).collect()
+}
+
+fn owner_uid(status: &str) -> Option<u32> {
+    status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+}
+
+fn read_users() -> HashMap<u32, String> {
+    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let uid = fields.nth(1)?.parse().ok()?;
+            Some((uid, name.to_string()))
+        })
+        .collect()
+}
+
+impl Source for ProcessSource {
+    fn collect(&mut self, now_ms: i64) -> Batch {
+        let Ok(entries) = fs::read_dir(&self.root) else { return Vec::new() };
+        let mut batch = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
+            // A process may exit between listing and reading: then it is simply not in this interval.
+            let Some(p) = self.sample(pid) else { continue };
+            let labels = [
+                ("pid", p.pid.as_str()),
+                ("executable", p.executable.as_str()),
+                ("command", p.command.as_str()),
+                ("owner", p.owner.as_str()),
+            ];
+            let point = |metric: &str, value: f64| Point::new(metric, MetricKind::Sum, &labels, value, now_ms);
+            batch.push(point("process.cpu.time", p.cpu_seconds));
+            batch.push(point("process.memory.rss", p.rss_bytes));
+            batch.push(point("process.memory.virtual", p.virtual_bytes));
+            batch.push(point("process.threads", p.threads));
+            batch.push(point("process.open_file_descriptors", p.open_fds));
+        }
+        batch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_machines_proc_and_finds_the_test_process_itself() {
+        let mut source = ProcessSource::new(ProcessConfig { proc_root: default_proc() });
+        let batch = source.collect(0);
+        let me = std::process::id().to_string();
+        let mine: Vec<&Point> = batch.iter().filter(|p| p.label("pid").map(|v| &**v) == Some(me.as_str())).collect();
+        let metrics: Vec<&str> = mine.iter().map(|p| &*p.metric).collect();
+        assert_eq!(
+            metrics,
+            [
+                "process.cpu.time",
+                "process.memory.rss",
+                "process.memory.virtual",
+                "process.threads",
+                "process.open_file_descriptors"
+            ]
+        );
+        let value = |name: &str| mine.iter().find(|p| &*p.metric == name).map(|p| p.value).unwrap_or_default();
+        assert!(value("process.memory.rss") > 1_000_000.0, "a test binary holds more than 1 MB");
+        assert!(value("process.threads") >= 1.0 && value("process.open_file_descriptors") >= 3.0);
+        assert!(mine[0].label("command").is_some_and(|c| !c.is_empty()));
+        assert!(mine[0].label("owner").is_some_and(|o| !o.is_empty()));
+    }
+
+    #[test]
+    fn command_lines_are_joined_and_truncated() {
+        assert_eq!(command_line(b"nginx\0-g\0daemon off;\0"), "nginx -g daemon off;");
+        assert_eq!(command_line(&vec![b'x'; 1000]).len(), MAX_COMMAND_LEN);
+    }
+}

@@ -1,0 +1,364 @@
+//! Templates: pipeline configs with parameters, rendered with minijinja in strict mode (a parameter
+//! the template uses but nobody gave is an error, never an empty string). Rendering is deterministic
+//! and the result carries a content hash.
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::config::{config_hash, validate_text};
+use super::Problem;
+
+/// The type of a template parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamType {
+    Integer,
+    Number,
+    String,
+    Boolean,
+    StringList,
+}
+
+impl ParamType {
+    fn accepts(self, value: &Value) -> bool {
+        match self {
+            ParamType::Integer => value.is_i64() || value.is_u64(),
+            ParamType::Number => value.is_number(),
+            ParamType::String => value.is_string(),
+            ParamType::Boolean => value.is_boolean(),
+            ParamType::StringList => value.as_array().is_some_and(|items| items.iter().all(Value::is_string)),
+        }
+    }
+
+    /// A value of this type, to try-render a template whose parameter has no default.
+    fn example(self) -> Value {
+        match self {
+            ParamType::Integer => Value::from(1),
+            ParamType::Number => Value::from(1.0),
+            ParamType::String => Value::from("example"),
+            ParamType::Boolean => Value::from(true),
+            ParamType::StringList => Value::Array(Vec::new()),
+        }
+    }
+}
+
+/// One parameter of a template.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParamSpec {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: ParamType,
+    /// Used when the caller does not give the parameter; without one the parameter is required.
+    #[serde(default)]
+    pub default: Option<Value>,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A template: a name, what it does, its parameters and its body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Template {
+    pub name: String,
+    pub description: String,
+    pub parameters: Vec<ParamSpec>,
+    pub body: String,
+    #[serde(default)]
+    pub builtin: bool,
+}
+
+/// A rendered, valid config.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rendered {
+    pub config: String,
+    pub config_hash: String,
+    pub warnings: Vec<Problem>,
+}
+
+/// Checks the parameters against the specs: unknown ones, wrong types, missing required ones. Returns
+/// the full set with defaults filled in.
+pub fn resolve_parameters(template: &Template, given: &Map<String, Value>) -> Result<Map<String, Value>, Vec<Problem>> {
+    let mut problems = Vec::new();
+    for name in given.keys().filter(|name| !template.parameters.iter().any(|p| &p.name == *name)) {
+        problems.push(Problem::new(
+            &format!("parameters.{name}"),
+            format!("'{}' has no parameter '{name}'", template.name),
+        ));
+    }
+    let mut resolved = Map::new();
+    for spec in &template.parameters {
+        let path = format!("parameters.{}", spec.name);
+        match given.get(&spec.name).or(spec.default.as_ref()) {
+            Some(value) if spec.kind.accepts(value) => {
+                resolved.insert(spec.name.clone(), value.clone());
+            }
+            Some(value) => problems.push(Problem::new(&path, format!("must be of type {:?}, got {value}", spec.kind))),
+            None => problems.push(Problem::new(&path, "is required")),
+        }
+    }
+    if problems.is_empty() {
+        Ok(resolved)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Renders and validates: every problem of the parameters, the rendering or the resulting config.
+pub fn render(template: &Template, given: &Map<String, Value>) -> Result<Rendered, Vec<Problem>> {
+    let parameters = resolve_parameters(template, given)?;
+    let text = render_body(&template.body, &parameters)?;
+    let (_, validation) = validate_text(&text);
+    if !validation.is_valid() {
+        return Err(validation.errors);
+    }
+    Ok(Rendered { config_hash: config_hash(&text), config: text, warnings: validation.warnings })
+}
+
+fn render_body(body: &str, parameters: &Map<String, Value>) -> Result<String, Vec<Problem>> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.render_str(body, parameters).map_err(|e| {
+        let line = e.line().map(|l| format!(" (template line {l})")).unwrap_or_default();
+        vec![Problem::new("template", format!("cannot render: {e}{line}"))]
+    })
+}
+
+/// Checks a template before it is saved: valid parameter specs, and a body that renders (with its
+/// defaults, or an example value of the right type) into a valid config.
+pub fn check_template(template: &Template) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let ok_name = |n: &str| {
+        !n.is_empty() && n.len() <= 64 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    if !ok_name(&template.name) {
+        problems.push(Problem::new("name", "must be 1 to 64 letters, digits, '_' or '-'"));
+    }
+    let mut samples = Map::new();
+    for (i, spec) in template.parameters.iter().enumerate() {
+        if !ok_name(&spec.name) || spec.name.contains('-') {
+            problems.push(Problem::new(&format!("parameters[{i}].name"), "must be letters, digits and '_'"));
+        }
+        match &spec.default {
+            Some(default) if !spec.kind.accepts(default) => problems
+                .push(Problem::new(&format!("parameters[{i}].default"), format!("must be of type {:?}", spec.kind))),
+            Some(default) => {
+                samples.insert(spec.name.clone(), default.clone());
+            }
+            None => {
+                samples.insert(spec.name.clone(), spec.kind.example());
+            }
+        }
+    }
+    if problems.is_empty() {
+        let rendered = render_body(&template.body, &samples).and_then(|text| {
+            let (_, validation) = validate_text(&text);
+            if validation.is_valid() {
+                Ok(())
+            } else {
+                Err(validation
+                    .errors
+                    .into_iter()
+                    .map(|p| Problem::new(&format!("body.{}", p.path), p.message))
+                    .collect())
+            }
+        });
+        problems.extend(rendered.err().unwrap_or_default());
+    }
+    problems
+}
+
+fn param(name: &str, kind: ParamType, default: Value, description: &str) -> ParamSpec {
+    ParamSpec { name: name.into(), kind, default: Some(default), description: description.into() }
+}
+
+/// Parameters every built-in template has: where the points come from and where they go.
+fn common_parameters() -> Vec<ParamSpec> {
+    vec![
+        param(
+            "source",
+            ParamType::String,
+            Value::from("process"),
+            "receiver: process (this host's /proc), host or synthetic",
+        ),
+        param(
+            "profile",
+            ParamType::String,
+            Value::from("realistic"),
+            "synthetic only: steady, high_cardinality, spike, realistic",
+        ),
+        param("processes", ParamType::Integer, Value::from(1000), "synthetic only: simulated processes"),
+        param("seed", ParamType::Integer, Value::from(1), "synthetic only: seed of the simulation"),
+        param(
+            "exporter",
+            ParamType::String,
+            Value::from("count"),
+            "exporter: count, or prometheus/file with their settings",
+        ),
+        param("endpoint", ParamType::String, Value::from("0.0.0.0:9464"), "prometheus only: where to serve /metrics"),
+        param(
+            "path",
+            ParamType::String,
+            Value::from("/var/lib/phoenix/metrics.jsonl"),
+            "file only: the JSON lines file",
+        ),
+    ]
+}
+
+const RECEIVER: &str = r#"receivers:
+  {{ source | tojson }}:
+{%- if source == "synthetic" %}
+    profile: {{ profile | tojson }}
+    processes: {{ processes }}
+    seed: {{ seed }}
+{%- else %} {}
+{%- endif %}
+"#;
+
+const EXPORTER: &str = r#"exporters:
+  {{ exporter | tojson }}:
+{%- if exporter == "prometheus" %}
+    endpoint: {{ endpoint | tojson }}
+{%- elif exporter == "file" %}
+    path: {{ path | tojson }}
+{%- else %} {}
+{%- endif %}
+"#;
+
+fn body(processors: &str, chain: &str) -> String {
+    format!(
+        "{RECEIVER}processors:{processors}\n{EXPORTER}service:\n  pipelines:\n    metrics:\n      receivers: [{{{{ source | tojson }}}}]\n      processors: [{chain}]\n      exporters: [{{{{ exporter | tojson }}}}]\n"
+    )
+}
+
+/// The built-in templates.
+pub fn builtins() -> Vec<Template> {
+    let with = |extra: Vec<ParamSpec>| common_parameters().into_iter().chain(extra).collect::<Vec<_>>();
+    let metric =
+        || param("metric", ParamType::String, Value::from("process.cpu.time"), "the metric that ranks processes");
+    let critical = || {
+        param("critical", ParamType::StringList, Value::Array(Vec::new()), "processes always kept (executable names)")
+    };
+    vec![
+        Template {
+            name: "baseline".into(),
+            description: "Pass-through: every series the source produces, unchanged. The reference to compare against.".into(),
+            parameters: common_parameters(),
+            body: body(" {}", ""),
+            builtin: true,
+        },
+        Template {
+            name: "topk".into(),
+            description: "Keeps the k busiest processes (by `metric`) and aggregates all others into one `other` series per metric.".into(),
+            parameters: with(vec![param("k", ParamType::Integer, Value::from(10), "processes kept"), metric()]),
+            body: body("\n  topk:\n    k: {{ k }}\n    metric: {{ metric | tojson }}", "topk"),
+            builtin: true,
+        },
+        Template {
+            name: "adaptive_filter".into(),
+            description: "Keeps the processes above a threshold that adapts each interval to reach `target_series`; critical processes are always kept.".into(),
+            parameters: with(vec![param("target_series", ParamType::Integer, Value::from(50), "process series per metric to aim for"), metric(), critical()]),
+            body: body(
+                "\n  adaptive_filter:\n    target_series: {{ target_series }}\n    metric: {{ metric | tojson }}\n    critical: {{ critical | tojson }}",
+                "adaptive_filter",
+            ),
+            builtin: true,
+        },
+        Template {
+            name: "hybrid".into(),
+            description: "Adaptive filter (critical processes kept), then drops per-process detail labels, then caps series per metric.".into(),
+            parameters: with(vec![
+                param("target_series", ParamType::Integer, Value::from(50), "process series per metric to aim for"),
+                metric(),
+                critical(),
+                param("drop_labels", ParamType::StringList, serde_json::json!(["command", "owner"]), "labels removed after filtering"),
+                param("max_series", ParamType::Integer, Value::from(1000), "series per metric at most (the rest overflows)"),
+            ]),
+            body: body(
+                "\n  adaptive_filter:\n    target_series: {{ target_series }}\n    metric: {{ metric | tojson }}\n    critical: {{ critical | tojson }}\n  drop_labels:\n    labels: {{ drop_labels | tojson }}\n  cardinality_limit:\n    max_series: {{ max_series }}",
+                "adaptive_filter, drop_labels, cardinality_limit",
+            ),
+            builtin: true,
+        },
+    ]
+}
+
+/// The built-in template called `name`.
+pub fn builtin(name: &str) -> Option<Template> {
+    builtins().into_iter().find(|t| t.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn params(value: Value) -> Map<String, Value> {
+        value.as_object().cloned().expect("object")
+    }
+
+    #[test]
+    fn every_builtin_renders_with_its_defaults_into_a_valid_config() {
+        for template in builtins() {
+            let rendered = render(&template, &Map::new()).unwrap_or_else(|e| panic!("{}: {e:?}", template.name));
+            assert!(rendered.config_hash.starts_with("sha256:"));
+            assert!(check_template(&template).is_empty(), "{}", template.name);
+        }
+    }
+
+    #[test]
+    fn rendering_is_deterministic_and_parameters_change_the_hash() {
+        let topk = builtin("topk").expect("topk");
+        let a = render(&topk, &params(json!({"k": 5}))).expect("render");
+        assert_eq!(a, render(&topk, &params(json!({"k": 5}))).expect("render"));
+        assert_ne!(a.config_hash, render(&topk, &params(json!({"k": 6}))).expect("render").config_hash);
+        assert!(a.config.contains("k: 5"), "{}", a.config);
+    }
+
+    #[test]
+    fn synthetic_and_exporter_settings_are_rendered() {
+        let hybrid = builtin("hybrid").expect("hybrid");
+        let given = params(
+            json!({"source": "synthetic", "processes": 500, "exporter": "file", "path": "/tmp/x.jsonl", "critical": ["nginx"]}),
+        );
+        let rendered = render(&hybrid, &given).expect("render");
+        let config = super::super::config::parse(&rendered.config).expect("parse");
+        assert_eq!(config.receivers["synthetic"]["processes"], serde_yaml_ng::Value::from(500));
+        assert_eq!(config.exporters["file"]["path"], serde_yaml_ng::Value::from("/tmp/x.jsonl"));
+        assert_eq!(config.processors["adaptive_filter"]["critical"][0], serde_yaml_ng::Value::from("nginx"));
+    }
+
+    #[test]
+    fn bad_parameters_are_reported_by_path() {
+        let topk = builtin("topk").expect("topk");
+        let problems = render(&topk, &params(json!({"k": "ten", "kk": 1}))).err().expect("invalid");
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["parameters.kk", "parameters.k"]);
+        let zero = render(&topk, &params(json!({"k": 0}))).err().expect("invalid config");
+        assert_eq!(zero[0].to_string(), "processors.topk.k: must be ≥ 1");
+    }
+
+    #[test]
+    fn a_variable_nobody_declared_is_an_error_not_an_empty_string() {
+        let template = Template {
+            name: "mine".into(),
+            description: String::new(),
+            parameters: vec![],
+            body: "receivers: {process: {}}\nprocessors: {topk: {k: {{ k }}}}\nexporters: {count: {}}\nservice: {pipelines: {m: {receivers: [process], processors: [topk], exporters: [count]}}}".into(),
+            builtin: false,
+        };
+        let problems = render(&template, &Map::new()).err().expect("undefined k");
+        assert_eq!(problems[0].path, "template");
+        assert!(problems[0].message.contains("undefined"), "{problems:?}");
+        assert!(!check_template(&template).is_empty());
+    }
+
+    #[test]
+    fn a_required_parameter_without_default_must_be_given() {
+        let mut template = builtin("topk").expect("topk");
+        template.parameters.iter_mut().find(|p| p.name == "k").expect("k").default = None;
+        let problems = render(&template, &Map::new()).err().expect("missing k");
+        assert_eq!(problems[0].to_string(), "parameters.k: is required");
+        assert!(render(&template, &params(json!({"k": 3}))).is_ok());
+    }
+}
