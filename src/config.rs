@@ -348,6 +348,21 @@ impl Settings {
                 problems.push(format!("{key}: must be at least 1"));
             }
         }
+        let year = 366 * 24 * 3600;
+        let bounded = [
+            ("auth.access_token_ttl_secs", self.auth.access_token_ttl_secs, year),
+            ("auth.refresh_token_ttl_secs", self.auth.refresh_token_ttl_secs, 10 * year),
+            ("auth.enrollment_token_ttl_secs", self.auth.enrollment_token_ttl_secs, year),
+            ("tasks.ttl_secs", self.tasks.ttl_secs, year),
+            ("tasks.lease_secs", self.tasks.lease_secs, 24 * 3600),
+            ("tasks.backoff_max_secs", self.tasks.backoff_max_secs, 24 * 3600),
+            ("metrics.retention_hours", self.metrics.retention_hours, 10 * 366 * 24),
+        ];
+        for (key, value, max) in bounded {
+            if value > max {
+                problems.push(format!("{key}: must be at most {max}"));
+            }
+        }
         if self.agents.offline_after_secs == Some(0) {
             problems.push("agents.offline_after_secs: must be at least 1".into());
         }
@@ -392,7 +407,7 @@ fn read_file_layer(path: &Path) -> Result<toml::Table, String> {
 fn env_layer(env: &BTreeMap<String, String>, problems: &mut Vec<String>) -> toml::Table {
     let mut layer = toml::Table::new();
     for (alias, key) in ENV_ALIASES {
-        if let Some(raw) = env.get(*alias) {
+        if let Some(raw) = env.get(*alias).filter(|raw| !(raw.is_empty() && OPTIONAL_KEYS.contains(key))) {
             insert_path(&mut layer, key, env_value(key, raw));
         }
     }
@@ -433,12 +448,17 @@ fn flag_layer(flags: &FlagOverrides) -> toml::Table {
 }
 
 /// Optional settings have no value in the defaults, so their presence and type cannot be looked up there.
+/// Optional settings that are numbers (the others are strings).
+const NUMERIC_OPTIONAL_KEYS: &[&str] = &["agents.offline_after_secs"];
+
 const OPTIONAL_KEYS: &[&str] = &["bus.nats_url", "bus.agent_nats_url", "auth.jwt_secret", "agents.offline_after_secs"];
 
 /// Environment values are strings; give them the type the setting has (so `PHOENIX_SERVER__WORKERS=4`
 /// is a number but `PHOENIX_LISTEN=8080` stays a string).
 fn env_value(path: &str, raw: &str) -> toml::Value {
-    match default_value_at(path) {
+    let typed_default =
+        default_value_at(path).or_else(|| NUMERIC_OPTIONAL_KEYS.contains(&path).then_some(toml::Value::Integer(0)));
+    match typed_default {
         Some(toml::Value::String(_)) | None => toml::Value::String(raw.to_string()),
         Some(_) => format!("v = {raw}")
             .parse::<toml::Table>()

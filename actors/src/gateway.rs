@@ -196,13 +196,16 @@ impl AgentGateway {
 
     async fn on_heartbeat(&self, message: Message) {
         let result = async {
-            let (agent_id, envelope) = self.open::<Heartbeat>(&message.subject, &message.payload).await?;
+            let (agent_id, envelope) =
+                self.open::<Heartbeat>(&message.subject, &message.payload, kinds::HEARTBEAT).await?;
             Ok::<_, Refusal>(self.handle_heartbeat(&agent_id, envelope.body, Transport::Nats).await?)
         }
         .await;
         match result {
             Ok(ack) => {
-                let Some(reply) = message.reply else { return };
+                // The reply subject is chosen by the sender; answering anywhere else than a reply inbox
+                // would let an agent make the server publish on subjects it may not use itself.
+                let Some(reply) = message.reply.filter(|r| r.starts_with("_INBOX.")) else { return };
                 let sent = match Envelope::new(kinds::HEARTBEAT_ACK, ack).encode() {
                     Ok(payload) => self.bus.publish(&reply, payload).await.map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
@@ -235,8 +238,8 @@ impl AgentGateway {
             Err(Refusal::Malformed(format!("unexpected subject for {}", subjects.agent_results_stream())))
         };
         match outcome {
-            // Not acknowledged: JetStream delivers it again once the store is back.
-            Err(Refusal::Store(e)) if matches!(e, StoreError::Unavailable(_)) => {
+            // Not acknowledged: JetStream delivers it again once the store is back (or the task settled).
+            Err(Refusal::Store(e)) if matches!(e, StoreError::Unavailable(_) | StoreError::Conflict(_)) => {
                 tracing::warn!(nats.subject = %message.subject, error = %e, "store unavailable; report left for redelivery");
                 return;
             }
@@ -249,19 +252,31 @@ impl AgentGateway {
     }
 
     async fn result_task_status(&self, message: &DurableMessage) -> Result<(), Refusal> {
-        let (agent_id, envelope) = self.open::<TaskStatusReport>(&message.subject, &message.payload).await?;
+        let (agent_id, envelope) =
+            self.open::<TaskStatusReport>(&message.subject, &message.payload, kinds::TASK_STATUS).await?;
         self.handle_task_status(&agent_id, &envelope.body).await.map(|_| ())
     }
 
     async fn result_metrics(&self, message: &DurableMessage) -> Result<(), Refusal> {
-        let (agent_id, envelope) = self.open::<MetricsBatch>(&message.subject, &message.payload).await?;
+        let (agent_id, envelope) =
+            self.open::<MetricsBatch>(&message.subject, &message.payload, kinds::METRICS).await?;
+        let problems = validate_batch(&envelope.body);
+        if !problems.is_empty() {
+            let listed: Vec<String> = problems.iter().map(|(path, message)| format!("{path}: {message}")).collect();
+            return Err(Refusal::Malformed(listed.join("; ")));
+        }
         self.handle_metrics(&agent_id, &envelope.id, &envelope.body).await?;
         Ok(())
     }
 
     /// Decodes an agent envelope from NATS and checks that its credential belongs to the agent the
     /// subject names: the subject alone proves nothing, every agent may publish on agent subjects.
-    async fn open<T: DeserializeOwned>(&self, subject: &str, payload: &[u8]) -> Result<(String, Envelope<T>), Refusal> {
+    async fn open<T: DeserializeOwned>(
+        &self,
+        subject: &str,
+        payload: &[u8],
+        kind: &str,
+    ) -> Result<(String, Envelope<T>), Refusal> {
         let agent_id = self
             .bus
             .subjects()
@@ -269,6 +284,9 @@ impl AgentGateway {
             .ok_or_else(|| Refusal::Malformed(format!("no agent id in subject {subject}")))?
             .to_string();
         let envelope = Envelope::<T>::decode(payload).map_err(|e| Refusal::Malformed(error_chain(&e)))?;
+        if envelope.kind != kind {
+            return Err(Refusal::Malformed(format!("a '{}' envelope on a {kind} subject", envelope.kind)));
+        }
         let credential = envelope.auth.as_deref().ok_or(Refusal::Unauthenticated)?;
         let identity = self.auth.authenticate_agent(credential).await?.ok_or(Refusal::Unauthenticated)?;
         if identity.id != agent_id {
@@ -306,4 +324,27 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Most samples one metrics batch may carry.
+pub const MAX_SAMPLES_PER_BATCH: usize = 10_000;
+
+/// Every problem of a metrics batch, as `(path, message)`; both transports refuse a batch that has any.
+pub fn validate_batch(batch: &MetricsBatch) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    if batch.pipeline.trim().is_empty() {
+        problems.push(("body.pipeline".into(), "must not be empty".into()));
+    }
+    if batch.samples.len() > MAX_SAMPLES_PER_BATCH {
+        problems.push(("body.samples".into(), format!("at most {MAX_SAMPLES_PER_BATCH} samples per batch")));
+    }
+    for (i, sample) in batch.samples.iter().enumerate().take(MAX_SAMPLES_PER_BATCH) {
+        if sample.metric.trim().is_empty() {
+            problems.push((format!("body.samples[{i}].metric"), "must not be empty".into()));
+        }
+        if !sample.value.is_finite() {
+            problems.push((format!("body.samples[{i}].value"), "must be a finite number".into()));
+        }
+    }
+    problems
 }

@@ -44,6 +44,14 @@ impl FailureLimiter {
         times.push_back(now);
     }
 
+    /// Takes back the most recent failure of `key` (a reservation made before the outcome was known).
+    pub fn forget_last(&self, key: &str) {
+        let mut failures = self.lock();
+        if let Some(times) = failures.get_mut(key) {
+            times.pop_back();
+        }
+    }
+
     /// Forgets the failures of `key` (after a successful login).
     pub fn reset(&self, key: &str) {
         self.lock().remove(key);

@@ -70,6 +70,8 @@ pub struct AuthService {
     store: Arc<dyn Store>,
     tokens: TokenIssuer,
     passwords: Arc<Passwords>,
+    /// Argon2 costs ~19 MiB and real CPU per call: at most this many run at once, whatever the load.
+    hashing: tokio::sync::Semaphore,
     settings: AuthSettings,
     failures_by_user: FailureLimiter,
     failures_by_address: FailureLimiter,
@@ -87,6 +89,7 @@ impl AuthService {
         Ok(AuthService {
             tokens: TokenIssuer::new(secret.as_bytes(), &settings.issuer, settings.access_token_ttl_secs),
             passwords: Arc::new(passwords),
+            hashing: tokio::sync::Semaphore::new(hashing_slots()),
             failures_by_user: FailureLimiter::new(settings.login_max_failures, window),
             failures_by_address: FailureLimiter::new(settings.login_max_failures, window),
             settings: settings.clone(),
@@ -97,6 +100,10 @@ impl AuthService {
     /// Self-registration: the first account becomes admin; later ones only when registration is open.
     pub async fn register(&self, username: &str, password: &str) -> Result<User, AuthError> {
         validate_credentials(username, password)?;
+        // Refuse before hashing: a closed registration must not cost the server an Argon2 run.
+        if self.settings.registration == RegistrationMode::Closed && self.store.any_user_exists().await? {
+            return Err(AuthError::RegistrationClosed);
+        }
         let hash = self.hash(password).await?;
         let registration = match self.settings.registration {
             RegistrationMode::Closed => Registration::FirstUserOnly,
@@ -125,20 +132,23 @@ impl AuthService {
     pub async fn login(&self, username: &str, password: &str, client: Option<IpAddr>) -> Result<Session, AuthError> {
         let address_key = client.map(|ip| ip.to_string());
         self.check_rate(username, address_key.as_deref())?;
+        // Counted as a failure before the (slow) check, so many attempts sent at once cannot all pass
+        // the limit; taken back if the password is right.
+        self.failures_by_user.record_failure(username);
+        if let Some(key) = &address_key {
+            self.failures_by_address.record_failure(key);
+        }
         let credentials = self.store.find_credentials(username).await?;
         let stored = credentials.as_ref().map(|c| c.password_hash.clone());
         let matches = self.verify(password, stored).await?;
         let user = match credentials {
             Some(c) if matches && c.user.active => c.user,
-            _ => {
-                self.failures_by_user.record_failure(username);
-                if let Some(key) = &address_key {
-                    self.failures_by_address.record_failure(key);
-                }
-                return Err(AuthError::InvalidCredentials);
-            }
+            _ => return Err(AuthError::InvalidCredentials),
         };
         self.failures_by_user.reset(username);
+        if let Some(key) = &address_key {
+            self.failures_by_address.forget_last(key);
+        }
         self.start_session(user, uuid::Uuid::now_v7().to_string()).await
     }
 
@@ -263,7 +273,8 @@ impl AuthService {
         let (access_token, _) = self.tokens.issue(&user, &family_id, now).map_err(internal)?;
         let refresh_token = random_token(REFRESH_TOKEN_PREFIX).map_err(internal)?;
         let ttl = chrono::Duration::seconds(self.settings.refresh_token_ttl_secs.min(i64::MAX as u64 / 2) as i64);
-        self.store
+        let stored = self
+            .store
             .insert_refresh_token(NewRefreshToken {
                 id: uuid::Uuid::now_v7().to_string(),
                 user_id: user.id.clone(),
@@ -271,19 +282,31 @@ impl AuthService {
                 token_hash: sha256_hex(&refresh_token),
                 expires_at: now + ttl,
             })
-            .await?;
+            .await;
+        match stored {
+            // The session was ended (logout, reuse detected) while this token was being issued.
+            Err(StoreError::Conflict(_)) => return Err(AuthError::InvalidRefreshToken),
+            other => other?,
+        }
         Ok(Session { access_token, refresh_token, token_type: "Bearer", expires_in: self.tokens.ttl_secs(), user })
     }
 
     async fn hash(&self, password: &str) -> Result<String, AuthError> {
+        let _slot = self.hashing.acquire().await.map_err(internal)?;
         let (passwords, password) = (self.passwords.clone(), password.to_string());
         tokio::task::spawn_blocking(move || passwords.hash(&password)).await.map_err(internal)?.map_err(internal)
     }
 
     async fn verify(&self, password: &str, stored: Option<String>) -> Result<bool, AuthError> {
+        let _slot = self.hashing.acquire().await.map_err(internal)?;
         let (passwords, password) = (self.passwords.clone(), password.to_string());
         tokio::task::spawn_blocking(move || passwords.verify(&password, stored.as_deref())).await.map_err(internal)
     }
+}
+
+/// Two Argon2 runs per core at most.
+fn hashing_slots() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get() * 2)
 }
 
 fn internal(e: impl std::fmt::Display) -> AuthError {

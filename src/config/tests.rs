@@ -94,9 +94,23 @@ fn the_jwt_secret_is_checked_and_never_printed() {
 
 #[test]
 fn an_empty_variable_leaves_an_optional_setting_unset() {
-    let e = env(&[("PHOENIX_AUTH__JWT_SECRET", ""), ("PHOENIX_BUS__AGENT_NATS_URL", "")]);
+    let e = env(&[("PHOENIX_AUTH__JWT_SECRET", ""), ("PHOENIX_BUS__AGENT_NATS_URL", ""), ("PHOENIX_NATS_URL", "")]);
     let s = Settings::load(None, &e, &FlagOverrides::default()).expect("valid");
-    assert!(s.auth.jwt_secret.is_none() && s.bus.agent_nats_url.is_none());
+    assert!(s.auth.jwt_secret.is_none() && s.bus.agent_nats_url.is_none() && s.bus.nats_url.is_none());
+}
+
+#[test]
+fn optional_numbers_from_the_environment_are_numbers() {
+    let s = Settings::load(None, &env(&[("PHOENIX_AGENTS__OFFLINE_AFTER_SECS", "45")]), &FlagOverrides::default())
+        .expect("valid");
+    assert_eq!(s.agents.offline_after().as_secs(), 45);
+}
+
+#[test]
+fn durations_too_large_to_compute_with_are_refused() {
+    let e = env(&[("PHOENIX_TASKS__TTL_SECS", "99999999999"), ("PHOENIX_METRICS__RETENTION_HOURS", "9999999999")]);
+    let err = Settings::load(None, &e, &FlagOverrides::default()).expect_err("too large");
+    assert_eq!(err.problems.len(), 2, "{:?}", err.problems);
 }
 
 #[test]

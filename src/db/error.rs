@@ -27,8 +27,15 @@ impl DbError {
 }
 
 impl DbError {
-    fn is_lock_timeout(&self) -> bool {
-        matches!(self, DbError::Query(diesel::result::Error::DatabaseError(_, info)) if info.message().contains("database is locked"))
+    /// Errors that say the database is momentarily out of reach rather than that the query is wrong:
+    /// SQLite giving up on its write lock, a PostgreSQL connection that died mid-query.
+    fn is_transient(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            DbError::Query(Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)) => true,
+            DbError::Query(Error::DatabaseError(_, info)) => info.message().contains("database is locked"),
+            _ => false,
+        }
     }
 }
 
@@ -43,7 +50,7 @@ impl From<DbError> for StoreError {
             DbError::Query(diesel::result::Error::NotFound) => StoreError::NotFound,
             DbError::Conflict(detail) => StoreError::Conflict(detail),
             // SQLite gave up waiting for the write lock: a transient overload, worth retrying.
-            e if e.is_lock_timeout() => StoreError::Unavailable(Box::new(e)),
+            e if e.is_transient() => StoreError::Unavailable(Box::new(e)),
             e if e.is_unique_violation() => StoreError::Conflict(e.to_string()),
             e @ (DbError::Unavailable(_) | DbError::InvalidUrl(_)) => StoreError::Unavailable(Box::new(e)),
             e => StoreError::Internal(Box::new(e)),

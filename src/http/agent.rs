@@ -5,19 +5,16 @@ use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
 use phoenix_actors::agents::Transport;
-use phoenix_actors::gateway::Refusal;
+use phoenix_actors::gateway::{validate_batch, Refusal};
 use phoenix_actors::tasks::queue::assignment;
 use phoenix_actors::tasks::ReportOutcome;
 use phoenix_nats::wire::{kinds, Heartbeat, MetricsBatch, TaskStatusReport};
-use phoenix_nats::Envelope;
+use phoenix_nats::{Envelope, ENVELOPE_VERSION};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::access::CurrentAgent;
 use super::{ApiError, AppState};
-
-/// Most samples one metrics batch may carry.
-pub const MAX_SAMPLES_PER_BATCH: usize = 10_000;
 
 #[derive(Debug, Deserialize)]
 pub struct PollQuery {
@@ -33,7 +30,7 @@ pub async fn post_heartbeat(
     body: web::Json<Envelope<Heartbeat>>,
 ) -> Result<HttpResponse, ApiError> {
     let envelope = body.into_inner();
-    expect_kind(&envelope.kind, kinds::HEARTBEAT)?;
+    expect_kind(&envelope, kinds::HEARTBEAT)?;
     let ack = state.gateway.handle_heartbeat(&agent.0.id, envelope.body, Transport::Http).await?;
     Ok(HttpResponse::Ok().json(Envelope::new(kinds::HEARTBEAT_ACK, ack)))
 }
@@ -64,7 +61,7 @@ pub async fn post_task_status(
     body: web::Json<Envelope<TaskStatusReport>>,
 ) -> Result<HttpResponse, ApiError> {
     let envelope = body.into_inner();
-    expect_kind(&envelope.kind, kinds::TASK_STATUS)?;
+    expect_kind(&envelope, kinds::TASK_STATUS)?;
     if envelope.body.task_id != *task_id {
         return Err(ApiError::invalid(vec![(
             "body.task_id".into(),
@@ -98,7 +95,7 @@ pub async fn post_metrics(
     body: web::Json<Envelope<MetricsBatch>>,
 ) -> Result<HttpResponse, ApiError> {
     let envelope = body.into_inner();
-    expect_kind(&envelope.kind, kinds::METRICS)?;
+    expect_kind(&envelope, kinds::METRICS)?;
     let problems = validate_batch(&envelope.body);
     if !problems.is_empty() {
         return Err(ApiError::invalid(problems));
@@ -107,30 +104,21 @@ pub async fn post_metrics(
     Ok(HttpResponse::Accepted().json(json!({ "stored": stored, "samples": envelope.body.samples.len() })))
 }
 
-fn expect_kind(actual: &str, expected: &str) -> Result<(), ApiError> {
-    if actual == expected {
+/// The envelope checks NATS makes too: the version this server reads, and the kind the route expects.
+fn expect_kind<T>(envelope: &Envelope<T>, expected: &str) -> Result<(), ApiError> {
+    let mut problems = Vec::new();
+    if envelope.v != ENVELOPE_VERSION {
+        problems.push((
+            "v".into(),
+            format!("envelope version {} is not supported (this server reads {ENVELOPE_VERSION})", envelope.v),
+        ));
+    }
+    if envelope.kind != expected {
+        problems.push(("kind".into(), format!("must be '{expected}', not '{}'", envelope.kind)));
+    }
+    if problems.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::invalid(vec![("kind".into(), format!("must be '{expected}', not '{actual}'"))]))
+        Err(ApiError::invalid(problems))
     }
-}
-
-/// Every problem of a metrics batch, with its path.
-pub fn validate_batch(batch: &MetricsBatch) -> Vec<(String, String)> {
-    let mut problems = Vec::new();
-    if batch.pipeline.trim().is_empty() {
-        problems.push(("body.pipeline".into(), "must not be empty".into()));
-    }
-    if batch.samples.len() > MAX_SAMPLES_PER_BATCH {
-        problems.push(("body.samples".into(), format!("at most {MAX_SAMPLES_PER_BATCH} samples per batch")));
-    }
-    for (i, sample) in batch.samples.iter().enumerate().take(MAX_SAMPLES_PER_BATCH) {
-        if sample.metric.trim().is_empty() {
-            problems.push((format!("body.samples[{i}].metric"), "must not be empty".into()));
-        }
-        if !sample.value.is_finite() {
-            problems.push((format!("body.samples[{i}].value"), "must be a finite number".into()));
-        }
-    }
-    problems
 }

@@ -61,10 +61,17 @@ pub async fn enroll_agent(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let enrollment = state.auth.enroll(&body.token, &body.hostname, body.labels).await?;
-    // A session from the start, so an agent that enrols and never heartbeats still goes offline.
-    let agent = state.store.get_agent(&enrollment.agent_id).await?;
-    state.events.publish("agent", &agent.id, "agent.enrolled", &agent).await;
-    state.registry.rehydrate(vec![agent]).await?;
+    // The token is spent and the credential exists: answer it whatever happens next. The session
+    // (so an agent that never heartbeats still goes offline) and the event are best effort.
+    match state.store.get_agent(&enrollment.agent_id).await {
+        Ok(agent) => {
+            state.events.publish("agent", &agent.id, "agent.enrolled", &agent).await;
+            if let Err(e) = state.registry.rehydrate(vec![agent]).await {
+                tracing::warn!(agent.id = %enrollment.agent_id, error = %e, "cannot start the new agent's session");
+            }
+        }
+        Err(e) => tracing::warn!(agent.id = %enrollment.agent_id, error = %e, "cannot read the new agent back"),
+    }
     let nats_url = state.settings.bus.agent_nats_url.as_ref().map(|url| url.expose().to_string());
     Ok(HttpResponse::Created().json(json!({
         "agent_id": enrollment.agent_id,

@@ -13,8 +13,9 @@ pub struct AgentListQuery {
     state: Option<String>,
     /// `env=prod,region=eu`
     selector: Option<String>,
-    #[serde(flatten)]
-    page: PageQuery,
+    // Written out rather than flattened: serde_urlencoded cannot parse numbers inside a flattened struct.
+    limit: Option<u32>,
+    cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -38,7 +39,12 @@ pub async fn list_agents(
             .map_err(ApiError::BadRequest)?
             .unwrap_or_default(),
     };
-    Ok(HttpResponse::Ok().json(state.store.list_agents(&filter, query.page.page()?).await?))
+    Ok(HttpResponse::Ok().json(
+        state
+            .store
+            .list_agents(&filter, PageQuery { limit: query.limit, cursor: query.cursor.clone() }.page()?)
+            .await?,
+    ))
 }
 
 /// `GET /agents/{id}`

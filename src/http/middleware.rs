@@ -21,7 +21,7 @@ pub async fn observe<B: MessageBody + 'static>(
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let started = Instant::now();
     let id = request_id::from_header(req.headers().get(&request_id::HEADER));
-    let method = req.method().to_string();
+    let method = metric_method(req.method());
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_string());
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let span = tracing::info_span!(
@@ -65,4 +65,16 @@ fn announced_too_large(req: &ServiceRequest, limit: Option<usize>) -> Option<usi
     let limit = limit?;
     let length: usize = req.headers().get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()?;
     (length > limit).then_some(limit)
+}
+
+/// The method as a metric label: a client may send any token as a method, so anything unusual is
+/// `OTHER`, keeping the number of series bounded.
+fn metric_method(method: &actix_web::http::Method) -> String {
+    const KNOWN: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+    let name = method.as_str();
+    if KNOWN.contains(&name) {
+        name.to_string()
+    } else {
+        "OTHER".to_string()
+    }
 }

@@ -14,8 +14,9 @@ pub struct TaskListQuery {
     status: Option<String>,
     #[serde(rename = "type")]
     task_type: Option<String>,
-    #[serde(flatten)]
-    page: PageQuery,
+    // Written out rather than flattened: serde_urlencoded cannot parse numbers inside a flattened struct.
+    limit: Option<u32>,
+    cursor: Option<String>,
 }
 
 /// `GET /tasks?agent_id=&status=&type=&limit=&cursor=` (newest first)
@@ -28,13 +29,18 @@ pub async fn list_tasks(
         status: query.status.as_deref().map(str::parse::<TaskStatus>).transpose().map_err(ApiError::BadRequest)?,
         task_type: query.task_type.clone(),
     };
-    Ok(HttpResponse::Ok().json(state.store.list_tasks(&filter, query.page.page()?).await?))
+    Ok(HttpResponse::Ok().json(
+        state.store.list_tasks(&filter, PageQuery { limit: query.limit, cursor: query.cursor.clone() }.page()?).await?,
+    ))
 }
 
 /// `GET /tasks/queue`: counts by status, oldest pending age, mean wait and run times.
 pub async fn get_queue_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(state.store.queue_stats(Utc::now()).await?))
 }
+
+/// Longest a task may wait for its agent.
+const MAX_TASK_TTL_SECS: u64 = 366 * 24 * 3600;
 
 /// `POST /tasks`: enqueues a task for an agent (an idempotency key makes a retry of this call safe).
 pub async fn create_task(state: web::Data<AppState>, body: web::Json<NewTask>) -> Result<HttpResponse, ApiError> {
@@ -46,8 +52,8 @@ pub async fn create_task(state: web::Data<AppState>, body: web::Json<NewTask>) -
     if task.max_attempts.is_some_and(|n| !(1..=100).contains(&n)) {
         problems.push(("max_attempts".into(), "must be between 1 and 100".into()));
     }
-    if task.ttl_secs == Some(0) {
-        problems.push(("ttl_secs".into(), "must be at least 1".into()));
+    if task.ttl_secs.is_some_and(|ttl| ttl == 0 || ttl > MAX_TASK_TTL_SECS) {
+        problems.push(("ttl_secs".into(), format!("must be between 1 and {MAX_TASK_TTL_SECS} (a year)")));
     }
     if !problems.is_empty() {
         return Err(ApiError::invalid(problems));

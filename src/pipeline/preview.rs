@@ -56,7 +56,7 @@ pub fn run(
     intervals: u32,
 ) -> Result<PreviewResult, Vec<Problem>> {
     let mut problems = Vec::new();
-    if intervals < 1 || intervals > MAX_INTERVALS {
+    if !(1..=MAX_INTERVALS).contains(&intervals) {
         problems.push(Problem::new("intervals", format!("must be between 1 and {MAX_INTERVALS}")));
     }
     if source.synthetic.processes > MAX_PREVIEW_PROCESSES {

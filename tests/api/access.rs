@@ -114,6 +114,9 @@ async fn every_route_answers_each_caller_as_its_access_declares(backend: Backend
                 request = request.json(&json!({}));
             }
             let status = request.send().await.expect("request reaches the server").status();
+            if status.is_server_error() {
+                failures.push(format!("{} {} as {caller:?}: server error {status}", endpoint.method, endpoint.path));
+            }
             let want = expected(endpoint.access, caller);
             if classify(status) != want {
                 failures

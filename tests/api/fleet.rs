@@ -175,6 +175,11 @@ async fn bad_agent_input_over_http_gets_problem_documents(env: Env) {
     assert_eq!(paths, ["body.pipeline", "body.samples[0].metric"]);
     let wrong_kind = agent.send_metrics(&envelope("heartbeat", json!({"pipeline": "p", "samples": []}))).await;
     assert_eq!(wrong_kind.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let mut future = envelope("metrics", json!({"pipeline": "p", "samples": []}));
+    future["v"] = json!(2);
+    let res = agent.send_metrics(&future).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "another envelope version is refused, as over NATS");
+    assert_eq!(body(res).await["errors"][0]["path"], "v");
 }
 each_env!(bad_agent_input_over_http_gets_problem_documents);
 
@@ -279,3 +284,24 @@ async fn sessions_are_rebuilt_at_start_up_and_keep_judging_liveness(backend: pho
     assert_eq!(body(second.get_as(&path, &admin).await).await["state"], "offline", "the rebuilt session timed out");
 }
 crate::each_backend!(sessions_are_rebuilt_at_start_up_and_keep_judging_liveness);
+
+async fn agent_and_task_lists_page_with_limit_and_cursor(env: Env) {
+    let app = spawn_app(env).await;
+    let admin = app.bootstrap_admin().await;
+    let mut agents = Vec::new();
+    for i in 0..3 {
+        agents.push(app.http_agent(&admin, &format!("host-{i}")).await.id.clone());
+    }
+    for _ in 0..3 {
+        app.enqueue(&admin, &agents[0], "noop", json!({})).await;
+    }
+    for list in ["/api/v1/agents", "/api/v1/tasks"] {
+        let first = body(app.get_as(&format!("{list}?limit=2"), &admin).await).await;
+        assert_eq!(first["items"].as_array().map(Vec::len), Some(2), "{list}: {first}");
+        let cursor = first["next_cursor"].as_str().unwrap_or_else(|| panic!("{list} has a second page"));
+        let second = body(app.get_as(&format!("{list}?limit=2&cursor={cursor}"), &admin).await).await;
+        assert_eq!(second["items"].as_array().map(Vec::len), Some(1), "{list}: {second}");
+        assert!(second["next_cursor"].is_null());
+    }
+}
+each_env!(agent_and_task_lists_page_with_limit_and_cursor);

@@ -64,6 +64,13 @@ async fn a_failed_attempt_is_retried_after_a_backoff_until_attempts_run_out(back
     let failed: Value =
         agent.report(id, json!({"status": "failed", "error": "disk full"})).await.json().await.expect("json");
     assert_eq!(failed["status"], "pending", "retryable: back in the queue");
+    let repeated: Value =
+        agent.report(id, json!({"status": "failed", "error": "disk full"})).await.json().await.expect("json");
+    assert_eq!(
+        (repeated["status"].as_str(), repeated["applied"].as_bool()),
+        (Some("pending"), Some(false)),
+        "a repeat changes nothing"
+    );
     assert!(agent.poll(0).await.is_empty(), "not before the backoff");
     let started = Instant::now();
     let retry = agent.poll(5).await;

@@ -132,13 +132,22 @@ async fn hostile_nats_messages_are_dropped_counted_and_do_not_stop_the_consumer(
         .await
         .expect("publish");
     a.bus.publish(&subjects.agent_heartbeat(&a.id).expect("subject"), "{\"v\": 9}".into()).await.expect("publish");
+    // The right credential, but a heartbeat on the metrics subject, and a batch that breaks the rules.
+    a.bus
+        .publish_durable(&metrics_a, a.envelope("heartbeat", json!({"agent_version": "x", "health": "healthy"})))
+        .await
+        .expect("publish");
+    a.bus
+        .publish_durable(&metrics_a, a.envelope("metrics", json!({"pipeline": "", "samples": []})))
+        .await
+        .expect("publish");
 
     let now = chrono::Utc::now().to_rfc3339();
     a.send_metrics(json!({"pipeline": "after", "samples": [{"metric": "m", "value": 1.0, "ts": now}]})).await;
     eventually(&app, &admin, "/api/v1/metrics/cardinality?pipeline=after", |r| r["samples"] == 1).await;
 
     let metrics = app.get("/metrics").await.text().await.expect("metrics text");
-    for (reason, count) in [("malformed", 2), ("unauthenticated", 1), ("wrong_agent", 1)] {
+    for (reason, count) in [("malformed", 4), ("unauthenticated", 1), ("wrong_agent", 1)] {
         let line = format!("phoenix_agent_messages_dropped_total{{reason=\"{reason}\"}} {count}");
         assert!(metrics.contains(&line), "missing {line} in:\n{metrics}");
     }

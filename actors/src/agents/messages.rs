@@ -40,6 +40,19 @@ pub struct SessionFor {
     pub agent_id: String,
 }
 
+/// The session of an agent if there is one, without starting it (registry).
+#[derive(Message)]
+#[rtype(result = "Option<Addr<AgentSession>>")]
+pub struct ExistingSession {
+    /// The agent.
+    pub agent_id: String,
+}
+
+/// Stop now (session); used when the agent is removed or its session replaced.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopSession;
+
 /// Start sessions for agents loaded from the database (registry).
 #[derive(Message)]
 #[rtype(result = "usize")]

@@ -9,8 +9,8 @@ use phoenix_nats::wire::Heartbeat;
 use tokio::sync::oneshot;
 
 use super::messages::{
-    AddWaiter, CountSessions, ForgetAgent, GetTransport, HeartbeatRecorded, RecordHeartbeat, Rehydrate, SessionFor,
-    WorkArrived,
+    AddWaiter, CountSessions, ExistingSession, ForgetAgent, GetTransport, HeartbeatRecorded, RecordHeartbeat,
+    Rehydrate, SessionFor, StopSession, WorkArrived,
 };
 use super::session::AgentSession;
 use super::{Agent, Transport};
@@ -64,10 +64,20 @@ impl Handler<Rehydrate> for AgentRegistry {
             }
             let id = agent.id.clone();
             let session = AgentSession::rehydrated(agent, self.offline_after, self.store.clone(), self.events.clone());
-            self.sessions.insert(id, session.start());
+            if let Some(old) = self.sessions.insert(id, session.start()) {
+                old.do_send(StopSession);
+            }
             started += 1;
         }
         started
+    }
+}
+
+impl Handler<ExistingSession> for AgentRegistry {
+    type Result = Option<Addr<AgentSession>>;
+
+    fn handle(&mut self, msg: ExistingSession, _: &mut Context<Self>) -> Self::Result {
+        self.sessions.get(&msg.agent_id).filter(|addr| addr.connected()).cloned()
     }
 }
 
@@ -96,8 +106,9 @@ impl Handler<ForgetAgent> for AgentRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: ForgetAgent, _: &mut Context<Self>) {
-        // Dropping the last address stops the session.
-        self.sessions.remove(&msg.agent_id);
+        if let Some(session) = self.sessions.remove(&msg.agent_id) {
+            session.do_send(StopSession);
+        }
         self.waiters.remove(&msg.agent_id);
     }
 }
@@ -144,19 +155,27 @@ impl AgentRegistryHandle {
         session.send(RecordHeartbeat { heartbeat, transport }).await.map_err(stopped)?
     }
 
-    /// How the agent is reachable now (`None` when offline or unknown).
+    /// How the agent is reachable now (`None` when offline or unknown). Never starts a session: only
+    /// a heartbeat or the rebuild at start-up does.
     pub async fn transport(&self, agent_id: &str) -> Option<Transport> {
-        let session = self.addr.send(SessionFor { agent_id: agent_id.to_string() }).await.ok()?;
+        let session = self.addr.send(ExistingSession { agent_id: agent_id.to_string() }).await.ok()??;
         session.send(GetTransport).await.ok().flatten()
+    }
+
+    /// Registers interest in work for the agent. Register before looking for work, then wait: work
+    /// that arrives in between still wakes the waiter.
+    pub async fn register_waiter(&self, agent_id: &str) -> Option<WorkWaiter> {
+        let (tx, rx) = oneshot::channel();
+        self.addr.send(AddWaiter { agent_id: agent_id.to_string(), tx }).await.ok()?;
+        Some(WorkWaiter(rx))
     }
 
     /// Waits until work arrives for the agent or `timeout` passes; true when woken by work.
     pub async fn wait_for_work(&self, agent_id: &str, timeout: Duration) -> bool {
-        let (tx, rx) = oneshot::channel();
-        if self.addr.send(AddWaiter { agent_id: agent_id.to_string(), tx }).await.is_err() {
-            return false;
+        match self.register_waiter(agent_id).await {
+            Some(waiter) => waiter.wait(timeout).await,
+            None => false,
         }
-        matches!(tokio::time::timeout(timeout, rx).await, Ok(Ok(())))
     }
 
     /// Wakes the agent's long-poll waiters.
@@ -172,5 +191,15 @@ impl AgentRegistryHandle {
     /// (sessions, long-poll waiters), for metrics.
     pub async fn counts(&self) -> (usize, usize) {
         self.addr.send(CountSessions).await.unwrap_or_default()
+    }
+}
+
+/// A registered long-poll waiter (see [`AgentRegistryHandle::register_waiter`]).
+pub struct WorkWaiter(oneshot::Receiver<()>);
+
+impl WorkWaiter {
+    /// True when woken by work before `timeout`.
+    pub async fn wait(self, timeout: Duration) -> bool {
+        matches!(tokio::time::timeout(timeout, self.0).await, Ok(Ok(())))
     }
 }

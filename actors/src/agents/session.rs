@@ -8,7 +8,7 @@ use actix::prelude::*;
 use chrono::Utc;
 use phoenix_nats::wire::ReportedHealth;
 
-use super::messages::{GetTransport, HeartbeatRecorded, RecordHeartbeat};
+use super::messages::{GetTransport, HeartbeatRecorded, RecordHeartbeat, StopSession};
 use super::{Agent, AgentState, Transport};
 use crate::events::Events;
 use crate::store::{FleetStore, StoreError};
@@ -133,5 +133,14 @@ impl Handler<GetTransport> for AgentSession {
 
     fn handle(&mut self, _: GetTransport, _: &mut Context<Self>) -> Option<Transport> {
         (self.state != AgentState::Offline).then_some(self.transport).flatten()
+    }
+}
+
+impl Handler<StopSession> for AgentSession {
+    type Result = ();
+
+    fn handle(&mut self, _: StopSession, ctx: &mut Context<Self>) {
+        // A pending offline timer would keep the actor alive: stop explicitly.
+        ctx.stop();
     }
 }

@@ -68,6 +68,9 @@ pub trait UserStore: Send + Sync {
         registration: Registration,
     ) -> Result<Option<User>, StoreError>;
 
+    /// Whether any account exists (a cheap check before the costly work of a registration).
+    async fn any_user_exists(&self) -> Result<bool, StoreError>;
+
     /// Creates a user with the given role (admins creating accounts). `Conflict` if the name is taken.
     async fn create_user(&self, new: NewUser) -> Result<User, StoreError>;
 

@@ -71,12 +71,15 @@ impl TaskQueue {
     pub async fn poll(&self, agent_id: &str, wait: Duration) -> Result<Vec<Task>, StoreError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
+            // Registered before the claim: an enqueue between the claim and the wait still wakes us.
+            let waiter = self.registry.register_waiter(agent_id).await;
             let tasks = self.claim(agent_id).await?;
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             if !tasks.is_empty() || remaining.is_zero() {
                 return Ok(tasks);
             }
-            if !self.registry.wait_for_work(agent_id, remaining).await {
+            let Some(waiter) = waiter else { return Ok(tasks) };
+            if !waiter.wait(remaining).await {
                 return self.claim(agent_id).await;
             }
         }

@@ -29,7 +29,10 @@ pub fn decide(
         return Decision::NotYours;
     }
     let stale = report.attempt.is_some_and(|attempt| i64::from(attempt) != i64::from(task.attempts));
-    if task.status.is_terminal() || stale {
+    // Only a task out with an agent can be reported on: a repeat of the report that sent it back to
+    // pending (or finished it) must change nothing.
+    let handed_out = matches!(task.status, TaskStatus::Dispatched | TaskStatus::Running);
+    if !handed_out || stale {
         return Decision::Ignore;
     }
     let mut next = task.clone();
@@ -164,6 +167,22 @@ mod tests {
             updated(decide(&task(TaskStatus::Running, 1), "a1", &fatal, now, &policy)).status,
             TaskStatus::Failed
         );
+    }
+
+    #[test]
+    fn a_repeated_failure_of_a_task_waiting_for_its_retry_changes_nothing() {
+        let policy = TaskPolicy::default();
+        let retrying = updated(decide(
+            &task(TaskStatus::Running, 1),
+            "a1",
+            &report(ReportedTaskStatus::Failed),
+            Utc::now(),
+            &policy,
+        ));
+        assert_eq!(retrying.status, TaskStatus::Pending);
+        for again in [ReportedTaskStatus::Failed, ReportedTaskStatus::Running] {
+            assert_eq!(decide(&retrying, "a1", &report(again), Utc::now(), &policy), Decision::Ignore);
+        }
     }
 
     #[test]

@@ -43,9 +43,17 @@ fn list(conn: &mut DbConnection, filter: &AgentFilter, page: &PageRequest) -> Re
     for (key, value) in &filter.selector.0 {
         query = query.filter(agents::labels.like(format!("%\"{key}\":\"{value}\"%")));
     }
-    let rows: Vec<AgentRow> = query.load(conn)?;
-    let items = rows.into_iter().map(agent_from_row).collect::<Result<Vec<_>, _>>()?;
-    Ok(Page::from_overfetch(items, page.limit, |a| a.id.clone()))
+    let mut rows: Vec<AgentRow> = query.load(conn)?;
+    let more = rows.len() > page.limit as usize;
+    rows.truncate(page.limit as usize);
+    let next_cursor = if more { rows.last().map(|row| row.id.clone()) } else { None };
+    // LIKE is only a prefilter (SQLite's ignores case; '_' is a wildcard): the selector decides.
+    let items = rows
+        .into_iter()
+        .map(agent_from_row)
+        .filter(|agent| agent.as_ref().map_or(true, |a| filter.selector.matches(&a.labels)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Page { items, next_cursor })
 }
 
 #[async_trait]

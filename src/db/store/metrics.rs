@@ -33,8 +33,9 @@ fn rows(
         .enumerate()
         .map(|(index, sample)| {
             Ok(MetricSampleRow {
-                // Deterministic ids: a batch delivered twice collides with itself and is stored once.
-                id: format!("{batch_id}:{index}"),
+                // Deterministic ids: a batch delivered twice collides with itself and is stored once. The
+                // agent id is part of it, so one agent's envelope ids can never suppress another's batch.
+                id: format!("{agent_id}:{batch_id}:{index}"),
                 experiment_id: batch.experiment_id.clone(),
                 agent_id: agent_id.to_string(),
                 pipeline: batch.pipeline.clone(),

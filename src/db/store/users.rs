@@ -97,9 +97,14 @@ fn spend_refresh_token(conn: &mut DbConnection, token_hash: &str, now: DateTime<
         return Ok(RefreshUse::Invalid);
     }
     // Conditional update: of two concurrent uses exactly one sees `used_at IS NULL`.
-    let spent = diesel::update(refresh_tokens::table.find(&row.id).filter(refresh_tokens::used_at.is_null()))
-        .set(refresh_tokens::used_at.eq(Some(now)))
-        .execute(conn)?;
+    let spent = diesel::update(
+        refresh_tokens::table
+            .find(&row.id)
+            .filter(refresh_tokens::used_at.is_null())
+            .filter(refresh_tokens::revoked_at.is_null()),
+    )
+    .set(refresh_tokens::used_at.eq(Some(now)))
+    .execute(conn)?;
     Ok(if spent == 1 {
         RefreshUse::Fresh { user_id: row.user_id, family_id: row.family_id }
     } else {
@@ -122,6 +127,16 @@ fn access_status(conn: &mut DbConnection, user_id: &str, jti: &str) -> Result<Ac
 }
 
 fn update_user(conn: &mut DbConnection, id: &str, changes: UserChanges) -> Result<User, DbError> {
+    if let DbConnection::Pg(pg) = conn {
+        // Two admins demoting each other at once must not both see "another admin is left": lock the
+        // active admins first (SQLite's BEGIN IMMEDIATE already serialises the whole transaction).
+        users::table
+            .filter(users::role.eq(Role::Admin.as_str()))
+            .filter(users::active.eq(true))
+            .select(users::id)
+            .for_update()
+            .load::<String>(pg)?;
+    }
     let mut row: UserRow = users::table.find(id).first(conn)?;
     let was_active_admin = row.active && row.role == Role::Admin.as_str();
     if let Some(role) = changes.role {
@@ -154,6 +169,10 @@ impl UserStore for DieselStore {
         registration: Registration,
     ) -> Result<Option<User>, StoreError> {
         self.run(move |conn| register(conn, username, password_hash, registration)).await
+    }
+
+    async fn any_user_exists(&self) -> Result<bool, StoreError> {
+        self.run(|conn| Ok(users::table.select(users::id).first::<String>(conn).optional()?.is_some())).await
     }
 
     async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
@@ -208,7 +227,21 @@ impl UserStore for DieselStore {
                 used_at: None,
                 revoked_at: None,
             };
+            let family = row.family_id.clone();
             diesel::insert_into(refresh_tokens::table).values(&row).execute(conn)?;
+            // A logout (or reuse detection) may have revoked the family while this token was being
+            // issued: then the new token is revoked too, so no token outlives its family.
+            let revoked: i64 = refresh_tokens::table
+                .filter(refresh_tokens::family_id.eq(&family))
+                .filter(refresh_tokens::revoked_at.is_not_null())
+                .count()
+                .get_result(conn)?;
+            if revoked > 0 {
+                diesel::update(refresh_tokens::table.find(&row.id))
+                    .set(refresh_tokens::revoked_at.eq(Some(row.created_at)))
+                    .execute(conn)?;
+                return Err(DbError::Conflict("the session was ended while the token was issued".into()));
+            }
             Ok(())
         })
         .await

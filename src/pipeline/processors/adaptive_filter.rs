@@ -74,9 +74,9 @@ impl AdaptiveFilter {
     fn is_critical(&self, point: &Point) -> bool {
         let executable = point.label("executable").map(|v| &**v);
         let command = point.label("command").map(|v| &**v).unwrap_or("");
-        self.critical.iter().any(|name| {
-            executable == Some(name.as_str()) || command.split(|c: char| c == ' ' || c == '/').any(|word| word == name)
-        })
+        self.critical
+            .iter()
+            .any(|name| executable == Some(name.as_str()) || command.split([' ', '/']).any(|word| word == name))
     }
 
     /// The value of the `target`-th highest process: the threshold that would keep exactly `target`.

@@ -112,8 +112,9 @@ mod tests {
 
     #[test]
     fn bad_regexes_are_reported_with_their_paths() {
-        let problems =
-            filter("include: {metric_names: ['ok', '(']}\nexclude: {labels: {pid: '['}}").err().expect("invalid");
+        let problems = crate::pipeline::processors::test_support::problems(filter(
+            "include: {metric_names: ['ok', '(']}\nexclude: {labels: {pid: '['}}",
+        ));
         let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(paths, ["processors.filter.include.metric_names[1]", "processors.filter.exclude.labels.pid"]);
         assert!(filter("{}").is_err(), "a filter without rules is a mistake");

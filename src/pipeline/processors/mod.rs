@@ -69,6 +69,15 @@ pub fn default_process_labels() -> Vec<String> {
 #[cfg(test)]
 pub mod test_support {
     use crate::pipeline::model::{MetricKind, Point};
+    use crate::pipeline::Problem;
+
+    /// The problems of a result that must have failed.
+    pub fn problems<T>(result: Result<T, Vec<Problem>>) -> Vec<Problem> {
+        match result {
+            Err(problems) => problems,
+            Ok(_) => panic!("expected problems, got a valid result"),
+        }
+    }
 
     /// `n` processes with one `process.cpu.time` (value = pid) and one `process.memory.rss` each.
     pub fn processes(n: u32) -> Vec<Point> {

@@ -144,8 +144,10 @@ mod tests {
     fn fewer_processes_than_k_pass_unchanged_and_k_zero_is_refused() {
         let input = processes(3);
         assert_eq!(topk(10).process(input.clone()), input);
-        let problems =
-            TopK::new(serde_yaml_ng::from_str("k: 0").expect("yaml"), "processors.topk").err().expect("invalid");
+        let problems = crate::pipeline::processors::test_support::problems(TopK::new(
+            serde_yaml_ng::from_str("k: 0").expect("yaml"),
+            "processors.topk",
+        ));
         assert_eq!(problems[0].path, "processors.topk.k");
     }
 }

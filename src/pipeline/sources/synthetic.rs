@@ -114,7 +114,7 @@ impl SyntheticSource {
         if !(0.0..=1.0).contains(&churn) {
             problems.push(Problem::new(&format!("{path}.churn"), "must be between 0 and 1"));
         }
-        if !(config.interval_secs > 0.0) {
+        if config.interval_secs.is_nan() || config.interval_secs <= 0.0 {
             problems.push(Problem::new(&format!("{path}.interval_secs"), "must be > 0"));
         }
         if !problems.is_empty() {
@@ -231,7 +231,8 @@ mod tests {
     #[test]
     fn invalid_settings_are_reported_with_their_paths() {
         let config = serde_yaml_ng::from_str("profile: steady\nprocesses: 0\nchurn: 2").expect("yaml");
-        let problems = SyntheticSource::new(config, "receivers.synthetic").err().expect("invalid");
+        let problems =
+            crate::pipeline::processors::test_support::problems(SyntheticSource::new(config, "receivers.synthetic"));
         let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(paths, ["receivers.synthetic.processes", "receivers.synthetic.churn"]);
     }
