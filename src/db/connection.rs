@@ -97,7 +97,8 @@ impl ManageConnection for DbConnectionManager {
 /// Runs `work` in a transaction that takes the write lock when it begins. On SQLite a transaction that
 /// reads first and writes later fails with "database is locked" when another writer committed in
 /// between (the busy timeout cannot help a lock upgrade), so read-then-write transactions begin with
-/// `BEGIN IMMEDIATE` there; PostgreSQL's row locks need no such care.
+/// `BEGIN IMMEDIATE` there. On PostgreSQL this is a plain transaction: work that decides on what it
+/// read must lock those rows itself (`SELECT … FOR UPDATE`), as `update_user` does.
 pub fn write_transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
