@@ -6,6 +6,7 @@
 //! - [`tasks`]: the task queue — leases, retries, reports — and its delivery to agents.
 //! - [`gateway`]: the one way in for agent messages, over NATS or HTTP alike.
 //! - [`events`]: domain events published on the bus for the WebSocket layer.
+//! - [`pipelines`]: how a pipeline is named (template + parameters, or inline config).
 //! - [`users`]: accounts and roles; [`labels`]: agent labels; [`paging`]: cursor paging of lists.
 //!
 //! The actors (experiments, the deployment supervisor, agent sessions, the event hub) live here too and
@@ -16,6 +17,7 @@ pub mod events;
 pub mod gateway;
 pub mod labels;
 pub mod paging;
+pub mod pipelines;
 pub mod store;
 pub mod tasks;
 pub mod users;

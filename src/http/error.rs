@@ -32,7 +32,7 @@ pub enum ApiError {
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{detail}")]
-    Unprocessable { detail: String, errors: Vec<FieldProblem> },
+    Unprocessable { detail: String, errors: Vec<FieldProblem>, extra: Map<String, Value> },
     #[error("{detail}")]
     TooManyRequests { detail: String, retry_after_secs: u64 },
     #[error("{detail}")]
@@ -85,8 +85,9 @@ impl ApiError {
         let status = self.status_code();
         let mut extra = Map::new();
         match self {
-            ApiError::Unprocessable { errors, .. } => {
+            ApiError::Unprocessable { errors, extra: more, .. } => {
                 extra.insert("errors".into(), serde_json::to_value(errors).unwrap_or(Value::Null));
+                extra.extend(more.clone());
             }
             ApiError::Unavailable { extra: more, .. } => extra.extend(more.clone()),
             _ => {}
@@ -164,6 +165,7 @@ pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error
         JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::Unprocessable {
             detail: format!("the request body is not valid: {e}"),
             errors: vec![FieldProblem { path: "body".into(), message: e.to_string() }],
+            extra: Map::new(),
         },
         JsonPayloadError::Deserialize(e) => ApiError::BadRequest(format!("malformed JSON: {e}")),
         other => ApiError::BadRequest(format!("cannot read the request body: {other}")),
@@ -197,6 +199,7 @@ impl ApiError {
         ApiError::Unprocessable {
             detail,
             errors: problems.into_iter().map(|(path, message)| FieldProblem { path, message }).collect(),
+            extra: Map::new(),
         }
     }
 

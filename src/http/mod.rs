@@ -11,6 +11,7 @@ mod fleet;
 mod middleware;
 mod ops;
 mod paging;
+mod pipelines;
 pub mod request_id;
 pub mod routes;
 mod tasks;

@@ -8,7 +8,7 @@ use phoenix_actors::users::Role;
 
 use super::access::{authorize, Access};
 use super::error::method_not_allowed;
-use super::{agent, analytics, auth, enrollment, fleet, ops, tasks, users};
+use super::{agent, analytics, auth, enrollment, fleet, ops, pipelines, tasks, users};
 
 /// One row of the table.
 pub struct Endpoint {
@@ -46,6 +46,13 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(M::POST, "/api/v1/users", ADMIN, web::to(users::create_user)),
         endpoint(M::GET, "/api/v1/users/{id}", ADMIN, web::to(users::get_user)),
         endpoint(M::PATCH, "/api/v1/users/{id}", ADMIN, web::to(users::update_user)),
+        // pipelines
+        endpoint(M::GET, "/api/v1/pipelines/templates", VIEWER, web::to(pipelines::list_templates)),
+        endpoint(M::POST, "/api/v1/pipelines/templates", OPERATOR, web::to(pipelines::create_template)),
+        endpoint(M::GET, "/api/v1/pipelines/templates/{name}", VIEWER, web::to(pipelines::get_template)),
+        endpoint(M::POST, "/api/v1/pipelines/validate", VIEWER, web::to(pipelines::validate_pipeline)),
+        endpoint(M::POST, "/api/v1/pipelines/render", VIEWER, web::to(pipelines::render_pipeline)),
+        endpoint(M::POST, "/api/v1/pipelines/preview", VIEWER, web::to(pipelines::preview_pipelines)),
         // fleet
         endpoint(M::GET, "/api/v1/agents", VIEWER, web::to(fleet::list_agents)),
         endpoint(M::POST, "/api/v1/agents/enrollment-tokens", ADMIN, web::to(enrollment::create_enrollment_token)),

@@ -14,6 +14,7 @@ mod leases;
 mod migrations;
 mod nats_agents;
 mod ops;
+mod pipelines;
 mod protocol;
 mod secrets;
 mod shutdown;

@@ -5,6 +5,7 @@ mod auth;
 mod fleet;
 mod metrics;
 mod tasks;
+mod templates;
 
 use async_trait::async_trait;
 
@@ -12,6 +13,7 @@ pub use auth::{AccessStatus, NewRefreshToken, RefreshUse, SettingsStore, UserSto
 pub use fleet::{AgentAuthStore, AgentIdentity, EnrollmentToken, FleetStore, NewAgent, NewEnrollmentToken};
 pub use metrics::{CardinalityQuery, CardinalityReport, MetricCardinality, MetricsStore};
 pub use tasks::TaskStore;
+pub use templates::{StoredTemplate, TemplateStore};
 
 /// Errors a [`Store`] reports, in kinds callers can act on.
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +35,16 @@ pub enum StoreError {
 /// Where the domain keeps its state. Implementations must be safe to call from many tasks at once.
 #[async_trait]
 pub trait Store:
-    UserStore + SettingsStore + AgentAuthStore + FleetStore + TaskStore + MetricsStore + Send + Sync + 'static
+    UserStore
+    + SettingsStore
+    + AgentAuthStore
+    + FleetStore
+    + TaskStore
+    + MetricsStore
+    + TemplateStore
+    + Send
+    + Sync
+    + 'static
 {
     /// The backend's name, for logs and `/version` (`"postgres"`, `"sqlite"`).
     fn backend_name(&self) -> &'static str;

@@ -6,6 +6,7 @@ mod fleet;
 mod metrics;
 mod settings;
 mod tasks;
+mod templates;
 mod users;
 
 use async_trait::async_trait;

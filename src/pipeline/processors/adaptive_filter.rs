@@ -96,8 +96,15 @@ impl AdaptiveFilter {
 
 impl Processor for AdaptiveFilter {
     fn process(&mut self, mut batch: Batch) -> Batch {
+        // The threshold moves towards this interval's ideal before filtering, so it uses the freshest
+        // information; smoothing keeps the kept set from flapping when the ranking jitters.
         let ideal = self.ideal_threshold(&batch);
-        let threshold = *self.threshold.get_or_insert(ideal);
+        let threshold = match self.threshold {
+            Some(current) if current.is_finite() && ideal.is_finite() => current + self.smoothing * (ideal - current),
+            Some(current) if !ideal.is_finite() => current,
+            _ => ideal,
+        };
+        self.threshold = Some(threshold);
         let keep: HashSet<Arc<str>> = batch
             .iter()
             .filter(|p| *p.metric == *self.metric)
@@ -110,10 +117,6 @@ impl Processor for AdaptiveFilter {
             Some(id) => keep.contains(id) || critical.contains(id),
             None => true,
         });
-        if ideal.is_finite() {
-            self.threshold =
-                Some(if threshold.is_finite() { threshold + self.smoothing * (ideal - threshold) } else { ideal });
-        }
         batch
     }
 
@@ -141,7 +144,7 @@ mod tests {
         // Starts far too low (keeps everything) and must converge to keeping ~50 of 1,000.
         let mut f = filter("target_series: 50\ninitial_threshold: 0.0\nsmoothing: 0.5");
         let kept: Vec<usize> = (0..12).map(|_| kept_processes(&f.process(processes(1000)))).collect();
-        assert_eq!(kept[0], 1000);
+        assert_eq!(kept[0], 525, "half way from 0 to the ideal 951 in the first interval");
         assert!(kept.windows(2).all(|w| w[1] <= w[0]), "monotone approach: {kept:?}");
         let last = kept[kept.len() - 1];
         assert!((50..=51).contains(&last), "converged to the target: {kept:?}");

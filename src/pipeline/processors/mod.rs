@@ -5,6 +5,8 @@ mod adaptive_filter;
 mod cardinality_limit;
 mod drop_labels;
 mod filter;
+#[cfg(test)]
+mod properties;
 mod topk;
 
 use serde::de::DeserializeOwned;

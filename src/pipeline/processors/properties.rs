@@ -1,0 +1,94 @@
+//! Properties every processor keeps, on random input: it never invents a series (each output series is
+//! an input series, or an aggregate of input series marked as such), and merging preserves sums.
+
+use std::collections::{BTreeMap, HashSet};
+
+use proptest::prelude::*;
+
+use super::{build, Processor};
+use crate::pipeline::model::{MetricKind, Point, SeriesKey};
+
+const METRICS: [&str; 3] = ["process.cpu.time", "process.memory.rss", "process.threads"];
+
+fn batch() -> impl Strategy<Value = Vec<Point>> {
+    prop::collection::vec((1u32..300, 0usize..3, 0.0f64..1000.0, 0usize..4), 0..400).prop_map(|rows| {
+        rows.into_iter()
+            .map(|(pid, metric, value, exe)| {
+                let pid = pid.to_string();
+                let exe = ["nginx", "java", "bash", "redis"][exe];
+                Point::new(
+                    METRICS[metric],
+                    MetricKind::Sum,
+                    &[("pid", &pid), ("executable", exe), ("host", "h")],
+                    value,
+                    0,
+                )
+            })
+            .collect()
+    })
+}
+
+fn processor(yaml: &str, kind: &str) -> Box<dyn Processor> {
+    let config: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml).expect("yaml");
+    build(kind, &config, "p").unwrap_or_else(|e| panic!("{kind}: {e:?}"))
+}
+
+/// Markers of aggregate series: `pid="other"` (topk) and the overflow label (cardinality_limit).
+fn is_aggregate(point: &Point) -> bool {
+    point.label("pid").is_some_and(|v| &**v == "other") || point.label("otel.metric.overflow").is_some()
+}
+
+/// True when some input series of the same metric carries every label of `out` (a projection).
+fn projects_an_input(out: &Point, input: &[Point]) -> bool {
+    input.iter().any(|p| p.metric == out.metric && out.labels.iter().all(|l| p.labels.contains(l)))
+}
+
+fn sums(batch: &[Point]) -> BTreeMap<String, f64> {
+    let mut totals = BTreeMap::new();
+    for p in batch {
+        *totals.entry(p.metric.to_string()).or_insert(0.0) += p.value;
+    }
+    totals
+}
+
+fn all_processors() -> Vec<(&'static str, Box<dyn Processor>)> {
+    vec![
+        ("filter", processor("exclude: {labels: {executable: bash}}", "filter")),
+        ("drop_labels", processor("labels: [pid]", "drop_labels")),
+        ("topk", processor("k: 5", "topk")),
+        ("adaptive_filter", processor("target_series: 10\ncritical: [redis]", "adaptive_filter")),
+        ("cardinality_limit", processor("max_series: 20", "cardinality_limit")),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn processors_never_invent_series(input in batch()) {
+        let input_series: HashSet<SeriesKey> = input.iter().map(Point::series).collect();
+        for (name, mut processor) in all_processors() {
+            let output = processor.process(input.clone());
+            for point in &output {
+                let known = input_series.contains(&point.series());
+                let merged = name == "drop_labels" && projects_an_input(point, &input);
+                let aggregate = is_aggregate(point) && input.iter().any(|p| p.metric == point.metric);
+                prop_assert!(known || merged || aggregate, "{name} invented {point:?}");
+            }
+            let output_series: HashSet<SeriesKey> = output.iter().map(Point::series).collect();
+            prop_assert!(output_series.len() <= input_series.len() + METRICS.len(), "{name} grew the series count");
+        }
+    }
+
+    #[test]
+    fn drop_labels_and_topk_preserve_sums(input in batch()) {
+        let before = sums(&input);
+        for kind in ["drop_labels", "topk"] {
+            let yaml = if kind == "topk" { "k: 3" } else { "labels: [pid, executable]" };
+            let after = sums(&processor(yaml, kind).process(input.clone()));
+            prop_assert_eq!(before.len(), after.len());
+            for (metric, total) in &before {
+                let got = after[metric];
+                prop_assert!((got - total).abs() <= 1e-6 * total.abs().max(1.0), "{kind} {metric}: {total} became {got}");
+            }
+        }
+    }
+}
