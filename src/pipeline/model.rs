@@ -1,8 +1,28 @@
 //! The in-memory metric model the engine works on: points with a name, a kind, sorted labels, a value
 //! and a time. Names and label parts are `Arc<str>`, so copying a point between stages is cheap.
 
-use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+
+use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
+
+/// Inserting into the fingerprint index without replacing a colliding entry.
+trait InsertFree {
+    /// Inserts when the key is free; true when it was taken (a collision to record elsewhere).
+    fn try_insert_free(&mut self, key: u64, value: usize) -> bool;
+}
+
+impl InsertFree for FxHashMap<u64, usize> {
+    fn try_insert_free(&mut self, key: u64, value: usize) -> bool {
+        match self.entry(key) {
+            std::collections::hash_map::Entry::Occupied(_) => true,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(value);
+                false
+            }
+        }
+    }
+}
 
 /// How values of one series combine when series are merged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -43,9 +63,28 @@ impl Point {
         self.labels.iter().find(|(k, _)| &**k == key).map(|(_, v)| v)
     }
 
+    /// A point whose labels are already sorted by key (sources build them once per process and share
+    /// the `Arc`s between that process's metrics).
+    pub fn with_labels(metric: Arc<str>, kind: MetricKind, labels: Vec<Label>, value: f64, ts_ms: i64) -> Point {
+        debug_assert!(labels.windows(2).all(|w| w[0].0 < w[1].0), "labels must be sorted and unique");
+        Point { metric, kind, labels, value, ts_ms }
+    }
+
     /// The identity of the series this point belongs to.
     pub fn series(&self) -> SeriesKey {
         SeriesKey { metric: self.metric.clone(), labels: self.labels.clone() }
+    }
+
+    /// A 64-bit fingerprint of the series (metric and labels), cheap to compute and to hash again.
+    pub fn fingerprint(&self) -> u64 {
+        let mut hasher = FxHasher::default();
+        self.metric.hash(&mut hasher);
+        self.labels.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    fn same_series(&self, other: &Point) -> bool {
+        self.metric == other.metric && self.labels == other.labels
     }
 }
 
@@ -59,51 +98,72 @@ pub struct SeriesKey {
 /// Points of one interval.
 pub type Batch = Vec<Point>;
 
-/// Number of distinct series in a batch.
+/// Number of distinct series in a batch, by fingerprint (a 64-bit collision would undercount by one,
+/// which is far below any measurement's noise).
 pub fn series_count(batch: &[Point]) -> usize {
-    let mut seen = std::collections::HashSet::with_capacity(batch.len());
-    batch.iter().filter(|p| seen.insert((p.metric.clone(), p.labels.clone()))).count()
+    let mut seen = FxHashSet::with_capacity_and_hasher(batch.len(), Default::default());
+    batch.iter().filter(|p| seen.insert(p.fingerprint())).count()
 }
 
 /// Merges points that share a series: values add for sums and average for gauges. The output keeps
 /// the order in which each series first appeared, so results are deterministic.
 #[derive(Default)]
 pub struct Merger {
-    index: HashMap<SeriesKey, usize>,
-    merged: Vec<(Point, u32)>,
+    /// Fingerprint -> index of the merged point with it.
+    index: FxHashMap<u64, usize>,
+    /// Further points whose fingerprint collided with another series' (practically never).
+    collided: Vec<(u64, usize)>,
+    merged: Vec<Point>,
+    /// How many points went into each merged point (gauges are averaged over it).
+    counts: Vec<u32>,
 }
 
 impl Merger {
     pub fn with_capacity(capacity: usize) -> Merger {
-        Merger { index: HashMap::with_capacity(capacity), merged: Vec::with_capacity(capacity) }
+        Merger {
+            index: FxHashMap::with_capacity_and_hasher(capacity, Default::default()),
+            collided: Vec::new(),
+            merged: Vec::with_capacity(capacity),
+            counts: Vec::with_capacity(capacity),
+        }
     }
 
     pub fn add(&mut self, point: Point) {
-        let key = SeriesKey { metric: point.metric.clone(), labels: point.labels.clone() };
-        match self.index.get(&key) {
-            Some(&i) => {
-                let (existing, count) = &mut self.merged[i];
+        let fingerprint = point.fingerprint();
+        let found = match self.index.get(&fingerprint) {
+            None => None,
+            Some(&i) if self.merged[i].same_series(&point) => Some(i),
+            Some(_) => self
+                .collided
+                .iter()
+                .find(|(f, i)| *f == fingerprint && self.merged[*i].same_series(&point))
+                .map(|(_, i)| *i),
+        };
+        match found {
+            Some(i) => {
+                let existing = &mut self.merged[i];
                 existing.value += point.value;
                 existing.ts_ms = existing.ts_ms.max(point.ts_ms);
-                *count += 1;
+                self.counts[i] += 1;
             }
             None => {
-                self.index.insert(key, self.merged.len());
-                self.merged.push((point, 1));
+                let at = self.merged.len();
+                if self.index.try_insert_free(fingerprint, at) {
+                    self.collided.push((fingerprint, at));
+                }
+                self.merged.push(point);
+                self.counts.push(1);
             }
         }
     }
 
-    pub fn finish(self) -> Batch {
+    pub fn finish(mut self) -> Batch {
+        for (point, &count) in self.merged.iter_mut().zip(&self.counts) {
+            if point.kind == MetricKind::Gauge && count > 1 {
+                point.value /= f64::from(count);
+            }
+        }
         self.merged
-            .into_iter()
-            .map(|(mut point, count)| {
-                if point.kind == MetricKind::Gauge && count > 1 {
-                    point.value /= f64::from(count);
-                }
-                point
-            })
-            .collect()
     }
 }
 

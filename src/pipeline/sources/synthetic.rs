@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::Source;
-use crate::pipeline::model::{Batch, MetricKind, Point};
+use std::sync::Arc;
+
+use crate::pipeline::model::{Batch, Label, MetricKind, Point};
 use crate::pipeline::Problem;
 
 /// Most processes a synthetic source may simulate.
@@ -78,12 +80,17 @@ const EXECUTABLES: [&str; 12] = [
     "envoy",
 ];
 const OWNERS: [&str; 4] = ["root", "www-data", "postgres", "app"];
+const METRICS: [&str; 5] = [
+    "process.cpu.time",
+    "process.memory.rss",
+    "process.memory.virtual",
+    "process.threads",
+    "process.open_file_descriptors",
+];
 
 struct SimProcess {
-    pid: String,
-    executable: &'static str,
-    command: String,
-    owner: &'static str,
+    /// Sorted: command, executable, owner, pid — built once, shared by the process's five series.
+    labels: Vec<Label>,
     cpu_rate: f64,
     cpu_total: f64,
     rss: f64,
@@ -93,6 +100,9 @@ struct SimProcess {
 
 pub struct SyntheticSource {
     config: SyntheticConfig,
+    /// Interned label keys (command, executable, owner, pid) and metric names.
+    keys: [Arc<str>; 4],
+    metrics: [Arc<str>; 5],
     churn: f64,
     rng: Rng,
     next_pid: u64,
@@ -126,6 +136,8 @@ impl SyntheticSource {
             next_pid: 1000,
             interval: 0,
             processes: Vec::new(),
+            keys: ["command", "executable", "owner", "pid"].map(Arc::from),
+            metrics: METRICS.map(Arc::from),
             config,
         };
         source.processes = (0..source.config.processes).map(|_| source.spawn()).collect();
@@ -145,11 +157,16 @@ impl SyntheticSource {
             Profile::Realistic => 0.001 * (1.0 - self.rng.unit()).powf(-1.0 / 1.2),
             _ => 0.01 + self.rng.unit() * 0.2,
         };
+        let owner = OWNERS[(self.rng.next() % OWNERS.len() as u64) as usize];
+        let k = &self.keys;
+        let labels = vec![
+            (k[0].clone(), Arc::from(command.as_str())),
+            (k[1].clone(), Arc::from(executable)),
+            (k[2].clone(), Arc::from(owner)),
+            (k[3].clone(), Arc::from(pid.as_str())),
+        ];
         SimProcess {
-            pid,
-            executable,
-            command,
-            owner: OWNERS[(self.rng.next() % OWNERS.len() as u64) as usize],
+            labels,
             cpu_rate,
             cpu_total: self.rng.unit() * 100.0,
             rss: (5.0 + self.rng.unit() * 500.0) * 1024.0 * 1024.0,
@@ -182,18 +199,10 @@ impl Source for SyntheticSource {
         self.advance();
         let mut batch = Vec::with_capacity(self.processes.len() * 5);
         for p in &self.processes {
-            let labels = [
-                ("pid", p.pid.as_str()),
-                ("executable", p.executable),
-                ("command", p.command.as_str()),
-                ("owner", p.owner),
-            ];
-            let point = |metric: &str, value: f64| Point::new(metric, MetricKind::Sum, &labels, value, now_ms);
-            batch.push(point("process.cpu.time", p.cpu_total));
-            batch.push(point("process.memory.rss", p.rss));
-            batch.push(point("process.memory.virtual", p.rss * 4.0));
-            batch.push(point("process.threads", p.threads));
-            batch.push(point("process.open_file_descriptors", p.fds));
+            let values = [p.cpu_total, p.rss, p.rss * 4.0, p.threads, p.fds];
+            for (metric, value) in self.metrics.iter().zip(values) {
+                batch.push(Point::with_labels(metric.clone(), MetricKind::Sum, p.labels.clone(), value, now_ms));
+            }
         }
         batch
     }
