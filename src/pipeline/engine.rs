@@ -65,7 +65,8 @@ impl ProcessorChain {
             batch = processor.process(batch);
         }
         stats.cpu_seconds = (thread_cpu_seconds() - started).max(0.0);
-        stats.output_series = series_count(&batch);
+        let distinct = self.processors.last().is_some_and(|p| p.output_is_distinct());
+        stats.output_series = if distinct { batch.len() } else { series_count(&batch) };
         stats.output_points = batch.len();
         stats.memory_bytes = self.processors.iter().map(|p| p.state_bytes()).sum::<usize>() + batch_bytes(&batch);
         stats.critical_present = critical_present(&batch, critical);

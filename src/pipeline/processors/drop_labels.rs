@@ -36,6 +36,11 @@ impl Processor for DropLabels {
         }
         merger.finish()
     }
+
+    fn output_is_distinct(&self) -> bool {
+        // The merger emits one point per series.
+        true
+    }
 }
 
 #[cfg(test)]
@@ -58,5 +63,7 @@ mod tests {
             out.iter().map(|p| (&*p.metric, &**p.label("exe").expect("exe"), p.value)).collect();
         assert_eq!(values, [("cpu", "nginx", 4.0), ("cpu", "redis", 4.0), ("util", "nginx", 0.4)]);
         assert!(out.iter().all(|p| p.label("pid").is_none()));
+        assert!(drop.output_is_distinct());
+        assert_eq!(crate::pipeline::model::series_count(&out), out.len(), "one point per series, as claimed");
     }
 }

@@ -28,6 +28,12 @@ pub trait Processor: Send {
     /// Turns one interval's points into what goes on to the next stage.
     fn process(&mut self, batch: Batch) -> Batch;
 
+    /// True when every output point is a different series by construction (so counting the output's
+    /// series needs no second hash pass).
+    fn output_is_distinct(&self) -> bool {
+        false
+    }
+
     /// Bytes of state kept between intervals (for the pipeline's memory measurement).
     fn state_bytes(&self) -> usize {
         0
