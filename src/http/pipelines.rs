@@ -36,7 +36,7 @@ fn prefixed(prefix: &str, problems: Vec<Problem>) -> Vec<Problem> {
     }
     problems
         .into_iter()
-        .map(|p| Problem::new(&format!("{prefix}.{}", p.path).trim_end_matches('.').to_string(), p.message))
+        .map(|p| Problem::new(format!("{prefix}.{}", p.path).trim_end_matches('.'), p.message))
         .collect()
 }
 

@@ -8,7 +8,9 @@ use std::fs;
 use serde::Deserialize;
 
 use super::Source;
-use crate::pipeline::model::{Batch, MetricKind, Point};
+use std::sync::Arc;
+
+use crate::pipeline::model::{Batch, Label, MetricKind, Point};
 
 /// Longest command line kept as a label.
 const MAX_COMMAND_LEN: usize = 256;
@@ -25,8 +27,20 @@ fn default_proc() -> String {
     "/proc".into()
 }
 
+/// The metrics read per process, in the order of [`ProcessSample::values`].
+const METRICS: [&str; 5] = [
+    "process.cpu.time",
+    "process.memory.rss",
+    "process.memory.virtual",
+    "process.threads",
+    "process.open_file_descriptors",
+];
+
 pub struct ProcessSource {
     root: String,
+    /// Interned label keys (command, executable, owner, pid: sorted) and metric names.
+    keys: [Arc<str>; 4],
+    metrics: [Arc<str>; 5],
     ticks_per_sec: f64,
     page_size: f64,
     users: HashMap<u32, String>,
@@ -51,6 +65,8 @@ impl ProcessSource {
         let (ticks, page) = unsafe { (libc::sysconf(libc::_SC_CLK_TCK), libc::sysconf(libc::_SC_PAGESIZE)) };
         ProcessSource {
             root: config.proc_root,
+            keys: ["command", "executable", "owner", "pid"].map(Arc::from),
+            metrics: METRICS.map(Arc::from),
             ticks_per_sec: if ticks > 0 { ticks as f64 } else { 100.0 },
             page_size: if page > 0 { page as f64 } else { 4096.0 },
             users: read_users(),
@@ -80,6 +96,12 @@ impl ProcessSource {
             threads: number(17)?,
             open_fds: fs::read_dir(format!("{dir}/fd")).map(|d| d.count() as f64).unwrap_or(0.0),
         })
+    }
+}
+
+impl ProcessSample {
+    fn values(&self) -> [f64; 5] {
+        [self.cpu_seconds, self.rss_bytes, self.virtual_bytes, self.threads, self.open_fds]
     }
 }
 
@@ -114,18 +136,17 @@ impl Source for ProcessSource {
             let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
             // A process may exit between listing and reading: then it is simply not in this interval.
             let Some(p) = self.sample(pid) else { continue };
-            let labels = [
-                ("pid", p.pid.as_str()),
-                ("executable", p.executable.as_str()),
-                ("command", p.command.as_str()),
-                ("owner", p.owner.as_str()),
+            // Built once and shared by the process's five series.
+            let k = &self.keys;
+            let labels: Vec<Label> = vec![
+                (k[0].clone(), Arc::from(p.command.as_str())),
+                (k[1].clone(), Arc::from(p.executable.as_str())),
+                (k[2].clone(), Arc::from(p.owner.as_str())),
+                (k[3].clone(), Arc::from(p.pid.as_str())),
             ];
-            let point = |metric: &str, value: f64| Point::new(metric, MetricKind::Sum, &labels, value, now_ms);
-            batch.push(point("process.cpu.time", p.cpu_seconds));
-            batch.push(point("process.memory.rss", p.rss_bytes));
-            batch.push(point("process.memory.virtual", p.virtual_bytes));
-            batch.push(point("process.threads", p.threads));
-            batch.push(point("process.open_file_descriptors", p.open_fds));
+            for (metric, value) in self.metrics.iter().zip(p.values()) {
+                batch.push(Point::with_labels(metric.clone(), MetricKind::Sum, labels.clone(), value, now_ms));
+            }
         }
         batch
     }
