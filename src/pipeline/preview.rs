@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::PipelineConfig;
 use super::engine::{IntervalStats, ProcessorChain};
+use super::model::{Batch, MetricKind, Point};
 use super::sources::synthetic::{SyntheticConfig, SyntheticSource};
 use super::sources::Source;
 use super::Problem;
@@ -14,11 +15,79 @@ pub const MAX_INTERVALS: u32 = 20;
 /// Most simulated processes one preview may use.
 pub const MAX_PREVIEW_PROCESSES: usize = 100_000;
 
-/// The input of a preview.
+/// The input of a preview: a simulation, or sample points the user uploads (the same points are fed
+/// in every interval).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum PreviewSource {
+    Synthetic(SyntheticConfig),
+    Samples(Vec<SampleInput>),
+}
+
+/// One uploaded point.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PreviewSource {
-    pub synthetic: SyntheticConfig,
+pub struct SampleInput {
+    pub metric: String,
+    pub value: f64,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(default = "default_kind")]
+    pub kind: MetricKind,
+}
+
+fn default_kind() -> MetricKind {
+    MetricKind::Sum
+}
+
+/// Most uploaded points.
+pub const MAX_SAMPLES: usize = 200_000;
+
+/// Seconds per interval for uploaded samples (the synthetic source says its own).
+const SAMPLE_INTERVAL_SECS: f64 = 10.0;
+
+/// Replays uploaded points every interval.
+struct Replay(Batch);
+
+impl Source for Replay {
+    fn collect(&mut self, now_ms: i64) -> Batch {
+        self.0.iter().cloned().map(|p| Point { ts_ms: now_ms, ..p }).collect()
+    }
+}
+
+fn build_source(source: PreviewSource, problems: &mut Vec<Problem>) -> (Option<Box<dyn Source>>, f64) {
+    match source {
+        PreviewSource::Synthetic(config) => {
+            if config.processes > MAX_PREVIEW_PROCESSES {
+                problems.push(Problem::new(
+                    "source.synthetic.processes",
+                    format!("at most {MAX_PREVIEW_PROCESSES} in a preview"),
+                ));
+            }
+            let interval = config.interval_secs;
+            let built = SyntheticSource::new(config, "source.synthetic").map_err(|p| problems.extend(p)).ok();
+            (built.map(|s| Box::new(s) as Box<dyn Source>), interval)
+        }
+        PreviewSource::Samples(samples) => {
+            if samples.is_empty() || samples.len() > MAX_SAMPLES {
+                problems.push(Problem::new("source.samples", format!("must hold 1 to {MAX_SAMPLES} points")));
+            }
+            for (i, sample) in samples.iter().enumerate() {
+                if sample.metric.trim().is_empty() || !sample.value.is_finite() {
+                    problems
+                        .push(Problem::new(&format!("source.samples[{i}]"), "needs a metric name and a finite value"));
+                }
+            }
+            let batch = samples
+                .iter()
+                .map(|s| {
+                    let labels: Vec<(&str, &str)> = s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    Point::new(&s.metric, s.kind, &labels, s.value, 0)
+                })
+                .collect();
+            (Some(Box::new(Replay(batch)) as Box<dyn Source>), SAMPLE_INTERVAL_SECS)
+        }
+    }
 }
 
 /// Measured outcome for one variant, averaged over the intervals.
@@ -59,17 +128,13 @@ pub fn run(
     if !(1..=MAX_INTERVALS).contains(&intervals) {
         problems.push(Problem::new("intervals", format!("must be between 1 and {MAX_INTERVALS}")));
     }
-    if source.synthetic.processes > MAX_PREVIEW_PROCESSES {
-        problems
-            .push(Problem::new("source.synthetic.processes", format!("at most {MAX_PREVIEW_PROCESSES} in a preview")));
-    }
-    let interval_secs = source.synthetic.interval_secs;
-    let mut input = SyntheticSource::new(source.synthetic, "source.synthetic").map_err(|p| problems.extend(p)).ok();
+    let (mut input, interval_secs) = build_source(source, &mut problems);
     let mut chains = [
         ProcessorChain::from_config(baseline, None).map_err(|p| problems.extend(prefixed("baseline", p))).ok(),
         ProcessorChain::from_config(candidate, None).map_err(|p| problems.extend(prefixed("candidate", p))).ok(),
     ];
-    let (Some(source), [Some(base), Some(cand)], true) = (input.as_mut(), &mut chains, problems.is_empty()) else {
+    let (Some(source), [Some(base), Some(cand)], true) = (input.as_deref_mut(), &mut chains, problems.is_empty())
+    else {
         return Err(problems);
     };
     let mut results = [VariantResult::default(), VariantResult::default()];

@@ -159,6 +159,18 @@ async fn preview_measures_what_topk_and_adaptive_filter_cut(backend: Backend) {
     let series = preview["candidate"]["series"].as_f64().expect("series");
     assert!((250.0..=375.0).contains(&series), "tracks the target of 50 processes: {series}");
 
+    let samples: Vec<Value> = (0..20)
+        .map(|pid| json!({"metric": "process.cpu.time", "value": pid, "labels": {"pid": pid.to_string(), "executable": "app"}}))
+        .collect();
+    let uploaded = json!({"baseline": {"template": "baseline"}, "candidate": {"template": "topk", "parameters": {"k": 3}},
+        "source": {"samples": samples}, "intervals": 2});
+    let preview = body(post(&app, &admin, "/api/v1/pipelines/preview", uploaded).await).await;
+    assert_eq!(
+        (preview["baseline"]["series"].as_f64(), preview["candidate"]["series"].as_f64()),
+        (Some(20.0), Some(4.0)),
+        "{preview}"
+    );
+
     let invalid = json!({"baseline": {"template": "nope"}, "candidate": {"config": "service: {pipelines: {}}"}, "source": source, "intervals": 99});
     let res = post(&app, &admin, "/api/v1/pipelines/preview", invalid).await;
     assert_eq!(res.status(), 422);
