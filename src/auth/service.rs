@@ -194,6 +194,19 @@ impl AuthService {
         }
     }
 
+    /// Deletes expired token records every `interval`, until the process ends (tables stay small).
+    pub async fn run_token_cleanup(self: Arc<Self>, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        loop {
+            ticker.tick().await;
+            match self.store.prune_expired_tokens(Utc::now()).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(tokens.removed = removed, "expired token records removed"),
+                Err(e) => tracing::warn!(error = %e, "cannot remove expired token records"),
+            }
+        }
+    }
+
     /// A new enrolment token; the token itself is returned once and only its hash is kept.
     pub async fn create_enrollment_token(
         &self,

@@ -21,8 +21,13 @@ impl SensitiveUrl {
         &self.0
     }
 
-    /// The URL with the password of its user-info (`user:password@`) replaced by a mask.
+    /// The URL with the password of its user-info (`user:password@`), and any `password=` query
+    /// parameter, replaced by a mask.
     pub fn masked(&self) -> String {
+        mask_query_password(&self.mask_user_info())
+    }
+
+    fn mask_user_info(&self) -> String {
         let url = &self.0;
         let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
             return url.clone();
@@ -37,6 +42,19 @@ impl SensitiveUrl {
             None => format!("{}{MASK}{}", &url[..scheme_end], &url[at..]),
         }
     }
+}
+
+/// `…?sslmode=require&password=x` -> `…?sslmode=require&password=********` (libpq accepts both forms).
+fn mask_query_password(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else { return url.to_string() };
+    let masked: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}={MASK}"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", masked.join("&"))
 }
 
 impl fmt::Debug for SensitiveUrl {
@@ -107,6 +125,12 @@ mod tests {
         assert_eq!(format!("{url}"), "postgres://phoenix:********@db:5432/phoenix");
         assert!(!format!("{url:?}").contains("s3cret"));
         assert_eq!(url.expose(), "postgres://phoenix:s3cret@db:5432/phoenix");
+    }
+
+    #[test]
+    fn masks_a_password_given_as_a_query_parameter() {
+        let url = SensitiveUrl::new("postgres://db/phoenix?sslmode=require&password=s3cret");
+        assert_eq!(url.masked(), "postgres://db/phoenix?sslmode=require&password=********");
     }
 
     #[test]

@@ -69,6 +69,7 @@ impl Application {
         let store: Arc<dyn Store> = Arc::new(DieselStore::new(db.clone()));
         let auth =
             Arc::new(AuthService::new(store.clone(), &settings.auth).await.context("Failed to set up authentication")?);
+        actix_web::rt::spawn(auth.clone().run_token_cleanup(Duration::from_secs(3600)));
         let fleet = start_fleet(&settings, store.clone(), bus.clone(), auth.clone()).await?;
         let state = web::Data::new(AppState {
             store,

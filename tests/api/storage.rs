@@ -341,3 +341,27 @@ async fn a_failed_transaction_leaves_nothing_behind(backend: Backend) {
     assert_eq!((deployments, versions), (0, 0));
 }
 each_backend!(a_failed_transaction_leaves_nothing_behind);
+
+async fn expired_token_records_are_pruned(backend: Backend) {
+    use phoenix::db::{Database, DieselStore};
+    use phoenix_actors::store::UserStore;
+    let db = TestDb::new(backend);
+    let conn = &mut migrated(&db);
+    let u = user("carol");
+    diesel::insert_into(users::table).values(&u).execute(conn).expect("user");
+    let past = now() - chrono::Duration::hours(1);
+    let future = now() + chrono::Duration::hours(1);
+    for (jti, expires_at) in [("old", past), ("live", future)] {
+        let row = RevokedTokenRow { jti: jti.into(), user_id: Some(u.id.clone()), expires_at, revoked_at: now() };
+        diesel::insert_into(revoked_tokens::table).values(&row).execute(conn).expect("revocation");
+    }
+    let settings = phoenix::config::DatabaseSettings {
+        url: phoenix::config::SensitiveUrl::new(db.url.clone()),
+        ..Default::default()
+    };
+    let store = DieselStore::new(Database::connect_lazy(&settings).expect("pool"));
+    assert_eq!(store.prune_expired_tokens(chrono::Utc::now()).await.expect("prune"), 1);
+    let left: Vec<String> = revoked_tokens::table.select(revoked_tokens::jti).load(conn).expect("load");
+    assert_eq!(left, ["live"]);
+}
+each_backend!(expired_token_records_are_pruned);

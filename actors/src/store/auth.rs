@@ -98,6 +98,10 @@ pub trait UserStore: Send + Sync {
     /// Refuses the access token `jti` from now until it would have expired anyway.
     async fn revoke_access_token(&self, jti: &str, user_id: &str, expires_at: DateTime<Utc>) -> Result<(), StoreError>;
 
+    /// Deletes revocations of access tokens that have expired anyway, and refresh tokens past their
+    /// expiry; returns how many rows went.
+    async fn prune_expired_tokens(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
     /// Whether the access token `jti` of `user_id` may be used now.
     async fn access_status(&self, user_id: &str, jti: &str) -> Result<AccessStatus, StoreError>;
 }

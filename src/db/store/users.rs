@@ -282,6 +282,18 @@ impl UserStore for DieselStore {
         .await
     }
 
+    async fn prune_expired_tokens(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.run(move |conn| {
+            let now = to_db_time(now);
+            let revocations =
+                diesel::delete(revoked_tokens::table.filter(revoked_tokens::expires_at.lt(now))).execute(conn)?;
+            let refresh =
+                diesel::delete(refresh_tokens::table.filter(refresh_tokens::expires_at.lt(now))).execute(conn)?;
+            Ok((revocations + refresh) as u64)
+        })
+        .await
+    }
+
     async fn access_status(&self, user_id: &str, jti: &str) -> Result<AccessStatus, StoreError> {
         let (user_id, jti) = (user_id.to_string(), jti.to_string());
         self.run(move |conn| access_status(conn, &user_id, &jti)).await
