@@ -54,3 +54,19 @@ fn both_backends_create_the_same_columns_with_the_same_types() {
         assert_eq!(columns(&read("postgres")), columns(&read("sqlite")), "migration {name} differs between backends");
     }
 }
+
+#[actix_web::test]
+async fn replicas_migrating_the_same_postgres_at_once_apply_each_migration_once() {
+    let db = TestDb::new(Backend::Postgres);
+    let runs: Vec<std::thread::JoinHandle<usize>> = (0..4)
+        .map(|_| {
+            let url = db.url.clone();
+            std::thread::spawn(move || {
+                migrations::run_pending(&mut establish(&url).expect("connect")).expect("migrate")
+            })
+        })
+        .collect();
+    let applied: usize = runs.into_iter().map(|r| r.join().expect("thread")).sum();
+    let folders = migration_names("postgres").len();
+    assert_eq!(applied, folders, "every migration applied exactly once across the replicas");
+}
