@@ -51,8 +51,8 @@ RUN apt-get update \
 
 RUN groupadd --system phoenix \
  && useradd --system --gid phoenix --home-dir /var/lib/phoenix --shell /usr/sbin/nologin phoenix \
- && mkdir -p /var/lib/phoenix \
- && chown phoenix:phoenix /var/lib/phoenix
+ && mkdir -p /var/lib/phoenix /var/lib/phoenix-agent \
+ && chown phoenix:phoenix /var/lib/phoenix /var/lib/phoenix-agent
 
 COPY --from=builder /usr/local/bin/phoenix /usr/local/bin/phoenix
 

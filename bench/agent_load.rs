@@ -364,6 +364,7 @@ async fn http_dispatch(
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let args = parse_args();
+    phoenix_nats::install_tls_provider();
     let mut server = start_server(&args).await;
     let api = Arc::new(Api::new(&server.base).await);
     println!(

@@ -18,6 +18,36 @@ pub struct Cli {
 pub enum Command {
     /// Run the control plane (REST, WebSocket, agents' endpoints, dashboard).
     Server(ServerArgs),
+    /// Run the agent on this host: enrol, heartbeat, run pipelines, report what they cost.
+    Agent(AgentArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AgentArgs {
+    /// The Phoenix server, e.g. http://phoenix:8080.
+    #[arg(long, env = "PHOENIX_SERVER")]
+    pub server: String,
+    /// NATS to use instead of the one the server hands out at enrolment.
+    #[arg(long, env = "PHOENIX_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// Enrolment token (needed on the first start only).
+    #[arg(long, env = "PHOENIX_ENROLL_TOKEN", hide_env_values = true)]
+    pub enroll_token: Option<String>,
+    /// Labels asked for at enrolment: env=prod,region=eu.
+    #[arg(long, env = "PHOENIX_AGENT_LABELS")]
+    pub labels: Option<String>,
+    /// Where the agent keeps its identity.
+    #[arg(long, env = "PHOENIX_STATE_DIR", default_value = "/var/lib/phoenix-agent")]
+    pub state_dir: PathBuf,
+    /// Seconds between heartbeats and measurements (the server may change it).
+    #[arg(long, env = "PHOENIX_AGENT_INTERVAL", default_value_t = 10)]
+    pub interval: u64,
+    /// The server's NATS subject prefix.
+    #[arg(long, env = "PHOENIX_SUBJECT_PREFIX", default_value = "phoenix")]
+    pub subject_prefix: String,
+    /// Hostname to enrol with (default: this host's).
+    #[arg(long)]
+    pub hostname: Option<String>,
 }
 
 #[derive(Debug, Args)]

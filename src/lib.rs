@@ -5,12 +5,15 @@
 //! - [`db`]: Diesel over PostgreSQL or SQLite, migrations, and the `Store` implementation.
 //! - [`http`]: the actix-web server — route table, handlers, problem-document errors, middleware.
 //! - [`metrics`]: the Prometheus registry behind `GET /metrics`.
-//! - [`server`]: the `phoenix server` command; [`args`] the command line of the binary.
+//! - [`server`]: the `phoenix server` command; [`agent`]: the `phoenix agent` command; [`args`] the
+//!   command line of the binary.
+//! - [`pipeline`]: pipeline configs, templates and the engine that runs them (server and agent).
 //! - [`telemetry`]: logging with `tracing`.
 //!
 //! The domain (actors, state machines, the `Store` trait) lives in `phoenix-actors`; the message bus
 //! (NATS or in-process) in `phoenix-nats`.
 
+pub mod agent;
 pub mod args;
 pub mod auth;
 pub mod config;

@@ -8,5 +8,6 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Server(args) => phoenix::server::run(args).await,
+        Command::Agent(args) => phoenix::agent::run(args).await,
     }
 }

@@ -30,3 +30,9 @@ pub use error::BusError;
 pub use local::LocalBus;
 pub use nats_bus::{NatsBus, NatsBusOptions};
 pub use subjects::{SubjectError, Subjects};
+
+/// Installs rustls's ring crypto provider for the process (once; later calls do nothing). HTTPS
+/// clients of the workspace call it too, so NATS and HTTP agree on one provider.
+pub fn install_tls_provider() {
+    nats_bus::install_crypto_provider();
+}

@@ -9,7 +9,7 @@ const POSTGRES: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
 /// Key of the PostgreSQL advisory lock that serialises migrations of several starting replicas.
-const MIGRATION_LOCK: i64 = 0x5048_4f45_4e49_58;
+const MIGRATION_LOCK: i64 = 0x0050_484f_454e_4958;
 
 /// Applies the pending migrations of the connection's backend; a no-op when none are pending. On
 /// PostgreSQL, replicas starting together take turns (advisory lock), so each migration runs once.

@@ -118,3 +118,17 @@ fn every_phoenix_container_command_is_accepted_by_the_cli() {
         }
     }
 }
+
+#[test]
+fn the_agents_enrol_with_a_token_from_the_environment_and_keep_their_identity_in_a_volume() {
+    let doc = compose();
+    for name in ["phoenix-agent-1", "phoenix-agent-2"] {
+        let agent = service(&doc, name);
+        let command = serde_yaml_ng::to_string(&agent["command"]).expect("command");
+        assert!(command.contains("agent") && command.contains("http://phoenix-server:8080"), "{name}: {command}");
+        let env = environment(agent);
+        assert!(env.contains_key("PHOENIX_ENROLL_TOKEN"), "{name} reads its enrolment token from the environment");
+        let volumes = serde_yaml_ng::to_string(&agent["volumes"]).expect("volumes");
+        assert!(volumes.contains(":/var/lib/phoenix-agent"), "{name} keeps its identity: {volumes}");
+    }
+}

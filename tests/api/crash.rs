@@ -27,7 +27,7 @@ struct Api {
 
 impl Api {
     async fn login(server: &ServerProcess) -> Api {
-        let client = reqwest::Client::new();
+        let client = crate::helpers::http_client();
         let base = server.url("");
         let res = client
             .post(format!("{base}/api/v1/auth/login"))
@@ -78,7 +78,7 @@ async fn reports_sent_while_the_server_was_down_are_processed_exactly_once(backe
     };
 
     let mut first = ServerProcess::start(&db, &env);
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http_client();
     let register = client
         .post(first.url("/api/v1/auth/register"))
         .json(&json!({"username": "admin", "password": PASSWORD}))

@@ -278,7 +278,7 @@ pub async fn spawn_with(env: Env, db: TestDb, settings: Settings) -> TestApp {
     let addr = app.local_addr();
     let handle = app.handle();
     actix_web::rt::spawn(app.run_until_stopped());
-    TestApp { addr, client: reqwest::Client::new(), handle, db, env, prefix, _stream: stream }
+    TestApp { addr, client: http_client(), handle, db, env, prefix, _stream: stream }
 }
 
 /// Logs only with TEST_LOG=1, so test output stays readable.
@@ -526,4 +526,10 @@ pub async fn next_pushed_task(tasks: &mut phoenix_nats::Subscription, within: st
     use futures_util::StreamExt;
     let message = tokio::time::timeout(within, tasks.next()).await.ok()??;
     Some(serde_json::from_slice(&message.payload).expect("task envelope"))
+}
+
+/// An HTTP client for tests (TLS needs the process-wide crypto provider installed first).
+pub fn http_client() -> reqwest::Client {
+    phoenix_nats::install_tls_provider();
+    reqwest::Client::new()
 }

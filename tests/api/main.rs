@@ -5,6 +5,7 @@
 mod helpers;
 
 mod access;
+mod agent;
 mod agent_auth;
 mod auth;
 mod compose;

@@ -13,7 +13,7 @@ async fn passwords_tokens_and_credentials_are_never_stored_or_logged_in_clear() 
     let db = TestDb::new(Backend::Sqlite);
     let mut server = ServerProcess::start(&db, &[("RUST_LOG", "trace"), ("LOG_FORMAT", "json")]);
     let password = "Sup3r-Secret-Passw0rd";
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http_client();
     let credentials = json!({"username": "alice", "password": password});
     let res = client.post(server.url("/api/v1/auth/register")).json(&credentials).send().await.expect("register");
     assert_eq!(res.status(), 201);

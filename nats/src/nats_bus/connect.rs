@@ -161,7 +161,7 @@ pub(super) async fn open(
 
 /// Installs rustls's ring provider once per process; async-nats panics on TLS connections when
 /// two providers are compiled in and none is installed (see STACK.md).
-fn install_crypto_provider() {
+pub(crate) fn install_crypto_provider() {
     let provider = async_nats::rustls::crypto::ring::default_provider();
     if provider.install_default().is_err() {
         debug!("a rustls crypto provider was already installed");

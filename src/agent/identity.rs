@@ -1,0 +1,106 @@
+//! The agent's identity: enrolled once, kept in the state directory (`identity.json`, mode 0600), and
+//! reused on every later start.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+const IDENTITY_FILE: &str = "identity.json";
+
+/// Who this agent is to the server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Identity {
+    pub agent_id: String,
+    pub credential: String,
+    /// The server it enrolled with.
+    pub server: String,
+    /// The NATS URL the server handed out at enrolment, if any.
+    pub nats_url: Option<String>,
+}
+
+fn path(state_dir: &Path) -> PathBuf {
+    state_dir.join(IDENTITY_FILE)
+}
+
+/// The stored identity, if the agent enrolled before.
+pub fn load(state_dir: &Path) -> anyhow::Result<Option<Identity>> {
+    let file = path(state_dir);
+    match std::fs::read_to_string(&file) {
+        Ok(text) => serde_json::from_str(&text).map(Some).with_context(|| format!("Failed to read {}", file.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("Failed to read {}", file.display())),
+    }
+}
+
+/// Writes the identity readable by the agent's user only (it holds the credential).
+pub fn save(state_dir: &Path, identity: &Identity) -> anyhow::Result<()> {
+    std::fs::create_dir_all(state_dir).with_context(|| format!("Failed to create {}", state_dir.display()))?;
+    let file = path(state_dir);
+    let partial = file.with_extension("json.partial");
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&partial)
+        .with_context(|| format!("Failed to write {}", partial.display()))?;
+    out.write_all(serde_json::to_string_pretty(identity)?.as_bytes())?;
+    out.sync_all()?;
+    // Renamed into place so a crash never leaves a half-written identity.
+    std::fs::rename(&partial, &file).with_context(|| format!("Failed to write {}", file.display()))?;
+    Ok(())
+}
+
+/// Exchanges the enrolment token for an identity.
+pub async fn enroll(
+    http: &reqwest::Client,
+    server: &str,
+    token: &str,
+    hostname: &str,
+    labels: &BTreeMap<String, String>,
+) -> anyhow::Result<Identity> {
+    let url = format!("{}/api/v1/agent/enroll", server.trim_end_matches('/'));
+    let body = json!({"token": token, "hostname": hostname, "labels": labels});
+    let res = http.post(&url).json(&body).send().await.with_context(|| format!("Failed to reach {url}"))?;
+    let status = res.status();
+    let answer: serde_json::Value = res.json().await.context("Failed to read the enrolment answer")?;
+    if !status.is_success() {
+        bail!("enrolment refused ({status}): {}", answer["detail"].as_str().unwrap_or("no detail"));
+    }
+    let text =
+        |key: &str| answer[key].as_str().map(str::to_string).with_context(|| format!("enrolment answer lacks {key}"));
+    Ok(Identity {
+        agent_id: text("agent_id")?,
+        credential: text("credential")?,
+        server: server.trim_end_matches('/').to_string(),
+        nats_url: answer["nats_url"].as_str().map(str::to_string),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn an_identity_is_saved_for_the_owner_only_and_read_back() {
+        let dir = tempfile::tempdir().expect("dir");
+        assert!(load(dir.path()).expect("load").is_none());
+        let identity = Identity {
+            agent_id: "a1".into(),
+            credential: "phx_agt_x".into(),
+            server: "http://s".into(),
+            nats_url: None,
+        };
+        save(dir.path(), &identity).expect("save");
+        let mode = std::fs::metadata(dir.path().join(IDENTITY_FILE)).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(load(dir.path()).expect("load").map(|i| i.agent_id), Some("a1".to_string()));
+    }
+}

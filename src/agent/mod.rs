@@ -1,0 +1,283 @@
+//! `phoenix agent`: enrols once, then heartbeats, receives tasks (pushed over NATS, or long-polled
+//! over HTTP when NATS is not there), runs pipelines and reports what each one measures. NATS is
+//! preferred; when it fails the agent falls back to HTTP and tries NATS again every few heartbeats.
+//! Reports and measurements wait in a bounded outbox while the server cannot be reached.
+
+pub mod identity;
+pub mod link;
+pub mod resources;
+pub mod runner;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use phoenix_nats::wire::{
+    kinds, Heartbeat, MetricsBatch, ReportedHealth, ReportedTaskStatus, TaskAssignment, TaskStatusReport,
+};
+use phoenix_nats::Envelope;
+use tokio::sync::mpsc;
+
+use self::identity::Identity;
+use self::link::{HttpLink, Link, NatsLink};
+use self::resources::ResourceMeter;
+use self::runner::Runner;
+use crate::args::AgentArgs;
+
+/// Reports and measurements kept while the server is unreachable; the oldest go first when full.
+const OUTBOX_LIMIT: usize = 1000;
+/// On HTTP with NATS configured, try NATS again every this many heartbeats.
+const NATS_RETRY_EVERY: u64 = 3;
+
+enum Outbound {
+    Report(Envelope<TaskStatusReport>),
+    Metrics(Envelope<MetricsBatch>),
+}
+
+struct Agent {
+    args: AgentArgs,
+    identity: Identity,
+    http: reqwest::Client,
+    link: Link,
+    feed: tokio::task::JoinHandle<()>,
+    tasks_tx: mpsc::Sender<TaskAssignment>,
+    runner: Runner,
+    meter: ResourceMeter,
+    outbox: VecDeque<Outbound>,
+    dropped: u64,
+    interval: Duration,
+    seq: u64,
+}
+
+/// Runs the agent until SIGTERM/SIGINT; the exit code says how it ended.
+pub async fn run(args: AgentArgs) -> ExitCode {
+    crate::telemetry::init(&crate::config::LogSettings {
+        format: if std::env::var("LOG_FORMAT").as_deref() == Ok("json") {
+            crate::config::LogFormat::Json
+        } else {
+            crate::config::LogFormat::Pretty
+        },
+        filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+    });
+    match serve(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "phoenix agent stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: AgentArgs) -> anyhow::Result<()> {
+    phoenix_nats::install_tls_provider();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .context("Failed to build the HTTP client")?;
+    let identity = load_or_enroll(&args, &http).await?;
+    tracing::info!(agent.id = %identity.agent_id, server = %identity.server, "phoenix agent starting");
+    let (tasks_tx, tasks_rx) = mpsc::channel(256);
+    let link = Link::Http(HttpLink::new(http.clone(), &identity));
+    let feed = link.feed_tasks(tasks_tx.clone()).await?;
+    let interval = Duration::from_secs(args.interval.max(1));
+    let mut agent = Agent {
+        args,
+        identity,
+        http,
+        link,
+        feed,
+        tasks_tx,
+        runner: Runner::default(),
+        meter: ResourceMeter::default(),
+        outbox: VecDeque::new(),
+        dropped: 0,
+        interval,
+        seq: 0,
+    };
+    agent.try_nats().await;
+    agent.run(tasks_rx).await;
+    Ok(())
+}
+
+async fn load_or_enroll(args: &AgentArgs, http: &reqwest::Client) -> anyhow::Result<Identity> {
+    if let Some(identity) = identity::load(&args.state_dir)? {
+        return Ok(identity);
+    }
+    let token = args.enroll_token.as_deref().with_context(|| {
+        format!("no identity in {}: pass --enroll-token (or PHOENIX_ENROLL_TOKEN) to enrol", args.state_dir.display())
+    })?;
+    let labels = parse_labels(args.labels.as_deref().unwrap_or(""))?;
+    let hostname = args.hostname.clone().unwrap_or_else(local_hostname);
+    let identity = identity::enroll(http, &args.server, token, &hostname, &labels).await?;
+    identity::save(&args.state_dir, &identity)?;
+    tracing::info!(agent.id = %identity.agent_id, state_dir = %args.state_dir.display(), "enrolled");
+    Ok(identity)
+}
+
+/// `env=prod,region=eu` -> labels.
+pub fn parse_labels(text: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').with_context(|| format!("label '{pair}' is not key=value"))?;
+            Ok((key.trim().to_string(), value.trim().to_string()))
+        })
+        .collect()
+}
+
+fn local_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+impl Agent {
+    async fn run(&mut self, mut tasks: mpsc::Receiver<TaskAssignment>) {
+        let mut heartbeat = tokio::time::interval(self.interval);
+        let mut measure = tokio::time::interval(self.interval);
+        let shutdown = shutdown_signal();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = heartbeat.tick() => {
+                    if let Some(new_interval) = self.heartbeat().await {
+                        heartbeat = tokio::time::interval(new_interval);
+                        measure = tokio::time::interval(new_interval);
+                    }
+                }
+                _ = measure.tick() => self.measure().await,
+                Some(task) = tasks.recv() => self.execute(task).await,
+                _ = &mut shutdown => break,
+            }
+        }
+        tracing::info!("shutting down: stopping pipelines and flushing");
+        self.feed.abort();
+        self.flush().await;
+        if !self.outbox.is_empty() {
+            tracing::warn!(pending = self.outbox.len(), "stopped with reports not delivered");
+        }
+    }
+
+    /// Sends a heartbeat; answers the new interval when the server changed it.
+    async fn heartbeat(&mut self) -> Option<Duration> {
+        self.seq += 1;
+        let health = if self.runner.is_degraded() { ReportedHealth::Degraded } else { ReportedHealth::Healthy };
+        let heartbeat = Heartbeat {
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            health,
+            resources: self.meter.measure(),
+            pipelines: self.runner.statuses(),
+            seq: self.seq,
+        };
+        match self.link.heartbeat(heartbeat).await {
+            Ok(ack) => {
+                if matches!(self.link, Link::Http(_)) && self.seq % NATS_RETRY_EVERY == 0 {
+                    self.try_nats().await;
+                }
+                self.flush().await;
+                let interval = Duration::from_secs(ack.interval_secs.max(1));
+                (interval != self.interval).then(|| {
+                    self.interval = interval;
+                    interval
+                })
+            }
+            Err(e) => {
+                tracing::warn!(transport = self.link.name(), error = %e, "heartbeat failed");
+                if matches!(self.link, Link::Nats(_)) {
+                    self.use_http().await;
+                }
+                None
+            }
+        }
+    }
+
+    async fn measure(&mut self) {
+        for batch in self.runner.run_interval() {
+            self.queue(Outbound::Metrics(Envelope::new(kinds::METRICS, batch)));
+        }
+        self.flush().await;
+    }
+
+    async fn execute(&mut self, task: TaskAssignment) {
+        tracing::info!(task.id = %task.task_id, task.kind = %task.task_type, "task received");
+        let running = TaskStatusReport {
+            task_id: task.task_id.clone(),
+            attempt: Some(task.attempt),
+            status: ReportedTaskStatus::Running,
+            progress: None,
+            result: None,
+            error: None,
+            retryable: true,
+        };
+        self.queue(Outbound::Report(Envelope::new(kinds::TASK_STATUS, running)));
+        let outcome = self.runner.execute(&task);
+        if let Some(error) = &outcome.error {
+            tracing::warn!(task.id = %task.task_id, error = %error, "task failed");
+        }
+        self.queue(Outbound::Report(Envelope::new(kinds::TASK_STATUS, outcome)));
+        self.flush().await;
+    }
+
+    fn queue(&mut self, message: Outbound) {
+        self.outbox.push_back(message);
+        while self.outbox.len() > OUTBOX_LIMIT {
+            self.outbox.pop_front();
+            self.dropped += 1;
+            tracing::warn!(dropped.total = self.dropped, "outbox full: the oldest report was dropped");
+        }
+    }
+
+    /// Sends what waits, oldest first, until one send fails (it stays for the next try).
+    async fn flush(&mut self) {
+        while let Some(next) = self.outbox.front() {
+            let sent = match next {
+                Outbound::Report(report) => self.link.report(report).await,
+                Outbound::Metrics(batch) => self.link.send_metrics(batch).await,
+            };
+            if let Err(e) = sent {
+                tracing::warn!(transport = self.link.name(), error = %e, pending = self.outbox.len(), "cannot deliver reports yet");
+                return;
+            }
+            self.outbox.pop_front();
+        }
+    }
+
+    /// Switches to NATS when a NATS URL is known and it answers.
+    async fn try_nats(&mut self) {
+        let Some(url) = self.args.nats_url.clone().or_else(|| self.identity.nats_url.clone()) else { return };
+        match NatsLink::connect(&url, &self.args.subject_prefix, &self.identity).await {
+            Ok(nats) => self.switch(Link::Nats(Box::new(nats))).await,
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "NATS unreachable; staying on HTTP"),
+        }
+    }
+
+    async fn use_http(&mut self) {
+        let http = Link::Http(HttpLink::new(self.http.clone(), &self.identity));
+        self.switch(http).await;
+    }
+
+    async fn switch(&mut self, link: Link) {
+        match link.feed_tasks(self.tasks_tx.clone()).await {
+            Ok(feed) => {
+                self.feed.abort();
+                self.feed = feed;
+                tracing::info!(from = self.link.name(), to = link.name(), "transport switched");
+                self.link = link;
+            }
+            Err(e) => tracing::warn!(transport = link.name(), error = %e, "cannot receive tasks there; not switching"),
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! What the agent process and its host use, measured from `/proc` for each heartbeat.
+
+use phoenix_nats::wire::ResourceUsage;
+
+/// Remembers the last host CPU reading, to report the busy share over the interval since.
+#[derive(Default)]
+pub struct ResourceMeter {
+    last_host: Option<(f64, f64)>,
+}
+
+fn ticks_per_sec() -> f64 {
+    // SAFETY: sysconf only reads a system constant.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
+}
+
+/// (busy, total) CPU ticks of the host.
+fn host_ticks() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let values: Vec<f64> = line.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    let total: f64 = values.iter().sum();
+    let idle = values.get(3).copied().unwrap_or(0.0) + values.get(4).copied().unwrap_or(0.0);
+    Some((total - idle, total))
+}
+
+fn own_cpu_and_rss() -> (f64, u64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let number = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf only reads a system constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as f64;
+    ((number(11) + number(12)) / ticks_per_sec(), (number(21) * page) as u64)
+}
+
+fn host_memory() -> (u64, u64) {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kib = |key: &str| {
+        meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    let total = kib("MemTotal:");
+    (total.saturating_sub(kib("MemAvailable:")), total)
+}
+
+impl ResourceMeter {
+    /// Usage now; host CPU is the busy share since the previous call (0 on the first).
+    pub fn measure(&mut self) -> ResourceUsage {
+        let (agent_cpu_seconds, agent_rss_bytes) = own_cpu_and_rss();
+        let (host_memory_used_bytes, host_memory_total_bytes) = host_memory();
+        let now = host_ticks();
+        let host_cpu_pct = match (self.last_host, now) {
+            (Some((busy0, total0)), Some((busy1, total1))) if total1 > total0 => {
+                (busy1 - busy0) / (total1 - total0) * 100.0
+            }
+            _ => 0.0,
+        };
+        self.last_host = now;
+        ResourceUsage {
+            agent_cpu_seconds,
+            agent_rss_bytes,
+            host_cpu_pct,
+            host_memory_used_bytes,
+            host_memory_total_bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measures_this_process_and_host() {
+        let mut meter = ResourceMeter::default();
+        let first = meter.measure();
+        assert!(first.agent_rss_bytes > 1_000_000 && first.host_memory_total_bytes > first.host_memory_used_bytes);
+        let mut spin = 0u64;
+        for i in 0..20_000_000u64 {
+            spin = spin.wrapping_add(i * i);
+        }
+        assert!(spin > 0);
+        let second = meter.measure();
+        assert!(second.agent_cpu_seconds >= first.agent_cpu_seconds);
+        assert!((0.0..=100.0).contains(&second.host_cpu_pct));
+    }
+}

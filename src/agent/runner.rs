@@ -1,0 +1,297 @@
+//! The pipelines an agent runs, and the tasks that change them. Tasks are idempotent by id: a task
+//! delivered again (a redelivery after a reconnect or an expired lease) is acknowledged, not re-run.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+
+use chrono::Utc;
+use phoenix_nats::wire::{MetricsBatch, PipelineStatus, ReportedTaskStatus, Sample, TaskAssignment, TaskStatusReport};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::pipeline::config::{config_hash, validate_text};
+use crate::pipeline::engine::{IntervalStats, Pipeline};
+
+/// Task ids remembered to recognise redeliveries.
+const REMEMBERED_TASKS: usize = 10_000;
+
+/// `pipeline.apply`'s payload.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyPayload {
+    /// The pipeline's name on the agent (an apply with the same name replaces it).
+    pub pipeline: String,
+    /// The rendered config.
+    pub config: String,
+    /// Its content hash; checked when given.
+    pub config_hash: Option<String>,
+    pub version: Option<i64>,
+    pub experiment_id: Option<String>,
+    pub variant: Option<String>,
+    pub deployment_id: Option<String>,
+    /// Process names whose presence in the output is measured.
+    #[serde(default)]
+    pub critical: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemovePayload {
+    pipeline: String,
+}
+
+struct Running {
+    pipeline: Pipeline,
+    spec: ApplyPayload,
+    hash: String,
+    last_error: Option<String>,
+}
+
+/// The running pipelines and what the agent remembers of its tasks.
+#[derive(Default)]
+pub struct Runner {
+    pipelines: BTreeMap<String, Running>,
+    done: HashSet<String>,
+    done_order: VecDeque<String>,
+    /// Why the agent is degraded, if it is (a failed or reverted apply, a failing pipeline).
+    degraded: Option<String>,
+}
+
+fn report(
+    task: &TaskAssignment,
+    status: ReportedTaskStatus,
+    result: Option<Value>,
+    error: Option<String>,
+    retryable: bool,
+) -> TaskStatusReport {
+    TaskStatusReport {
+        task_id: task.task_id.clone(),
+        attempt: Some(task.attempt),
+        status,
+        progress: None,
+        result,
+        error,
+        retryable,
+    }
+}
+
+impl Runner {
+    /// Runs a task and says how it ended (never panics on bad input: that is a failed task).
+    pub fn execute(&mut self, task: &TaskAssignment) -> TaskStatusReport {
+        if self.done.contains(&task.task_id) {
+            return report(task, ReportedTaskStatus::Succeeded, Some(json!({"duplicate": true})), None, false);
+        }
+        let outcome = match task.task_type.as_str() {
+            "pipeline.apply" => self.apply(&task.payload),
+            "pipeline.remove" => self.remove(&task.payload),
+            other => Err(format!("unknown task type '{other}': this agent runs pipeline.apply and pipeline.remove")),
+        };
+        self.remember(&task.task_id);
+        match outcome {
+            Ok(result) => report(task, ReportedTaskStatus::Succeeded, Some(result), None, false),
+            // Retrying the same input cannot help: the failures here are about the task itself.
+            Err(error) => report(task, ReportedTaskStatus::Failed, None, Some(error), false),
+        }
+    }
+
+    fn remember(&mut self, task_id: &str) {
+        if self.done.insert(task_id.to_string()) {
+            self.done_order.push_back(task_id.to_string());
+        }
+        while self.done_order.len() > REMEMBERED_TASKS {
+            if let Some(old) = self.done_order.pop_front() {
+                self.done.remove(&old);
+            }
+        }
+    }
+
+    /// Validates and starts the new pipeline, checks it with one interval, then swaps it in. On any
+    /// failure the running pipeline (the last known good) keeps running and the agent is degraded.
+    fn apply(&mut self, payload: &Value) -> Result<Value, String> {
+        let spec: ApplyPayload =
+            serde_json::from_value(payload.clone()).map_err(|e| format!("invalid pipeline.apply payload: {e}"))?;
+        let outcome = self.try_apply(spec.clone());
+        match &outcome {
+            Ok(_) => self.degraded = None,
+            Err(e) => {
+                let kept = if self.pipelines.contains_key(&spec.pipeline) {
+                    "the previous version keeps running"
+                } else {
+                    "nothing was running"
+                };
+                self.degraded = Some(format!("apply of {} failed ({kept}): {e}", spec.pipeline));
+            }
+        }
+        outcome
+    }
+
+    fn try_apply(&mut self, spec: ApplyPayload) -> Result<Value, String> {
+        let hash = config_hash(&spec.config);
+        if let Some(expected) = &spec.config_hash {
+            if *expected != hash {
+                return Err(format!("config hash mismatch: the task says {expected}, the config is {hash}"));
+            }
+        }
+        let (config, validation) = validate_text(&spec.config);
+        let config = match config {
+            Some(config) if validation.is_valid() => config,
+            _ => return Err(format!("invalid config: {}", join(validation.errors.iter().map(ToString::to_string)))),
+        };
+        let mut pipeline = Pipeline::build(&config, None, spec.critical.clone()).map_err(|problems| {
+            format!("cannot start the pipeline: {}", join(problems.iter().map(ToString::to_string)))
+        })?;
+        // Health check: one interval must run and export cleanly before the new pipeline replaces the old.
+        let (stats, errors) = pipeline.run_interval(Utc::now().timestamp_millis());
+        if !errors.is_empty() {
+            return Err(format!("health check failed: {}", errors.join("; ")));
+        }
+        let result = json!({"pipeline": spec.pipeline, "config_hash": hash, "output_series": stats.output_series});
+        let name = spec.pipeline.clone();
+        self.pipelines.insert(name, Running { pipeline, spec, hash, last_error: None });
+        Ok(result)
+    }
+
+    fn remove(&mut self, payload: &Value) -> Result<Value, String> {
+        let spec: RemovePayload =
+            serde_json::from_value(payload.clone()).map_err(|e| format!("invalid pipeline.remove payload: {e}"))?;
+        let removed = self.pipelines.remove(&spec.pipeline).is_some();
+        Ok(json!({"pipeline": spec.pipeline, "removed": removed}))
+    }
+
+    /// Runs one interval of every pipeline; one measurement batch per pipeline.
+    pub fn run_interval(&mut self) -> Vec<MetricsBatch> {
+        let now = Utc::now();
+        let mut batches = Vec::with_capacity(self.pipelines.len());
+        for (name, running) in &mut self.pipelines {
+            let (stats, errors) = running.pipeline.run_interval(now.timestamp_millis());
+            running.last_error = (!errors.is_empty()).then(|| errors.join("; "));
+            batches.push(measurement(name, &running.spec, &stats, now));
+        }
+        batches
+    }
+
+    /// The agent's own view of its health, for heartbeats.
+    pub fn is_degraded(&self) -> bool {
+        self.degraded.is_some() || self.pipelines.values().any(|r| r.last_error.is_some())
+    }
+
+    /// What each running pipeline is, for heartbeats.
+    pub fn statuses(&self) -> Vec<PipelineStatus> {
+        self.pipelines
+            .iter()
+            .map(|(name, running)| PipelineStatus {
+                name: name.clone(),
+                version: running.spec.version,
+                config_hash: running.hash.clone(),
+                state: if running.last_error.is_some() { "failed" } else { "running" }.into(),
+                error: running.last_error.clone(),
+            })
+            .collect()
+    }
+}
+
+fn join(items: impl Iterator<Item = String>) -> String {
+    items.collect::<Vec<_>>().join("; ")
+}
+
+/// One pipeline's self-measurement as samples: what went in, what came out, what it cost.
+pub fn measurement(name: &str, spec: &ApplyPayload, stats: &IntervalStats, now: chrono::DateTime<Utc>) -> MetricsBatch {
+    let mut labels = BTreeMap::new();
+    if let Some(version) = spec.version {
+        labels.insert("version".to_string(), version.to_string());
+    }
+    if let Some(deployment) = &spec.deployment_id {
+        labels.insert("deployment_id".to_string(), deployment.clone());
+    }
+    let sample = |metric: &str, value: f64, extra: Option<(&str, &str)>| {
+        let mut labels = labels.clone();
+        if let Some((key, value)) = extra {
+            labels.insert(key.to_string(), value.to_string());
+        }
+        Sample { metric: metric.to_string(), value, labels, ts: now }
+    };
+    let mut samples = vec![
+        sample("pipeline.input.series", stats.input_series as f64, None),
+        sample("pipeline.input.points", stats.input_points as f64, None),
+        sample("pipeline.output.series", stats.output_series as f64, None),
+        sample("pipeline.output.points", stats.output_points as f64, None),
+        sample("pipeline.cpu.seconds", stats.cpu_seconds, None),
+        sample("pipeline.memory.bytes", stats.memory_bytes as f64, None),
+    ];
+    for process in &spec.critical {
+        let present = if stats.critical_present.contains(process) { 1.0 } else { 0.0 };
+        samples.push(sample("pipeline.critical.present", present, Some(("process", process))));
+    }
+    MetricsBatch {
+        pipeline: name.to_string(),
+        experiment_id: spec.experiment_id.clone(),
+        variant: spec.variant.clone(),
+        samples,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOPK: &str = "receivers: {synthetic: {profile: steady, processes: 100}}\nprocessors: {topk: {k: 5}}\nexporters: {count: {}}\nservice: {pipelines: {m: {receivers: [synthetic], processors: [topk], exporters: [count]}}}\n";
+
+    fn task(id: &str, task_type: &str, payload: Value) -> TaskAssignment {
+        TaskAssignment { task_id: id.into(), task_type: task_type.into(), payload, attempt: 1, lease_secs: 60 }
+    }
+
+    #[test]
+    fn apply_runs_a_pipeline_that_measures_itself() {
+        let mut runner = Runner::default();
+        let done = runner.execute(&task(
+            "t1",
+            "pipeline.apply",
+            json!({"pipeline": "p", "config": TOPK, "critical": ["nginx"]}),
+        ));
+        assert_eq!(done.status, ReportedTaskStatus::Succeeded, "{done:?}");
+        let batches = runner.run_interval();
+        let value = |metric: &str| batches[0].samples.iter().find(|s| s.metric == metric).map(|s| s.value);
+        assert_eq!(value("pipeline.input.series"), Some(500.0));
+        assert_eq!(value("pipeline.output.series"), Some(30.0), "top 5 + other, 5 metrics");
+        assert!(batches[0].samples.iter().any(|s| s.metric == "pipeline.critical.present"));
+        assert!(!runner.is_degraded());
+    }
+
+    #[test]
+    fn a_broken_config_fails_the_task_and_the_previous_pipeline_keeps_running() {
+        let mut runner = Runner::default();
+        runner.execute(&task("t1", "pipeline.apply", json!({"pipeline": "p", "config": TOPK})));
+        let broken = TOPK.replace("k: 5", "k: 0");
+        let failed = runner.execute(&task("t2", "pipeline.apply", json!({"pipeline": "p", "config": broken})));
+        assert_eq!(failed.status, ReportedTaskStatus::Failed);
+        assert!(failed.error.unwrap_or_default().contains("processors.topk.k"));
+        assert!(!failed.retryable, "the same config would fail again");
+        assert!(runner.is_degraded());
+        assert_eq!(runner.run_interval()[0].samples[2].value, 30.0, "the old pipeline still runs");
+        assert_eq!(runner.statuses()[0].config_hash, config_hash(TOPK));
+    }
+
+    #[test]
+    fn a_task_delivered_twice_runs_once_and_unknown_types_are_refused() {
+        let mut runner = Runner::default();
+        let apply = task("t1", "pipeline.apply", json!({"pipeline": "p", "config": TOPK}));
+        runner.execute(&apply);
+        runner.execute(&task("t2", "pipeline.remove", json!({"pipeline": "p"})));
+        let again = runner.execute(&apply);
+        assert_eq!(again.result, Some(json!({"duplicate": true})));
+        assert!(runner.statuses().is_empty(), "the repeated apply did not start the pipeline again");
+        let unknown = runner.execute(&task("t3", "reboot.host", json!({})));
+        assert_eq!(unknown.status, ReportedTaskStatus::Failed);
+        assert!(!unknown.retryable);
+    }
+
+    #[test]
+    fn a_config_that_does_not_match_its_hash_is_refused() {
+        let mut runner = Runner::default();
+        let failed = runner.execute(&task(
+            "t1",
+            "pipeline.apply",
+            json!({"pipeline": "p", "config": TOPK, "config_hash": "sha256:00"}),
+        ));
+        assert!(failed.error.unwrap_or_default().contains("hash mismatch"));
+    }
+}

@@ -1,0 +1,159 @@
+//! The real `phoenix agent` binary against the real server over HTTP: it enrols, heartbeats with its
+//! real resource usage, applies pipelines, reports what they measure, survives a broken config and
+//! keeps its identity across restarts.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use diesel::prelude::*;
+use phoenix::db::schema::metric_samples;
+use phoenix::db::{establish, Backend};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_with, test_settings, Env, TestApp, TestDb};
+
+struct AgentProcess(Child);
+
+impl AgentProcess {
+    fn start(app: &TestApp, state_dir: &std::path::Path, token: Option<&str>) -> AgentProcess {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_phoenix"));
+        command
+            .args(["agent", "--server", &app.url(""), "--interval", "1", "--labels", "env=test"])
+            .arg("--state-dir")
+            .arg(state_dir)
+            .env_remove("PHOENIX_NATS_URL")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(token) = token {
+            command.args(["--enroll-token", token]);
+        }
+        AgentProcess(command.spawn().expect("start phoenix agent"))
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    for _ in 0..150 {
+        if let Some(found) = check().await {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what} did not happen within 15 s");
+}
+
+fn latest_sample(db: &TestDb, pipeline: &str, metric: &str) -> Option<f64> {
+    metric_samples::table
+        .filter(metric_samples::pipeline.eq(pipeline))
+        .filter(metric_samples::metric.eq(metric))
+        .order(metric_samples::sampled_at.desc())
+        .select(metric_samples::value)
+        .first(&mut establish(&db.url).ok()?)
+        .ok()
+}
+
+async fn task_status(app: &TestApp, token: &str, id: &str) -> Value {
+    app.get_as(&format!("/api/v1/tasks/{id}"), token).await.json().await.expect("task")
+}
+
+#[actix_web::test]
+async fn the_agent_enrols_heartbeats_applies_pipelines_and_keeps_its_identity() {
+    let env = Env::local(Backend::Sqlite);
+    let db = TestDb::new(Backend::Sqlite);
+    let mut settings = test_settings(env, &db);
+    settings.agents.heartbeat_interval_secs = 1;
+    let app = spawn_with(env, db, settings).await;
+    let admin = app.bootstrap_admin().await;
+    let token: Value = app
+        .send_as(Method::POST, "/api/v1/agents/enrollment-tokens", &admin, &json!({}))
+        .await
+        .json()
+        .await
+        .expect("token");
+    let state = tempfile::tempdir().expect("state dir");
+    let agent = AgentProcess::start(&app, state.path(), token["token"].as_str());
+
+    let online = eventually("the agent online with its resource usage", async || {
+        let list: Value = app.get_as("/api/v1/agents?state=online", &admin).await.json().await.ok()?;
+        let agent = list["items"].as_array()?.first()?.clone();
+        (agent["resources"]["agent_rss_bytes"].as_u64()? > 0).then_some(agent)
+    })
+    .await;
+    assert_eq!(online["labels"]["env"], "test");
+    let agent_id = online["id"].as_str().expect("id").to_string();
+
+    let config: Value = app
+        .send_as(
+            Method::POST,
+            "/api/v1/pipelines/render",
+            &admin,
+            &json!({"template": "topk", "parameters": {"source": "synthetic", "processes": 100, "k": 5}}),
+        )
+        .await
+        .json()
+        .await
+        .expect("render");
+    let apply = json!({"pipeline": "edge", "config": config["config"], "config_hash": config["config_hash"], "critical": ["nginx"]});
+    let task = app.enqueue(&admin, &agent_id, "pipeline.apply", json!({"payload": apply})).await;
+    let id = task["id"].as_str().expect("task id");
+    eventually("the apply to succeed", async || {
+        (task_status(&app, &admin, id).await["status"] == "succeeded").then_some(())
+    })
+    .await;
+    let series =
+        eventually("measurements to arrive", async || latest_sample(&app.db, "edge", "pipeline.output.series")).await;
+    assert_eq!(series, 30.0, "top 5 processes + other, for 5 metrics");
+    assert_eq!(latest_sample(&app.db, "edge", "pipeline.input.series"), Some(500.0));
+
+    let broken = config["config"].as_str().expect("config").replace("k: 5", "k: 0");
+    let task = app
+        .enqueue(&admin, &agent_id, "pipeline.apply", json!({"payload": {"pipeline": "edge", "config": broken}}))
+        .await;
+    let id = task["id"].as_str().expect("task id");
+    let failed = eventually("the broken apply to fail", async || {
+        let task = task_status(&app, &admin, id).await;
+        (task["status"] == "failed").then_some(task)
+    })
+    .await;
+    assert!(failed["error"].as_str().is_some_and(|e| e.contains("processors.topk.k")), "{failed}");
+    eventually("the agent to report itself degraded", async || {
+        let agent: Value = app.get_as(&format!("/api/v1/agents/{agent_id}"), &admin).await.json().await.ok()?;
+        (agent["state"] == "degraded").then_some(())
+    })
+    .await;
+    let before = app
+        .get_as("/api/v1/metrics/cardinality?pipeline=edge&window_secs=60", &admin)
+        .await
+        .json::<Value>()
+        .await
+        .expect("json")["samples"]
+        .as_u64();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let after = app
+        .get_as("/api/v1/metrics/cardinality?pipeline=edge&window_secs=60", &admin)
+        .await
+        .json::<Value>()
+        .await
+        .expect("json")["samples"]
+        .as_u64();
+    assert!(after > before, "the previous pipeline keeps running and reporting: {before:?} -> {after:?}");
+    assert_eq!(latest_sample(&app.db, "edge", "pipeline.output.series"), Some(30.0));
+
+    drop(agent);
+    let _restarted = AgentProcess::start(&app, state.path(), None);
+    eventually("the restarted agent to heartbeat under the same identity", async || {
+        let agent: Value = app.get_as(&format!("/api/v1/agents/{agent_id}"), &admin).await.json().await.ok()?;
+        (agent["pipelines"].as_array().is_some_and(Vec::is_empty) && agent["state"] == "online").then_some(())
+    })
+    .await;
+    let all: Value = app.get_as("/api/v1/agents", &admin).await.json().await.expect("agents");
+    assert_eq!(all["items"].as_array().map(Vec::len), Some(1), "no second enrolment");
+}
