@@ -157,3 +157,42 @@ async fn the_agent_enrols_heartbeats_applies_pipelines_and_keeps_its_identity() 
     let all: Value = app.get_as("/api/v1/agents", &admin).await.json().await.expect("agents");
     assert_eq!(all["items"].as_array().map(Vec::len), Some(1), "no second enrolment");
 }
+
+#[actix_web::test]
+async fn sigterm_stops_the_agent_cleanly() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let env = Env::local(Backend::Sqlite);
+    let db = TestDb::new(Backend::Sqlite);
+    let settings = test_settings(env, &db);
+    let app = spawn_with(env, db, settings).await;
+    let admin = app.bootstrap_admin().await;
+    let token: Value = app
+        .send_as(Method::POST, "/api/v1/agents/enrollment-tokens", &admin, &json!({}))
+        .await
+        .json()
+        .await
+        .expect("token");
+    let state = tempfile::tempdir().expect("state dir");
+    let mut agent = AgentProcess::start(&app, state.path(), token["token"].as_str());
+    eventually("enrolment", async || state.path().join("identity.json").exists().then_some(())).await;
+    let pid = i32::try_from(agent.0.id()).expect("pid");
+    kill(Pid::from_raw(pid), Signal::SIGTERM).expect("SIGTERM");
+    let status = eventually("the agent to exit", async || agent.0.try_wait().ok().flatten()).await;
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn without_an_identity_or_a_token_the_agent_says_what_is_missing() {
+    let state = tempfile::tempdir().expect("state dir");
+    let output = Command::new(env!("CARGO_BIN_EXE_phoenix"))
+        .args(["agent", "--server", "http://127.0.0.1:9"])
+        .arg("--state-dir")
+        .arg(state.path())
+        .env_remove("PHOENIX_ENROLL_TOKEN")
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--enroll-token"), "{stderr}");
+}
