@@ -172,6 +172,8 @@ pub struct TaskSettings {
     pub ttl_secs: u64,
     /// How often leases, deadlines and due retries are checked.
     pub maintenance_interval_ms: u64,
+    /// A task handed out but not acknowledged for this long is handed to its agent again.
+    pub ack_window_secs: u64,
 }
 
 impl Default for TaskSettings {
@@ -183,6 +185,7 @@ impl Default for TaskSettings {
             backoff_max_secs: 300,
             ttl_secs: 24 * 3600,
             maintenance_interval_ms: 1000,
+            ack_window_secs: 20,
         }
     }
 }
@@ -196,6 +199,7 @@ impl TaskSettings {
             backoff_max: Duration::from_secs(self.backoff_max_secs),
             default_max_attempts: self.max_attempts,
             default_ttl: Duration::from_secs(self.ttl_secs),
+            ack_window: Duration::from_secs(self.ack_window_secs),
         }
     }
 }

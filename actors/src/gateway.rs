@@ -21,6 +21,9 @@ use crate::tasks::{ReportOutcome, TaskQueue};
 /// Name of the server's durable consumer and queue group (shared by every replica).
 pub const SERVER_CONSUMER: &str = "phoenix-server";
 
+/// Consecutive consumer errors after which the consumer is rebuilt.
+const MAX_CONSUMER_FAILURES: u32 = 5;
+
 /// How many heartbeats are processed at once.
 const HEARTBEAT_CONCURRENCY: usize = 64;
 
@@ -136,9 +139,10 @@ impl AgentGateway {
         let recorded = self.registry.heartbeat(agent_id, heartbeat, transport).await?;
         self.stats.heartbeats.fetch_add(1, Ordering::Relaxed);
         if transport == Transport::Nats {
-            if recorded.came_online {
-                self.queue.push_unacknowledged(agent_id).await?;
-            }
+            // After a reconnect everything unacknowledged goes again; otherwise only hand-outs that had
+            // time to be acknowledged and were not.
+            let older_than = if recorded.came_online { Duration::ZERO } else { self.queue.policy().ack_window };
+            self.queue.push_unacknowledged(agent_id, older_than).await?;
             self.queue.push_due(agent_id).await?;
         }
         let pending_tasks = self.store.pending_task_count(agent_id, Utc::now()).await?;
@@ -218,14 +222,51 @@ impl AgentGateway {
         }
     }
 
-    async fn consume_results(&self, mut results: phoenix_nats::DurableSubscription) {
-        while let Some(next) = results.next().await {
-            match next {
-                Ok(message) => self.on_result(message).await,
-                Err(e) => tracing::warn!(error = %e, "agent results consumer error"),
+    /// Processes agent results for as long as the process lives: when the consumer ends or keeps
+    /// failing (NATS restarted, the stream was recreated), it subscribes again with backoff.
+    async fn consume_results(&self, first: phoenix_nats::DurableSubscription) {
+        let mut results = Some(first);
+        let mut delay = Duration::from_secs(1);
+        loop {
+            if let Some(stream) = results.take() {
+                self.drain_results(stream).await;
+                tracing::warn!("agent results consumer stopped; subscribing again");
+            }
+            tokio::time::sleep(delay).await;
+            match self.bus.consume_durable(SERVER_CONSUMER).await {
+                Ok(stream) => {
+                    tracing::info!("agent results consumer resumed");
+                    results = Some(stream);
+                    delay = Duration::from_secs(1);
+                }
+                Err(BusError::Closed) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_secs = delay.as_secs(), "cannot resume the agent results consumer");
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
             }
         }
-        tracing::info!("agent results consumer ended");
+    }
+
+    /// Handles results until the stream ends or fails repeatedly.
+    async fn drain_results(&self, mut results: phoenix_nats::DurableSubscription) {
+        let mut failures_in_a_row = 0;
+        while let Some(next) = results.next().await {
+            match next {
+                Ok(message) => {
+                    failures_in_a_row = 0;
+                    self.on_result(message).await;
+                }
+                Err(e) => {
+                    failures_in_a_row += 1;
+                    tracing::warn!(error = %e, "agent results consumer error");
+                    if failures_in_a_row >= MAX_CONSUMER_FAILURES {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
     }
 
     async fn on_result(&self, message: DurableMessage) {

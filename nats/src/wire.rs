@@ -175,6 +175,10 @@ pub struct MetricsBatch {
     /// `baseline` or `candidate` within an experiment.
     #[serde(default)]
     pub variant: Option<String>,
+    /// Increases by one per batch of one pipeline of one agent process: a gap at the server means a
+    /// batch was lost.
+    #[serde(default)]
+    pub seq: Option<u64>,
     /// The values.
     pub samples: Vec<Sample>,
 }

@@ -44,6 +44,8 @@ struct Running {
     spec: ApplyPayload,
     hash: String,
     last_error: Option<String>,
+    /// Measurement batches sent for this pipeline by this process (their sequence numbers).
+    batches: u64,
 }
 
 /// The running pipelines and what the agent remembers of its tasks.
@@ -146,7 +148,9 @@ impl Runner {
         }
         let result = json!({"pipeline": spec.pipeline, "config_hash": hash, "output_series": stats.output_series});
         let name = spec.pipeline.clone();
-        self.pipelines.insert(name, Running { pipeline, spec, hash, last_error: None });
+        // A replaced pipeline keeps counting, so its batches stay one gap-free sequence.
+        let batches = self.pipelines.get(&name).map_or(0, |old| old.batches);
+        self.pipelines.insert(name, Running { pipeline, spec, hash, last_error: None, batches });
         Ok(result)
     }
 
@@ -164,7 +168,8 @@ impl Runner {
         for (name, running) in &mut self.pipelines {
             let (stats, errors) = running.pipeline.run_interval(now.timestamp_millis());
             running.last_error = (!errors.is_empty()).then(|| errors.join("; "));
-            batches.push(measurement(name, &running.spec, &stats, now));
+            running.batches += 1;
+            batches.push(measurement(name, &running.spec, &stats, now, running.batches));
         }
         batches
     }
@@ -194,7 +199,13 @@ fn join(items: impl Iterator<Item = String>) -> String {
 }
 
 /// One pipeline's self-measurement as samples: what went in, what came out, what it cost.
-pub fn measurement(name: &str, spec: &ApplyPayload, stats: &IntervalStats, now: chrono::DateTime<Utc>) -> MetricsBatch {
+pub fn measurement(
+    name: &str,
+    spec: &ApplyPayload,
+    stats: &IntervalStats,
+    now: chrono::DateTime<Utc>,
+    seq: u64,
+) -> MetricsBatch {
     let mut labels = BTreeMap::new();
     if let Some(version) = spec.version {
         labels.insert("version".to_string(), version.to_string());
@@ -225,6 +236,7 @@ pub fn measurement(name: &str, spec: &ApplyPayload, stats: &IntervalStats, now: 
         pipeline: name.to_string(),
         experiment_id: spec.experiment_id.clone(),
         variant: spec.variant.clone(),
+        seq: Some(seq),
         samples,
     }
 }

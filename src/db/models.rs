@@ -198,6 +198,7 @@ pub struct MetricSampleRow {
     pub labels: String,
     pub sampled_at: NaiveDateTime,
     pub received_at: NaiveDateTime,
+    pub batch_seq: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, AsChangeset, Identifiable)]

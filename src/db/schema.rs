@@ -191,6 +191,7 @@ diesel::table! {
         labels -> Text,
         sampled_at -> Timestamp,
         received_at -> Timestamp,
+        batch_seq -> Nullable<BigInt>,
     }
 }
 

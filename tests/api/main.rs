@@ -7,6 +7,7 @@ mod helpers;
 mod access;
 mod agent;
 mod agent_auth;
+mod agent_nats;
 mod auth;
 mod compose;
 mod crash;

@@ -66,7 +66,13 @@ fn every_agent_message_is_documented_field_for_field() {
         attempt: 1,
         lease_secs: 60,
     };
-    let batch = MetricsBatch { pipeline: "p".into(), experiment_id: None, variant: None, samples: vec![sample()] };
+    let batch = MetricsBatch {
+        pipeline: "p".into(),
+        experiment_id: None,
+        variant: None,
+        seq: Some(1),
+        samples: vec![sample()],
+    };
     let cases = [
         ("envelope", code_fields(Envelope::new("heartbeat", ()).with_auth("credential"))),
         ("heartbeat", code_fields(&heartbeat)),

@@ -258,6 +258,7 @@ async fn every_table_round_trips(backend: Backend) {
             labels: "{}".into(),
             sampled_at: now(),
             received_at: now(),
+            batch_seq: Some(7),
         },
         |r| r.value = 99.25
     );

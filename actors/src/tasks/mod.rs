@@ -157,6 +157,9 @@ pub struct TaskPolicy {
     pub default_max_attempts: i32,
     /// How long a task may stay pending unless it says otherwise.
     pub default_ttl: Duration,
+    /// A task handed out but not acknowledged (reported `running`) for this long is handed out again
+    /// to the same agent, without using up an attempt: the hand-out probably never arrived.
+    pub ack_window: Duration,
 }
 
 impl Default for TaskPolicy {
@@ -167,6 +170,7 @@ impl Default for TaskPolicy {
             backoff_max: Duration::from_secs(300),
             default_max_attempts: 5,
             default_ttl: Duration::from_secs(24 * 3600),
+            ack_window: Duration::from_secs(20),
         }
     }
 }

@@ -69,6 +69,11 @@ impl TaskQueue {
     /// Long-poll: claims due tasks; if there are none, waits (without polling the database) until work
     /// arrives or `wait` passes. An empty answer means the wait ended.
     pub async fn poll(&self, agent_id: &str, wait: Duration) -> Result<Vec<Task>, StoreError> {
+        // Tasks an earlier poll took but whose answer never reached the agent (it had hung up).
+        let stranded = self.unacknowledged(agent_id, self.policy.ack_window).await?;
+        if !stranded.is_empty() {
+            return Ok(stranded);
+        }
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             // Registered before the claim: an enqueue between the claim and the wait still wakes us.
@@ -92,11 +97,19 @@ impl TaskQueue {
         Ok(tasks.len())
     }
 
-    /// Publishes again the tasks handed to the agent that it has not acknowledged (after a reconnect).
-    pub async fn push_unacknowledged(&self, agent_id: &str) -> Result<usize, StoreError> {
-        let tasks = self.store.unacknowledged_tasks(agent_id).await?;
+    /// Publishes again the tasks handed to the agent more than `older_than` ago that it has not
+    /// acknowledged: after a reconnect, or when the hand-out went to a long-poll whose client had gone
+    /// (the agent switched to NATS). Agents run a task id once, so a second copy is harmless.
+    pub async fn push_unacknowledged(&self, agent_id: &str, older_than: Duration) -> Result<usize, StoreError> {
+        let tasks = self.unacknowledged(agent_id, older_than).await?;
         self.publish_assignments(agent_id, &tasks).await;
         Ok(tasks.len())
+    }
+
+    async fn unacknowledged(&self, agent_id: &str, older_than: Duration) -> Result<Vec<Task>, StoreError> {
+        let cutoff = Utc::now() - super::transitions::chrono_duration(older_than);
+        let tasks = self.store.unacknowledged_tasks(agent_id).await?;
+        Ok(tasks.into_iter().filter(|t| t.dispatched_at.is_none_or(|at| at <= cutoff)).collect())
     }
 
     /// Applies an agent's status report and announces the change.

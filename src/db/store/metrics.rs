@@ -45,6 +45,7 @@ fn rows(
                 labels: to_json(&sample.labels)?,
                 sampled_at: to_db_time(sample.ts),
                 received_at: to_db_time(received_at),
+                batch_seq: batch.seq.and_then(|seq| i64::try_from(seq).ok()),
             })
         })
         .collect()

@@ -1,0 +1,1 @@
+ALTER TABLE metric_samples DROP COLUMN batch_seq;
