@@ -82,6 +82,9 @@ pub struct Heartbeat {
     /// Increases by one per heartbeat of one agent process; a gap means heartbeats were lost.
     #[serde(default)]
     pub seq: u64,
+    /// The last heartbeat of an agent shutting down: it is offline from now on, not after the timeout.
+    #[serde(default)]
+    pub stopping: bool,
 }
 
 /// Server -> agent, the answer to a heartbeat.

@@ -166,6 +166,7 @@ impl Agent {
         tracing::info!("shutting down: stopping pipelines and flushing");
         self.feed.abort();
         self.flush().await;
+        self.say_goodbye().await;
         if !self.outbox.is_empty() {
             tracing::warn!(pending = self.outbox.len(), "stopped with reports not delivered");
         }
@@ -181,6 +182,7 @@ impl Agent {
             resources: self.meter.measure(),
             pipelines: self.runner.statuses(),
             seq: self.seq,
+            stopping: false,
         };
         match self.link.heartbeat(heartbeat).await {
             Ok(ack) => {
@@ -201,6 +203,22 @@ impl Agent {
                 }
                 None
             }
+        }
+    }
+
+    /// Tells the server this agent is going offline now (best effort: the timeout covers a failure).
+    async fn say_goodbye(&mut self) {
+        let goodbye = Heartbeat {
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            health: ReportedHealth::Healthy,
+            resources: self.meter.measure(),
+            pipelines: Vec::new(),
+            seq: self.seq + 1,
+            stopping: true,
+        };
+        match tokio::time::timeout(Duration::from_secs(3), self.link.heartbeat(goodbye)).await {
+            Ok(Ok(_)) => tracing::info!("told the server this agent is going offline"),
+            _ => tracing::warn!("could not tell the server this agent is going offline"),
         }
     }
 

@@ -10,6 +10,8 @@ use serde_json::{json, Value};
 
 use crate::pipeline::config::{config_hash, validate_text};
 use crate::pipeline::engine::{IntervalStats, Pipeline};
+use crate::pipeline::sources::synthetic::{SyntheticConfig, SyntheticSource};
+use crate::pipeline::sources::Source;
 
 /// Task ids remembered to recognise redeliveries.
 const REMEMBERED_TASKS: usize = 10_000;
@@ -46,6 +48,8 @@ struct Running {
     last_error: Option<String>,
     /// Measurement batches sent for this pipeline by this process (their sequence numbers).
     batches: u64,
+    /// This pipeline's copy of the load simulation (same seed for every pipeline: same input).
+    loadsim: Option<SyntheticSource>,
 }
 
 /// The running pipelines and what the agent remembers of its tasks.
@@ -56,6 +60,8 @@ pub struct Runner {
     done_order: VecDeque<String>,
     /// Why the agent is degraded, if it is (a failed or reverted apply, a failing pipeline).
     degraded: Option<String>,
+    /// The load simulation mixed into every pipeline's input, while one runs.
+    loadsim: Option<SyntheticConfig>,
 }
 
 fn report(
@@ -85,7 +91,11 @@ impl Runner {
         let outcome = match task.task_type.as_str() {
             "pipeline.apply" => self.apply(&task.payload),
             "pipeline.remove" => self.remove(&task.payload),
-            other => Err(format!("unknown task type '{other}': this agent runs pipeline.apply and pipeline.remove")),
+            "loadsim.start" => self.start_loadsim(&task.payload),
+            "loadsim.stop" => Ok(self.stop_loadsim()),
+            other => Err(format!(
+                "unknown task type '{other}': this agent runs pipeline.apply, pipeline.remove, loadsim.start and loadsim.stop"
+            )),
         };
         self.remember(&task.task_id);
         match outcome {
@@ -150,8 +160,32 @@ impl Runner {
         let name = spec.pipeline.clone();
         // A replaced pipeline keeps counting, so its batches stay one gap-free sequence.
         let batches = self.pipelines.get(&name).map_or(0, |old| old.batches);
-        self.pipelines.insert(name, Running { pipeline, spec, hash, last_error: None, batches });
+        let loadsim = self.loadsim.clone().and_then(|config| SyntheticSource::new(config, "loadsim").ok());
+        self.pipelines.insert(name, Running { pipeline, spec, hash, last_error: None, batches, loadsim });
         Ok(result)
+    }
+
+    /// Starts (or replaces) a load simulation: synthetic processes of a profile from the pipelines
+    /// module, added to the input of every pipeline — the same points for each, so a baseline and a
+    /// candidate running side by side see identical load.
+    fn start_loadsim(&mut self, payload: &Value) -> Result<Value, String> {
+        let config: SyntheticConfig =
+            serde_json::from_value(payload.clone()).map_err(|e| format!("invalid loadsim.start payload: {e}"))?;
+        SyntheticSource::new(config.clone(), "loadsim")
+            .map_err(|problems| join(problems.iter().map(ToString::to_string)))?;
+        for running in self.pipelines.values_mut() {
+            running.loadsim = SyntheticSource::new(config.clone(), "loadsim").ok();
+        }
+        self.loadsim = Some(config.clone());
+        Ok(json!({"loadsim": config, "pipelines": self.pipelines.len()}))
+    }
+
+    fn stop_loadsim(&mut self) -> Value {
+        let was_running = self.loadsim.take().is_some();
+        for running in self.pipelines.values_mut() {
+            running.loadsim = None;
+        }
+        json!({"stopped": was_running})
     }
 
     fn remove(&mut self, payload: &Value) -> Result<Value, String> {
@@ -166,7 +200,9 @@ impl Runner {
         let now = Utc::now();
         let mut batches = Vec::with_capacity(self.pipelines.len());
         for (name, running) in &mut self.pipelines {
-            let (stats, errors) = running.pipeline.run_interval(now.timestamp_millis());
+            let now_ms = now.timestamp_millis();
+            let extra = running.loadsim.as_mut().map(|sim| sim.collect(now_ms)).unwrap_or_default();
+            let (stats, errors) = running.pipeline.run_interval_with(now_ms, extra);
             running.last_error = (!errors.is_empty()).then(|| errors.join("; "));
             running.batches += 1;
             batches.push(measurement(name, &running.spec, &stats, now, running.batches));
@@ -294,6 +330,28 @@ mod tests {
         let unknown = runner.execute(&task("t3", "reboot.host", json!({})));
         assert_eq!(unknown.status, ReportedTaskStatus::Failed);
         assert!(!unknown.retryable);
+    }
+
+    #[test]
+    fn a_load_simulation_feeds_every_pipeline_the_same_points_until_stopped() {
+        let mut runner = Runner::default();
+        let host = "receivers: {host: {}}\nexporters: {count: {}}\nservice: {pipelines: {m: {receivers: [host], exporters: [count]}}}\n";
+        runner.execute(&task("t1", "pipeline.apply", json!({"pipeline": "a", "config": host})));
+        runner.execute(&task(
+            "t2",
+            "loadsim.start",
+            json!({"profile": "high_cardinality", "processes": 200, "seed": 3}),
+        ));
+        runner.execute(&task("t3", "pipeline.apply", json!({"pipeline": "b", "config": host})));
+        let input = |batches: &[MetricsBatch], i: usize| batches[i].samples[0].value;
+        let with_load = runner.run_interval();
+        assert_eq!(input(&with_load, 0), input(&with_load, 1), "both pipelines see the same input");
+        let stopped = runner.execute(&task("t4", "loadsim.stop", json!({})));
+        assert_eq!(stopped.result, Some(json!({"stopped": true})));
+        let without = runner.run_interval();
+        assert_eq!(input(&with_load, 0) - input(&without, 0), 1000.0, "200 simulated processes x 5 series");
+        let bad = runner.execute(&task("t5", "loadsim.start", json!({"profile": "steady", "processes": 0})));
+        assert_eq!(bad.status, ReportedTaskStatus::Failed);
     }
 
     #[test]

@@ -112,7 +112,13 @@ impl Pipeline {
 
     /// Collects from every source, processes, exports; an export failure is returned with the stats.
     pub fn run_interval(&mut self, now_ms: i64) -> (IntervalStats, Vec<String>) {
-        let input: Batch = self.sources.iter_mut().flat_map(|s| s.collect(now_ms)).collect();
+        self.run_interval_with(now_ms, Vec::new())
+    }
+
+    /// Like [`Pipeline::run_interval`], with `extra` points joining the sources' (a load simulation).
+    pub fn run_interval_with(&mut self, now_ms: i64, extra: Batch) -> (IntervalStats, Vec<String>) {
+        let mut input: Batch = self.sources.iter_mut().flat_map(|s| s.collect(now_ms)).collect();
+        input.extend(extra);
         let (output, stats) = self.chain.process(input, &self.critical);
         let errors = self.exporters.iter_mut().filter_map(|e| e.export(&output).err()).collect();
         (stats, errors)

@@ -175,11 +175,17 @@ async fn sigterm_stops_the_agent_cleanly() {
         .expect("token");
     let state = tempfile::tempdir().expect("state dir");
     let mut agent = AgentProcess::start(&app, state.path(), token["token"].as_str());
-    eventually("enrolment", async || state.path().join("identity.json").exists().then_some(())).await;
+    let agent_id = eventually("the agent online", async || {
+        let list: Value = app.get_as("/api/v1/agents?state=online", &admin).await.json().await.ok()?;
+        list["items"].as_array()?.first()?["id"].as_str().map(str::to_string)
+    })
+    .await;
     let pid = i32::try_from(agent.0.id()).expect("pid");
     kill(Pid::from_raw(pid), Signal::SIGTERM).expect("SIGTERM");
     let status = eventually("the agent to exit", async || agent.0.try_wait().ok().flatten()).await;
     assert!(status.success(), "{status:?}");
+    let gone: Value = app.get_as(&format!("/api/v1/agents/{agent_id}"), &admin).await.json().await.expect("agent");
+    assert_eq!(gone["state"], "offline", "it said goodbye: offline at once, not after the 30 s timeout");
 }
 
 #[test]

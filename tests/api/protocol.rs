@@ -58,6 +58,7 @@ fn every_agent_message_is_documented_field_for_field() {
         resources: ResourceUsage::default(),
         pipelines: vec![pipeline.clone()],
         seq: 1,
+        stopping: false,
     };
     let assignment = TaskAssignment {
         task_id: "t".into(),

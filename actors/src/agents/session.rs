@@ -104,7 +104,9 @@ impl Handler<RecordHeartbeat> for AgentSession {
     type Result = AtomicResponse<Self, Result<HeartbeatRecorded, StoreError>>;
 
     fn handle(&mut self, msg: RecordHeartbeat, _ctx: &mut Context<Self>) -> Self::Result {
+        let stopping = msg.heartbeat.stopping;
         let state = match msg.heartbeat.health {
+            _ if stopping => AgentState::Offline,
             ReportedHealth::Healthy => AgentState::Online,
             ReportedHealth::Degraded => AgentState::Degraded,
         };
@@ -121,6 +123,13 @@ impl Handler<RecordHeartbeat> for AgentSession {
         AtomicResponse::new(Box::pin(persist_then_announce.into_actor(self).map(move |result, session, ctx| {
             let agent = result?;
             session.state = state;
+            if stopping {
+                session.transport = None;
+                if let Some(timer) = session.timer.take() {
+                    ctx.cancel_future(timer);
+                }
+                return Ok(HeartbeatRecorded { agent, came_online: false });
+            }
             session.transport = Some(transport);
             session.schedule_offline(ctx, session.offline_after);
             Ok(HeartbeatRecorded { agent, came_online: previous == AgentState::Offline })

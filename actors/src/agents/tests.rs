@@ -99,7 +99,14 @@ impl FleetStore for MemoryFleet {
 }
 
 fn heartbeat(health: ReportedHealth) -> Heartbeat {
-    Heartbeat { agent_version: "1.0".into(), health, resources: Default::default(), pipelines: Vec::new(), seq: 1 }
+    Heartbeat {
+        agent_version: "1.0".into(),
+        health,
+        resources: Default::default(),
+        pipelines: Vec::new(),
+        seq: 1,
+        stopping: false,
+    }
 }
 
 async fn next_event(events: &mut phoenix_nats::Subscription) -> String {
