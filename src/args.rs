@@ -48,6 +48,10 @@ pub struct AgentArgs {
     /// Hostname to enrol with (default: this host's).
     #[arg(long)]
     pub hostname: Option<String>,
+    /// Run pipelines with this external collector (e.g. an OpenTelemetry Collector) instead of
+    /// in-process: `<bin> --config <state-dir>/collector/<pipeline>.yaml`, supervised.
+    #[arg(long, env = "PHOENIX_COLLECTOR_BIN")]
+    pub collector_bin: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

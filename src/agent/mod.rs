@@ -3,6 +3,7 @@
 //! preferred; when it fails the agent falls back to HTTP and tries NATS again every few heartbeats.
 //! Reports and measurements wait in a bounded outbox while the server cannot be reached.
 
+pub mod collector;
 pub mod identity;
 pub mod link;
 pub mod resources;
@@ -19,6 +20,7 @@ use phoenix_nats::wire::{
 use phoenix_nats::Envelope;
 use tokio::sync::mpsc;
 
+use self::collector::Collectors;
 use self::identity::Identity;
 use self::link::{HttpLink, Link, NatsLink};
 use self::resources::ResourceMeter;
@@ -43,6 +45,8 @@ struct Agent {
     feed: tokio::task::JoinHandle<()>,
     tasks_tx: mpsc::Sender<TaskAssignment>,
     runner: Runner,
+    /// Set with `--collector-bin`: pipelines run as supervised external collectors.
+    collectors: Option<Collectors>,
     meter: ResourceMeter,
     outbox: VecDeque<Outbound>,
     dropped: u64,
@@ -89,12 +93,14 @@ async fn serve(args: AgentArgs) -> anyhow::Result<()> {
         feed,
         tasks_tx,
         runner: Runner::default(),
+        collectors: None,
         meter: ResourceMeter::default(),
         outbox: VecDeque::new(),
         dropped: 0,
         interval,
         seq: 0,
     };
+    agent.collectors = agent.args.collector_bin.clone().map(|bin| Collectors::new(bin, &agent.args.state_dir));
     agent.try_nats().await;
     agent.run(tasks_rx).await;
     Ok(())
@@ -175,12 +181,16 @@ impl Agent {
     /// Sends a heartbeat; answers the new interval when the server changed it.
     async fn heartbeat(&mut self) -> Option<Duration> {
         self.seq += 1;
-        let health = if self.runner.is_degraded() { ReportedHealth::Degraded } else { ReportedHealth::Healthy };
+        let degraded = self.runner.is_degraded() || self.collectors.as_ref().is_some_and(Collectors::is_degraded);
+        let health = if degraded { ReportedHealth::Degraded } else { ReportedHealth::Healthy };
         let heartbeat = Heartbeat {
             agent_version: env!("CARGO_PKG_VERSION").into(),
             health,
             resources: self.meter.measure(),
-            pipelines: self.runner.statuses(),
+            pipelines: match &self.collectors {
+                Some(collectors) => collectors.statuses(),
+                None => self.runner.statuses(),
+            },
             seq: self.seq,
             stopping: false,
         };
@@ -223,7 +233,11 @@ impl Agent {
     }
 
     async fn measure(&mut self) {
-        for batch in self.runner.run_interval() {
+        let batches = match &mut self.collectors {
+            Some(collectors) => collectors.supervise(),
+            None => self.runner.run_interval(),
+        };
+        for batch in batches {
             self.queue(Outbound::Metrics(Envelope::new(kinds::METRICS, batch)));
         }
         self.flush().await;
@@ -241,7 +255,14 @@ impl Agent {
             retryable: true,
         };
         self.queue(Outbound::Report(Envelope::new(kinds::TASK_STATUS, running)));
-        let outcome = self.runner.execute(&task);
+        let outcome = match self.collectors.as_mut() {
+            Some(collectors) if task.task_type.starts_with("pipeline.") && !self.runner.already_done(&task) => {
+                let outcome = runner::run_on_collectors(collectors, &task).await;
+                self.runner.mark_done(&task.task_id);
+                outcome
+            }
+            _ => self.runner.execute(&task),
+        };
         if let Some(error) = &outcome.error {
             tracing::warn!(task.id = %task.task_id, error = %error, "task failed");
         }

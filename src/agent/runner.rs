@@ -105,6 +105,16 @@ impl Runner {
         }
     }
 
+    /// True when this task id ran before (a redelivery).
+    pub fn already_done(&self, task: &TaskAssignment) -> bool {
+        self.done.contains(&task.task_id)
+    }
+
+    /// Remembers a task run elsewhere (by the collector supervisor).
+    pub fn mark_done(&mut self, task_id: &str) {
+        self.remember(task_id);
+    }
+
     fn remember(&mut self, task_id: &str) {
         if self.done.insert(task_id.to_string()) {
             self.done_order.push_back(task_id.to_string());
@@ -227,6 +237,28 @@ impl Runner {
                 error: running.last_error.clone(),
             })
             .collect()
+    }
+}
+
+/// `pipeline.apply` / `pipeline.remove` in external collector mode.
+pub async fn run_on_collectors(
+    collectors: &mut super::collector::Collectors,
+    task: &TaskAssignment,
+) -> TaskStatusReport {
+    let outcome = match task.task_type.as_str() {
+        "pipeline.apply" => match serde_json::from_value::<ApplyPayload>(task.payload.clone()) {
+            Ok(spec) => collectors.apply(spec).await,
+            Err(e) => Err(format!("invalid pipeline.apply payload: {e}")),
+        },
+        "pipeline.remove" => match serde_json::from_value::<RemovePayload>(task.payload.clone()) {
+            Ok(spec) => Ok(collectors.remove(&spec.pipeline).await),
+            Err(e) => Err(format!("invalid pipeline.remove payload: {e}")),
+        },
+        other => Err(format!("unknown task type '{other}'")),
+    };
+    match outcome {
+        Ok(result) => report(task, ReportedTaskStatus::Succeeded, Some(result), None, false),
+        Err(error) => report(task, ReportedTaskStatus::Failed, None, Some(error), false),
     }
 }
 

@@ -34,7 +34,17 @@ impl AgentProcess {
 }
 
 impl Drop for AgentProcess {
+    /// SIGTERM first, so the agent stops its collectors (they would outlive a SIGKILL); then SIGKILL.
     fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+        }
+        for _ in 0..50 {
+            if self.0.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -201,4 +211,92 @@ fn without_an_identity_or_a_token_the_agent_says_what_is_missing() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--enroll-token"), "{stderr}");
+}
+
+/// Pids of processes whose command line mentions `needle`.
+fn pids_with(needle: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+        })
+        .collect()
+}
+
+#[actix_web::test]
+async fn in_collector_mode_the_agent_supervises_the_collector_and_reverts_a_config_that_does_not_start() {
+    let env = Env::local(Backend::Sqlite);
+    let db = TestDb::new(Backend::Sqlite);
+    let mut settings = test_settings(env, &db);
+    settings.agents.heartbeat_interval_secs = 1;
+    let app = spawn_with(env, db, settings).await;
+    let admin = app.bootstrap_admin().await;
+    let token: Value = app
+        .send_as(Method::POST, "/api/v1/agents/enrollment-tokens", &admin, &json!({}))
+        .await
+        .json()
+        .await
+        .expect("token");
+    let state = tempfile::tempdir().expect("state dir");
+    let fake = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fake-collector.sh");
+    let agent = AgentProcess(
+        Command::new(env!("CARGO_BIN_EXE_phoenix"))
+            .args(["agent", "--server", &app.url(""), "--interval", "1", "--collector-bin", fake])
+            .args(["--enroll-token", token["token"].as_str().expect("token")])
+            .arg("--state-dir")
+            .arg(state.path())
+            .env_remove("PHOENIX_NATS_URL")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the agent"),
+    );
+    let agent_id = eventually("the agent online", async || {
+        let list: Value = app.get_as("/api/v1/agents?state=online", &admin).await.json().await.ok()?;
+        list["items"].as_array()?.first()?["id"].as_str().map(str::to_string)
+    })
+    .await;
+    let good = "receivers: {host: {}}\nexporters: {count: {}}\nservice: {pipelines: {m: {receivers: [host], exporters: [count]}}}\n";
+    let task = app
+        .enqueue(&admin, &agent_id, "pipeline.apply", json!({"payload": {"pipeline": "edge", "config": good}}))
+        .await;
+    let id = task["id"].as_str().expect("id").to_string();
+    eventually("the collector to start", async || {
+        (task_status(&app, &admin, &id).await["status"] == "succeeded").then_some(())
+    })
+    .await;
+    let config_file = state.path().join("collector/edge.yaml");
+    assert_eq!(std::fs::read_to_string(&config_file).expect("config written"), good);
+    let running = pids_with(config_file.to_str().expect("utf-8"));
+    assert_eq!(running.len(), 1, "one collector runs with the config");
+
+    let crashing = format!("# fake-collector: crash\n{good}");
+    let task = app
+        .enqueue(&admin, &agent_id, "pipeline.apply", json!({"payload": {"pipeline": "edge", "config": crashing}}))
+        .await;
+    let id = task["id"].as_str().expect("id").to_string();
+    let failed = eventually("the bad config to fail", async || {
+        let task = task_status(&app, &admin, &id).await;
+        (task["status"] == "failed").then_some(task)
+    })
+    .await;
+    assert!(failed["error"].as_str().is_some_and(|e| e.contains("health check") && e.contains("reverted")), "{failed}");
+    assert_eq!(std::fs::read_to_string(&config_file).expect("config"), good, "the last known good config is back");
+    eventually("the previous config's collector to run again", async || {
+        (pids_with(config_file.to_str()?).len() == 1).then_some(())
+    })
+    .await;
+
+    let victim = pids_with(config_file.to_str().expect("utf-8"))[0];
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim), nix::sys::signal::Signal::SIGKILL).expect("kill");
+    eventually("the supervisor to restart the collector", async || {
+        let now = pids_with(config_file.to_str()?);
+        (now.len() == 1 && now[0] != victim).then_some(())
+    })
+    .await;
+
+    drop(agent);
+    assert!(pids_with(config_file.to_str().expect("utf-8")).is_empty(), "a stopping agent stops its collectors");
 }

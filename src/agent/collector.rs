@@ -1,0 +1,212 @@
+//! External collector mode (`--collector-bin`): instead of running pipelines in-process, the agent
+//! writes each rendered config to its state directory and supervises the collector binary with it
+//! (`<bin> --config <file>`): start, health check, restart with backoff when it dies, and revert to the
+//! last known good config when a new one does not come up.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::Utc;
+use phoenix_nats::wire::{MetricsBatch, PipelineStatus, Sample};
+use serde_json::{json, Value};
+use tokio::process::{Child, Command};
+
+use super::link::Backoff;
+use super::runner::ApplyPayload;
+use crate::pipeline::config::{config_hash, validate_text};
+
+/// A new collector must stay up this long to count as healthy.
+const HEALTH_WINDOW: Duration = Duration::from_secs(2);
+
+struct Supervised {
+    child: Option<Child>,
+    config_file: PathBuf,
+    hash: String,
+    spec: ApplyPayload,
+    last_error: Option<String>,
+    backoff: Backoff,
+    restart_at: Option<tokio::time::Instant>,
+    batches: u64,
+}
+
+pub struct Collectors {
+    bin: PathBuf,
+    dir: PathBuf,
+    running: BTreeMap<String, Supervised>,
+}
+
+fn spawn(bin: &Path, config_file: &Path) -> Result<Child, String> {
+    Command::new(bin)
+        .arg("--config")
+        .arg(config_file)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))
+}
+
+/// Starts the collector and waits out the health window: `Err` with the reason when it exits.
+async fn start_healthy(bin: &Path, config_file: &Path) -> Result<Child, String> {
+    let mut child = spawn(bin, config_file)?;
+    tokio::time::sleep(HEALTH_WINDOW).await;
+    match child.try_wait() {
+        Ok(None) => Ok(child),
+        Ok(Some(status)) => Err(format!("the collector exited during its health check ({status})")),
+        Err(e) => Err(format!("cannot watch the collector: {e}")),
+    }
+}
+
+impl Collectors {
+    pub fn new(bin: PathBuf, state_dir: &Path) -> Collectors {
+        Collectors { bin, dir: state_dir.join("collector"), running: BTreeMap::new() }
+    }
+
+    /// Validates the config, writes it, and swaps the collector over to it; on failure the previous
+    /// config is written back and its collector keeps (or starts) running.
+    pub async fn apply(&mut self, spec: ApplyPayload) -> Result<Value, String> {
+        let hash = config_hash(&spec.config);
+        if spec.config_hash.as_ref().is_some_and(|expected| *expected != hash) {
+            return Err(format!("config hash mismatch: the config is {hash}"));
+        }
+        let (_, validation) = validate_text(&spec.config);
+        if !validation.is_valid() {
+            let errors: Vec<String> = validation.errors.iter().map(ToString::to_string).collect();
+            return Err(format!("invalid config: {}", errors.join("; ")));
+        }
+        std::fs::create_dir_all(&self.dir).map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
+        let config_file = self.dir.join(format!("{}.yaml", sanitize(&spec.pipeline)));
+        let previous_text = std::fs::read_to_string(&config_file).ok();
+        let mut previous = self.running.remove(&spec.pipeline);
+        if let Some(old) = previous.as_mut().and_then(|p| p.child.as_mut()) {
+            let _ = old.kill().await;
+        }
+        std::fs::write(&config_file, &spec.config)
+            .map_err(|e| format!("cannot write {}: {e}", config_file.display()))?;
+        match start_healthy(&self.bin, &config_file).await {
+            Ok(child) => {
+                let batches = previous.map_or(0, |p| p.batches);
+                let name = spec.pipeline.clone();
+                let supervised = Supervised {
+                    child: Some(child),
+                    config_file,
+                    hash: hash.clone(),
+                    spec,
+                    last_error: None,
+                    backoff: Backoff::default(),
+                    restart_at: None,
+                    batches,
+                };
+                self.running.insert(name.clone(), supervised);
+                Ok(json!({"pipeline": name, "config_hash": hash, "collector": self.bin.display().to_string()}))
+            }
+            Err(reason) => {
+                self.revert(previous, previous_text, &config_file).await;
+                Err(format!("{reason}; reverted to the last known good config"))
+            }
+        }
+    }
+
+    async fn revert(&mut self, previous: Option<Supervised>, text: Option<String>, config_file: &Path) {
+        match (previous, text) {
+            (Some(mut old), Some(text)) => {
+                let _ = std::fs::write(config_file, text);
+                old.child = spawn(&self.bin, config_file).map_err(|e| old.last_error = Some(e)).ok();
+                self.running.insert(old.spec.pipeline.clone(), old);
+            }
+            _ => {
+                let _ = std::fs::remove_file(config_file);
+            }
+        }
+    }
+
+    pub async fn remove(&mut self, name: &str) -> Value {
+        let removed = match self.running.remove(name) {
+            Some(mut gone) => {
+                if let Some(child) = gone.child.as_mut() {
+                    let _ = child.kill().await;
+                }
+                let _ = std::fs::remove_file(&gone.config_file);
+                true
+            }
+            None => false,
+        };
+        json!({"pipeline": name, "removed": removed})
+    }
+
+    /// Restarts collectors that died (with backoff) and measures the running ones.
+    pub fn supervise(&mut self) -> Vec<MetricsBatch> {
+        let now = tokio::time::Instant::now();
+        let mut batches = Vec::new();
+        for (name, s) in &mut self.running {
+            if let Some(child) = s.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    s.last_error = Some(format!("the collector exited ({status}); restarting"));
+                    s.child = None;
+                    s.restart_at = Some(now + s.backoff.next_wait());
+                }
+            }
+            if s.child.is_none() && s.restart_at.is_some_and(|at| at <= now) {
+                match spawn(&self.bin, &s.config_file) {
+                    Ok(child) => {
+                        s.child = Some(child);
+                        s.restart_at = None;
+                        s.last_error = None;
+                    }
+                    Err(e) => {
+                        s.last_error = Some(e);
+                        s.restart_at = Some(now + s.backoff.next_wait());
+                    }
+                }
+            }
+            if let Some(pid) = s.child.as_ref().and_then(Child::id) {
+                s.batches += 1;
+                batches.push(process_measurement(name, &s.spec, pid, s.batches));
+            }
+        }
+        batches
+    }
+
+    pub fn is_degraded(&self) -> bool {
+        self.running.values().any(|s| s.last_error.is_some())
+    }
+
+    pub fn statuses(&self) -> Vec<PipelineStatus> {
+        self.running
+            .iter()
+            .map(|(name, s)| PipelineStatus {
+                name: name.clone(),
+                version: s.spec.version,
+                config_hash: s.hash.clone(),
+                state: if s.child.is_some() { "running" } else { "failed" }.into(),
+                error: s.last_error.clone(),
+            })
+            .collect()
+    }
+}
+
+/// Pipeline names become file names: anything but letters, digits, '-' and '_' turns into '_'.
+fn sanitize(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+/// What the agent can measure of an external collector: its CPU time and memory.
+fn process_measurement(name: &str, spec: &ApplyPayload, pid: u32, seq: u64) -> MetricsBatch {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let number = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf only reads system constants.
+    let (ticks, page) = unsafe { (libc::sysconf(libc::_SC_CLK_TCK) as f64, libc::sysconf(libc::_SC_PAGESIZE) as f64) };
+    let now = Utc::now();
+    let sample = |metric: &str, value: f64| Sample { metric: metric.into(), value, labels: BTreeMap::new(), ts: now };
+    MetricsBatch {
+        pipeline: name.to_string(),
+        experiment_id: spec.experiment_id.clone(),
+        variant: spec.variant.clone(),
+        seq: Some(seq),
+        samples: vec![
+            sample("pipeline.cpu.seconds", (number(11) + number(12)) / ticks.max(1.0)),
+            sample("pipeline.memory.bytes", number(21) * page),
+        ],
+    }
+}
