@@ -1,6 +1,7 @@
 //! `phoenix agent`: enrols once, then heartbeats, receives tasks (pushed over NATS, or long-polled
 //! over HTTP when NATS is not there), runs pipelines and reports what each one measures. NATS is
-//! preferred; when it fails the agent falls back to HTTP and tries NATS again every few heartbeats.
+//! preferred; when it fails the agent falls back to HTTP and tries NATS again with exponential backoff
+//! and jitter.
 //! Reports and measurements wait in a bounded outbox while the server cannot be reached.
 
 pub mod collector;
@@ -29,8 +30,6 @@ use crate::args::AgentArgs;
 
 /// Reports and measurements kept while the server is unreachable; the oldest go first when full.
 const OUTBOX_LIMIT: usize = 1000;
-/// On HTTP with NATS configured, try NATS again every this many heartbeats.
-const NATS_RETRY_EVERY: u64 = 3;
 
 enum Outbound {
     Report(Envelope<TaskStatusReport>),
@@ -52,6 +51,9 @@ struct Agent {
     dropped: u64,
     interval: Duration,
     seq: u64,
+    /// When to try NATS again while on HTTP (exponential backoff with jitter).
+    nats_retry: link::Backoff,
+    next_nats_try: tokio::time::Instant,
 }
 
 /// Runs the agent until SIGTERM/SIGINT; the exit code says how it ended.
@@ -99,6 +101,8 @@ async fn serve(args: AgentArgs) -> anyhow::Result<()> {
         dropped: 0,
         interval,
         seq: 0,
+        nats_retry: link::Backoff::default(),
+        next_nats_try: tokio::time::Instant::now(),
     };
     agent.collectors = agent.args.collector_bin.clone().map(|bin| Collectors::new(bin, &agent.args.state_dir));
     agent.try_nats().await;
@@ -196,7 +200,7 @@ impl Agent {
         };
         match self.link.heartbeat(heartbeat).await {
             Ok(ack) => {
-                if matches!(self.link, Link::Http(_)) && self.seq % NATS_RETRY_EVERY == 0 {
+                if matches!(self.link, Link::Http(_)) && tokio::time::Instant::now() >= self.next_nats_try {
                     self.try_nats().await;
                 }
                 self.flush().await;
@@ -294,12 +298,24 @@ impl Agent {
         }
     }
 
-    /// Switches to NATS when a NATS URL is known and it answers.
+    /// Switches to NATS when a NATS URL is known and it answers; otherwise waits longer before the
+    /// next try (1 s doubling to a minute, with jitter, so a fleet does not reconnect in lockstep).
     async fn try_nats(&mut self) {
         let Some(url) = self.args.nats_url.clone().or_else(|| self.identity.nats_url.clone()) else { return };
         match NatsLink::connect(&url, &self.args.subject_prefix, &self.identity).await {
-            Ok(nats) => self.switch(Link::Nats(Box::new(nats))).await,
-            Err(e) => tracing::warn!(error = format!("{e:#}"), "NATS unreachable; staying on HTTP"),
+            Ok(nats) => {
+                self.nats_retry.reset();
+                self.switch(Link::Nats(Box::new(nats))).await;
+            }
+            Err(e) => {
+                let wait = self.nats_retry.next_wait();
+                self.next_nats_try = tokio::time::Instant::now() + wait;
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    retry_in_secs = wait.as_secs(),
+                    "NATS unreachable; staying on HTTP"
+                );
+            }
         }
     }
 
