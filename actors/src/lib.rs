@@ -6,6 +6,7 @@
 //! - [`tasks`]: the task queue — leases, retries, reports — and its delivery to agents.
 //! - [`gateway`]: the one way in for agent messages, over NATS or HTTP alike.
 //! - [`events`]: domain events published on the bus for the WebSocket layer.
+//! - [`experiments`]: what an experiment is, its phase machine, and the statistics of its verdict.
 //! - [`pipelines`]: how a pipeline is named (template + parameters, or inline config).
 //! - [`users`]: accounts and roles; [`labels`]: agent labels; [`paging`]: cursor paging of lists.
 //!
@@ -14,6 +15,7 @@
 
 pub mod agents;
 pub mod events;
+pub mod experiments;
 pub mod gateway;
 pub mod labels;
 pub mod paging;

@@ -1,0 +1,154 @@
+//! Experiments: a baseline and a candidate pipeline run side by side on the same hosts, measured, and
+//! judged. This module holds what an experiment is and its phase machine (DESIGN.md §7).
+
+pub mod phases;
+pub mod stats;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::labels::Labels;
+use crate::pipelines::PipelineSpec;
+
+pub use phases::{Action, Phase};
+
+/// Which agents an experiment (or a deployment) runs on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Target {
+    /// Every agent with these labels.
+    Selector(Labels),
+    /// These agents.
+    Agents(Vec<String>),
+}
+
+/// What the candidate must achieve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuccessCriteria {
+    /// At least this much fewer active series than the baseline, percent.
+    #[serde(default = "default_reduction")]
+    pub min_cardinality_reduction_pct: f64,
+    /// At most this much more pipeline CPU than the baseline, percent.
+    #[serde(default = "default_cpu")]
+    pub max_cpu_overhead_pct: f64,
+    /// At least this share of the baseline's critical series kept, percent.
+    #[serde(default = "default_accuracy")]
+    pub min_accuracy_pct: f64,
+}
+
+fn default_reduction() -> f64 {
+    50.0
+}
+
+fn default_cpu() -> f64 {
+    10.0
+}
+
+fn default_accuracy() -> f64 {
+    99.0
+}
+
+impl Default for SuccessCriteria {
+    fn default() -> Self {
+        SuccessCriteria {
+            min_cardinality_reduction_pct: default_reduction(),
+            max_cpu_overhead_pct: default_cpu(),
+            min_accuracy_pct: default_accuracy(),
+        }
+    }
+}
+
+/// An experiment as submitted (stored and returned exactly so).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentSpec {
+    /// A name for people.
+    pub name: String,
+    /// What it is about.
+    #[serde(default)]
+    pub description: String,
+    /// The pipeline compared against.
+    pub baseline: PipelineSpec,
+    /// The pipeline tried.
+    pub candidate: PipelineSpec,
+    /// Where both run.
+    pub target: Target,
+    /// Seconds after both run before measuring starts.
+    #[serde(default)]
+    pub warmup_secs: u64,
+    /// Seconds measured.
+    pub duration_secs: u64,
+    /// Processes whose series the candidate must keep (executable names).
+    #[serde(default)]
+    pub critical_processes: Vec<String>,
+    /// What the candidate must achieve.
+    #[serde(default)]
+    pub success_criteria: SuccessCriteria,
+    /// Promote the candidate on a `pass` verdict.
+    #[serde(default)]
+    pub auto_promote: bool,
+}
+
+/// A stored experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Experiment {
+    /// UUIDv7.
+    pub id: String,
+    /// Where it is in its life.
+    pub phase: Phase,
+    /// As submitted.
+    pub spec: ExperimentSpec,
+    /// The baseline's rendered config.
+    pub baseline_config: Option<String>,
+    /// The candidate's rendered config.
+    pub candidate_config: Option<String>,
+    /// KPIs and verdict once analysed (JSON).
+    pub results: Option<serde_json::Value>,
+    /// The deployment a promotion created or updated.
+    pub deployment_id: Option<String>,
+    /// Who created it.
+    pub created_by: Option<String>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// When it was started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the measurement window began (after warm-up).
+    pub measuring_from: Option<DateTime<Utc>>,
+    /// When it reached a final phase.
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// A new experiment with its rendered configs.
+#[derive(Debug, Clone)]
+pub struct NewExperiment {
+    /// As submitted.
+    pub spec: ExperimentSpec,
+    /// The baseline's rendered config.
+    pub baseline_config: String,
+    /// The candidate's rendered config.
+    pub candidate_config: String,
+    /// Who created it.
+    pub created_by: Option<String>,
+}
+
+/// One entry of an experiment's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentEvent {
+    /// UUIDv7.
+    pub id: String,
+    /// e.g. `created`, `phase_changed`.
+    pub event_type: String,
+    /// Phase before.
+    pub from_phase: Option<Phase>,
+    /// Phase after.
+    pub to_phase: Option<Phase>,
+    /// Why, in words.
+    pub message: String,
+    /// Who (a user id, or `system`).
+    pub actor: Option<String>,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
