@@ -66,7 +66,7 @@ fn u_distribution(n1: usize, n2: usize) -> Vec<f64> {
     let max_u = n1 * n2;
     // table[m][n] over u, built up row by row.
     let mut previous: Vec<Vec<f64>> = (0..=n2).map(|_| one_at_zero(max_u)).collect();
-    for m in 1..=n1 {
+    for _ in 1..=n1 {
         let mut current: Vec<Vec<f64>> = vec![one_at_zero(max_u)];
         for n in 1..=n2 {
             let mut row = vec![0.0; max_u + 1];
