@@ -166,6 +166,11 @@ impl Collectors {
         batches
     }
 
+    /// What is applied now, to restore after a restart.
+    pub fn applied(&self) -> Vec<ApplyPayload> {
+        self.running.values().map(|s| s.spec.clone()).collect()
+    }
+
     pub fn is_degraded(&self) -> bool {
         self.running.values().any(|s| s.last_error.is_some())
     }

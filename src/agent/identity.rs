@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 const IDENTITY_FILE: &str = "identity.json";
+const APPLIED_FILE: &str = "applied.json";
 
 /// Who this agent is to the server.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,8 +40,30 @@ pub fn load(state_dir: &Path) -> anyhow::Result<Option<Identity>> {
 
 /// Writes the identity readable by the agent's user only (it holds the credential).
 pub fn save(state_dir: &Path, identity: &Identity) -> anyhow::Result<()> {
+    write_private(state_dir, &path(state_dir), &serde_json::to_string_pretty(identity)?)
+}
+
+/// The pipelines applied when the agent last changed them (empty when none or unreadable).
+pub fn load_applied(state_dir: &Path) -> Vec<super::runner::ApplyPayload> {
+    let file = state_dir.join(APPLIED_FILE);
+    match std::fs::read_to_string(&file) {
+        Ok(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
+            tracing::warn!(file = %file.display(), error = %e, "ignoring an unreadable list of applied pipelines");
+            Vec::new()
+        }),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Remembers the applied pipelines (their configs may describe the host: owner-only too).
+pub fn save_applied(state_dir: &Path, applied: &[super::runner::ApplyPayload]) -> anyhow::Result<()> {
+    write_private(state_dir, &state_dir.join(APPLIED_FILE), &serde_json::to_string(applied)?)
+}
+
+/// Writes `text` to `file` with mode 0600, through a temporary file renamed into place, so a crash
+/// never leaves a half-written file.
+fn write_private(state_dir: &Path, file: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(state_dir).with_context(|| format!("Failed to create {}", state_dir.display()))?;
-    let file = path(state_dir);
     let partial = file.with_extension("json.partial");
     let mut out = std::fs::OpenOptions::new()
         .write(true)
@@ -49,10 +72,9 @@ pub fn save(state_dir: &Path, identity: &Identity) -> anyhow::Result<()> {
         .mode(0o600)
         .open(&partial)
         .with_context(|| format!("Failed to write {}", partial.display()))?;
-    out.write_all(serde_json::to_string_pretty(identity)?.as_bytes())?;
+    out.write_all(text.as_bytes())?;
     out.sync_all()?;
-    // Renamed into place so a crash never leaves a half-written identity.
-    std::fs::rename(&partial, &file).with_context(|| format!("Failed to write {}", file.display()))?;
+    std::fs::rename(&partial, file).with_context(|| format!("Failed to write {}", file.display()))?;
     Ok(())
 }
 

@@ -105,6 +105,7 @@ async fn serve(args: AgentArgs) -> anyhow::Result<()> {
         next_nats_try: tokio::time::Instant::now(),
     };
     agent.collectors = agent.args.collector_bin.clone().map(|bin| Collectors::new(bin, &agent.args.state_dir));
+    agent.restore_pipelines().await;
     agent.try_nats().await;
     agent.run(tasks_rx).await;
     Ok(())
@@ -220,6 +221,32 @@ impl Agent {
         }
     }
 
+    /// Restarts the pipelines that ran before this process started, so a restart does not wait for
+    /// the server to re-apply them.
+    async fn restore_pipelines(&mut self) {
+        for spec in identity::load_applied(&self.args.state_dir) {
+            let name = spec.pipeline.clone();
+            let restored = match self.collectors.as_mut() {
+                Some(collectors) => collectors.apply(spec).await.map(|_| ()),
+                None => self.runner.restore(spec),
+            };
+            match restored {
+                Ok(()) => tracing::info!(pipeline = %name, "pipeline restored"),
+                Err(e) => tracing::warn!(pipeline = %name, error = %e, "cannot restore a pipeline"),
+            }
+        }
+    }
+
+    fn save_applied(&self) {
+        let applied = match &self.collectors {
+            Some(collectors) => collectors.applied(),
+            None => self.runner.applied(),
+        };
+        if let Err(e) = identity::save_applied(&self.args.state_dir, &applied) {
+            tracing::warn!(error = format!("{e:#}"), "cannot remember the applied pipelines");
+        }
+    }
+
     /// Tells the server this agent is going offline now (best effort: the timeout covers a failure).
     async fn say_goodbye(&mut self) {
         let goodbye = Heartbeat {
@@ -269,6 +296,9 @@ impl Agent {
         };
         if let Some(error) = &outcome.error {
             tracing::warn!(task.id = %task.task_id, error = %error, "task failed");
+        }
+        if task.task_type.starts_with("pipeline.") {
+            self.save_applied();
         }
         self.queue(Outbound::Report(Envelope::new(kinds::TASK_STATUS, outcome)));
         self.flush().await;

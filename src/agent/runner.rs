@@ -17,7 +17,7 @@ use crate::pipeline::sources::Source;
 const REMEMBERED_TASKS: usize = 10_000;
 
 /// `pipeline.apply`'s payload.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApplyPayload {
     /// The pipeline's name on the agent (an apply with the same name replaces it).
@@ -103,6 +103,16 @@ impl Runner {
             // Retrying the same input cannot help: the failures here are about the task itself.
             Err(error) => report(task, ReportedTaskStatus::Failed, None, Some(error), false),
         }
+    }
+
+    /// Starts a pipeline applied before this process started (restored from the state directory).
+    pub fn restore(&mut self, spec: ApplyPayload) -> Result<(), String> {
+        self.try_apply(spec).map(|_| ())
+    }
+
+    /// What is applied now, to restore after a restart.
+    pub fn applied(&self) -> Vec<ApplyPayload> {
+        self.pipelines.values().map(|r| r.spec.clone()).collect()
     }
 
     /// True when this task id ran before (a redelivery).

@@ -159,9 +159,17 @@ async fn the_agent_enrols_heartbeats_applies_pipelines_and_keeps_its_identity() 
 
     drop(agent);
     let _restarted = AgentProcess::start(&app, state.path(), None);
-    eventually("the restarted agent to heartbeat under the same identity", async || {
+    let heartbeats_before =
+        app.get_as(&format!("/api/v1/agents/{agent_id}"), &admin).await.json::<Value>().await.expect("agent")
+            ["last_heartbeat_at"]
+            .clone();
+    eventually("the restarted agent to heartbeat under the same identity, its pipeline restored", async || {
         let agent: Value = app.get_as(&format!("/api/v1/agents/{agent_id}"), &admin).await.json().await.ok()?;
-        (agent["pipelines"].as_array().is_some_and(Vec::is_empty) && agent["state"] == "online").then_some(())
+        let restored = agent["pipelines"]
+            .as_array()?
+            .iter()
+            .any(|p| p["name"] == "edge" && p["config_hash"] == config["config_hash"]);
+        (restored && agent["last_heartbeat_at"] != heartbeats_before).then_some(())
     })
     .await;
     let all: Value = app.get_as("/api/v1/agents", &admin).await.json().await.expect("agents");
