@@ -48,8 +48,10 @@ pub struct AgentArgs {
     /// Hostname to enrol with (default: this host's).
     #[arg(long)]
     pub hostname: Option<String>,
-    /// Run pipelines with this external collector (e.g. an OpenTelemetry Collector) instead of
-    /// in-process: `<bin> --config <state-dir>/collector/<pipeline>.yaml`, supervised.
+    /// Run pipelines with this external collector instead of in-process: it is started as
+    /// `<bin> --config <state-dir>/collector/<pipeline>.yaml` with the rendered Phoenix config and
+    /// supervised. The binary must understand that config (e.g. a wrapper that translates it for an
+    /// OpenTelemetry Collector).
     #[arg(long, env = "PHOENIX_COLLECTOR_BIN")]
     pub collector_bin: Option<PathBuf>,
 }

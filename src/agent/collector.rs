@@ -34,6 +34,8 @@ pub struct Collectors {
     bin: PathBuf,
     dir: PathBuf,
     running: BTreeMap<String, Supervised>,
+    /// Pipelines whose last apply failed (they make the agent degraded until applied or removed).
+    failed_applies: BTreeMap<String, String>,
 }
 
 fn spawn(bin: &Path, config_file: &Path) -> Result<Child, String> {
@@ -58,7 +60,7 @@ async fn start_healthy(bin: &Path, config_file: &Path) -> Result<Child, String> 
 
 impl Collectors {
     pub fn new(bin: PathBuf, state_dir: &Path) -> Collectors {
-        Collectors { bin, dir: state_dir.join("collector"), running: BTreeMap::new() }
+        Collectors { bin, dir: state_dir.join("collector"), running: BTreeMap::new(), failed_applies: BTreeMap::new() }
     }
 
     /// Validates the config, writes it, and swaps the collector over to it; on failure the previous
@@ -86,6 +88,7 @@ impl Collectors {
             Ok(child) => {
                 let batches = previous.map_or(0, |p| p.batches);
                 let name = spec.pipeline.clone();
+                self.failed_applies.remove(&name);
                 let supervised = Supervised {
                     child: Some(child),
                     config_file,
@@ -101,6 +104,7 @@ impl Collectors {
             }
             Err(reason) => {
                 self.revert(previous, previous_text, &config_file).await;
+                self.failed_applies.insert(spec.pipeline.clone(), reason.clone());
                 Err(format!("{reason}; reverted to the last known good config"))
             }
         }
@@ -120,6 +124,7 @@ impl Collectors {
     }
 
     pub async fn remove(&mut self, name: &str) -> Value {
+        self.failed_applies.remove(name);
         let removed = match self.running.remove(name) {
             Some(mut gone) => {
                 if let Some(child) = gone.child.as_mut() {
@@ -172,7 +177,7 @@ impl Collectors {
     }
 
     pub fn is_degraded(&self) -> bool {
-        self.running.values().any(|s| s.last_error.is_some())
+        !self.failed_applies.is_empty() || self.running.values().any(|s| s.last_error.is_some())
     }
 
     pub fn statuses(&self) -> Vec<PipelineStatus> {

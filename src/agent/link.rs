@@ -63,6 +63,16 @@ impl Link {
     }
 }
 
+/// An answer the server will give again to the same message: retrying cannot help.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(String);
+
+/// True when `error` is a refusal that will not change (a 4xx other than 401, 408, 409 and 429).
+pub fn is_permanent(error: &anyhow::Error) -> bool {
+    error.downcast_ref::<Refused>().is_some()
+}
+
 /// HTTP: `/api/v1/agent/*` with the credential as bearer token.
 #[derive(Clone)]
 pub struct HttpLink {
@@ -82,7 +92,12 @@ impl HttpLink {
         let status = res.status();
         if !status.is_success() {
             let detail: Value = res.json().await.unwrap_or_default();
-            bail!("{path}: {status}: {}", detail["detail"].as_str().unwrap_or(""));
+            let message = format!("{path}: {status}: {}", detail["detail"].as_str().unwrap_or(""));
+            let transient = [401, 408, 409, 429].contains(&status.as_u16());
+            if status.is_client_error() && !transient {
+                return Err(Refused(message).into());
+            }
+            bail!(message);
         }
         Ok(res.json().await?)
     }
@@ -218,6 +233,12 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_refusals_are_permanent() {
+        assert!(is_permanent(&anyhow::Error::from(Refused("422".into()))));
+        assert!(!is_permanent(&anyhow::anyhow!("connection refused")));
+    }
 
     #[test]
     fn backoff_doubles_up_to_a_minute_with_jitter() {

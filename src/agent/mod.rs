@@ -112,7 +112,12 @@ async fn serve(args: AgentArgs) -> anyhow::Result<()> {
 }
 
 async fn load_or_enroll(args: &AgentArgs, http: &reqwest::Client) -> anyhow::Result<Identity> {
-    if let Some(identity) = identity::load(&args.state_dir)? {
+    if let Some(mut identity) = identity::load(&args.state_dir)? {
+        let server = args.server.trim_end_matches('/');
+        if identity.server != server {
+            tracing::warn!(enrolled_with = %identity.server, now = %server, "using the server given now");
+            identity.server = server.to_string();
+        }
         return Ok(identity);
     }
     let token = args.enroll_token.as_deref().with_context(|| {
@@ -144,6 +149,14 @@ fn local_hostname() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// An interval that, after a stall, resumes at the normal pace instead of firing the missed ticks
+/// back to back (which would run pipelines several intervals at once).
+fn ticker(period: Duration) -> tokio::time::Interval {
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval
+}
+
 async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(term) => term,
@@ -157,16 +170,16 @@ async fn shutdown_signal() {
 
 impl Agent {
     async fn run(&mut self, mut tasks: mpsc::Receiver<TaskAssignment>) {
-        let mut heartbeat = tokio::time::interval(self.interval);
-        let mut measure = tokio::time::interval(self.interval);
+        let mut heartbeat = ticker(self.interval);
+        let mut measure = ticker(self.interval);
         let shutdown = shutdown_signal();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = heartbeat.tick() => {
                     if let Some(new_interval) = self.heartbeat().await {
-                        heartbeat = tokio::time::interval(new_interval);
-                        measure = tokio::time::interval(new_interval);
+                        heartbeat = ticker(new_interval);
+                        measure = ticker(new_interval);
                     }
                 }
                 _ = measure.tick() => self.measure().await,
@@ -201,6 +214,10 @@ impl Agent {
         };
         match self.link.heartbeat(heartbeat).await {
             Ok(ack) => {
+                if matches!(self.link, Link::Nats(_)) {
+                    // Only a heartbeat answered over NATS proves NATS works: then the backoff starts over.
+                    self.nats_retry.reset();
+                }
                 if matches!(self.link, Link::Http(_)) && tokio::time::Instant::now() >= self.next_nats_try {
                     self.try_nats().await;
                 }
@@ -289,7 +306,7 @@ impl Agent {
         let outcome = match self.collectors.as_mut() {
             Some(collectors) if task.task_type.starts_with("pipeline.") && !self.runner.already_done(&task) => {
                 let outcome = runner::run_on_collectors(collectors, &task).await;
-                self.runner.mark_done(&task.task_id);
+                self.runner.mark_done(&outcome);
                 outcome
             }
             _ => self.runner.execute(&task),
@@ -320,9 +337,17 @@ impl Agent {
                 Outbound::Report(report) => self.link.report(report).await,
                 Outbound::Metrics(batch) => self.link.send_metrics(batch).await,
             };
-            if let Err(e) = sent {
-                tracing::warn!(transport = self.link.name(), error = %e, pending = self.outbox.len(), "cannot deliver reports yet");
-                return;
+            match sent {
+                Ok(()) => {}
+                Err(e) if link::is_permanent(&e) => {
+                    // The server refused it for good (e.g. invalid): keeping it would block the rest.
+                    self.dropped += 1;
+                    tracing::warn!(error = %e, dropped.total = self.dropped, "the server refused a report; dropped");
+                }
+                Err(e) => {
+                    tracing::warn!(transport = self.link.name(), error = %e, pending = self.outbox.len(), "cannot deliver reports yet");
+                    return;
+                }
             }
             self.outbox.pop_front();
         }
@@ -333,10 +358,7 @@ impl Agent {
     async fn try_nats(&mut self) {
         let Some(url) = self.args.nats_url.clone().or_else(|| self.identity.nats_url.clone()) else { return };
         match NatsLink::connect(&url, &self.args.subject_prefix, &self.identity).await {
-            Ok(nats) => {
-                self.nats_retry.reset();
-                self.switch(Link::Nats(Box::new(nats))).await;
-            }
+            Ok(nats) => self.switch(Link::Nats(Box::new(nats))).await,
             Err(e) => {
                 let wait = self.nats_retry.next_wait();
                 self.next_nats_try = tokio::time::Instant::now() + wait;
@@ -350,6 +372,8 @@ impl Agent {
     }
 
     async fn use_http(&mut self) {
+        // NATS connected but did not work: wait before trying it again, longer each time.
+        self.next_nats_try = tokio::time::Instant::now() + self.nats_retry.next_wait();
         let http = Link::Http(HttpLink::new(self.http.clone(), &self.identity));
         self.switch(http).await;
     }

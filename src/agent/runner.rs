@@ -1,7 +1,7 @@
 //! The pipelines an agent runs, and the tasks that change them. Tasks are idempotent by id: a task
 //! delivered again (a redelivery after a reconnect or an expired lease) is acknowledged, not re-run.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use chrono::Utc;
 use phoenix_nats::wire::{MetricsBatch, PipelineStatus, ReportedTaskStatus, Sample, TaskAssignment, TaskStatusReport};
@@ -15,6 +15,8 @@ use crate::pipeline::sources::Source;
 
 /// Task ids remembered to recognise redeliveries.
 const REMEMBERED_TASKS: usize = 10_000;
+/// Most critical processes one pipeline measures (each is a sample in every batch).
+const MAX_CRITICAL: usize = 1000;
 
 /// `pipeline.apply`'s payload.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -48,20 +50,19 @@ struct Running {
     last_error: Option<String>,
     /// Measurement batches sent for this pipeline by this process (their sequence numbers).
     batches: u64,
-    /// This pipeline's copy of the load simulation (same seed for every pipeline: same input).
-    loadsim: Option<SyntheticSource>,
 }
 
 /// The running pipelines and what the agent remembers of its tasks.
 #[derive(Default)]
 pub struct Runner {
     pipelines: BTreeMap<String, Running>,
-    done: HashSet<String>,
+    /// Outcomes of finished tasks, replayed when a task is delivered again.
+    done: HashMap<String, (ReportedTaskStatus, Option<Value>, Option<String>)>,
     done_order: VecDeque<String>,
-    /// Why the agent is degraded, if it is (a failed or reverted apply, a failing pipeline).
-    degraded: Option<String>,
-    /// The load simulation mixed into every pipeline's input, while one runs.
-    loadsim: Option<SyntheticConfig>,
+    /// Why a pipeline makes the agent degraded (its last apply failed, or it could not be restored).
+    degraded: BTreeMap<String, String>,
+    /// The load simulation: one source, its points fed to every pipeline each interval.
+    loadsim: Option<SyntheticSource>,
 }
 
 fn report(
@@ -85,8 +86,9 @@ fn report(
 impl Runner {
     /// Runs a task and says how it ended (never panics on bad input: that is a failed task).
     pub fn execute(&mut self, task: &TaskAssignment) -> TaskStatusReport {
-        if self.done.contains(&task.task_id) {
-            return report(task, ReportedTaskStatus::Succeeded, Some(json!({"duplicate": true})), None, false);
+        if let Some((status, result, error)) = self.done.get(&task.task_id) {
+            // Delivered again: the first run's outcome, for this attempt (never a second run).
+            return report(task, *status, result.clone(), error.clone(), false);
         }
         let outcome = match task.task_type.as_str() {
             "pipeline.apply" => self.apply(&task.payload),
@@ -97,17 +99,21 @@ impl Runner {
                 "unknown task type '{other}': this agent runs pipeline.apply, pipeline.remove, loadsim.start and loadsim.stop"
             )),
         };
-        self.remember(&task.task_id);
-        match outcome {
+        // Retrying the same input cannot help: the failures here are about the task itself.
+        let done = match outcome {
             Ok(result) => report(task, ReportedTaskStatus::Succeeded, Some(result), None, false),
-            // Retrying the same input cannot help: the failures here are about the task itself.
             Err(error) => report(task, ReportedTaskStatus::Failed, None, Some(error), false),
-        }
+        };
+        self.remember(&done);
+        done
     }
 
     /// Starts a pipeline applied before this process started (restored from the state directory).
     pub fn restore(&mut self, spec: ApplyPayload) -> Result<(), String> {
-        self.try_apply(spec).map(|_| ())
+        let name = spec.pipeline.clone();
+        self.try_apply(spec).map(|_| ()).inspect_err(|e| {
+            self.degraded.insert(name, format!("could not be restored after a restart: {e}"));
+        })
     }
 
     /// What is applied now, to restore after a restart.
@@ -117,17 +123,18 @@ impl Runner {
 
     /// True when this task id ran before (a redelivery).
     pub fn already_done(&self, task: &TaskAssignment) -> bool {
-        self.done.contains(&task.task_id)
+        self.done.contains_key(&task.task_id)
     }
 
-    /// Remembers a task run elsewhere (by the collector supervisor).
-    pub fn mark_done(&mut self, task_id: &str) {
-        self.remember(task_id);
+    /// Remembers the outcome of a task run elsewhere (by the collector supervisor).
+    pub fn mark_done(&mut self, outcome: &TaskStatusReport) {
+        self.remember(outcome);
     }
 
-    fn remember(&mut self, task_id: &str) {
-        if self.done.insert(task_id.to_string()) {
-            self.done_order.push_back(task_id.to_string());
+    fn remember(&mut self, outcome: &TaskStatusReport) {
+        let entry = (outcome.status, outcome.result.clone(), outcome.error.clone());
+        if self.done.insert(outcome.task_id.clone(), entry).is_none() {
+            self.done_order.push_back(outcome.task_id.clone());
         }
         while self.done_order.len() > REMEMBERED_TASKS {
             if let Some(old) = self.done_order.pop_front() {
@@ -143,20 +150,28 @@ impl Runner {
             serde_json::from_value(payload.clone()).map_err(|e| format!("invalid pipeline.apply payload: {e}"))?;
         let outcome = self.try_apply(spec.clone());
         match &outcome {
-            Ok(_) => self.degraded = None,
+            Ok(_) => {
+                self.degraded.remove(&spec.pipeline);
+            }
             Err(e) => {
                 let kept = if self.pipelines.contains_key(&spec.pipeline) {
                     "the previous version keeps running"
                 } else {
                     "nothing was running"
                 };
-                self.degraded = Some(format!("apply of {} failed ({kept}): {e}", spec.pipeline));
+                self.degraded.insert(spec.pipeline.clone(), format!("apply failed ({kept}): {e}"));
             }
         }
         outcome
     }
 
     fn try_apply(&mut self, spec: ApplyPayload) -> Result<Value, String> {
+        if spec.pipeline.trim().is_empty() || spec.pipeline.len() > 200 {
+            return Err("the pipeline name must be 1 to 200 characters".into());
+        }
+        if spec.critical.len() > MAX_CRITICAL {
+            return Err(format!("at most {MAX_CRITICAL} critical processes"));
+        }
         let hash = config_hash(&spec.config);
         if let Some(expected) = &spec.config_hash {
             if *expected != hash {
@@ -168,21 +183,60 @@ impl Runner {
             Some(config) if validation.is_valid() => config,
             _ => return Err(format!("invalid config: {}", join(validation.errors.iter().map(ToString::to_string)))),
         };
-        let mut pipeline = Pipeline::build(&config, None, spec.critical.clone()).map_err(|problems| {
+        // The previous version steps aside first: it may hold what the new one needs (a port). If the
+        // new one does not come up, the previous one is started again from its spec.
+        let previous = self.pipelines.remove(&spec.pipeline).map(|old| (old.spec, old.batches));
+        match self.start(&config, &spec) {
+            Ok((pipeline, stats)) => {
+                let result =
+                    json!({"pipeline": spec.pipeline, "config_hash": hash, "output_series": stats.output_series});
+                // A replaced pipeline keeps counting, so its batches stay one gap-free sequence.
+                let batches = previous.map_or(0, |(_, batches)| batches);
+                self.pipelines
+                    .insert(spec.pipeline.clone(), Running { pipeline, spec, hash, last_error: None, batches });
+                Ok(result)
+            }
+            Err(e) => {
+                if let Some((old_spec, batches)) = previous {
+                    self.restart_previous(old_spec, batches);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Builds a pipeline and runs one interval as its health check.
+    fn start(
+        &mut self,
+        config: &crate::pipeline::config::PipelineConfig,
+        spec: &ApplyPayload,
+    ) -> Result<(Pipeline, IntervalStats), String> {
+        let mut pipeline = Pipeline::build(config, None, spec.critical.clone()).map_err(|problems| {
             format!("cannot start the pipeline: {}", join(problems.iter().map(ToString::to_string)))
         })?;
-        // Health check: one interval must run and export cleanly before the new pipeline replaces the old.
         let (stats, errors) = pipeline.run_interval(Utc::now().timestamp_millis());
         if !errors.is_empty() {
             return Err(format!("health check failed: {}", errors.join("; ")));
         }
-        let result = json!({"pipeline": spec.pipeline, "config_hash": hash, "output_series": stats.output_series});
-        let name = spec.pipeline.clone();
-        // A replaced pipeline keeps counting, so its batches stay one gap-free sequence.
-        let batches = self.pipelines.get(&name).map_or(0, |old| old.batches);
-        let loadsim = self.loadsim.clone().and_then(|config| SyntheticSource::new(config, "loadsim").ok());
-        self.pipelines.insert(name, Running { pipeline, spec, hash, last_error: None, batches, loadsim });
-        Ok(result)
+        Ok((pipeline, stats))
+    }
+
+    fn restart_previous(&mut self, spec: ApplyPayload, batches: u64) {
+        let (config, _) = validate_text(&spec.config);
+        let restarted = config
+            .ok_or_else(|| "its config no longer parses".to_string())
+            .and_then(|config| self.start(&config, &spec));
+        match restarted {
+            Ok((pipeline, _)) => {
+                let hash = config_hash(&spec.config);
+                self.pipelines
+                    .insert(spec.pipeline.clone(), Running { pipeline, spec, hash, last_error: None, batches });
+            }
+            Err(e) => {
+                self.degraded
+                    .insert(spec.pipeline.clone(), format!("the previous version could not be restarted: {e}"));
+            }
+        }
     }
 
     /// Starts (or replaces) a load simulation: synthetic processes of a profile from the pipelines
@@ -191,38 +245,33 @@ impl Runner {
     fn start_loadsim(&mut self, payload: &Value) -> Result<Value, String> {
         let config: SyntheticConfig =
             serde_json::from_value(payload.clone()).map_err(|e| format!("invalid loadsim.start payload: {e}"))?;
-        SyntheticSource::new(config.clone(), "loadsim")
+        let source = SyntheticSource::new(config.clone(), "loadsim")
             .map_err(|problems| join(problems.iter().map(ToString::to_string)))?;
-        for running in self.pipelines.values_mut() {
-            running.loadsim = SyntheticSource::new(config.clone(), "loadsim").ok();
-        }
-        self.loadsim = Some(config.clone());
+        self.loadsim = Some(source);
         Ok(json!({"loadsim": config, "pipelines": self.pipelines.len()}))
     }
 
     fn stop_loadsim(&mut self) -> Value {
-        let was_running = self.loadsim.take().is_some();
-        for running in self.pipelines.values_mut() {
-            running.loadsim = None;
-        }
-        json!({"stopped": was_running})
+        json!({"stopped": self.loadsim.take().is_some()})
     }
 
     fn remove(&mut self, payload: &Value) -> Result<Value, String> {
         let spec: RemovePayload =
             serde_json::from_value(payload.clone()).map_err(|e| format!("invalid pipeline.remove payload: {e}"))?;
         let removed = self.pipelines.remove(&spec.pipeline).is_some();
+        self.degraded.remove(&spec.pipeline);
         Ok(json!({"pipeline": spec.pipeline, "removed": removed}))
     }
 
     /// Runs one interval of every pipeline; one measurement batch per pipeline.
     pub fn run_interval(&mut self) -> Vec<MetricsBatch> {
         let now = Utc::now();
+        let now_ms = now.timestamp_millis();
+        // One simulation step per interval, the same points for every pipeline.
+        let load = self.loadsim.as_mut().map(|sim| sim.collect(now_ms)).unwrap_or_default();
         let mut batches = Vec::with_capacity(self.pipelines.len());
         for (name, running) in &mut self.pipelines {
-            let now_ms = now.timestamp_millis();
-            let extra = running.loadsim.as_mut().map(|sim| sim.collect(now_ms)).unwrap_or_default();
-            let (stats, errors) = running.pipeline.run_interval_with(now_ms, extra);
+            let (stats, errors) = running.pipeline.run_interval_with(now_ms, load.clone());
             running.last_error = (!errors.is_empty()).then(|| errors.join("; "));
             running.batches += 1;
             batches.push(measurement(name, &running.spec, &stats, now, running.batches));
@@ -232,7 +281,7 @@ impl Runner {
 
     /// The agent's own view of its health, for heartbeats.
     pub fn is_degraded(&self) -> bool {
-        self.degraded.is_some() || self.pipelines.values().any(|r| r.last_error.is_some())
+        !self.degraded.is_empty() || self.pipelines.values().any(|r| r.last_error.is_some())
     }
 
     /// What each running pipeline is, for heartbeats.
@@ -367,7 +416,8 @@ mod tests {
         runner.execute(&apply);
         runner.execute(&task("t2", "pipeline.remove", json!({"pipeline": "p"})));
         let again = runner.execute(&apply);
-        assert_eq!(again.result, Some(json!({"duplicate": true})));
+        assert_eq!(again.status, ReportedTaskStatus::Succeeded, "the first run's outcome, replayed");
+        assert_eq!(again.result.as_ref().map(|r| r["pipeline"].clone()), Some(json!("p")));
         assert!(runner.statuses().is_empty(), "the repeated apply did not start the pipeline again");
         let unknown = runner.execute(&task("t3", "reboot.host", json!({})));
         assert_eq!(unknown.status, ReportedTaskStatus::Failed);
@@ -394,6 +444,32 @@ mod tests {
         assert_eq!(input(&with_load, 0) - input(&without, 0), 1000.0, "200 simulated processes x 5 series");
         let bad = runner.execute(&task("t5", "loadsim.start", json!({"profile": "steady", "processes": 0})));
         assert_eq!(bad.status, ReportedTaskStatus::Failed);
+    }
+
+    #[tokio::test]
+    async fn a_new_version_of_a_pipeline_can_take_over_its_prometheus_port() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let config = |k: u32| {
+            format!("receivers: {{synthetic: {{profile: steady, processes: 10}}}}\nprocessors: {{topk: {{k: {k}}}}}\nexporters: {{prometheus: {{endpoint: \"127.0.0.1:{port}\"}}}}\nservice: {{pipelines: {{m: {{receivers: [synthetic], processors: [topk], exporters: [prometheus]}}}}}}\n")
+        };
+        let mut runner = Runner::default();
+        let first = runner.execute(&task("t1", "pipeline.apply", json!({"pipeline": "p", "config": config(3)})));
+        assert_eq!(first.status, ReportedTaskStatus::Succeeded, "{first:?}");
+        let second = runner.execute(&task("t2", "pipeline.apply", json!({"pipeline": "p", "config": config(4)})));
+        assert_eq!(second.status, ReportedTaskStatus::Succeeded, "the same port, a new version: {second:?}");
+        let broken = runner.execute(&task("t3", "pipeline.apply", json!({"pipeline": "p", "config": config(0)})));
+        assert_eq!(broken.status, ReportedTaskStatus::Failed);
+        assert_eq!(runner.statuses()[0].config_hash, config_hash(&config(4)), "the previous version was started again");
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(), "and serves on its port");
+    }
+
+    #[test]
+    fn a_task_that_failed_is_reported_failed_again_when_delivered_again() {
+        let mut runner = Runner::default();
+        let bad = task("t1", "pipeline.apply", json!({"pipeline": "p", "config": "nonsense"}));
+        assert_eq!(runner.execute(&bad).status, ReportedTaskStatus::Failed);
+        let again = runner.execute(&TaskAssignment { attempt: 2, ..bad });
+        assert_eq!((again.status, again.attempt), (ReportedTaskStatus::Failed, Some(2)));
     }
 
     #[test]

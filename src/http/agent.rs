@@ -42,11 +42,9 @@ pub async fn poll_tasks(
     agent: CurrentAgent,
     query: web::Query<PollQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let max_wait = state.settings.agents.long_poll_max_wait_secs;
-    if query.wait > max_wait {
-        return Err(ApiError::BadRequest(format!("wait must be at most {max_wait} seconds")));
-    }
-    let tasks = state.queue.poll(&agent.0.id, Duration::from_secs(query.wait)).await?;
+    // A longer wait than the server allows is shortened, not refused: agents need not know the setting.
+    let wait = query.wait.min(state.settings.agents.long_poll_max_wait_secs);
+    let tasks = state.queue.poll(&agent.0.id, Duration::from_secs(wait)).await?;
     let policy = state.queue.policy();
     let items: Vec<_> = tasks.iter().map(|task| Envelope::new(kinds::TASK, assignment(task, policy))).collect();
     Ok(HttpResponse::Ok().json(json!({ "items": items })))

@@ -141,6 +141,13 @@ fn check_pipelines(config: &PipelineConfig, v: &mut Validation) {
             v.warnings.push(Problem::new(&format!("{path}.processors"), "no processors: every series passes through"));
         }
     }
+    if config.service.pipelines.len() > 1 {
+        let first = config.service.pipelines.keys().next().cloned().unwrap_or_default();
+        v.warnings.push(Problem::new(
+            "service.pipelines",
+            format!("Phoenix runs one pipeline per config: only '{first}' (the first by name) runs"),
+        ));
+    }
     let defined =
         [("receivers", &config.receivers), ("processors", &config.processors), ("exporters", &config.exporters)];
     for (section, components) in defined {

@@ -58,13 +58,14 @@ impl Source for Replay {
 fn build_source(source: PreviewSource, problems: &mut Vec<Problem>) -> (Option<Box<dyn Source>>, f64) {
     match source {
         PreviewSource::Synthetic(config) => {
+            let interval = config.interval_secs;
             if config.processes > MAX_PREVIEW_PROCESSES {
                 problems.push(Problem::new(
                     "source.synthetic.processes",
                     format!("at most {MAX_PREVIEW_PROCESSES} in a preview"),
                 ));
+                return (None, interval);
             }
-            let interval = config.interval_secs;
             let built = SyntheticSource::new(config, "source.synthetic").map_err(|p| problems.extend(p)).ok();
             (built.map(|s| Box::new(s) as Box<dyn Source>), interval)
         }

@@ -115,9 +115,14 @@ pub fn render(template: &Template, given: &Map<String, Value>) -> Result<Rendere
     Ok(Rendered { config_hash: config_hash(&text), config: text, warnings: validation.warnings })
 }
 
+/// Instructions one rendering may run; far beyond any real config, far below a runaway loop.
+const RENDER_FUEL: u64 = 1_000_000;
+
 fn render_body(body: &str, parameters: &Map<String, Value>) -> Result<String, Vec<Problem>> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // A template is user input: bound the work (and so the output) one rendering may do.
+    env.set_fuel(Some(RENDER_FUEL));
     env.render_str(body, parameters).map_err(|e| {
         let line = e.line().map(|l| format!(" (template line {l})")).unwrap_or_default();
         vec![Problem::new("template", format!("cannot render: {e}{line}"))]
@@ -352,6 +357,19 @@ mod tests {
         assert_eq!(problems[0].path, "template");
         assert!(problems[0].message.contains("undefined"), "{problems:?}");
         assert!(!check_template(&template).is_empty());
+    }
+
+    #[test]
+    fn a_runaway_template_is_stopped() {
+        let template = Template {
+            name: "loop".into(),
+            description: String::new(),
+            parameters: vec![],
+            body: "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}".into(),
+            builtin: false,
+        };
+        let problems = crate::pipeline::processors::test_support::problems(render(&template, &Map::new()));
+        assert_eq!(problems[0].path, "template");
     }
 
     #[test]

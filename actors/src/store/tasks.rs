@@ -35,6 +35,10 @@ pub trait TaskStore: Send + Sync {
     /// Tasks handed to `agent_id` that it has not acknowledged yet (to push again on reconnect).
     async fn unacknowledged_tasks(&self, agent_id: &str) -> Result<Vec<Task>, StoreError>;
 
+    /// Records that these dispatched tasks were handed out again now (so they are not re-sent before
+    /// another acknowledgement window has passed).
+    async fn mark_redelivered(&self, task_ids: &[String], now: DateTime<Utc>) -> Result<(), StoreError>;
+
     /// Applies an agent's report (see [`crate::tasks::transitions::decide`]).
     async fn apply_task_report(
         &self,

@@ -106,10 +106,17 @@ impl TaskQueue {
         Ok(tasks.len())
     }
 
+    /// Unacknowledged tasks handed out more than `older_than` ago, stamped as handed out again now.
     async fn unacknowledged(&self, agent_id: &str, older_than: Duration) -> Result<Vec<Task>, StoreError> {
-        let cutoff = Utc::now() - super::transitions::chrono_duration(older_than);
+        let now = Utc::now();
+        let cutoff = now - super::transitions::chrono_duration(older_than);
         let tasks = self.store.unacknowledged_tasks(agent_id).await?;
-        Ok(tasks.into_iter().filter(|t| t.dispatched_at.is_none_or(|at| at <= cutoff)).collect())
+        let stale: Vec<Task> = tasks.into_iter().filter(|t| t.dispatched_at.is_none_or(|at| at <= cutoff)).collect();
+        if !stale.is_empty() {
+            let ids: Vec<String> = stale.iter().map(|t| t.id.clone()).collect();
+            self.store.mark_redelivered(&ids, now).await?;
+        }
+        Ok(stale)
     }
 
     /// Applies an agent's status report and announces the change.

@@ -346,6 +346,19 @@ impl TaskStore for DieselStore {
         .await
     }
 
+    async fn mark_redelivered(&self, task_ids: &[String], now: DateTime<Utc>) -> Result<(), StoreError> {
+        let ids = task_ids.to_vec();
+        self.run(move |conn| {
+            diesel::update(
+                tasks::table.filter(tasks::id.eq_any(&ids)).filter(tasks::status.eq(TaskStatus::Dispatched.as_str())),
+            )
+            .set(tasks::dispatched_at.eq(Some(to_db_time(now))))
+            .execute(conn)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn apply_task_report(
         &self,
         agent_id: &str,

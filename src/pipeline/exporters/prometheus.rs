@@ -16,18 +16,25 @@ pub struct PrometheusExporter {
 impl PrometheusExporter {
     /// Binds `endpoint` and serves until dropped. Needs a tokio runtime.
     pub fn bind(endpoint: &str) -> Result<PrometheusExporter, String> {
-        let listener =
-            std::net::TcpListener::bind(endpoint).map_err(|e| format!("cannot listen on {endpoint}: {e}"))?;
-        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let listener = reusable_listener(endpoint).map_err(|e| format!("cannot listen on {endpoint}: {e}"))?;
         let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
         let latest = Arc::new(Mutex::new(String::new()));
         let shared = latest.clone();
         let server = tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    // Out of descriptors or the like: wait a little and keep serving.
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                };
                 let body = shared.lock().map(|s| s.clone()).unwrap_or_default();
                 tokio::spawn(async move {
                     let mut request = [0u8; 1024];
-                    let _ = stream.read(&mut request).await;
+                    // A client that connects and says nothing must not hold a descriptor for long.
+                    let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut request)).await;
+                    if !matches!(read, Ok(Ok(n)) if n > 0) {
+                        return;
+                    }
                     let head = format!(
                         "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                         body.len()
@@ -39,6 +46,20 @@ impl PrometheusExporter {
         });
         Ok(PrometheusExporter { latest, server })
     }
+}
+
+/// A listener with SO_REUSEPORT: a new version of a pipeline binds the endpoint while the old one
+/// still serves it, so the handover leaves no moment without an endpoint (and no "address in use").
+fn reusable_listener(endpoint: &str) -> std::io::Result<std::net::TcpListener> {
+    let addr: std::net::SocketAddr =
+        endpoint.parse().map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an address"))?;
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(128)?;
+    Ok(socket.into())
 }
 
 impl Drop for PrometheusExporter {
@@ -63,7 +84,8 @@ pub fn exposition(batch: &Batch) -> String {
         let name: String = point.metric.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
         if typed.insert(name.clone()) {
             let kind = match point.kind {
-                MetricKind::Sum => "counter",
+                // A sum may go down (memory in use, threads): the exposition cannot call it a counter.
+                MetricKind::Sum => "untyped",
                 MetricKind::Gauge => "gauge",
             };
             let _ = writeln!(out, "# TYPE {name} {kind}");
@@ -91,7 +113,7 @@ mod tests {
         let batch = vec![Point::new("process.cpu.time", MetricKind::Sum, &[("command", "a \"b\"")], 1.5, 9)];
         assert_eq!(
             exposition(&batch),
-            "# TYPE process_cpu_time counter\nprocess_cpu_time{command=\"a \\\"b\\\"\"} 1.5 9\n"
+            "# TYPE process_cpu_time untyped\nprocess_cpu_time{command=\"a \\\"b\\\"\"} 1.5 9\n"
         );
     }
 

@@ -101,7 +101,8 @@ impl Processor for AdaptiveFilter {
         let ideal = self.ideal_threshold(&batch);
         let threshold = match self.threshold {
             Some(current) if current.is_finite() && ideal.is_finite() => current + self.smoothing * (ideal - current),
-            Some(current) if !ideal.is_finite() => current,
+            // No more processes than the target: everything fits, keep everything.
+            _ if !ideal.is_finite() => f64::NEG_INFINITY,
             _ => ideal,
         };
         self.threshold = Some(threshold);
@@ -172,6 +173,13 @@ mod tests {
         assert_eq!(kept_processes(&out), 6, "5 by value + the critical one");
         assert_eq!(out.iter().filter(|p| p.label("pid").map(|v| &**v) == Some("9999")).count(), 2, "all its series");
         assert_eq!(series_count(&out), 12);
+    }
+
+    #[test]
+    fn when_everything_fits_the_target_everything_is_kept() {
+        let mut f = filter("target_series: 50");
+        f.process(processes(1000));
+        assert_eq!(kept_processes(&f.process(processes(30))), 30, "30 processes fit a target of 50");
     }
 
     #[test]

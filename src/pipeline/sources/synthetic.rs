@@ -47,6 +47,15 @@ fn default_interval() -> f64 {
     10.0
 }
 
+/// The churn of a config: as given, or the profile's default.
+fn churn_of(config: &SyntheticConfig) -> f64 {
+    config.churn.unwrap_or(match config.profile {
+        Profile::HighCardinality => 0.2,
+        Profile::Realistic => 0.02,
+        Profile::Steady | Profile::Spike => 0.0,
+    })
+}
+
 /// SplitMix64: tiny, fast, and the same sequence everywhere for a seed.
 struct Rng(u64);
 
@@ -111,25 +120,27 @@ pub struct SyntheticSource {
 }
 
 impl SyntheticSource {
-    pub fn new(config: SyntheticConfig, path: &str) -> Result<SyntheticSource, Vec<Problem>> {
+    /// The problems of a config, without simulating anything (checking must stay cheap).
+    pub fn check(config: &SyntheticConfig, path: &str) -> Vec<Problem> {
         let mut problems = Vec::new();
         if config.processes < 1 || config.processes > MAX_PROCESSES {
             problems.push(Problem::new(&format!("{path}.processes"), format!("must be between 1 and {MAX_PROCESSES}")));
         }
-        let churn = config.churn.unwrap_or(match config.profile {
-            Profile::HighCardinality => 0.2,
-            Profile::Realistic => 0.02,
-            Profile::Steady | Profile::Spike => 0.0,
-        });
-        if !(0.0..=1.0).contains(&churn) {
+        if !(0.0..=1.0).contains(&churn_of(config)) {
             problems.push(Problem::new(&format!("{path}.churn"), "must be between 0 and 1"));
         }
-        if config.interval_secs.is_nan() || config.interval_secs <= 0.0 {
-            problems.push(Problem::new(&format!("{path}.interval_secs"), "must be > 0"));
+        if !config.interval_secs.is_finite() || config.interval_secs <= 0.0 {
+            problems.push(Problem::new(&format!("{path}.interval_secs"), "must be a finite number > 0"));
         }
+        problems
+    }
+
+    pub fn new(config: SyntheticConfig, path: &str) -> Result<SyntheticSource, Vec<Problem>> {
+        let problems = Self::check(&config, path);
         if !problems.is_empty() {
             return Err(problems);
         }
+        let churn = churn_of(&config);
         let mut source = SyntheticSource {
             rng: Rng(config.seed),
             churn,
@@ -146,7 +157,8 @@ impl SyntheticSource {
 
     fn spawn(&mut self) -> SimProcess {
         self.next_pid += 1;
-        let pid = self.next_pid.to_string();
+        // Never a real pid: simulated processes mixed into a host's own must not collide with them.
+        let pid = format!("sim-{}", self.next_pid);
         let executable = EXECUTABLES[(self.rng.next() % EXECUTABLES.len() as u64) as usize];
         let command = match self.config.profile {
             Profile::HighCardinality => format!("{executable} --worker-id={pid} --session={:x}", self.rng.next()),
