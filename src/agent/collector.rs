@@ -8,13 +8,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::Utc;
-use phoenix_nats::wire::{MetricsBatch, PipelineStatus, Sample};
+use phoenix_nats::wire::{MetricsBatch, PipelineStatus};
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
 use super::link::Backoff;
-use super::runner::ApplyPayload;
+use super::runner::{measurement, ApplyPayload};
 use crate::pipeline::config::{config_hash, validate_text};
+use crate::pipeline::engine::IntervalStats;
 
 /// A new collector must stay up this long to count as healthy.
 const HEALTH_WINDOW: Duration = Duration::from_secs(2);
@@ -28,6 +29,8 @@ struct Supervised {
     backoff: Backoff,
     restart_at: Option<tokio::time::Instant>,
     batches: u64,
+    /// The collector's CPU seconds at the previous measurement (per-interval CPU is the difference).
+    last_cpu: Option<f64>,
 }
 
 pub struct Collectors {
@@ -76,14 +79,15 @@ impl Collectors {
             return Err(format!("invalid config: {}", errors.join("; ")));
         }
         std::fs::create_dir_all(&self.dir).map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
-        let config_file = self.dir.join(format!("{}.yaml", sanitize(&spec.pipeline)));
-        let previous_text = std::fs::read_to_string(&config_file).ok();
+        let config_file = self.dir.join(file_name(&spec.pipeline));
+        // Written beside the live file first: if that fails, nothing was stopped.
+        let staged = config_file.with_extension("yaml.new");
+        std::fs::write(&staged, &spec.config).map_err(|e| format!("cannot write {}: {e}", staged.display()))?;
         let mut previous = self.running.remove(&spec.pipeline);
         if let Some(old) = previous.as_mut().and_then(|p| p.child.as_mut()) {
             let _ = old.kill().await;
         }
-        std::fs::write(&config_file, &spec.config)
-            .map_err(|e| format!("cannot write {}: {e}", config_file.display()))?;
+        std::fs::rename(&staged, &config_file).map_err(|e| format!("cannot write {}: {e}", config_file.display()))?;
         match start_healthy(&self.bin, &config_file).await {
             Ok(child) => {
                 let batches = previous.map_or(0, |p| p.batches);
@@ -98,26 +102,30 @@ impl Collectors {
                     backoff: Backoff::default(),
                     restart_at: None,
                     batches,
+                    last_cpu: None,
                 };
                 self.running.insert(name.clone(), supervised);
                 Ok(json!({"pipeline": name, "config_hash": hash, "collector": self.bin.display().to_string()}))
             }
             Err(reason) => {
-                self.revert(previous, previous_text, &config_file).await;
+                self.revert(previous, &config_file);
                 self.failed_applies.insert(spec.pipeline.clone(), reason.clone());
                 Err(format!("{reason}; reverted to the last known good config"))
             }
         }
     }
 
-    async fn revert(&mut self, previous: Option<Supervised>, text: Option<String>, config_file: &Path) {
-        match (previous, text) {
-            (Some(mut old), Some(text)) => {
-                let _ = std::fs::write(config_file, text);
+    /// Puts the previous config back (from its spec, not from the file) and starts its collector.
+    fn revert(&mut self, previous: Option<Supervised>, config_file: &Path) {
+        match previous {
+            Some(mut old) => {
+                if let Err(e) = std::fs::write(config_file, &old.spec.config) {
+                    old.last_error = Some(format!("cannot write back the previous config: {e}"));
+                }
                 old.child = spawn(&self.bin, config_file).map_err(|e| old.last_error = Some(e)).ok();
                 self.running.insert(old.spec.pipeline.clone(), old);
             }
-            _ => {
+            None => {
                 let _ = std::fs::remove_file(config_file);
             }
         }
@@ -156,6 +164,7 @@ impl Collectors {
                         s.child = Some(child);
                         s.restart_at = None;
                         s.last_error = None;
+                        s.last_cpu = None;
                     }
                     Err(e) => {
                         s.last_error = Some(e);
@@ -164,8 +173,17 @@ impl Collectors {
                 }
             }
             if let Some(pid) = s.child.as_ref().and_then(Child::id) {
+                let (cpu_total, memory) = process_usage(pid);
+                let cpu = cpu_total - s.last_cpu.unwrap_or(cpu_total);
+                s.last_cpu = Some(cpu_total);
                 s.batches += 1;
-                batches.push(process_measurement(name, &s.spec, pid, s.batches));
+                let stats = IntervalStats { cpu_seconds: cpu.max(0.0), memory_bytes: memory, ..Default::default() };
+                let mut batch = measurement(name, &s.spec, &stats, Utc::now(), s.batches);
+                // Series counts are the collector's own business: only its cost is measured here.
+                batch.samples.retain(|sample| {
+                    matches!(sample.metric.as_str(), "pipeline.cpu.seconds" | "pipeline.memory.bytes")
+                });
+                batches.push(batch);
             }
         }
         batches
@@ -194,29 +212,22 @@ impl Collectors {
     }
 }
 
-/// Pipeline names become file names: anything but letters, digits, '-' and '_' turns into '_'.
-fn sanitize(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+/// The config file of a pipeline: its name made file-safe, plus a short hash of the exact name so two
+/// names that look alike once made safe (`a.b`, `a_b`) never share a file.
+fn file_name(name: &str) -> String {
+    let safe: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    let hash = config_hash(name);
+    format!("{safe}-{}.yaml", &hash["sha256:".len().."sha256:".len() + 8])
 }
 
-/// What the agent can measure of an external collector: its CPU time and memory.
-fn process_measurement(name: &str, spec: &ApplyPayload, pid: u32, seq: u64) -> MetricsBatch {
+/// CPU seconds since start and resident bytes of a process.
+fn process_usage(pid: u32) -> (f64, usize) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> =
         stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
     let number = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // SAFETY: sysconf only reads system constants.
     let (ticks, page) = unsafe { (libc::sysconf(libc::_SC_CLK_TCK) as f64, libc::sysconf(libc::_SC_PAGESIZE) as f64) };
-    let now = Utc::now();
-    let sample = |metric: &str, value: f64| Sample { metric: metric.into(), value, labels: BTreeMap::new(), ts: now };
-    MetricsBatch {
-        pipeline: name.to_string(),
-        experiment_id: spec.experiment_id.clone(),
-        variant: spec.variant.clone(),
-        seq: Some(seq),
-        samples: vec![
-            sample("pipeline.cpu.seconds", (number(11) + number(12)) / ticks.max(1.0)),
-            sample("pipeline.memory.bytes", number(21) * page),
-        ],
-    }
+    ((number(11) + number(12)) / ticks.max(1.0), (number(21) * page) as usize)
 }

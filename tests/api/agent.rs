@@ -275,7 +275,13 @@ async fn in_collector_mode_the_agent_supervises_the_collector_and_reverts_a_conf
         (task_status(&app, &admin, &id).await["status"] == "succeeded").then_some(())
     })
     .await;
-    let config_file = state.path().join("collector/edge.yaml");
+    let config_file = std::fs::read_dir(state.path().join("collector"))
+        .expect("collector dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("edge-") && n.ends_with(".yaml"))
+        })
+        .expect("the config file of pipeline edge");
     assert_eq!(std::fs::read_to_string(&config_file).expect("config written"), good);
     let running = pids_with(config_file.to_str().expect("utf-8"));
     assert_eq!(running.len(), 1, "one collector runs with the config");
