@@ -18,13 +18,8 @@ fn binary() -> &'static str {
 
 /// (CPU seconds, resident bytes) of a process.
 fn usage(pid: u32) -> (f64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> =
-        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let number = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // SAFETY: sysconf only reads system constants.
-    let (ticks, page) = unsafe { (libc::sysconf(libc::_SC_CLK_TCK) as f64, libc::sysconf(libc::_SC_PAGESIZE) as f64) };
-    ((number(11) + number(12)) / ticks, (number(21) * page) as u64)
+    phoenix::procfs::stat(std::path::Path::new(&format!("/proc/{pid}")))
+        .map_or((0.0, 0), |s| (s.cpu_seconds, s.rss_bytes as u64))
 }
 
 async fn post(http: &reqwest::Client, url: String, token: Option<&str>, body: Value) -> Value {

@@ -21,5 +21,6 @@ pub mod db;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;
+pub mod procfs;
 pub mod server;
 pub mod telemetry;

@@ -223,11 +223,5 @@ fn file_name(name: &str) -> String {
 
 /// CPU seconds since start and resident bytes of a process.
 fn process_usage(pid: u32) -> (f64, usize) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> =
-        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let number = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // SAFETY: sysconf only reads system constants.
-    let (ticks, page) = unsafe { (libc::sysconf(libc::_SC_CLK_TCK) as f64, libc::sysconf(libc::_SC_PAGESIZE) as f64) };
-    ((number(11) + number(12)) / ticks.max(1.0), (number(21) * page) as usize)
+    crate::procfs::stat(Path::new(&format!("/proc/{pid}"))).map_or((0.0, 0), |s| (s.cpu_seconds, s.rss_bytes as usize))
 }

@@ -8,16 +8,6 @@ pub struct ResourceMeter {
     last_host: Option<(f64, f64)>,
 }
 
-fn ticks_per_sec() -> f64 {
-    // SAFETY: sysconf only reads a system constant.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if ticks > 0 {
-        ticks as f64
-    } else {
-        100.0
-    }
-}
-
 /// (busy, total) CPU ticks of the host.
 fn host_ticks() -> Option<(f64, f64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
@@ -30,13 +20,7 @@ fn host_ticks() -> Option<(f64, f64)> {
 }
 
 fn own_cpu_and_rss() -> (f64, u64) {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> =
-        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let number = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // SAFETY: sysconf only reads a system constant.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as f64;
-    ((number(11) + number(12)) / ticks_per_sec(), (number(21) * page) as u64)
+    crate::procfs::stat(std::path::Path::new("/proc/self")).map_or((0.0, 0), |s| (s.cpu_seconds, s.rss_bytes as u64))
 }
 
 fn host_memory() -> (u64, u64) {

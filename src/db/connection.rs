@@ -55,6 +55,10 @@ pub fn sqlite_path(url: &str) -> &str {
 
 /// Opens one connection to the database `url` names.
 pub fn establish(url: &str) -> Result<DbConnection, ConnectionError> {
+    // libpq initialises OpenSSL on first use, which registers OpenSSL's exit-time cleanup; a pool
+    // thread still inside libpq while the process exits then crashes. Initialising it ourselves first
+    // (the openssl-sys way: without the exit handler) avoids that.
+    openssl_sys::init();
     match Backend::from_url(url).map_err(ConnectionError::InvalidConnectionUrl)? {
         Backend::Postgres => PgConnection::establish(url).map(DbConnection::Pg),
         Backend::Sqlite => {

@@ -17,9 +17,15 @@ struct AgentProcess(Child);
 
 impl AgentProcess {
     fn start(app: &TestApp, state_dir: &std::path::Path, token: Option<&str>) -> AgentProcess {
+        AgentProcess::start_with(app, state_dir, token, &[])
+    }
+
+    /// The agent binary against `app` over HTTP, every second, with `extra` arguments.
+    fn start_with(app: &TestApp, state_dir: &std::path::Path, token: Option<&str>, extra: &[&str]) -> AgentProcess {
         let mut command = Command::new(env!("CARGO_BIN_EXE_phoenix"));
         command
             .args(["agent", "--server", &app.url(""), "--interval", "1", "--labels", "env=test"])
+            .args(extra)
             .arg("--state-dir")
             .arg(state_dir)
             .env_remove("PHOENIX_NATS_URL")
@@ -248,19 +254,7 @@ async fn in_collector_mode_the_agent_supervises_the_collector_and_reverts_a_conf
         .expect("token");
     let state = tempfile::tempdir().expect("state dir");
     let fake = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fake-collector.sh");
-    let agent = AgentProcess(
-        Command::new(env!("CARGO_BIN_EXE_phoenix"))
-            .args(["agent", "--server", &app.url(""), "--interval", "1", "--collector-bin", fake])
-            .args(["--enroll-token", token["token"].as_str().expect("token")])
-            .arg("--state-dir")
-            .arg(state.path())
-            .env_remove("PHOENIX_NATS_URL")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the agent"),
-    );
+    let agent = AgentProcess::start_with(&app, state.path(), token["token"].as_str(), &["--collector-bin", fake]);
     let agent_id = eventually("the agent online", async || {
         let list: Value = app.get_as("/api/v1/agents?state=online", &admin).await.json().await.ok()?;
         list["items"].as_array()?.first()?["id"].as_str().map(str::to_string)

@@ -41,8 +41,6 @@ pub struct ProcessSource {
     /// Interned label keys (command, executable, owner, pid: sorted) and metric names.
     keys: [Arc<str>; 4],
     metrics: [Arc<str>; 5],
-    ticks_per_sec: f64,
-    page_size: f64,
     users: HashMap<u32, String>,
 }
 
@@ -61,28 +59,18 @@ struct ProcessSample {
 
 impl ProcessSource {
     pub fn new(config: ProcessConfig) -> ProcessSource {
-        // SAFETY: sysconf only reads a system constant.
-        let (ticks, page) = unsafe { (libc::sysconf(libc::_SC_CLK_TCK), libc::sysconf(libc::_SC_PAGESIZE)) };
         ProcessSource {
             root: config.proc_root,
             keys: ["command", "executable", "owner", "pid"].map(Arc::from),
             metrics: METRICS.map(Arc::from),
-            ticks_per_sec: if ticks > 0 { ticks as f64 } else { 100.0 },
-            page_size: if page > 0 { page as f64 } else { 4096.0 },
             users: read_users(),
         }
     }
 
     fn sample(&self, pid: &str) -> Option<ProcessSample> {
         let dir = format!("{}/{pid}", self.root);
-        let stat = fs::read_to_string(format!("{dir}/stat")).ok()?;
-        // `comm` is in parentheses and may contain spaces: the fields after it start at the last ')'.
-        let (head, rest) = stat.rsplit_once(')')?;
-        let executable = head.split_once('(')?.1.to_string();
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let number = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
-        // Indices after ')': state=0, utime=11, stime=12, num_threads=17, vsize=20, rss=21.
-        let cpu_seconds = (number(11)? + number(12)?) / self.ticks_per_sec;
+        let stat = crate::procfs::stat(std::path::Path::new(&dir))?;
+        let executable = stat.comm.clone();
         let command = fs::read(format!("{dir}/cmdline")).ok().map(|raw| command_line(&raw)).unwrap_or_default();
         let uid = fs::read_to_string(format!("{dir}/status")).ok().and_then(|s| owner_uid(&s));
         Some(ProcessSample {
@@ -90,10 +78,10 @@ impl ProcessSource {
             command: if command.is_empty() { format!("[{executable}]") } else { command },
             executable,
             owner: uid.map(|u| self.users.get(&u).cloned().unwrap_or_else(|| u.to_string())).unwrap_or_default(),
-            cpu_seconds,
-            rss_bytes: number(21)? * self.page_size,
-            virtual_bytes: number(20)?,
-            threads: number(17)?,
+            cpu_seconds: stat.cpu_seconds,
+            rss_bytes: stat.rss_bytes,
+            virtual_bytes: stat.virtual_bytes,
+            threads: stat.threads,
             open_fds: fs::read_dir(format!("{dir}/fd")).map(|d| d.count() as f64).unwrap_or(0.0),
         })
     }
