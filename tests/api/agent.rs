@@ -76,24 +76,26 @@ fn latest_sample(db: &TestDb, pipeline: &str, metric: &str) -> Option<f64> {
         .ok()
 }
 
-async fn task_status(app: &TestApp, token: &str, id: &str) -> Value {
-    app.get_as(&format!("/api/v1/tasks/{id}"), token).await.json().await.expect("task")
-}
-
-#[actix_web::test]
-async fn the_agent_enrols_heartbeats_applies_pipelines_and_keeps_its_identity() {
+/// A server (SQLite, heartbeats every second) with an admin, and an enrolment token for one agent.
+async fn agent_server() -> (TestApp, String, Value) {
     let env = Env::local(Backend::Sqlite);
     let db = TestDb::new(Backend::Sqlite);
     let mut settings = test_settings(env, &db);
     settings.agents.heartbeat_interval_secs = 1;
     let app = spawn_with(env, db, settings).await;
     let admin = app.bootstrap_admin().await;
-    let token: Value = app
-        .send_as(Method::POST, "/api/v1/agents/enrollment-tokens", &admin, &json!({}))
-        .await
-        .json()
-        .await
-        .expect("token");
+    let res = app.send_as(Method::POST, "/api/v1/agents/enrollment-tokens", &admin, &json!({})).await;
+    let token = res.json().await.expect("token");
+    (app, admin, token)
+}
+
+async fn task_status(app: &TestApp, token: &str, id: &str) -> Value {
+    app.get_as(&format!("/api/v1/tasks/{id}"), token).await.json().await.expect("task")
+}
+
+#[actix_web::test]
+async fn the_agent_enrols_heartbeats_applies_pipelines_and_keeps_its_identity() {
+    let (app, admin, token) = agent_server().await;
     let state = tempfile::tempdir().expect("state dir");
     let agent = AgentProcess::start(&app, state.path(), token["token"].as_str());
 
@@ -186,17 +188,7 @@ async fn the_agent_enrols_heartbeats_applies_pipelines_and_keeps_its_identity() 
 async fn sigterm_stops_the_agent_cleanly() {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
-    let env = Env::local(Backend::Sqlite);
-    let db = TestDb::new(Backend::Sqlite);
-    let settings = test_settings(env, &db);
-    let app = spawn_with(env, db, settings).await;
-    let admin = app.bootstrap_admin().await;
-    let token: Value = app
-        .send_as(Method::POST, "/api/v1/agents/enrollment-tokens", &admin, &json!({}))
-        .await
-        .json()
-        .await
-        .expect("token");
+    let (app, admin, token) = agent_server().await;
     let state = tempfile::tempdir().expect("state dir");
     let mut agent = AgentProcess::start(&app, state.path(), token["token"].as_str());
     let agent_id = eventually("the agent online", async || {
@@ -240,18 +232,7 @@ fn pids_with(needle: &str) -> Vec<i32> {
 
 #[actix_web::test]
 async fn in_collector_mode_the_agent_supervises_the_collector_and_reverts_a_config_that_does_not_start() {
-    let env = Env::local(Backend::Sqlite);
-    let db = TestDb::new(Backend::Sqlite);
-    let mut settings = test_settings(env, &db);
-    settings.agents.heartbeat_interval_secs = 1;
-    let app = spawn_with(env, db, settings).await;
-    let admin = app.bootstrap_admin().await;
-    let token: Value = app
-        .send_as(Method::POST, "/api/v1/agents/enrollment-tokens", &admin, &json!({}))
-        .await
-        .json()
-        .await
-        .expect("token");
+    let (app, admin, token) = agent_server().await;
     let state = tempfile::tempdir().expect("state dir");
     let fake = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fake-collector.sh");
     let agent = AgentProcess::start_with(&app, state.path(), token["token"].as_str(), &["--collector-bin", fake]);
