@@ -87,6 +87,7 @@ async fn serve(args: AgentArgs) -> anyhow::Result<()> {
     let link = Link::Http(HttpLink::new(http.clone(), &identity));
     let feed = link.feed_tasks(tasks_tx.clone()).await?;
     let interval = Duration::from_secs(args.interval.max(1));
+    let export_dir = args.state_dir.join("exports");
     let mut agent = Agent {
         args,
         identity,
@@ -94,7 +95,7 @@ async fn serve(args: AgentArgs) -> anyhow::Result<()> {
         link,
         feed,
         tasks_tx,
-        runner: Runner::default(),
+        runner: Runner::new(export_dir),
         collectors: None,
         meter: ResourceMeter::default(),
         outbox: VecDeque::new(),

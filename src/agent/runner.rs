@@ -53,7 +53,6 @@ struct Running {
 }
 
 /// The running pipelines and what the agent remembers of its tasks.
-#[derive(Default)]
 pub struct Runner {
     pipelines: BTreeMap<String, Running>,
     /// Outcomes of finished tasks, replayed when a task is delivered again.
@@ -63,6 +62,8 @@ pub struct Runner {
     degraded: BTreeMap<String, String>,
     /// The load simulation: one source, its points fed to every pipeline each interval.
     loadsim: Option<SyntheticSource>,
+    /// Where `file` exporters write.
+    export_dir: std::path::PathBuf,
 }
 
 fn report(
@@ -84,6 +85,18 @@ fn report(
 }
 
 impl Runner {
+    /// A runner whose `file` exporters write in `export_dir`.
+    pub fn new(export_dir: std::path::PathBuf) -> Runner {
+        Runner {
+            pipelines: BTreeMap::new(),
+            done: HashMap::new(),
+            done_order: VecDeque::new(),
+            degraded: BTreeMap::new(),
+            loadsim: None,
+            export_dir,
+        }
+    }
+
     /// Runs a task and says how it ended (never panics on bad input: that is a failed task).
     pub fn execute(&mut self, task: &TaskAssignment) -> TaskStatusReport {
         if let Some((status, result, error)) = self.done.get(&task.task_id) {
@@ -211,9 +224,10 @@ impl Runner {
         config: &crate::pipeline::config::PipelineConfig,
         spec: &ApplyPayload,
     ) -> Result<(Pipeline, IntervalStats), String> {
-        let mut pipeline = Pipeline::build(config, None, spec.critical.clone()).map_err(|problems| {
-            format!("cannot start the pipeline: {}", join(problems.iter().map(ToString::to_string)))
-        })?;
+        let mut pipeline =
+            Pipeline::build(config, None, spec.critical.clone(), &self.export_dir).map_err(|problems| {
+                format!("cannot start the pipeline: {}", join(problems.iter().map(ToString::to_string)))
+            })?;
         let (stats, errors) = pipeline.run_interval(Utc::now().timestamp_millis());
         if !errors.is_empty() {
             return Err(format!("health check failed: {}", errors.join("; ")));
@@ -380,7 +394,7 @@ mod tests {
 
     #[test]
     fn apply_runs_a_pipeline_that_measures_itself() {
-        let mut runner = Runner::default();
+        let mut runner = Runner::new(std::env::temp_dir());
         let done = runner.execute(&task(
             "t1",
             "pipeline.apply",
@@ -397,7 +411,7 @@ mod tests {
 
     #[test]
     fn a_broken_config_fails_the_task_and_the_previous_pipeline_keeps_running() {
-        let mut runner = Runner::default();
+        let mut runner = Runner::new(std::env::temp_dir());
         runner.execute(&task("t1", "pipeline.apply", json!({"pipeline": "p", "config": TOPK})));
         let broken = TOPK.replace("k: 5", "k: 0");
         let failed = runner.execute(&task("t2", "pipeline.apply", json!({"pipeline": "p", "config": broken})));
@@ -411,7 +425,7 @@ mod tests {
 
     #[test]
     fn a_task_delivered_twice_runs_once_and_unknown_types_are_refused() {
-        let mut runner = Runner::default();
+        let mut runner = Runner::new(std::env::temp_dir());
         let apply = task("t1", "pipeline.apply", json!({"pipeline": "p", "config": TOPK}));
         runner.execute(&apply);
         runner.execute(&task("t2", "pipeline.remove", json!({"pipeline": "p"})));
@@ -426,7 +440,7 @@ mod tests {
 
     #[test]
     fn a_load_simulation_feeds_every_pipeline_the_same_points_until_stopped() {
-        let mut runner = Runner::default();
+        let mut runner = Runner::new(std::env::temp_dir());
         let host = "receivers: {host: {}}\nexporters: {count: {}}\nservice: {pipelines: {m: {receivers: [host], exporters: [count]}}}\n";
         runner.execute(&task("t1", "pipeline.apply", json!({"pipeline": "a", "config": host})));
         runner.execute(&task(
@@ -452,7 +466,7 @@ mod tests {
         let config = |k: u32| {
             format!("receivers: {{synthetic: {{profile: steady, processes: 10}}}}\nprocessors: {{topk: {{k: {k}}}}}\nexporters: {{prometheus: {{endpoint: \"127.0.0.1:{port}\"}}}}\nservice: {{pipelines: {{m: {{receivers: [synthetic], processors: [topk], exporters: [prometheus]}}}}}}\n")
         };
-        let mut runner = Runner::default();
+        let mut runner = Runner::new(std::env::temp_dir());
         let first = runner.execute(&task("t1", "pipeline.apply", json!({"pipeline": "p", "config": config(3)})));
         assert_eq!(first.status, ReportedTaskStatus::Succeeded, "{first:?}");
         let second = runner.execute(&task("t2", "pipeline.apply", json!({"pipeline": "p", "config": config(4)})));
@@ -465,7 +479,7 @@ mod tests {
 
     #[test]
     fn a_task_that_failed_is_reported_failed_again_when_delivered_again() {
-        let mut runner = Runner::default();
+        let mut runner = Runner::new(std::env::temp_dir());
         let bad = task("t1", "pipeline.apply", json!({"pipeline": "p", "config": "nonsense"}));
         assert_eq!(runner.execute(&bad).status, ReportedTaskStatus::Failed);
         let again = runner.execute(&TaskAssignment { attempt: 2, ..bad });
@@ -474,7 +488,7 @@ mod tests {
 
     #[test]
     fn a_config_that_does_not_match_its_hash_is_refused() {
-        let mut runner = Runner::default();
+        let mut runner = Runner::new(std::env::temp_dir());
         let failed = runner.execute(&task(
             "t1",
             "pipeline.apply",

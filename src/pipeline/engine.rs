@@ -84,7 +84,12 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Builds pipeline `name` (or the first). Exporters that bind ports need a tokio runtime.
-    pub fn build(config: &PipelineConfig, name: Option<&str>, critical: Vec<String>) -> Result<Pipeline, Vec<Problem>> {
+    pub fn build(
+        config: &PipelineConfig,
+        name: Option<&str>,
+        critical: Vec<String>,
+        export_dir: &std::path::Path,
+    ) -> Result<Pipeline, Vec<Problem>> {
         let (_, def) = pick(config, name)?;
         let mut problems = Vec::new();
         let mut sources = Vec::new();
@@ -98,7 +103,7 @@ impl Pipeline {
         let mut exporters = Vec::new();
         for id in &def.exporters {
             let section = config.exporters.get(id).cloned().unwrap_or_default();
-            match exporters::build(component_type(id), &section, &format!("exporters.{id}")) {
+            match exporters::build(component_type(id), &section, &format!("exporters.{id}"), export_dir) {
                 Ok(exporter) => exporters.push(exporter),
                 Err(more) => problems.extend(more),
             }

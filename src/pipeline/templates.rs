@@ -204,8 +204,8 @@ fn common_parameters() -> Vec<ParamSpec> {
         param(
             "path",
             ParamType::String,
-            Value::from("/var/lib/phoenix/metrics.jsonl"),
-            "file only: the JSON lines file",
+            Value::from("metrics.jsonl"),
+            "file only: file name in the agent's export directory",
         ),
     ]
 }
@@ -324,12 +324,12 @@ mod tests {
     fn synthetic_and_exporter_settings_are_rendered() {
         let hybrid = builtin("hybrid").expect("hybrid");
         let given = params(
-            json!({"source": "synthetic", "processes": 500, "exporter": "file", "path": "/tmp/x.jsonl", "critical": ["nginx"]}),
+            json!({"source": "synthetic", "processes": 500, "exporter": "file", "path": "x.jsonl", "critical": ["nginx"]}),
         );
         let rendered = render(&hybrid, &given).expect("render");
         let config = super::super::config::parse(&rendered.config).expect("parse");
         assert_eq!(config.receivers["synthetic"]["processes"], serde_yaml_ng::Value::from(500));
-        assert_eq!(config.exporters["file"]["path"], serde_yaml_ng::Value::from("/tmp/x.jsonl"));
+        assert_eq!(config.exporters["file"]["path"], serde_yaml_ng::Value::from("x.jsonl"));
         assert_eq!(config.processors["adaptive_filter"]["critical"][0], serde_yaml_ng::Value::from("nginx"));
     }
 

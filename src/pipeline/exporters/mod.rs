@@ -33,7 +33,8 @@ pub struct PrometheusConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    /// File the JSON lines are appended to.
+    /// Name of the file the JSON lines are appended to, inside the agent's export directory (a plain
+    /// file name: a config must not be able to make every agent write anywhere on its host).
     pub path: String,
 }
 
@@ -62,10 +63,14 @@ pub fn check(kind: &str, config: &serde_yaml_ng::Value, path: &str) -> Vec<Probl
             })
         }),
         "file" => parse::<FileConfig>(config, path).and_then(|c| {
-            if c.path.trim().is_empty() {
-                Err(vec![Problem::new(&format!("{path}.path"), "must not be empty")])
-            } else {
+            let plain = !c.path.is_empty() && !c.path.contains('/') && c.path != "." && c.path != "..";
+            if plain {
                 Ok(())
+            } else {
+                Err(vec![Problem::new(
+                    &format!("{path}.path"),
+                    "must be a plain file name (it is written in the agent's export directory)",
+                )])
             }
         }),
         "count" => parse::<CountConfig>(config, path).map(|_| ()),
@@ -76,8 +81,14 @@ pub fn check(kind: &str, config: &serde_yaml_ng::Value, path: &str) -> Vec<Probl
     result.err().unwrap_or_default()
 }
 
-/// Builds an exporter; `prometheus` binds its port (inside a tokio runtime), `file` opens its file.
-pub fn build(kind: &str, config: &serde_yaml_ng::Value, path: &str) -> Result<Box<dyn Exporter>, Vec<Problem>> {
+/// Builds an exporter; `prometheus` binds its port (inside a tokio runtime), `file` opens its file in
+/// `export_dir`.
+pub fn build(
+    kind: &str,
+    config: &serde_yaml_ng::Value,
+    path: &str,
+    export_dir: &std::path::Path,
+) -> Result<Box<dyn Exporter>, Vec<Problem>> {
     let problems = check(kind, config, path);
     if !problems.is_empty() {
         return Err(problems);
@@ -90,8 +101,39 @@ pub fn build(kind: &str, config: &serde_yaml_ng::Value, path: &str) -> Result<Bo
         }
         "file" => {
             let config: FileConfig = parse(config, path)?;
-            FileExporter::open(&config.path).map(|e| Box::new(e) as Box<dyn Exporter>).map_err(failed)
+            std::fs::create_dir_all(export_dir)
+                .map_err(|e| failed(format!("cannot create {}: {e}", export_dir.display())))?;
+            let file = export_dir.join(&config.path);
+            FileExporter::open(&file.to_string_lossy()).map(|e| Box::new(e) as Box<dyn Exporter>).map_err(failed)
         }
         _ => Ok(Box::new(CountExporter)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_config(path: &str) -> serde_yaml_ng::Value {
+        serde_yaml_ng::from_str(&format!("path: {path:?}")).unwrap()
+    }
+
+    #[test]
+    fn file_path_must_stay_inside_the_export_directory() {
+        for escaping in ["/etc/cron.d/evil", "../outside.jsonl", "sub/dir.jsonl", "..", ".", ""] {
+            let problems = check("file", &file_config(escaping), "exporters.file");
+            assert_eq!(problems.len(), 1, "{escaping:?} must be rejected");
+            assert_eq!(problems[0].path, "exporters.file.path");
+        }
+        assert!(check("file", &file_config("metrics.jsonl"), "exporters.file").is_empty());
+    }
+
+    #[test]
+    fn file_exporter_writes_into_the_export_directory() {
+        let dir = std::env::temp_dir().join(format!("phoenix-export-{}", std::process::id()));
+        let exporter = build("file", &file_config("out.jsonl"), "exporters.file", &dir);
+        assert!(exporter.is_ok());
+        assert!(dir.join("out.jsonl").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
