@@ -54,7 +54,9 @@ struct ProcessSample {
     rss_bytes: f64,
     virtual_bytes: f64,
     threads: f64,
-    open_fds: f64,
+    /// `None` when `/proc/<pid>/fd` cannot be read (another user's process and no privilege): an
+    /// unknown count is left out rather than reported as zero.
+    open_fds: Option<f64>,
 }
 
 impl ProcessSource {
@@ -82,14 +84,15 @@ impl ProcessSource {
             rss_bytes: stat.rss_bytes,
             virtual_bytes: stat.virtual_bytes,
             threads: stat.threads,
-            open_fds: fs::read_dir(format!("{dir}/fd")).map(|d| d.count() as f64).unwrap_or(0.0),
+            open_fds: fs::read_dir(format!("{dir}/fd")).ok().map(|d| d.count() as f64),
         })
     }
 }
 
 impl ProcessSample {
-    fn values(&self) -> [f64; 5] {
-        [self.cpu_seconds, self.rss_bytes, self.virtual_bytes, self.threads, self.open_fds]
+    /// One value per [`METRICS`] entry; `None` for a value that could not be read.
+    fn values(&self) -> [Option<f64>; 5] {
+        [Some(self.cpu_seconds), Some(self.rss_bytes), Some(self.virtual_bytes), Some(self.threads), self.open_fds]
     }
 }
 
@@ -124,7 +127,7 @@ impl Source for ProcessSource {
             let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
             // A process may exit between listing and reading: then it is simply not in this interval.
             let Some(p) = self.sample(pid) else { continue };
-            // Built once and shared by the process's five series.
+            // Built once and shared by the process's series (five, or four when its fd table is unreadable).
             let k = &self.keys;
             let labels: Vec<Label> = vec![
                 (k[0].clone(), Arc::from(p.command.as_str())),
@@ -133,6 +136,7 @@ impl Source for ProcessSource {
                 (k[3].clone(), Arc::from(p.pid.as_str())),
             ];
             for (metric, value) in self.metrics.iter().zip(p.values()) {
+                let Some(value) = value else { continue };
                 batch.push(Point::with_labels(metric.clone(), MetricKind::Sum, labels.clone(), value, now_ms));
             }
         }
@@ -166,6 +170,26 @@ mod tests {
         assert!(value("process.threads") >= 1.0 && value("process.open_file_descriptors") >= 3.0);
         assert!(mine[0].label("command").is_some_and(|c| !c.is_empty()));
         assert!(mine[0].label("owner").is_some_and(|o| !o.is_empty()));
+    }
+
+    #[test]
+    fn an_unreadable_descriptor_table_leaves_the_metric_out_instead_of_reporting_zero() {
+        let root = std::env::temp_dir().join(format!("phoenix-proc-{}", std::process::id()));
+        let pid_dir = root.join("4242");
+        fs::create_dir_all(&pid_dir).unwrap();
+        let stat = "4242 (app) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 7 0 100 123456789 2000 0";
+        fs::write(pid_dir.join("stat"), stat).unwrap();
+        let mut source = ProcessSource::new(ProcessConfig { proc_root: root.to_string_lossy().into_owned() });
+
+        let metrics = |batch: Batch| batch.iter().map(|p| p.metric.to_string()).collect::<Vec<_>>();
+        let without_fd_dir = metrics(source.collect(0));
+        assert_eq!(without_fd_dir, METRICS[..4]);
+
+        fs::create_dir(pid_dir.join("fd")).unwrap();
+        fs::write(pid_dir.join("fd").join("0"), "").unwrap();
+        let batch = source.collect(0);
+        assert_eq!(batch.last().map(|p| (&*p.metric, p.value)), Some(("process.open_file_descriptors", 1.0)));
+        fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
