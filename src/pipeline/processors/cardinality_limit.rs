@@ -1,8 +1,10 @@
 //! `cardinality_limit`: at most `max_series` series per metric, as the OpenTelemetry SDKs do: the first
-//! series seen are admitted and stay admitted; points of any further series go to one overflow series
-//! per metric, labelled `otel.metric.overflow="true"`.
+//! series seen are admitted; points of any further series go to one overflow series per metric,
+//! labelled `otel.metric.overflow="true"`. An admitted series not seen for `forget_after_intervals`
+//! intervals gives its place up, so with process churn the new processes are admitted once the old
+//! ones have gone, instead of all ending up in the overflow series.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -18,11 +20,21 @@ pub const OVERFLOW_LABEL: &str = "otel.metric.overflow";
 #[serde(deny_unknown_fields)]
 pub struct CardinalityLimitConfig {
     max_series: usize,
+    #[serde(default = "default_forget_after")]
+    forget_after_intervals: u64,
+}
+
+fn default_forget_after() -> u64 {
+    10
 }
 
 pub struct CardinalityLimit {
     max: usize,
-    admitted: HashMap<Arc<str>, HashSet<Vec<Label>>>,
+    forget_after: u64,
+    /// Intervals processed so far: the clock `admitted` is stamped with.
+    interval: u64,
+    /// Per metric, each admitted series and the interval it was last seen in.
+    admitted: HashMap<Arc<str>, HashMap<Vec<Label>, u64>>,
     overflow: Vec<Label>,
 }
 
@@ -31,8 +43,13 @@ impl CardinalityLimit {
         if config.max_series < 1 {
             return Err(vec![Problem::new(&format!("{path}.max_series"), "must be ≥ 1")]);
         }
+        if config.forget_after_intervals < 1 {
+            return Err(vec![Problem::new(&format!("{path}.forget_after_intervals"), "must be ≥ 1")]);
+        }
         Ok(CardinalityLimit {
             max: config.max_series,
+            forget_after: config.forget_after_intervals,
+            interval: 0,
             admitted: HashMap::new(),
             overflow: vec![(Arc::from(OVERFLOW_LABEL), Arc::from("true"))],
         })
@@ -41,11 +58,23 @@ impl CardinalityLimit {
 
 impl Processor for CardinalityLimit {
     fn process(&mut self, batch: Batch) -> Batch {
+        self.interval += 1;
+        self.forget_stale_series();
+        let now = self.interval;
         let mut out = Vec::with_capacity(batch.len());
         let mut overflow = Merger::default();
         for point in batch {
             let admitted = self.admitted.entry(point.metric.clone()).or_default();
-            if admitted.contains(&point.labels) || admitted.len() < self.max && admitted.insert(point.labels.clone()) {
+            let admit = if let Some(last_seen) = admitted.get_mut(&point.labels) {
+                *last_seen = now;
+                true
+            } else if admitted.len() < self.max {
+                admitted.insert(point.labels.clone(), now);
+                true
+            } else {
+                false
+            };
+            if admit {
                 out.push(point);
             } else {
                 overflow.add(Point { labels: self.overflow.clone(), ..point });
@@ -57,12 +86,26 @@ impl Processor for CardinalityLimit {
 
     fn state_bytes(&self) -> usize {
         let label_bytes = |labels: &Vec<Label>| labels.iter().map(|(k, v)| k.len() + v.len() + 32).sum::<usize>() + 24;
-        self.admitted.values().flat_map(|set| set.iter()).map(label_bytes).sum()
+        // + 8: the last-seen stamp.
+        self.admitted.values().flat_map(|series| series.keys()).map(|labels| label_bytes(labels) + 8).sum()
+    }
+}
+
+impl CardinalityLimit {
+    /// Frees the places of series last seen more than `forget_after` intervals ago.
+    fn forget_stale_series(&mut self) {
+        let oldest_kept = self.interval.saturating_sub(self.forget_after);
+        for series in self.admitted.values_mut() {
+            series.retain(|_, last_seen| *last_seen >= oldest_kept);
+        }
+        self.admitted.retain(|_, series| !series.is_empty());
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
     use crate::pipeline::model::series_count;
     use crate::pipeline::processors::test_support::processes;
@@ -94,5 +137,40 @@ mod tests {
             .filter_map(|p| p.label("pid").map(|v| &**v))
             .collect();
         assert_eq!(kept, HashSet::from(["1", "2", "3"]));
+    }
+
+    fn cpu_pids(batch: &Batch) -> HashSet<String> {
+        batch
+            .iter()
+            .filter(|p| &*p.metric == "process.cpu.time")
+            .filter_map(|p| p.label("pid").map(|v| v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn series_gone_for_longer_than_the_window_give_their_place_to_new_ones() {
+        let config = "max_series: 3\nforget_after_intervals: 2";
+        let mut limit = CardinalityLimit::new(serde_yaml_ng::from_str(config).expect("yaml"), "p").expect("valid");
+        limit.process(processes(3));
+        // Processes 1-3 exit; 4-6 replace them. Within the window the old series still hold the places.
+        let replaced = || {
+            processes(6)
+                .into_iter()
+                .filter(|p| p.label("pid").is_some_and(|v| v.parse::<u32>().unwrap() > 3))
+                .collect::<Batch>()
+        };
+        for _ in 0..2 {
+            assert!(cpu_pids(&limit.process(replaced())).is_empty(), "still within the window");
+        }
+        let later = limit.process(replaced());
+        assert_eq!(cpu_pids(&later), HashSet::from(["4".to_string(), "5".to_string(), "6".to_string()]));
+        assert!(later.iter().all(|p| p.label(OVERFLOW_LABEL).is_none()), "nothing overflows any more");
+    }
+
+    #[test]
+    fn the_window_must_be_at_least_one_interval() {
+        let config = serde_yaml_ng::from_str("max_series: 3\nforget_after_intervals: 0").expect("yaml");
+        let problems = CardinalityLimit::new(config, "processors.cardinality_limit").err().expect("refused");
+        assert_eq!(problems[0].path, "processors.cardinality_limit.forget_after_intervals");
     }
 }
