@@ -305,7 +305,7 @@ impl Agent {
         };
         self.queue(Outbound::Report(Envelope::new(kinds::TASK_STATUS, running)));
         let outcome = match self.collectors.as_mut() {
-            Some(collectors) if task.task_type.starts_with("pipeline.") && !self.runner.already_done(&task) => {
+            Some(collectors) if !self.runner.already_done(&task) => {
                 let outcome = runner::run_on_collectors(collectors, &task).await;
                 self.runner.mark_done(&outcome);
                 outcome

@@ -327,6 +327,13 @@ pub async fn run_on_collectors(
             Ok(spec) => Ok(collectors.remove(&spec.pipeline).await),
             Err(e) => Err(format!("invalid pipeline.remove payload: {e}")),
         },
+        // The simulated load is fed into Phoenix's own pipelines; an external collector reads its own
+        // sources, so accepting the task would report a load test that never happened.
+        "loadsim.start" => {
+            Err("load simulation is not available with --collector-bin: the external collector reads its own sources"
+                .into())
+        }
+        "loadsim.stop" => Ok(json!({"stopped": false})),
         other => Err(format!("unknown task type '{other}'")),
     };
     match outcome {
@@ -458,6 +465,18 @@ mod tests {
         assert_eq!(input(&with_load, 0) - input(&without, 0), 1000.0, "200 simulated processes x 5 series");
         let bad = runner.execute(&task("t5", "loadsim.start", json!({"profile": "steady", "processes": 0})));
         assert_eq!(bad.status, ReportedTaskStatus::Failed);
+    }
+
+    #[tokio::test]
+    async fn a_load_simulation_is_refused_in_collector_mode_rather_than_silently_ignored() {
+        let state_dir = std::env::temp_dir().join(format!("phoenix-collector-loadsim-{}", std::process::id()));
+        let mut collectors = super::super::collector::Collectors::new("/bin/false".into(), &state_dir);
+        let start = task("t1", "loadsim.start", json!({"profile": "steady", "processes": 10}));
+        let refused = run_on_collectors(&mut collectors, &start).await;
+        assert_eq!(refused.status, ReportedTaskStatus::Failed);
+        assert!(refused.error.is_some_and(|e| e.contains("--collector-bin")));
+        let stop = run_on_collectors(&mut collectors, &task("t2", "loadsim.stop", json!({}))).await;
+        assert_eq!(stop.status, ReportedTaskStatus::Succeeded);
     }
 
     #[tokio::test]
