@@ -1,6 +1,7 @@
 //! Experiments: a baseline and a candidate pipeline run side by side on the same hosts, measured, and
-//! judged. This module holds what an experiment is and its phase machine (DESIGN.md §7).
+//! judged. This module holds what an experiment is, its phase machine (DESIGN.md §7) and its analysis.
 
+pub mod kpis;
 pub mod phases;
 pub mod stats;
 
