@@ -147,21 +147,13 @@ async fn the_agent_enrols_heartbeats_applies_pipelines_and_keeps_its_identity() 
         (agent["state"] == "degraded").then_some(())
     })
     .await;
-    let before = app
-        .get_as("/api/v1/metrics/cardinality?pipeline=edge&window_secs=60", &admin)
-        .await
-        .json::<Value>()
-        .await
-        .expect("json")["samples"]
-        .as_u64();
+    let edge_samples = async || {
+        let report = app.get_as("/api/v1/metrics/cardinality?pipeline=edge&window_secs=60", &admin).await;
+        report.json::<Value>().await.expect("json")["samples"].as_u64()
+    };
+    let before = edge_samples().await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let after = app
-        .get_as("/api/v1/metrics/cardinality?pipeline=edge&window_secs=60", &admin)
-        .await
-        .json::<Value>()
-        .await
-        .expect("json")["samples"]
-        .as_u64();
+    let after = edge_samples().await;
     assert!(after > before, "the previous pipeline keeps running and reporting: {before:?} -> {after:?}");
     assert_eq!(latest_sample(&app.db, "edge", "pipeline.output.series"), Some(30.0));
 

@@ -69,9 +69,11 @@ pub struct Analysis {
     pub baseline: VariantKpis,
     pub candidate: VariantKpis,
     pub cardinality_reduction_pct: f64,
-    pub ingest_reduction_pct: f64,
-    pub cpu_overhead_pct: f64,
-    pub memory_reduction_pct: f64,
+    /// `None` (like the two below) when the baseline measured 0 and the candidate did not: a change
+    /// from nothing has no percentage.
+    pub ingest_reduction_pct: Option<f64>,
+    pub cpu_overhead_pct: Option<f64>,
+    pub memory_reduction_pct: Option<f64>,
     /// Share of the baseline's critical series the candidate kept; `None` when there were none.
     pub accuracy_pct: Option<f64>,
     pub monthly_saving: f64,
@@ -103,8 +105,9 @@ pub fn analyse(
     let cand = variant_kpis(candidate, prices);
     let test = mann_whitney_u(&baseline.series, &candidate.series)
         .ok_or("the series counts are not numbers: nothing can be judged")?;
-    let cardinality_reduction_pct = reduction_pct(base.active_series.mean, cand.active_series.mean);
-    let cpu_overhead_pct = -reduction_pct(base.cpu_seconds_per_sec.mean, cand.cpu_seconds_per_sec.mean);
+    let cardinality_reduction_pct = reduction_pct(base.active_series.mean, cand.active_series.mean)
+        .ok_or("the baseline measured no series: there is nothing to reduce")?;
+    let cpu_overhead_pct = reduction_pct(base.cpu_seconds_per_sec.mean, cand.cpu_seconds_per_sec.mean).map(|r| -r);
     let missed = missed_criteria(criteria, cardinality_reduction_pct, cpu_overhead_pct, accuracy_pct);
     let verdict = match (missed.is_empty(), test.p_value < SIGNIFICANCE) {
         (false, _) => Verdict::Fail,
@@ -146,23 +149,20 @@ fn variant_kpis(window: &VariantWindow, prices: PriceModel) -> VariantKpis {
     }
 }
 
-/// How much smaller `candidate` is than `baseline`, percent (negative when larger; 0 when both are 0).
-fn reduction_pct(baseline: f64, candidate: f64) -> f64 {
-    if baseline == 0.0 {
-        if candidate == 0.0 {
-            0.0
-        } else {
-            -100.0
-        }
-    } else {
-        (1.0 - candidate / baseline) * 100.0
+/// How much smaller `candidate` is than `baseline`, percent (negative when larger; 0 when both are 0;
+/// `None` when only the baseline is 0).
+fn reduction_pct(baseline: f64, candidate: f64) -> Option<f64> {
+    match (baseline == 0.0, candidate == 0.0) {
+        (true, true) => Some(0.0),
+        (true, false) => None,
+        (false, _) => Some((1.0 - candidate / baseline) * 100.0),
     }
 }
 
 fn missed_criteria(
     criteria: &SuccessCriteria,
     cardinality_reduction_pct: f64,
-    cpu_overhead_pct: f64,
+    cpu_overhead_pct: Option<f64>,
     accuracy_pct: Option<f64>,
 ) -> Vec<String> {
     let mut missed = Vec::new();
@@ -172,11 +172,12 @@ fn missed_criteria(
             criteria.min_cardinality_reduction_pct
         ));
     }
-    if cpu_overhead_pct > criteria.max_cpu_overhead_pct {
-        missed.push(format!(
-            "pipeline CPU rose {cpu_overhead_pct:.1}% (at most {:.1}% allowed)",
-            criteria.max_cpu_overhead_pct
-        ));
+    match cpu_overhead_pct {
+        Some(overhead) if overhead > criteria.max_cpu_overhead_pct => missed
+            .push(format!("pipeline CPU rose {overhead:.1}% (at most {:.1}% allowed)", criteria.max_cpu_overhead_pct)),
+        // Strict on purpose: an overhead that cannot be bounded does not meet a bound.
+        None => missed.push("the baseline measured no pipeline CPU, so the candidate's overhead is unbounded".into()),
+        Some(_) => {}
     }
     if let Some(accuracy) = accuracy_pct.filter(|a| *a < criteria.min_accuracy_pct) {
         missed.push(format!(
@@ -277,6 +278,20 @@ mod tests {
             analyse(&window(1.0, 1.0, 1.0, 2), &window(1.0, 1.0, 1.0, 5), None, &SuccessCriteria::default(), PRICES)
                 .unwrap_err();
         assert!(error.contains("baseline has 2 measured intervals"), "{error}");
+    }
+
+    #[test]
+    fn a_change_from_nothing_has_no_percentage() {
+        assert_eq!(reduction_pct(0.0, 0.0), Some(0.0));
+        assert_eq!(reduction_pct(0.0, 5.0), None);
+        assert_eq!(reduction_pct(200.0, 50.0), Some(75.0));
+        let idle = VariantWindow { cpu_seconds_per_sec: vec![0.0; 5], ..window(2500.0, 250.0, 0.0, 5) };
+        let analysis =
+            analyse(&idle, &window(500.0, 50.0, 0.01, 5), None, &SuccessCriteria::default(), PRICES).unwrap();
+        assert_eq!(analysis.cpu_overhead_pct, None);
+        assert_eq!(analysis.verdict, Verdict::Fail, "{}", analysis.recommendation);
+        let empty = VariantWindow { series: vec![0.0; 5], ..window(0.0, 0.0, 0.01, 5) };
+        assert!(analyse(&empty, &idle, None, &SuccessCriteria::default(), PRICES).unwrap_err().contains("no series"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
+use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
@@ -13,9 +14,12 @@ pub struct FileExporter {
 }
 
 impl FileExporter {
-    pub fn open(path: &str) -> Result<FileExporter, String> {
-        let file =
-            OpenOptions::new().create(true).append(true).open(path).map_err(|e| format!("cannot open {path}: {e}"))?;
+    pub fn open(path: &Path) -> Result<FileExporter, String> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         Ok(FileExporter { out: BufWriter::new(file) })
     }
 }
@@ -41,7 +45,7 @@ mod tests {
     fn writes_one_json_line_per_point() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("out.jsonl");
-        let mut exporter = FileExporter::open(path.to_str().expect("utf-8")).expect("open");
+        let mut exporter = FileExporter::open(&path).expect("open");
         exporter.export(&vec![Point::new("m", MetricKind::Sum, &[("a", "1")], 2.5, 7)]).expect("export");
         let text = std::fs::read_to_string(&path).expect("read");
         let line: Value = serde_json::from_str(text.trim()).expect("json");

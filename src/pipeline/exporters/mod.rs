@@ -103,8 +103,7 @@ pub fn build(
             let config: FileConfig = parse(config, path)?;
             std::fs::create_dir_all(export_dir)
                 .map_err(|e| failed(format!("cannot create {}: {e}", export_dir.display())))?;
-            let file = export_dir.join(&config.path);
-            FileExporter::open(&file.to_string_lossy()).map(|e| Box::new(e) as Box<dyn Exporter>).map_err(failed)
+            FileExporter::open(&export_dir.join(&config.path)).map(|e| Box::new(e) as Box<dyn Exporter>).map_err(failed)
         }
         _ => Ok(Box::new(CountExporter)),
     }

@@ -12,6 +12,16 @@ pub use host::HostSource;
 pub use process::ProcessSource;
 pub use synthetic::SyntheticSource;
 
+/// The metrics every process yields, in this order, from the real and the simulated process sources
+/// alike (so a candidate tried on synthetic load sees the names it will meet in production).
+pub const PROCESS_METRICS: [&str; 5] = [
+    "process.cpu.time",
+    "process.memory.rss",
+    "process.memory.virtual",
+    "process.threads",
+    "process.open_file_descriptors",
+];
+
 /// The receiver types a config may name.
 pub const KINDS: [&str; 3] = ["process", "host", "synthetic"];
 

@@ -7,7 +7,7 @@ use std::fs;
 
 use serde::Deserialize;
 
-use super::Source;
+use super::{Source, PROCESS_METRICS};
 use std::sync::Arc;
 
 use crate::pipeline::model::{Batch, Label, MetricKind, Point};
@@ -26,15 +26,6 @@ pub struct ProcessConfig {
 fn default_proc() -> String {
     "/proc".into()
 }
-
-/// The metrics read per process, in the order of [`ProcessSample::values`].
-const METRICS: [&str; 5] = [
-    "process.cpu.time",
-    "process.memory.rss",
-    "process.memory.virtual",
-    "process.threads",
-    "process.open_file_descriptors",
-];
 
 pub struct ProcessSource {
     root: String,
@@ -64,7 +55,7 @@ impl ProcessSource {
         ProcessSource {
             root: config.proc_root,
             keys: ["command", "executable", "owner", "pid"].map(Arc::from),
-            metrics: METRICS.map(Arc::from),
+            metrics: PROCESS_METRICS.map(Arc::from),
             users: read_users(),
         }
     }
@@ -90,7 +81,7 @@ impl ProcessSource {
 }
 
 impl ProcessSample {
-    /// One value per [`METRICS`] entry; `None` for a value that could not be read.
+    /// One value per [`PROCESS_METRICS`] entry; `None` for a value that could not be read.
     fn values(&self) -> [Option<f64>; 5] {
         [Some(self.cpu_seconds), Some(self.rss_bytes), Some(self.virtual_bytes), Some(self.threads), self.open_fds]
     }
@@ -183,7 +174,7 @@ mod tests {
 
         let metrics = |batch: Batch| batch.iter().map(|p| p.metric.to_string()).collect::<Vec<_>>();
         let without_fd_dir = metrics(source.collect(0));
-        assert_eq!(without_fd_dir, METRICS[..4]);
+        assert_eq!(without_fd_dir, PROCESS_METRICS[..4]);
 
         fs::create_dir(pid_dir.join("fd")).unwrap();
         fs::write(pid_dir.join("fd").join("0"), "").unwrap();

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Source;
+use super::{Source, PROCESS_METRICS};
 use std::sync::Arc;
 
 use crate::pipeline::model::{Batch, Label, MetricKind, Point};
@@ -89,13 +89,6 @@ const EXECUTABLES: [&str; 12] = [
     "envoy",
 ];
 const OWNERS: [&str; 4] = ["root", "www-data", "postgres", "app"];
-const METRICS: [&str; 5] = [
-    "process.cpu.time",
-    "process.memory.rss",
-    "process.memory.virtual",
-    "process.threads",
-    "process.open_file_descriptors",
-];
 
 struct SimProcess {
     /// Sorted: command, executable, owner, pid — built once, shared by the process's five series.
@@ -148,7 +141,7 @@ impl SyntheticSource {
             interval: 0,
             processes: Vec::new(),
             keys: ["command", "executable", "owner", "pid"].map(Arc::from),
-            metrics: METRICS.map(Arc::from),
+            metrics: PROCESS_METRICS.map(Arc::from),
             config,
         };
         source.processes = (0..source.config.processes).map(|_| source.spawn()).collect();
