@@ -23,6 +23,7 @@ pub struct Settings {
     pub agents: AgentSettings,
     pub tasks: TaskSettings,
     pub metrics: MetricsSettings,
+    pub experiments: ExperimentSettings,
     pub log: LogSettings,
 }
 
@@ -217,6 +218,64 @@ impl Default for MetricsSettings {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExperimentSettings {
+    /// How often an active experiment checks its tasks and agents (task reports wake it at once too).
+    pub reconcile_interval_ms: u64,
+    /// Hand-outs of a variant's apply before the experiment fails.
+    pub apply_attempts: i32,
+    /// How long an apply may wait for an agent that does not pick it up before the experiment fails.
+    pub deploy_timeout_secs: u64,
+    /// How long `stopping` waits for agents to confirm the removal.
+    pub stop_timeout_secs: u64,
+    /// The experiment fails when more than this share of its agents is offline or gone, percent.
+    pub max_lost_agents_pct: f64,
+    /// Price per 1,000 active series per month.
+    pub price_per_thousand_series_month: f64,
+    /// Price per million points ingested.
+    pub price_per_million_points: f64,
+    /// The currency of the prices.
+    pub currency: String,
+}
+
+impl Default for ExperimentSettings {
+    fn default() -> Self {
+        ExperimentSettings {
+            reconcile_interval_ms: 5000,
+            apply_attempts: 3,
+            deploy_timeout_secs: 300,
+            stop_timeout_secs: 120,
+            max_lost_agents_pct: 50.0,
+            // List prices of a typical hosted metrics vendor; set your own contract's.
+            price_per_thousand_series_month: 8.0,
+            price_per_million_points: 0.10,
+            currency: "USD".into(),
+        }
+    }
+}
+
+impl ExperimentSettings {
+    /// The domain's settings; measurements arrive every `measure_interval_secs` (the agents' interval).
+    pub fn runtime(&self, measure_interval_secs: u64) -> phoenix_actors::experiments::runtime::ExperimentSettings {
+        use std::time::Duration;
+        phoenix_actors::experiments::runtime::ExperimentSettings {
+            reconcile_interval: Duration::from_millis(self.reconcile_interval_ms),
+            measure_interval_secs: measure_interval_secs as f64,
+            prices: phoenix_actors::experiments::kpis::PriceModel {
+                per_thousand_series_month: self.price_per_thousand_series_month,
+                per_million_points: self.price_per_million_points,
+            },
+            currency: self.currency.clone(),
+            apply_attempts: self.apply_attempts,
+            deploy_timeout: Duration::from_secs(self.deploy_timeout_secs),
+            stop_timeout: Duration::from_secs(self.stop_timeout_secs),
+            max_lost_agents_pct: self.max_lost_agents_pct,
+            config_hash: crate::pipeline::config::config_hash,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RegistrationMode {
@@ -346,6 +405,8 @@ impl Settings {
             ("tasks.ttl_secs", self.tasks.ttl_secs),
             ("tasks.maintenance_interval_ms", self.tasks.maintenance_interval_ms),
             ("metrics.retention_hours", self.metrics.retention_hours),
+            ("experiments.reconcile_interval_ms", self.experiments.reconcile_interval_ms),
+            ("experiments.deploy_timeout_secs", self.experiments.deploy_timeout_secs),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -369,6 +430,21 @@ impl Settings {
         }
         if self.agents.offline_after_secs == Some(0) {
             problems.push("agents.offline_after_secs: must be at least 1".into());
+        }
+        if self.experiments.apply_attempts < 1 {
+            problems.push("experiments.apply_attempts: must be at least 1".into());
+        }
+        if !(0.0..=100.0).contains(&self.experiments.max_lost_agents_pct) {
+            problems.push("experiments.max_lost_agents_pct: must be between 0 and 100".into());
+        }
+        let prices = [
+            ("experiments.price_per_thousand_series_month", self.experiments.price_per_thousand_series_month),
+            ("experiments.price_per_million_points", self.experiments.price_per_million_points),
+        ];
+        for (key, price) in prices {
+            if !price.is_finite() || price < 0.0 {
+                problems.push(format!("{key}: must be a number of at least 0"));
+            }
         }
         if self.tasks.max_attempts < 1 {
             problems.push("tasks.max_attempts: must be at least 1".into());
@@ -518,6 +594,7 @@ fn parse(merged: toml::Table, problems: &mut Vec<String>) -> Settings {
             "agents" => settings.agents = parse_section(&name, value, problems),
             "tasks" => settings.tasks = parse_section(&name, value, problems),
             "metrics" => settings.metrics = parse_section(&name, value, problems),
+            "experiments" => settings.experiments = parse_section(&name, value, problems),
             "log" => settings.log = parse_section(&name, value, problems),
             other => problems.push(format!("{other}: unknown section")),
         }

@@ -7,6 +7,7 @@
 //! - [`gateway`]: the one way in for agent messages, over NATS or HTTP alike.
 //! - [`events`]: domain events published on the bus for the WebSocket layer.
 //! - [`experiments`]: what an experiment is, its phase machine, and the statistics of its verdict.
+//! - [`deployments`]: a pipeline on a fleet as numbered versions (what a promotion creates).
 //! - [`pipelines`]: how a pipeline is named (template + parameters, or inline config).
 //! - [`users`]: accounts and roles; [`labels`]: agent labels; [`paging`]: cursor paging of lists.
 //!
@@ -14,6 +15,7 @@
 //! talk to the outside world only through a [`Store`] and a [`phoenix_nats::Bus`].
 
 pub mod agents;
+pub mod deployments;
 pub mod events;
 pub mod experiments;
 pub mod gateway;

@@ -67,6 +67,10 @@ pub struct ExperimentRow {
     pub started_at: Option<NaiveDateTime>,
     pub measuring_from: Option<NaiveDateTime>,
     pub completed_at: Option<NaiveDateTime>,
+    /// The agent ids the target resolved to at start, JSON.
+    pub target_agents: Option<String>,
+    /// Why the experiment is in its phase (a failure's reason).
+    pub phase_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, AsChangeset, Identifiable)]

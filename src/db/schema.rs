@@ -60,6 +60,8 @@ diesel::table! {
         started_at -> Nullable<Timestamp>,
         measuring_from -> Nullable<Timestamp>,
         completed_at -> Nullable<Timestamp>,
+        target_agents -> Nullable<Text>,
+        phase_reason -> Nullable<Text>,
     }
 }
 

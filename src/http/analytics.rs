@@ -47,3 +47,124 @@ struct CardinalityAnswer {
     #[serde(flatten)]
     report: phoenix_actors::store::CardinalityReport,
 }
+
+#[derive(Debug, Deserialize)]
+pub struct CostParams {
+    /// `1h`, `24h`, `7d`, `30d`… (a number and `h` or `d`, or plain seconds); default `24h`.
+    period: Option<String>,
+}
+
+/// Seconds in a period like `24h` or `7d`.
+fn period_secs(text: &str) -> Result<u64, String> {
+    let (number, unit) = match text.char_indices().last() {
+        Some((i, 'h')) => (&text[..i], 3600),
+        Some((i, 'd')) => (&text[..i], 86_400),
+        _ => (text, 1),
+    };
+    let secs = number.parse::<u64>().map_err(|_| format!("period '{text}' is not like 24h, 7d or 3600"))? * unit;
+    if secs == 0 || secs > MAX_WINDOW_SECS {
+        return Err(format!("period must be between 1 second and {} days", MAX_WINDOW_SECS / 86_400));
+    }
+    Ok(secs)
+}
+
+/// Per pipeline, summed over its agents.
+#[derive(Debug, Default, serde::Serialize)]
+struct PipelineCost {
+    pipeline: String,
+    agents: usize,
+    /// Mean active series entering the pipeline (what would be billed without it).
+    input_series: f64,
+    /// Mean active series leaving it (what is billed).
+    active_series: f64,
+    points_ingested: f64,
+    points_per_sec: f64,
+    monthly_cost: f64,
+}
+
+/// `GET /cost-analytics?period=`: what the pipelines the agents ran cost over the period, from their
+/// stored measurements, and what promoted experiments saved.
+pub async fn get_cost_analytics(
+    state: web::Data<AppState>,
+    params: web::Query<CostParams>,
+) -> Result<HttpResponse, ApiError> {
+    let period = period_secs(params.period.as_deref().unwrap_or("24h")).map_err(ApiError::BadRequest)?;
+    let until = Utc::now();
+    let from = until - chrono::Duration::seconds(period as i64);
+    let prices = &state.settings.experiments;
+    let interval = state.settings.agents.heartbeat_interval_secs.max(1) as f64;
+    let mut pipelines: std::collections::BTreeMap<String, PipelineCost> = Default::default();
+    for total in state.store.pipeline_totals("pipeline.output.series", from, until).await? {
+        let entry = pipelines.entry(total.pipeline.clone()).or_default();
+        entry.agents += 1;
+        entry.active_series += total.mean;
+    }
+    for total in state.store.pipeline_totals("pipeline.input.series", from, until).await? {
+        pipelines.entry(total.pipeline.clone()).or_default().input_series += total.mean;
+    }
+    for total in state.store.pipeline_totals("pipeline.output.points", from, until).await? {
+        let entry = pipelines.entry(total.pipeline.clone()).or_default();
+        entry.points_ingested += total.sum;
+        // Each sample covers one interval: the rate over the time this agent actually ran it.
+        entry.points_per_sec += total.sum / (total.samples.max(1) as f64 * interval);
+    }
+    let hours_per_month = 730.0;
+    let mut items = Vec::new();
+    for (name, mut cost) in pipelines {
+        cost.pipeline = name;
+        cost.monthly_cost = cost.active_series / 1000.0 * prices.price_per_thousand_series_month
+            + cost.points_per_sec * hours_per_month * 3600.0 / 1e6 * prices.price_per_million_points;
+        items.push(cost);
+    }
+    let promoted_saving = promoted_monthly_saving(&state).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "period": {"from": from, "to": until, "secs": period},
+        "price_model": {
+            "currency": prices.currency,
+            "per_thousand_series_month": prices.price_per_thousand_series_month,
+            "per_million_points": prices.price_per_million_points,
+        },
+        "totals": {
+            "input_series": items.iter().map(|c| c.input_series).sum::<f64>(),
+            "active_series": items.iter().map(|c| c.active_series).sum::<f64>(),
+            "points_ingested": items.iter().map(|c| c.points_ingested).sum::<f64>(),
+            "monthly_cost": items.iter().map(|c| c.monthly_cost).sum::<f64>(),
+            "promoted_monthly_saving": promoted_saving,
+        },
+        "pipelines": items,
+    })))
+}
+
+/// The monthly saving every promoted experiment measured.
+async fn promoted_monthly_saving(state: &AppState) -> Result<f64, ApiError> {
+    let mut saving = 0.0;
+    let mut page = phoenix_actors::paging::PageRequest { limit: phoenix_actors::paging::MAX_PAGE_SIZE, after: None };
+    loop {
+        let found =
+            state.store.list_experiments(Some(phoenix_actors::experiments::Phase::Promoted), page.clone()).await?;
+        saving += found
+            .items
+            .iter()
+            .filter_map(|e| e.results.as_ref()?.get("cost")?.get("monthly_saving")?.as_f64())
+            .sum::<f64>();
+        match found.next_cursor {
+            Some(cursor) => page.after = Some(cursor),
+            None => return Ok(saving),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::period_secs;
+
+    #[test]
+    fn periods_read_hours_days_and_seconds() {
+        assert_eq!(period_secs("24h"), Ok(86_400));
+        assert_eq!(period_secs("7d"), Ok(7 * 86_400));
+        assert_eq!(period_secs("90"), Ok(90));
+        assert!(period_secs("0h").is_err());
+        assert!(period_secs("week").is_err());
+        assert!(period_secs("400d").is_err());
+    }
+}

@@ -27,6 +27,9 @@ pub enum ApiError {
     MethodNotAllowed { detail: String },
     #[error("{0}")]
     Conflict(String),
+    /// A 409 for an action the entity's current state does not allow, saying what is allowed now.
+    #[error("{detail}")]
+    StateConflict { detail: String, extra: Map<String, Value> },
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
@@ -72,6 +75,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
+            ApiError::StateConflict { .. } => "illegal_transition",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unprocessable { .. } => "validation_failed",
@@ -89,7 +93,9 @@ impl ApiError {
                 extra.insert("errors".into(), serde_json::to_value(errors).unwrap_or(Value::Null));
                 extra.extend(more.clone());
             }
-            ApiError::Unavailable { extra: more, .. } => extra.extend(more.clone()),
+            ApiError::Unavailable { extra: more, .. } | ApiError::StateConflict { extra: more, .. } => {
+                extra.extend(more.clone())
+            }
             _ => {}
         }
         let code = self.code();
@@ -114,7 +120,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::StateConflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,

@@ -7,6 +7,7 @@ mod analytics;
 mod auth;
 mod enrollment;
 pub mod error;
+mod experiments;
 mod fleet;
 mod middleware;
 mod ops;
@@ -26,6 +27,8 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use phoenix_actors::agents::AgentRegistryHandle;
 use phoenix_actors::events::Events;
+use phoenix_actors::experiments::runtime::Runtime;
+use phoenix_actors::experiments::service::Experiments;
 use phoenix_actors::gateway::AgentGateway;
 use phoenix_actors::tasks::TaskQueue;
 use phoenix_actors::Store;
@@ -49,6 +52,7 @@ pub struct AppState {
     pub events: Events,
     pub queue: TaskQueue,
     pub gateway: AgentGateway,
+    pub experiments: Experiments,
     pub metrics: Metrics,
 }
 
@@ -71,6 +75,7 @@ impl Application {
             Arc::new(AuthService::new(store.clone(), &settings.auth).await.context("Failed to set up authentication")?);
         actix_web::rt::spawn(auth.clone().run_token_cleanup(Duration::from_secs(3600)));
         let fleet = start_fleet(&settings, store.clone(), bus.clone(), auth.clone()).await?;
+        let experiments = start_experiments(&settings, store.clone(), bus.clone(), &fleet);
         let state = web::Data::new(AppState {
             store,
             db,
@@ -80,6 +85,7 @@ impl Application {
             events: fleet.events,
             queue: fleet.queue,
             gateway: fleet.gateway,
+            experiments,
             metrics: Metrics::new().context("Failed to register metrics")?,
             settings: settings.clone(),
         });
@@ -169,6 +175,39 @@ async fn start_fleet(
     let retention = Duration::from_secs(settings.metrics.retention_hours * 3600);
     actix_web::rt::spawn(gateway.clone().run_retention(retention, Duration::from_secs(600)));
     Ok(Fleet { registry, events, queue, gateway })
+}
+
+/// Starts the experiments service: actors rebuilt from the database (their timers from the stored
+/// timestamps), and woken by task changes announced on the bus.
+fn start_experiments(settings: &Settings, store: Arc<dyn Store>, bus: Arc<dyn Bus>, fleet: &Fleet) -> Experiments {
+    let runtime = Runtime::new(
+        store,
+        fleet.queue.clone(),
+        fleet.events.clone(),
+        settings.experiments.runtime(settings.agents.heartbeat_interval_secs),
+    );
+    let experiments = Experiments::new(runtime);
+    actix_web::rt::spawn(experiments.clone().follow_tasks(bus));
+    actix_web::rt::spawn(rebuild_experiments(experiments.clone()));
+    experiments
+}
+
+/// Rebuilds an actor per active experiment, retrying while the database cannot be reached.
+async fn rebuild_experiments(experiments: Experiments) {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match experiments.rehydrate().await {
+            Ok(count) => {
+                tracing::info!(experiments.active = count, "experiment actors rebuilt");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_secs = delay.as_secs(), "cannot rebuild experiment actors yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
 }
 
 /// Rebuilds a session per stored agent, retrying while the database cannot be reached (the server

@@ -8,7 +8,7 @@ use phoenix_actors::users::Role;
 
 use super::access::{authorize, Access};
 use super::error::method_not_allowed;
-use super::{agent, analytics, auth, enrollment, fleet, ops, pipelines, tasks, users};
+use super::{agent, analytics, auth, enrollment, experiments, fleet, ops, pipelines, tasks, users};
 
 /// One row of the table.
 pub struct Endpoint {
@@ -53,6 +53,19 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(M::POST, "/api/v1/pipelines/validate", VIEWER, web::to(pipelines::validate_pipeline)),
         endpoint(M::POST, "/api/v1/pipelines/render", VIEWER, web::to(pipelines::render_pipeline)),
         endpoint(M::POST, "/api/v1/pipelines/preview", VIEWER, web::to(pipelines::preview_pipelines)),
+        // experiments
+        endpoint(M::GET, "/api/v1/experiments", VIEWER, web::to(experiments::list_experiments)),
+        endpoint(M::POST, "/api/v1/experiments", OPERATOR, web::to(experiments::create_experiment)),
+        endpoint(M::GET, "/api/v1/experiments/{id}", VIEWER, web::to(experiments::get_experiment)),
+        endpoint(M::DELETE, "/api/v1/experiments/{id}", OPERATOR, web::to(experiments::delete_experiment)),
+        endpoint(M::POST, "/api/v1/experiments/{id}/start", OPERATOR, web::to(experiments::start_experiment)),
+        endpoint(M::POST, "/api/v1/experiments/{id}/stop", OPERATOR, web::to(experiments::stop_experiment)),
+        endpoint(M::POST, "/api/v1/experiments/{id}/promote", OPERATOR, web::to(experiments::promote_experiment)),
+        endpoint(M::POST, "/api/v1/experiments/{id}/rollback", OPERATOR, web::to(experiments::rollback_experiment)),
+        endpoint(M::GET, "/api/v1/experiments/{id}/events", VIEWER, web::to(experiments::list_experiment_events)),
+        endpoint(M::GET, "/api/v1/experiments/{id}/kpis", VIEWER, web::to(experiments::get_experiment_kpis)),
+        endpoint(M::GET, "/api/v1/experiments/{id}/metrics", VIEWER, web::to(experiments::get_experiment_metrics)),
+        endpoint(M::GET, "/api/v1/experiments/{id}/cost-analysis", VIEWER, web::to(experiments::get_experiment_cost)),
         // fleet
         endpoint(M::GET, "/api/v1/agents", VIEWER, web::to(fleet::list_agents)),
         endpoint(M::POST, "/api/v1/agents/enrollment-tokens", ADMIN, web::to(enrollment::create_enrollment_token)),
@@ -67,6 +80,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(M::GET, "/api/v1/tasks/{id}", VIEWER, web::to(tasks::get_task)),
         endpoint(M::POST, "/api/v1/tasks/{id}/cancel", OPERATOR, web::to(tasks::cancel_task)),
         endpoint(M::GET, "/api/v1/metrics/cardinality", VIEWER, web::to(analytics::get_cardinality)),
+        endpoint(M::GET, "/api/v1/cost-analytics", VIEWER, web::to(analytics::get_cost_analytics)),
         // agent side
         endpoint(M::POST, "/api/v1/agent/enroll", Public, web::to(enrollment::enroll_agent)),
         endpoint(M::GET, "/api/v1/agent/me", Agent, web::to(enrollment::get_agent_me)),

@@ -125,6 +125,8 @@ fn experiment() -> ExperimentRow {
         started_at: None,
         measuring_from: None,
         completed_at: None,
+        target_agents: Some("[\"a\"]".into()),
+        phase_reason: Some("because".into()),
     }
 }
 

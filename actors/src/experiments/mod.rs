@@ -1,9 +1,13 @@
 //! Experiments: a baseline and a candidate pipeline run side by side on the same hosts, measured, and
 //! judged. This module holds what an experiment is, its phase machine (DESIGN.md §7) and its analysis.
 
+pub mod actor;
 pub mod kpis;
 pub mod phases;
+pub mod runtime;
+pub mod service;
 pub mod stats;
+pub mod window;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -120,6 +124,26 @@ pub struct Experiment {
     pub measuring_from: Option<DateTime<Utc>>,
     /// When it reached a final phase.
     pub completed_at: Option<DateTime<Utc>>,
+    /// The agents the target resolved to when it started (empty before).
+    pub target_agents: Vec<String>,
+    /// Why it is in its phase, when that needs saying (a failure's reason).
+    pub reason: Option<String>,
+}
+
+impl Experiment {
+    /// When both variants started running everywhere (the warm-up's start).
+    pub fn running_since(&self) -> Option<DateTime<Utc>> {
+        self.measuring_from.map(|from| from - chrono::Duration::seconds(secs_i64(self.spec.warmup_secs)))
+    }
+
+    /// When the measurement window ends.
+    pub fn measuring_until(&self) -> Option<DateTime<Utc>> {
+        self.measuring_from.map(|from| from + chrono::Duration::seconds(secs_i64(self.spec.duration_secs)))
+    }
+}
+
+fn secs_i64(secs: u64) -> i64 {
+    i64::try_from(secs).unwrap_or(i64::MAX / 1000)
 }
 
 /// A new experiment with its rendered configs.
@@ -135,6 +159,25 @@ pub struct NewExperiment {
     pub created_by: Option<String>,
 }
 
+/// A phase change to persist: the new phase, the fields it sets, and the history entry recording it.
+#[derive(Debug, Clone, Default)]
+pub struct PhaseChange {
+    /// Why, in words (stored in the history and as the experiment's `reason` when `keep_reason`).
+    pub message: String,
+    /// Who asked (a user id), `None` for the system.
+    pub actor: Option<String>,
+    /// Extra data for the history entry.
+    pub data: Option<serde_json::Value>,
+    /// Keep `message` as the experiment's reason (failures).
+    pub keep_reason: bool,
+    pub started_at: Option<DateTime<Utc>>,
+    pub measuring_from: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub target_agents: Option<Vec<String>>,
+    pub results: Option<serde_json::Value>,
+    pub deployment_id: Option<String>,
+}
+
 /// One entry of an experiment's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExperimentEvent {
@@ -148,7 +191,9 @@ pub struct ExperimentEvent {
     pub to_phase: Option<Phase>,
     /// Why, in words.
     pub message: String,
-    /// Who (a user id, or `system`).
+    /// Details (e.g. the agents that failed).
+    pub data: Option<serde_json::Value>,
+    /// Who (a user id; `None` for the system).
     pub actor: Option<String>,
     /// When.
     pub created_at: DateTime<Utc>,

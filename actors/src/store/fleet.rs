@@ -100,6 +100,9 @@ pub trait FleetStore: Send + Sync {
         page: crate::paging::PageRequest,
     ) -> Result<crate::paging::Page<crate::agents::Agent>, StoreError>;
 
+    /// These agents (those that exist), in enrolment order.
+    async fn get_agents(&self, ids: &[String]) -> Result<Vec<crate::agents::Agent>, StoreError>;
+
     /// Every agent whose credential is not revoked (to rebuild sessions at start-up).
     async fn active_agents(&self) -> Result<Vec<crate::agents::Agent>, StoreError>;
 

@@ -2,6 +2,7 @@
 //! methods stay together and an implementation can be read area by area.
 
 mod auth;
+mod experiments;
 mod fleet;
 mod metrics;
 mod tasks;
@@ -10,6 +11,7 @@ mod templates;
 use async_trait::async_trait;
 
 pub use auth::{AccessStatus, NewRefreshToken, RefreshUse, SettingsStore, UserStore};
+pub use experiments::{ExperimentSample, ExperimentStore, PipelineTotal};
 pub use fleet::{AgentAuthStore, AgentIdentity, EnrollmentToken, FleetStore, NewAgent, NewEnrollmentToken};
 pub use metrics::{CardinalityQuery, CardinalityReport, MetricCardinality, MetricsStore};
 pub use tasks::TaskStore;
@@ -42,6 +44,7 @@ pub trait Store:
     + TaskStore
     + MetricsStore
     + TemplateStore
+    + ExperimentStore
     + Send
     + Sync
     + 'static

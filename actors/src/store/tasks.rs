@@ -58,6 +58,10 @@ pub trait TaskStore: Send + Sync {
     /// One task.
     async fn get_task(&self, id: &str) -> Result<Task, StoreError>;
 
+    /// Every task whose idempotency key starts with `prefix` (the tasks an experiment or a deployment
+    /// sent, keyed by it), oldest first.
+    async fn tasks_with_key_prefix(&self, prefix: &str) -> Result<Vec<Task>, StoreError>;
+
     /// Tasks matching the filter, newest first.
     async fn list_tasks(&self, filter: &TaskFilter, page: PageRequest) -> Result<Page<Task>, StoreError>;
 

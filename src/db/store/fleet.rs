@@ -68,6 +68,21 @@ impl FleetStore for DieselStore {
         self.run(move |conn| list(conn, &filter, &page)).await
     }
 
+    async fn get_agents(&self, ids: &[String]) -> Result<Vec<Agent>, StoreError> {
+        let ids = ids.to_vec();
+        self.run(move |conn| {
+            let mut found = Vec::with_capacity(ids.len());
+            // Chunked: SQLite limits the number of bound parameters in one statement.
+            for chunk in ids.chunks(500) {
+                let rows: Vec<AgentRow> = agents::table.filter(agents::id.eq_any(chunk)).load(conn)?;
+                found.extend(rows);
+            }
+            found.sort_by(|a, b| a.id.cmp(&b.id));
+            found.into_iter().map(agent_from_row).collect()
+        })
+        .await
+    }
+
     async fn active_agents(&self) -> Result<Vec<Agent>, StoreError> {
         self.run(|conn| {
             let rows: Vec<AgentRow> = agents::table.filter(agents::revoked_at.is_null()).load(conn)?;

@@ -2,6 +2,7 @@
 
 mod agents;
 mod convert;
+mod experiments;
 mod fleet;
 mod metrics;
 mod settings;

@@ -384,6 +384,19 @@ impl TaskStore for DieselStore {
         self.run(move |conn| task_from_row(tasks::table.find(&id).first(conn)?)).await
     }
 
+    async fn tasks_with_key_prefix(&self, prefix: &str) -> Result<Vec<Task>, StoreError> {
+        // LIKE's wildcards in the prefix are escaped, so the prefix matches literally.
+        let pattern = format!("{}%", prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        self.run(move |conn| {
+            let rows: Vec<TaskRow> = tasks::table
+                .filter(tasks::idempotency_key.like(pattern).escape('\\'))
+                .order(tasks::id.asc())
+                .load(conn)?;
+            tasks_from_rows(rows)
+        })
+        .await
+    }
+
     async fn list_tasks(&self, filter: &TaskFilter, page: PageRequest) -> Result<Page<Task>, StoreError> {
         let filter = filter.clone();
         self.run(move |conn| list(conn, &filter, &page)).await

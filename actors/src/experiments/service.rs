@@ -1,0 +1,160 @@
+//! The experiments service: creates and deletes experiments, routes commands to the experiment's actor
+//! (or runs them directly when none is needed), rebuilds actors at start-up, and wakes an actor when
+//! one of its tasks changes (the queue announces every change on the bus).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use actix::prelude::*;
+use chrono::Utc;
+use futures_util::StreamExt;
+use phoenix_nats::{Bus, Envelope};
+
+use super::actor::{needs_actor, ActorMap, Execute, ExperimentActor, Nudge};
+use super::runtime::{experiment_of_task_key, pipeline_name, Command, CommandError, Runtime};
+use super::window::{BASELINE, CANDIDATE};
+use super::{Action, Experiment, NewExperiment, Phase};
+use crate::store::StoreError;
+use crate::tasks::{NewTask, Task};
+
+/// The experiments service. Cheap to clone.
+#[derive(Clone)]
+pub struct Experiments {
+    runtime: Runtime,
+    actors: ActorMap,
+}
+
+impl Experiments {
+    pub fn new(runtime: Runtime) -> Self {
+        Experiments { runtime, actors: Arc::new(Mutex::new(HashMap::new())) }
+    }
+
+    /// The logic (for KPIs and timelines read outside the actor).
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// Stores a new `pending` experiment and announces it.
+    pub async fn create(&self, new: NewExperiment) -> Result<Experiment, StoreError> {
+        let experiment = self.runtime.store.create_experiment(new, Utc::now()).await?;
+        self.runtime.events.publish("experiment", &experiment.id, "experiment.created", &experiment).await;
+        Ok(experiment)
+    }
+
+    /// Runs an operator's command: through the experiment's actor when it has one, so it is ordered
+    /// with the actor's own steps; otherwise directly (the phase's compare-and-set guards races).
+    pub async fn command(&self, id: &str, command: Command) -> Result<Experiment, CommandError> {
+        if let Some(actor) = self.actor(id) {
+            if let Ok(answer) = actor.send(Execute(command.clone())).await {
+                return answer;
+            }
+            // The actor stopped meanwhile (its experiment reached a final phase): run it here.
+        }
+        let experiment = self.runtime.store.get_experiment(id).await?;
+        let experiment = self.runtime.execute(experiment, command).await?;
+        self.ensure_actor(&experiment);
+        Ok(experiment)
+    }
+
+    /// Deletes an experiment that is not active. A completed one still has both pipelines out: they
+    /// are removed first.
+    pub async fn delete(&self, id: &str) -> Result<Experiment, CommandError> {
+        let experiment = self.runtime.store.get_experiment(id).await?;
+        if experiment.phase.after(Action::Delete).is_none() {
+            return Err(CommandError::NotAllowed {
+                action: Action::Delete.as_str(),
+                phase: experiment.phase,
+                allowed: experiment.phase.allowed_actions(),
+            });
+        }
+        if experiment.phase == Phase::Completed {
+            self.remove_pipelines(&experiment).await;
+        }
+        let deleted = self.runtime.store.delete_experiment(id).await.map_err(|e| match e {
+            StoreError::Conflict(_) => CommandError::NotAllowed {
+                action: Action::Delete.as_str(),
+                phase: Phase::Deploying,
+                allowed: Phase::Deploying.allowed_actions(),
+            },
+            other => CommandError::Store(other),
+        })?;
+        self.runtime.events.publish("experiment", id, "experiment.deleted", serde_json::json!({"id": id})).await;
+        Ok(deleted)
+    }
+
+    async fn remove_pipelines(&self, experiment: &Experiment) {
+        for agent in &experiment.target_agents {
+            for variant in [BASELINE, CANDIDATE] {
+                let task = NewTask {
+                    agent_id: agent.clone(),
+                    task_type: "pipeline.remove".into(),
+                    payload: serde_json::json!({"pipeline": pipeline_name(&experiment.id, variant)}),
+                    priority: 0,
+                    max_attempts: None,
+                    // Not under the experiment's key prefix: the experiment is gone, its tasks remain.
+                    idempotency_key: Some(format!("deleted-exp:{}:{agent}:{variant}:remove", experiment.id)),
+                    ttl_secs: None,
+                };
+                if let Err(e) = self.runtime.queue.enqueue(task).await {
+                    tracing::warn!(experiment.id = %experiment.id, agent.id = %agent, error = %e, "cannot remove a pipeline");
+                }
+            }
+        }
+    }
+
+    /// Starts an actor for every experiment that needs one (at start-up). Returns how many.
+    pub async fn rehydrate(&self) -> Result<usize, StoreError> {
+        let active = self.runtime.store.active_experiments().await?;
+        let count = active.len();
+        for experiment in active {
+            self.ensure_actor(&experiment);
+        }
+        Ok(count)
+    }
+
+    /// How many experiments have a live actor.
+    pub fn active_actors(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Wakes the actor of the experiment a changed task belongs to, for as long as the bus runs.
+    pub async fn follow_tasks(self, bus: Arc<dyn Bus>) {
+        let subject = format!("{}.events.task.*", bus.subjects().prefix());
+        let mut changes = match bus.subscribe(&subject).await {
+            Ok(changes) => changes,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot follow task changes; experiments advance on their timer only");
+                return;
+            }
+        };
+        while let Some(message) = changes.next().await {
+            let Ok(envelope) = Envelope::<Task>::decode(&message.payload) else { continue };
+            let Some(id) = envelope.body.idempotency_key.as_deref().and_then(experiment_of_task_key) else {
+                continue;
+            };
+            if let Some(actor) = self.actor(id) {
+                actor.do_send(Nudge);
+            }
+        }
+    }
+
+    fn actor(&self, id: &str) -> Option<Addr<ExperimentActor>> {
+        self.lock().get(id).filter(|addr| addr.connected()).cloned()
+    }
+
+    fn ensure_actor(&self, experiment: &Experiment) {
+        if !needs_actor(experiment.phase) {
+            return;
+        }
+        let mut actors = self.lock();
+        if actors.get(&experiment.id).is_some_and(|addr| addr.connected()) {
+            return;
+        }
+        let actor = ExperimentActor::new(experiment.clone(), self.runtime.clone(), self.actors.clone());
+        actors.insert(experiment.id.clone(), actor.start());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Addr<ExperimentActor>>> {
+        self.actors.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}

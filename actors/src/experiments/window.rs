@@ -1,0 +1,185 @@
+//! From the samples agents reported to per-interval series for each variant: the input of the KPIs and
+//! of the charts.
+//!
+//! Each agent sends one batch per interval for each variant, and both variants of an agent are measured
+//! at the same tick. The k-th interval of a variant is the sum over the agents of their k-th sample, so
+//! a fleet of agents reads as one. Only agents that reported both variants count (a comparison needs
+//! both sides), and every variant is cut to the number of intervals all of them reached, so a late or
+//! missing batch never makes one side look smaller.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use super::kpis::VariantWindow;
+use crate::store::ExperimentSample;
+
+/// Which variant a sample belongs to.
+pub const BASELINE: &str = "baseline";
+pub const CANDIDATE: &str = "candidate";
+
+const OUTPUT_SERIES: &str = "pipeline.output.series";
+const OUTPUT_POINTS: &str = "pipeline.output.points";
+const CPU_SECONDS: &str = "pipeline.cpu.seconds";
+const MEMORY_BYTES: &str = "pipeline.memory.bytes";
+const CRITICAL_PRESENT: &str = "pipeline.critical.present";
+
+/// Both variants over the same intervals.
+#[derive(Debug, Clone, Default)]
+pub struct AlignedWindow {
+    /// When each interval was measured (by the first agent).
+    pub at: Vec<DateTime<Utc>>,
+    pub baseline: VariantWindow,
+    pub candidate: VariantWindow,
+    /// Share of the (agent, critical process, interval) triples present in the baseline that are present
+    /// in the candidate too; `None` when the baseline had none.
+    pub accuracy_pct: Option<f64>,
+    /// Agents that reported both variants.
+    pub agents: usize,
+}
+
+/// Per variant, agent and metric: the values in time order (critical samples keyed by process too).
+type Grouped<'a> = BTreeMap<(&'a str, &'a str, &'a str, Option<&'a str>), Vec<(DateTime<Utc>, f64)>>;
+
+fn values<'m, 'a>(
+    grouped: &'m Grouped<'a>,
+    variant: &'a str,
+    agent: &'a str,
+    metric: &'a str,
+) -> Option<&'m Vec<(DateTime<Utc>, f64)>> {
+    grouped.get(&(variant, agent, metric, None))
+}
+
+/// Aligns the samples; `interval_secs` turns per-interval counts into rates.
+pub fn align(samples: &[ExperimentSample], interval_secs: f64) -> AlignedWindow {
+    let mut grouped: Grouped = BTreeMap::new();
+    for s in samples {
+        grouped
+            .entry((s.variant.as_str(), s.agent_id.as_str(), s.metric.as_str(), s.process.as_deref()))
+            .or_default()
+            .push((s.sampled_at, s.value));
+    }
+    let series_of = |variant, agent| values(&grouped, variant, agent, OUTPUT_SERIES);
+    let agents: Vec<&str> = grouped
+        .keys()
+        .filter(|(variant, _, metric, _)| *variant == BASELINE && *metric == OUTPUT_SERIES)
+        .map(|(_, agent, _, _)| *agent)
+        .filter(|agent| series_of(CANDIDATE, agent).is_some())
+        .collect();
+    let intervals = agents
+        .iter()
+        .flat_map(|agent| [BASELINE, CANDIDATE].map(|variant| series_of(variant, agent).map_or(0, Vec::len)))
+        .min()
+        .unwrap_or(0);
+    let sum_over_agents = |variant: &'static str, metric: &'static str, scale: f64| -> Vec<f64> {
+        (0..intervals)
+            .map(|k| {
+                agents
+                    .iter()
+                    .filter_map(|agent| values(&grouped, variant, agent, metric))
+                    .filter_map(|values| values.get(k))
+                    .map(|(_, value)| value * scale)
+                    .sum()
+            })
+            .collect()
+    };
+    let rate = if interval_secs > 0.0 { 1.0 / interval_secs } else { 0.0 };
+    let window = |variant: &'static str| VariantWindow {
+        series: sum_over_agents(variant, OUTPUT_SERIES, 1.0),
+        points_per_sec: sum_over_agents(variant, OUTPUT_POINTS, rate),
+        cpu_seconds_per_sec: sum_over_agents(variant, CPU_SECONDS, rate),
+        memory_bytes: sum_over_agents(variant, MEMORY_BYTES, 1.0),
+    };
+    let at = agents
+        .first()
+        .and_then(|agent| series_of(BASELINE, agent))
+        .map(|values| values.iter().take(intervals).map(|(at, _)| *at).collect())
+        .unwrap_or_default();
+    AlignedWindow {
+        at,
+        baseline: window(BASELINE),
+        candidate: window(CANDIDATE),
+        accuracy_pct: accuracy(&grouped, &agents, intervals),
+        agents: agents.len(),
+    }
+}
+
+fn accuracy(grouped: &Grouped, agents: &[&str], intervals: usize) -> Option<f64> {
+    let (mut present, mut kept) = (0u64, 0u64);
+    for ((variant, agent, metric, process), values) in grouped {
+        if *variant != BASELINE || *metric != CRITICAL_PRESENT || !agents.contains(agent) {
+            continue;
+        }
+        let candidate = grouped.get(&(CANDIDATE, *agent, CRITICAL_PRESENT, *process));
+        for (k, (_, value)) in values.iter().enumerate().take(intervals) {
+            if *value > 0.0 {
+                present += 1;
+                if candidate.and_then(|c| c.get(k)).is_some_and(|(_, v)| *v > 0.0) {
+                    kept += 1;
+                }
+            }
+        }
+    }
+    (present > 0).then(|| kept as f64 / present as f64 * 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(agent: &str, variant: &str, metric: &str, k: i64, value: f64) -> ExperimentSample {
+        ExperimentSample {
+            agent_id: agent.into(),
+            variant: variant.into(),
+            metric: metric.into(),
+            value,
+            process: (metric == CRITICAL_PRESENT).then(|| "nginx".to_string()),
+            sampled_at: DateTime::from_timestamp(1_700_000_000 + k * 10, 0).expect("time"),
+        }
+    }
+
+    #[test]
+    fn agents_are_summed_interval_by_interval_and_cut_to_the_shortest() {
+        let mut samples = Vec::new();
+        for k in 0..4 {
+            samples.push(sample("a", BASELINE, OUTPUT_SERIES, k, 100.0));
+            samples.push(sample("a", CANDIDATE, OUTPUT_SERIES, k, 10.0));
+            samples.push(sample("a", BASELINE, OUTPUT_POINTS, k, 1000.0));
+            samples.push(sample("a", CANDIDATE, OUTPUT_POINTS, k, 100.0));
+        }
+        // Agent b's last candidate batch has not arrived yet: three intervals for everyone.
+        for k in 0..3 {
+            samples.push(sample("b", BASELINE, OUTPUT_SERIES, k, 50.0));
+            samples.push(sample("b", CANDIDATE, OUTPUT_SERIES, k, 5.0));
+        }
+        samples.push(sample("b", BASELINE, OUTPUT_SERIES, 3, 50.0));
+        // Agent c never reported its candidate: left out.
+        samples.push(sample("c", BASELINE, OUTPUT_SERIES, 0, 7.0));
+        let window = align(&samples, 10.0);
+        assert_eq!(window.agents, 2);
+        assert_eq!(window.baseline.series, [150.0, 150.0, 150.0]);
+        assert_eq!(window.candidate.series, [15.0, 15.0, 15.0]);
+        assert_eq!(window.baseline.points_per_sec, [100.0, 100.0, 100.0]);
+        assert_eq!(window.at.len(), 3);
+        assert_eq!(window.accuracy_pct, None);
+    }
+
+    #[test]
+    fn accuracy_is_the_share_of_baseline_critical_presence_the_candidate_keeps() {
+        let mut samples = Vec::new();
+        for k in 0..4 {
+            samples.push(sample("a", BASELINE, OUTPUT_SERIES, k, 1.0));
+            samples.push(sample("a", CANDIDATE, OUTPUT_SERIES, k, 1.0));
+            samples.push(sample("a", BASELINE, CRITICAL_PRESENT, k, 1.0));
+            samples.push(sample("a", CANDIDATE, CRITICAL_PRESENT, k, if k == 0 { 0.0 } else { 1.0 }));
+        }
+        assert_eq!(align(&samples, 1.0).accuracy_pct, Some(75.0));
+    }
+
+    #[test]
+    fn no_samples_is_an_empty_window() {
+        let window = align(&[], 10.0);
+        assert_eq!(window.agents, 0);
+        assert!(window.baseline.series.is_empty());
+    }
+}

@@ -1,0 +1,2 @@
+ALTER TABLE experiments DROP COLUMN phase_reason;
+ALTER TABLE experiments DROP COLUMN target_agents;

@@ -1,0 +1,339 @@
+//! `/api/v1/experiments`: create, list, read, delete, the phase actions, and what was measured.
+
+use actix_web::{web, HttpResponse};
+use phoenix_actors::experiments::runtime::{Command, CommandError, PromoteRequest};
+use phoenix_actors::experiments::{Action, Experiment, ExperimentSpec, NewExperiment, Phase, Target};
+use phoenix_actors::labels::validate_labels;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use super::access::CurrentUser;
+use super::paging::PageQuery;
+use super::pipelines::resolve;
+use super::{ApiError, AppState};
+
+/// Longest measurement window: 30 days.
+const MAX_DURATION_SECS: u64 = 30 * 24 * 3600;
+/// Longest warm-up: one day.
+const MAX_WARMUP_SECS: u64 = 24 * 3600;
+/// Most agents listed by id, and most critical processes.
+const MAX_LISTED: usize = 10_000;
+const MAX_CRITICAL: usize = 1000;
+
+/// An experiment as the API shows it: everything submitted, as submitted, plus its state. `status` is
+/// the deprecated alias of `phase`.
+#[derive(Serialize)]
+struct ExperimentView<'a> {
+    id: &'a str,
+    #[serde(flatten)]
+    spec: &'a ExperimentSpec,
+    phase: Phase,
+    status: Phase,
+    reason: &'a Option<String>,
+    allowed_actions: Vec<&'static str>,
+    target_agents: &'a [String],
+    baseline_config: &'a Option<String>,
+    candidate_config: &'a Option<String>,
+    results: &'a Option<Value>,
+    deployment_id: &'a Option<String>,
+    created_by: &'a Option<String>,
+    created_at: chrono::DateTime<chrono::Utc>,
+    updated_at: chrono::DateTime<chrono::Utc>,
+    started_at: Option<chrono::DateTime<chrono::Utc>>,
+    measuring_from: Option<chrono::DateTime<chrono::Utc>>,
+    measuring_until: Option<chrono::DateTime<chrono::Utc>>,
+    completed_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn view(e: &Experiment) -> ExperimentView<'_> {
+    ExperimentView {
+        id: &e.id,
+        spec: &e.spec,
+        phase: e.phase,
+        status: e.phase,
+        reason: &e.reason,
+        allowed_actions: e.phase.allowed_actions(),
+        target_agents: &e.target_agents,
+        baseline_config: &e.baseline_config,
+        candidate_config: &e.candidate_config,
+        results: &e.results,
+        deployment_id: &e.deployment_id,
+        created_by: &e.created_by,
+        created_at: e.created_at,
+        updated_at: e.updated_at,
+        started_at: e.started_at,
+        measuring_from: e.measuring_from,
+        measuring_until: e.measuring_until(),
+        completed_at: e.completed_at,
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> ApiError {
+        match e {
+            CommandError::NotAllowed { action, phase, allowed } => {
+                let mut extra = Map::new();
+                extra.insert("phase".into(), json!(phase));
+                extra.insert("allowed_actions".into(), json!(allowed));
+                let allowed_text = if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") };
+                ApiError::StateConflict {
+                    detail: format!(
+                        "cannot {action} an experiment that is {}; allowed now: {allowed_text}",
+                        phase.as_str()
+                    ),
+                    extra,
+                }
+            }
+            CommandError::Invalid(reason) => ApiError::invalid(vec![("target".into(), reason)]),
+            CommandError::Conflict(reason) => ApiError::Conflict(reason),
+            CommandError::Store(e) => ApiError::from(e),
+        }
+    }
+}
+
+/// Every problem of the submitted fields other than the pipelines.
+fn check_spec(spec: &ExperimentSpec) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    let mut problem = |path: &str, message: String| problems.push((path.to_string(), message));
+    if spec.name.trim().is_empty() || spec.name.len() > 200 {
+        problem("name", "must be 1 to 200 characters".into());
+    }
+    if spec.duration_secs == 0 || spec.duration_secs > MAX_DURATION_SECS {
+        problem("duration_secs", format!("must be between 1 and {MAX_DURATION_SECS} (30 days)"));
+    }
+    if spec.warmup_secs > MAX_WARMUP_SECS {
+        problem("warmup_secs", format!("must be at most {MAX_WARMUP_SECS} (a day)"));
+    }
+    match &spec.target {
+        Target::Agents(ids) if ids.is_empty() || ids.len() > MAX_LISTED => {
+            problem("target.agents", format!("must list 1 to {MAX_LISTED} agent ids"))
+        }
+        Target::Agents(ids) if ids.iter().any(|id| id.trim().is_empty()) => {
+            problem("target.agents", "agent ids must not be empty".into())
+        }
+        Target::Selector(labels) => {
+            for (path, message) in validate_labels(labels) {
+                problem(&path.replacen("labels", "target.selector", 1), message);
+            }
+        }
+        Target::Agents(_) => {}
+    }
+    if spec.critical_processes.len() > MAX_CRITICAL {
+        problem("critical_processes", format!("at most {MAX_CRITICAL}"));
+    }
+    if spec.critical_processes.iter().any(|p| p.trim().is_empty() || p.len() > 255) {
+        problem("critical_processes", "names must be 1 to 255 characters".into());
+    }
+    let c = &spec.success_criteria;
+    for (path, value) in [
+        ("success_criteria.min_cardinality_reduction_pct", c.min_cardinality_reduction_pct),
+        ("success_criteria.min_accuracy_pct", c.min_accuracy_pct),
+    ] {
+        if !(0.0..=100.0).contains(&value) {
+            problem(path, "must be between 0 and 100".into());
+        }
+    }
+    if !c.max_cpu_overhead_pct.is_finite() || c.max_cpu_overhead_pct < 0.0 {
+        problem("success_criteria.max_cpu_overhead_pct", "must be a number of at least 0".into());
+    }
+    problems
+}
+
+/// The problems of a 422, or nothing.
+fn problems_of(error: ApiError) -> Result<Vec<(String, String)>, ApiError> {
+    match error {
+        ApiError::Unprocessable { errors, .. } => Ok(errors.into_iter().map(|p| (p.path, p.message)).collect()),
+        other => Err(other),
+    }
+}
+
+/// `POST /experiments`: both pipelines rendered and validated; 422 lists every problem at once.
+pub async fn create_experiment(
+    state: web::Data<AppState>,
+    caller: CurrentUser,
+    body: web::Json<ExperimentSpec>,
+) -> Result<HttpResponse, ApiError> {
+    let spec = body.into_inner();
+    let mut problems = check_spec(&spec);
+    let baseline = resolve(&state, &spec.baseline, "baseline").await;
+    let candidate = resolve(&state, &spec.candidate, "candidate").await;
+    let (baseline, candidate) = match (baseline, candidate) {
+        (Ok(b), Ok(c)) => (Some(b), Some(c)),
+        (b, c) => {
+            for outcome in [b.err(), c.err()].into_iter().flatten() {
+                problems.extend(problems_of(outcome)?);
+            }
+            (None, None)
+        }
+    };
+    let (Some(baseline), Some(candidate)) = (baseline, candidate) else {
+        return Err(ApiError::invalid(problems));
+    };
+    if !problems.is_empty() {
+        return Err(ApiError::invalid(problems));
+    }
+    let new = NewExperiment {
+        spec,
+        baseline_config: baseline.text,
+        candidate_config: candidate.text,
+        created_by: Some(caller.user.id),
+    };
+    let experiment = state.experiments.create(new).await?;
+    Ok(HttpResponse::Created().json(view(&experiment)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ExperimentListQuery {
+    phase: Option<String>,
+    // Also accepted under its deprecated name.
+    status: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// `GET /experiments?phase=&limit=&cursor=` (newest first)
+pub async fn list_experiments(
+    state: web::Data<AppState>,
+    query: web::Query<ExperimentListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let phase = query
+        .phase
+        .as_deref()
+        .or(query.status.as_deref())
+        .map(str::parse::<Phase>)
+        .transpose()
+        .map_err(ApiError::BadRequest)?;
+    let page = PageQuery { limit: query.limit, cursor: query.cursor.clone() }.page()?;
+    let found = state.store.list_experiments(phase, page).await?;
+    let items: Vec<ExperimentView> = found.items.iter().map(view).collect();
+    Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": found.next_cursor})))
+}
+
+async fn load(state: &AppState, id: &str) -> Result<Experiment, ApiError> {
+    state.store.get_experiment(id).await.map_err(|e| ApiError::from(e).for_entity("experiment", id))
+}
+
+/// `GET /experiments/{id}`
+pub async fn get_experiment(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(view(&load(&state, &id).await?)))
+}
+
+/// `DELETE /experiments/{id}`: 409 while active.
+pub async fn delete_experiment(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    state.experiments.delete(&id).await.map_err(|e| ApiError::from(e).for_entity("experiment", &id))?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn act(
+    state: &AppState,
+    id: &str,
+    caller: CurrentUser,
+    action: Action,
+    promote: PromoteRequest,
+) -> Result<HttpResponse, ApiError> {
+    let command = Command { action, actor: Some(caller.user.id), promote };
+    let experiment =
+        state.experiments.command(id, command).await.map_err(|e| ApiError::from(e).for_entity("experiment", id))?;
+    Ok(HttpResponse::Ok().json(view(&experiment)))
+}
+
+/// `POST /experiments/{id}/start`
+pub async fn start_experiment(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    caller: CurrentUser,
+) -> Result<HttpResponse, ApiError> {
+    act(&state, &id, caller, Action::Start, PromoteRequest::default()).await
+}
+
+/// `POST /experiments/{id}/stop`
+pub async fn stop_experiment(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    caller: CurrentUser,
+) -> Result<HttpResponse, ApiError> {
+    act(&state, &id, caller, Action::Stop, PromoteRequest::default()).await
+}
+
+/// `POST /experiments/{id}/rollback`
+pub async fn rollback_experiment(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    caller: CurrentUser,
+) -> Result<HttpResponse, ApiError> {
+    act(&state, &id, caller, Action::Rollback, PromoteRequest::default()).await
+}
+
+/// `POST /experiments/{id}/promote {deployment_id?, name?, notes?}` (an empty body is fine).
+pub async fn promote_experiment(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    caller: CurrentUser,
+    body: Option<web::Json<PromoteRequest>>,
+) -> Result<HttpResponse, ApiError> {
+    let request = body.map(web::Json::into_inner).unwrap_or_default();
+    act(&state, &id, caller, Action::Promote, request).await
+}
+
+/// `GET /experiments/{id}/events`: the history, oldest first.
+pub async fn list_experiment_events(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let events =
+        state.store.experiment_events(&id).await.map_err(|e| ApiError::from(e).for_entity("experiment", &id))?;
+    Ok(HttpResponse::Ok().json(json!({"items": events, "next_cursor": null})))
+}
+
+/// The KPIs: the stored final ones once analysed, else computed live from the window so far.
+async fn current_kpis(state: &AppState, experiment: &Experiment) -> Result<Value, ApiError> {
+    if let Some(results) = &experiment.results {
+        return Ok(results.clone());
+    }
+    Ok(state.experiments.runtime().kpis(experiment, false).await?)
+}
+
+/// `GET /experiments/{id}/kpis`: live during `running`, final after.
+pub async fn get_experiment_kpis(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let experiment = load(&state, &id).await?;
+    let mut kpis = current_kpis(&state, &experiment).await?;
+    kpis["phase"] = json!(experiment.phase);
+    Ok(HttpResponse::Ok().json(kpis))
+}
+
+/// `GET /experiments/{id}/metrics`: per-variant, per-interval measurements for charts.
+pub async fn get_experiment_metrics(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let experiment = load(&state, &id).await?;
+    Ok(HttpResponse::Ok().json(state.experiments.runtime().timeline(&experiment).await?))
+}
+
+/// `GET /experiments/{id}/cost-analysis`: what each variant costs under the configured price model.
+pub async fn get_experiment_cost(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let experiment = load(&state, &id).await?;
+    let kpis = current_kpis(&state, &experiment).await?;
+    let prices = &state.settings.experiments;
+    let price_model = json!({
+        "currency": prices.currency,
+        "per_thousand_series_month": prices.price_per_thousand_series_month,
+        "per_million_points": prices.price_per_million_points,
+    });
+    let body = match kpis.get("cost") {
+        Some(cost) => json!({
+            "final": kpis["final"],
+            "price_model": price_model,
+            "baseline": {"active_series": kpis["baseline"]["series"]["mean"], "points_per_sec": kpis["baseline"]["points_per_sec"]["mean"],
+                         "monthly": cost["baseline_monthly"], "yearly": kpis["baseline"]["cost_yearly"]},
+            "candidate": {"active_series": kpis["candidate"]["series"]["mean"], "points_per_sec": kpis["candidate"]["points_per_sec"]["mean"],
+                          "monthly": cost["candidate_monthly"], "yearly": kpis["candidate"]["cost_yearly"]},
+            "monthly_saving": cost["monthly_saving"],
+            "yearly_saving": cost["yearly_saving"],
+        }),
+        None => {
+            json!({"final": kpis["final"], "price_model": price_model, "insufficient_data": kpis["insufficient_data"]})
+        }
+    };
+    Ok(HttpResponse::Ok().json(body))
+}
