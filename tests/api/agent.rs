@@ -2,7 +2,7 @@
 //! real resource usage, applies pipelines, reports what they measure, survives a broken config and
 //! keeps its identity across restarts.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use diesel::prelude::*;
@@ -11,60 +11,7 @@ use phoenix::db::{establish, Backend};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_with, test_settings, Env, TestApp, TestDb};
-
-struct AgentProcess(Child);
-
-impl AgentProcess {
-    fn start(app: &TestApp, state_dir: &std::path::Path, token: Option<&str>) -> AgentProcess {
-        AgentProcess::start_with(app, state_dir, token, &[])
-    }
-
-    /// The agent binary against `app` over HTTP, every second, with `extra` arguments.
-    fn start_with(app: &TestApp, state_dir: &std::path::Path, token: Option<&str>, extra: &[&str]) -> AgentProcess {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_phoenix"));
-        command
-            .args(["agent", "--server", &app.url(""), "--interval", "1", "--labels", "env=test"])
-            .args(extra)
-            .arg("--state-dir")
-            .arg(state_dir)
-            .env_remove("PHOENIX_NATS_URL")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some(token) = token {
-            command.args(["--enroll-token", token]);
-        }
-        AgentProcess(command.spawn().expect("start phoenix agent"))
-    }
-}
-
-impl Drop for AgentProcess {
-    /// SIGTERM first, so the agent stops its collectors (they would outlive a SIGKILL); then SIGKILL.
-    fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.0.id()) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
-        }
-        for _ in 0..50 {
-            if self.0.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    for _ in 0..150 {
-        if let Some(found) = check().await {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{what} did not happen within 15 s");
-}
+use crate::helpers::{eventually, spawn_with, test_settings, AgentProcess, Env, TestApp, TestDb};
 
 fn latest_sample(db: &TestDb, pipeline: &str, metric: &str) -> Option<f64> {
     metric_samples::table
@@ -97,7 +44,7 @@ async fn task_status(app: &TestApp, token: &str, id: &str) -> Value {
 async fn the_agent_enrols_heartbeats_applies_pipelines_and_keeps_its_identity() {
     let (app, admin, token) = agent_server().await;
     let state = tempfile::tempdir().expect("state dir");
-    let agent = AgentProcess::start(&app, state.path(), token["token"].as_str());
+    let agent = AgentProcess::start(&app.url(""), state.path(), token["token"].as_str());
 
     let online = eventually("the agent online with its resource usage", async || {
         let list: Value = app.get_as("/api/v1/agents?state=online", &admin).await.json().await.ok()?;
@@ -158,7 +105,7 @@ async fn the_agent_enrols_heartbeats_applies_pipelines_and_keeps_its_identity() 
     assert_eq!(latest_sample(&app.db, "edge", "pipeline.output.series"), Some(30.0));
 
     drop(agent);
-    let _restarted = AgentProcess::start(&app, state.path(), None);
+    let _restarted = AgentProcess::start(&app.url(""), state.path(), None);
     let heartbeats_before =
         app.get_as(&format!("/api/v1/agents/{agent_id}"), &admin).await.json::<Value>().await.expect("agent")
             ["last_heartbeat_at"]
@@ -182,7 +129,7 @@ async fn sigterm_stops_the_agent_cleanly() {
     use nix::unistd::Pid;
     let (app, admin, token) = agent_server().await;
     let state = tempfile::tempdir().expect("state dir");
-    let mut agent = AgentProcess::start(&app, state.path(), token["token"].as_str());
+    let mut agent = AgentProcess::start(&app.url(""), state.path(), token["token"].as_str());
     let agent_id = eventually("the agent online", async || {
         let list: Value = app.get_as("/api/v1/agents?state=online", &admin).await.json().await.ok()?;
         list["items"].as_array()?.first()?["id"].as_str().map(str::to_string)
@@ -227,7 +174,8 @@ async fn in_collector_mode_the_agent_supervises_the_collector_and_reverts_a_conf
     let (app, admin, token) = agent_server().await;
     let state = tempfile::tempdir().expect("state dir");
     let fake = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fake-collector.sh");
-    let agent = AgentProcess::start_with(&app, state.path(), token["token"].as_str(), &["--collector-bin", fake]);
+    let agent =
+        AgentProcess::start_with(&app.url(""), state.path(), token["token"].as_str(), &["--collector-bin", fake]);
     let agent_id = eventually("the agent online", async || {
         let list: Value = app.get_as("/api/v1/agents?state=online", &admin).await.json().await.ok()?;
         list["items"].as_array()?.first()?["id"].as_str().map(str::to_string)

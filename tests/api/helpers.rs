@@ -307,10 +307,15 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts the binary against `db` with the in-process bus and waits for its "listening" line.
     pub fn start(db: &TestDb, env: &[(&str, &str)]) -> ServerProcess {
+        ServerProcess::start_on(db, "127.0.0.1:0", env)
+    }
+
+    /// Like [`start`](Self::start), listening on `listen` (to come back on the same port after a crash).
+    pub fn start_on(db: &TestDb, listen: &str, env: &[(&str, &str)]) -> ServerProcess {
         use std::io::BufRead;
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"));
         command
-            .args(["server", "--listen", "127.0.0.1:0", "--database-url", &db.url])
+            .args(["server", "--listen", listen, "--database-url", &db.url])
             .env("PHOENIX_BUS__SUBJECT_PREFIX", unique_prefix())
             .env("PHOENIX_SERVER__SHUTDOWN_TIMEOUT_SECS", "10")
             .env("PHOENIX_SERVER__WORKERS", "1")
@@ -532,4 +537,64 @@ pub async fn next_pushed_task(tasks: &mut phoenix_nats::Subscription, within: st
 pub fn http_client() -> reqwest::Client {
     phoenix_nats::install_tls_provider();
     reqwest::Client::new()
+}
+
+/// The real `phoenix agent` binary, labelled `env=test`, measuring every second over HTTP.
+pub struct AgentProcess(pub std::process::Child);
+
+impl AgentProcess {
+    pub fn start(server: &str, state_dir: &std::path::Path, token: Option<&str>) -> AgentProcess {
+        AgentProcess::start_with(server, state_dir, token, &[])
+    }
+
+    /// The agent binary against the server at `server` with `extra` arguments.
+    pub fn start_with(server: &str, state_dir: &std::path::Path, token: Option<&str>, extra: &[&str]) -> AgentProcess {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"));
+        command
+            .args(["agent", "--server", server, "--interval", "1", "--labels", "env=test"])
+            .args(extra)
+            .arg("--state-dir")
+            .arg(state_dir)
+            .env_remove("PHOENIX_NATS_URL")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some(token) = token {
+            command.args(["--enroll-token", token]);
+        }
+        AgentProcess(command.spawn().expect("start phoenix agent"))
+    }
+}
+
+impl Drop for AgentProcess {
+    /// SIGTERM first, so the agent stops its collectors (they would outlive a SIGKILL); then SIGKILL.
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+        }
+        for _ in 0..50 {
+            if self.0.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `check` every 100 ms until it gives a value; panics naming `what` after `secs` seconds.
+pub async fn eventually_within<T>(what: &str, secs: u64, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    for _ in 0..secs * 10 {
+        if let Some(found) = check().await {
+            return found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{what} did not happen within {secs} s");
+}
+
+/// [`eventually_within`] 15 seconds.
+pub async fn eventually<T>(what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
+    eventually_within(what, 15, check).await
 }

@@ -1,0 +1,536 @@
+//! Experiments end to end: real agents (the `phoenix agent` binary on the synthetic source) run both
+//! variants, the server measures them, judges them and promotes the winner; illegal actions are refused;
+//! a crash of the server in the middle of the measurement window changes nothing.
+
+use std::time::Duration;
+
+use diesel::prelude::*;
+use phoenix::config::Settings;
+use phoenix::db::schema::{deployment_versions, pipeline_deployments};
+use phoenix::db::{establish, Backend};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::each_backend;
+use crate::helpers::{
+    envelope, eventually, eventually_within, spawn_with, test_settings, AgentProcess, Env, HttpAgent, ServerProcess,
+    TestApp, TestDb, PASSWORD,
+};
+
+/// Processes each agent's synthetic source simulates; the steady profile gives 5 series per process.
+const PROCESSES: u64 = 50;
+const SERIES_PER_PROCESS: u64 = 5;
+
+fn fast_settings(env: Env, db: &TestDb) -> Settings {
+    let mut settings = test_settings(env, db);
+    settings.agents.heartbeat_interval_secs = 1;
+    settings.experiments.reconcile_interval_ms = 200;
+    settings.tasks.backoff_base_secs = 1;
+    settings
+}
+
+/// A built-in template on the synthetic source (same seed everywhere: both variants see the same load).
+fn synthetic(template: &str, extra: Value) -> Value {
+    let mut parameters = json!({"source": "synthetic", "profile": "steady", "processes": PROCESSES, "seed": 7});
+    if let (Some(p), Some(extra)) = (parameters.as_object_mut(), extra.as_object()) {
+        p.extend(extra.clone());
+    }
+    json!({"template": template, "parameters": parameters})
+}
+
+fn experiment(name: &str, candidate: Value, target: Value, duration_secs: u64) -> Value {
+    json!({
+        "name": name,
+        "description": "topk against the pass-through",
+        "baseline": synthetic("baseline", json!({})),
+        "candidate": candidate,
+        "target": target,
+        "warmup_secs": 1,
+        "duration_secs": duration_secs,
+        // The pass-through spends microseconds of CPU per interval (a debug build's topk a thousand times
+        // more), so the CPU bound is out of the way here: cardinality and
+        // accuracy are what these tests judge.
+        "success_criteria": {"min_cardinality_reduction_pct": 50, "max_cpu_overhead_pct": 1_000_000, "min_accuracy_pct": 99},
+    })
+}
+
+async fn create(app: &TestApp, token: &str, body: &Value) -> Value {
+    let res = app.send_as(Method::POST, "/api/v1/experiments", token, body).await;
+    assert_eq!(res.status(), 201, "create experiment");
+    res.json().await.expect("experiment JSON")
+}
+
+async fn act(app: &TestApp, token: &str, id: &str, action: &str) -> reqwest::Response {
+    app.send_as(Method::POST, &format!("/api/v1/experiments/{id}/{action}"), token, &json!({})).await
+}
+
+async fn get(app: &TestApp, token: &str, path: &str) -> Value {
+    app.get_as(path, token).await.json().await.expect("JSON")
+}
+
+/// Waits until the experiment reaches `phase`, failing early when it ends somewhere else.
+async fn wait_for_phase(app: &TestApp, token: &str, id: &str, phase: &str, secs: u64) -> Value {
+    eventually_within(&format!("experiment {id} {phase}"), secs, async || {
+        let experiment = get(app, token, &format!("/api/v1/experiments/{id}")).await;
+        let now = experiment["phase"].as_str().unwrap_or_default().to_string();
+        let is_final = ["completed", "promoted", "stopped", "rolled_back", "failed"].contains(&now.as_str());
+        assert!(now == phase || !is_final, "expected {phase}, the experiment ended {now}: {experiment}");
+        (now == phase).then_some(experiment)
+    })
+    .await
+}
+
+/// Two real agents, online.
+async fn two_agents(app: &TestApp, admin: &str) -> (Vec<AgentProcess>, Vec<tempfile::TempDir>) {
+    let mut agents = Vec::new();
+    let mut dirs = Vec::new();
+    for _ in 0..2 {
+        let token = get_token(app, admin).await;
+        let dir = tempfile::tempdir().expect("state dir");
+        agents.push(AgentProcess::start(&app.url(""), dir.path(), Some(&token)));
+        dirs.push(dir);
+    }
+    eventually("both agents online", async || {
+        let list = get(app, admin, "/api/v1/agents?state=online").await;
+        (list["items"].as_array()?.len() == 2).then_some(())
+    })
+    .await;
+    (agents, dirs)
+}
+
+async fn get_token(app: &TestApp, admin: &str) -> String {
+    let res = app.send_as(Method::POST, "/api/v1/agents/enrollment-tokens", admin, &json!({})).await;
+    let token: Value = res.json().await.expect("token");
+    token["token"].as_str().expect("token").to_string()
+}
+
+async fn a_topk_candidate_passes_and_is_promoted(backend: Backend) {
+    let env = Env::local(backend);
+    let db = TestDb::new(backend);
+    let settings = fast_settings(env, &db);
+    let app = spawn_with(env, db, settings).await;
+    let admin = app.bootstrap_admin().await;
+    let (_agents, _dirs) = two_agents(&app, &admin).await;
+
+    let body =
+        experiment("topk-vs-baseline", synthetic("topk", json!({"k": 5})), json!({"selector": {"env": "test"}}), 6);
+    let created = create(&app, &admin, &body).await;
+    let id = created["id"].as_str().expect("id").to_string();
+    assert_eq!(created["phase"], "pending");
+    assert_eq!(created["status"], "pending", "the deprecated alias");
+    for field in ["name", "description", "baseline", "candidate", "target", "warmup_secs", "duration_secs"] {
+        assert_eq!(created[field], body[field], "{field} is returned as submitted");
+    }
+    for (criterion, value) in body["success_criteria"].as_object().expect("criteria") {
+        assert_eq!(created["success_criteria"][criterion].as_f64(), value.as_f64(), "{criterion} as submitted");
+    }
+    assert!(created["candidate_config"].as_str().expect("rendered").contains("topk"));
+
+    let started = act(&app, &admin, &id, "start").await;
+    assert_eq!(started.status(), 200);
+    let started: Value = started.json().await.expect("JSON");
+    assert_eq!(started["phase"], "deploying");
+    assert_eq!(started["target_agents"].as_array().map(Vec::len), Some(2));
+
+    let running = wait_for_phase(&app, &admin, &id, "running", 30).await;
+    let live = get(&app, &admin, &format!("/api/v1/experiments/{id}/kpis")).await;
+    assert_eq!(live["final"], false, "KPIs are live while running: {live}");
+    assert!(running["measuring_until"].is_string());
+
+    let completed = wait_for_phase(&app, &admin, &id, "completed", 30).await;
+    let kpis = get(&app, &admin, &format!("/api/v1/experiments/{id}/kpis")).await;
+    assert_eq!(kpis["final"], true);
+    // Two agents, each with 50 steady processes: 500 series through the pass-through; topk keeps 5
+    // processes and folds the rest into one `other` series per metric: 2 × (5 + 1) × 5 = 60.
+    let baseline_series = 2 * PROCESSES * SERIES_PER_PROCESS;
+    let candidate_series = 2 * (5 + 1) * SERIES_PER_PROCESS;
+    assert_eq!(kpis["baseline"]["series"]["mean"], json!(baseline_series as f64), "{kpis}");
+    assert_eq!(kpis["candidate"]["series"]["mean"], json!(candidate_series as f64), "{kpis}");
+    let reduction = kpis["cardinality_reduction_pct"].as_f64().expect("reduction");
+    assert!((reduction - 88.0).abs() < 1e-9, "1 - 60/500 = 88%: {reduction}");
+    assert!(kpis["window"]["intervals"].as_u64().expect("intervals") >= 3);
+    assert_eq!(kpis["verdict"], "pass", "{kpis}");
+    assert!(kpis["p_value"].as_f64().expect("p") < 0.05);
+    assert!(kpis["cost"]["monthly_saving"].as_f64().expect("saving") > 0.0);
+    assert_eq!(
+        completed["results"],
+        kpis.as_object()
+            .map(|k| {
+                let mut k = k.clone();
+                k.remove("phase");
+                Value::Object(k)
+            })
+            .expect("object"),
+        "the stored results are the final KPIs"
+    );
+
+    let cost = get(&app, &admin, &format!("/api/v1/experiments/{id}/cost-analysis")).await;
+    assert_eq!(cost["monthly_saving"], kpis["cost"]["monthly_saving"]);
+    let timeline = get(&app, &admin, &format!("/api/v1/experiments/{id}/metrics")).await;
+    assert!(timeline["intervals"].as_array().expect("intervals").len() >= 5, "{timeline}");
+
+    let promoted = app
+        .send_as(Method::POST, &format!("/api/v1/experiments/{id}/promote"), &admin, &json!({"name": "edge-topk"}))
+        .await;
+    assert_eq!(promoted.status(), 200);
+    let promoted: Value = promoted.json().await.expect("JSON");
+    assert_eq!(promoted["phase"], "promoted");
+    let deployment_id = promoted["deployment_id"].as_str().expect("deployment").to_string();
+    let mut conn = establish(&app.db.url).expect("db");
+    let name: String = pipeline_deployments::table
+        .find(&deployment_id)
+        .select(pipeline_deployments::name)
+        .first(&mut conn)
+        .expect("deployment");
+    assert_eq!(name, "edge-topk");
+    let (version, config): (i32, String) = deployment_versions::table
+        .filter(deployment_versions::deployment_id.eq(&deployment_id))
+        .select((deployment_versions::version, deployment_versions::config))
+        .first(&mut conn)
+        .expect("version");
+    assert_eq!(version, 1);
+    assert_eq!(Some(config.as_str()), completed["candidate_config"].as_str(), "version 1 holds the candidate");
+
+    // The deployment reaches both agents.
+    eventually("the promoted pipeline applied on both agents", async || {
+        let tasks = get(&app, &admin, "/api/v1/tasks?type=pipeline.apply&status=succeeded&limit=100").await;
+        let applied =
+            tasks["items"].as_array()?.iter().filter(|t| t["payload"]["deployment_id"] == json!(deployment_id)).count();
+        (applied == 2).then_some(())
+    })
+    .await;
+
+    let events = get(&app, &admin, &format!("/api/v1/experiments/{id}/events")).await;
+    let path: Vec<&str> =
+        events["items"].as_array().expect("events").iter().filter_map(|e| e["to_phase"].as_str()).collect();
+    assert_eq!(path, ["pending", "deploying", "running", "analyzing", "completed", "promoted"]);
+    assert!(events["items"][1]["actor"].is_string(), "who started it is recorded");
+
+    let analytics = get(&app, &admin, "/api/v1/cost-analytics?period=1h").await;
+    assert!(analytics["totals"]["promoted_monthly_saving"].as_f64().expect("saving") > 0.0, "{analytics}");
+}
+each_backend!(a_topk_candidate_passes_and_is_promoted);
+
+#[actix_web::test]
+async fn a_candidate_that_drops_critical_processes_fails_on_accuracy() {
+    let env = Env::local(Backend::Sqlite);
+    let db = TestDb::new(Backend::Sqlite);
+    let settings = fast_settings(env, &db);
+    let app = spawn_with(env, db, settings).await;
+    let admin = app.bootstrap_admin().await;
+    let (_agents, _dirs) = two_agents(&app, &admin).await;
+    let mut body = experiment("topk-1", synthetic("topk", json!({"k": 1})), json!({"selector": {"env": "test"}}), 5);
+    body["critical_processes"] = json!(["nginx", "postgres", "java", "python3", "node", "redis-server", "sshd"]);
+    let id = create(&app, &admin, &body).await["id"].as_str().expect("id").to_string();
+    assert_eq!(act(&app, &admin, &id, "start").await.status(), 200);
+    wait_for_phase(&app, &admin, &id, "completed", 40).await;
+    let kpis = get(&app, &admin, &format!("/api/v1/experiments/{id}/kpis")).await;
+    assert_eq!(kpis["verdict"], "fail", "{kpis}");
+    let accuracy = kpis["accuracy_pct"].as_f64().expect("accuracy");
+    assert!(accuracy < 99.0, "one process kept cannot keep every critical one: {accuracy}");
+    assert!(kpis["recommendation"].as_str().expect("words").contains("critical"), "{kpis}");
+}
+
+#[actix_web::test]
+async fn a_broken_candidate_fails_the_experiment_while_deploying_with_the_agents_reason() {
+    let env = Env::local(Backend::Sqlite);
+    let db = TestDb::new(Backend::Sqlite);
+    let settings = fast_settings(env, &db);
+    let app = spawn_with(env, db, settings).await;
+    let admin = app.bootstrap_admin().await;
+    let (_agents, _dirs) = two_agents(&app, &admin).await;
+    // Valid on paper, but the port is taken on the host: only the agent can find out.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = taken.local_addr().expect("addr").to_string();
+    let candidate = synthetic("topk", json!({"exporter": "prometheus", "endpoint": endpoint}));
+    let body = experiment("broken", candidate, json!({"selector": {"env": "test"}}), 5);
+    let id = create(&app, &admin, &body).await["id"].as_str().expect("id").to_string();
+    assert_eq!(act(&app, &admin, &id, "start").await.status(), 200);
+    let failed = wait_for_phase(&app, &admin, &id, "failed", 40).await;
+    let reason = failed["reason"].as_str().expect("reason");
+    assert!(reason.contains("candidate") && reason.contains(&endpoint), "the agent's reason is kept: {reason}");
+    // Both variants are removed from the agents again.
+    eventually("the pipelines removed", async || {
+        let tasks = get(&app, &admin, "/api/v1/tasks?type=pipeline.remove&limit=100").await;
+        (tasks["items"].as_array()?.len() == 4).then_some(())
+    })
+    .await;
+}
+
+/// A fake agent over HTTP: it heartbeats and answers each task it is handed with `outcome`.
+async fn answer_tasks(agent: &HttpAgent<'_>, outcome: Value) -> usize {
+    let tasks = agent.poll(1).await;
+    for task in &tasks {
+        let id = task["body"]["task_id"].as_str().expect("task id");
+        assert_eq!(agent.report(id, outcome.clone()).await.status(), 200);
+    }
+    tasks.len()
+}
+
+/// Both variants' measurements for one interval, as an agent sends them.
+fn measurement(experiment_id: &str, variant: &str, series: f64, seq: u64) -> Value {
+    let ts = chrono::Utc::now().to_rfc3339();
+    let samples: Vec<Value> = [
+        ("pipeline.output.series", series),
+        ("pipeline.output.points", series),
+        ("pipeline.cpu.seconds", 0.001),
+        ("pipeline.memory.bytes", series * 100.0),
+    ]
+    .into_iter()
+    .map(|(metric, value)| json!({"metric": metric, "value": value, "labels": {}, "ts": ts}))
+    .collect();
+    let pipeline = format!("exp-{experiment_id}-{variant}");
+    envelope(
+        "metrics",
+        json!({"pipeline": pipeline, "experiment_id": experiment_id, "variant": variant, "seq": seq, "samples": samples}),
+    )
+}
+
+/// Every action that is not allowed in the experiment's phase answers 409 naming what is allowed.
+async fn assert_refusals(app: &TestApp, token: &str, id: &str, phase: &str, allowed: &[&str]) {
+    let experiment = get(app, token, &format!("/api/v1/experiments/{id}")).await;
+    assert_eq!(experiment["phase"], phase);
+    assert_eq!(experiment["allowed_actions"], json!(allowed), "{phase}");
+    for action in ["start", "stop", "promote", "rollback", "delete"] {
+        if allowed.contains(&action) {
+            continue;
+        }
+        let res = if action == "delete" {
+            app.send_as(Method::DELETE, &format!("/api/v1/experiments/{id}"), token, &json!({})).await
+        } else {
+            act(app, token, id, action).await
+        };
+        assert_eq!(res.status(), 409, "{action} while {phase}");
+        let problem: Value = res.json().await.expect("problem");
+        assert_eq!(problem["code"], "illegal_transition");
+        assert_eq!(problem["phase"], phase);
+        assert_eq!(problem["allowed_actions"], json!(allowed), "{action} while {phase}");
+    }
+}
+
+/// Phases × actions over HTTP. `analyzing` lasts one database write, so the pure table test of the
+/// phase machine covers it; every other phase is held here with fake agents.
+async fn every_illegal_action_is_refused_with_409(backend: Backend) {
+    let env = Env::local(backend);
+    let db = TestDb::new(backend);
+    let mut settings = fast_settings(env, &db);
+    settings.experiments.stop_timeout_secs = 600;
+    // The fake agents heartbeat once: they must not count as lost meanwhile.
+    settings.agents.offline_after_secs = Some(600);
+    let app = spawn_with(env, db, settings).await;
+    let admin = app.bootstrap_admin().await;
+    let mut agents = Vec::new();
+    for name in ["silent", "runs", "stops", "breaks", "measures"] {
+        let agent = app.http_agent(&admin, name).await;
+        assert_eq!(agent.heartbeat("healthy").await.status(), 200);
+        agents.push(agent);
+    }
+    let [silent, runs, stops, breaks, measures] = &agents[..] else { unreachable!() };
+    let on = |agent: &HttpAgent, duration: u64| {
+        let mut body = experiment("phases", synthetic("topk", json!({})), json!({"agents": [agent.id]}), duration);
+        body["warmup_secs"] = json!(0);
+        body
+    };
+
+    let pending = create(&app, &admin, &on(silent, 600)).await["id"].as_str().expect("id").to_string();
+    assert_refusals(&app, &admin, &pending, "pending", &["start", "delete"]).await;
+
+    // An agent that never polls keeps its experiment deploying, and a stop then waits in `stopping`.
+    let deploying = create(&app, &admin, &on(silent, 600)).await["id"].as_str().expect("id").to_string();
+    assert_eq!(act(&app, &admin, &deploying, "start").await.status(), 200);
+    assert_refusals(&app, &admin, &deploying, "deploying", &["stop"]).await;
+    assert_eq!(act(&app, &admin, &deploying, "stop").await.status(), 200);
+    assert_refusals(&app, &admin, &deploying, "stopping", &[]).await;
+
+    let running = create(&app, &admin, &on(runs, 600)).await["id"].as_str().expect("id").to_string();
+    assert_eq!(act(&app, &admin, &running, "start").await.status(), 200);
+    eventually("both applies answered", async || {
+        (answer_tasks(runs, json!({"status": "succeeded"})).await == 0).then_some(())
+    })
+    .await;
+    wait_for_phase(&app, &admin, &running, "running", 10).await;
+    assert_refusals(&app, &admin, &running, "running", &["stop", "rollback"]).await;
+    assert_eq!(act(&app, &admin, &running, "rollback").await.status(), 200);
+    assert_refusals(&app, &admin, &running, "rolled_back", &["delete"]).await;
+
+    let stopped = create(&app, &admin, &on(stops, 600)).await["id"].as_str().expect("id").to_string();
+    assert_eq!(act(&app, &admin, &stopped, "start").await.status(), 200);
+    answer_tasks(stops, json!({"status": "succeeded"})).await;
+    wait_for_phase(&app, &admin, &stopped, "running", 10).await;
+    assert_eq!(act(&app, &admin, &stopped, "stop").await.status(), 200);
+    answer_tasks(stops, json!({"status": "succeeded"})).await;
+    wait_for_phase(&app, &admin, &stopped, "stopped", 10).await;
+    assert_refusals(&app, &admin, &stopped, "stopped", &["delete"]).await;
+
+    let failed = create(&app, &admin, &on(breaks, 600)).await["id"].as_str().expect("id").to_string();
+    assert_eq!(act(&app, &admin, &failed, "start").await.status(), 200);
+    answer_tasks(breaks, json!({"status": "failed", "error": "config rejected", "retryable": false})).await;
+    let ended = wait_for_phase(&app, &admin, &failed, "failed", 10).await;
+    assert!(ended["reason"].as_str().expect("reason").contains("config rejected"), "{ended}");
+    assert_refusals(&app, &admin, &failed, "failed", &["delete"]).await;
+
+    let completed = create(&app, &admin, &on(measures, 3)).await["id"].as_str().expect("id").to_string();
+    assert_eq!(act(&app, &admin, &completed, "start").await.status(), 200);
+    answer_tasks(measures, json!({"status": "succeeded"})).await;
+    wait_for_phase(&app, &admin, &completed, "running", 10).await;
+    for seq in 0..10 {
+        assert_eq!(measures.send_metrics(&measurement(&completed, "baseline", 100.0, seq)).await.status(), 202);
+        assert_eq!(
+            measures.send_metrics(&measurement(&completed, "candidate", 10.0 + seq as f64 % 2.0, seq)).await.status(),
+            202
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    wait_for_phase(&app, &admin, &completed, "completed", 10).await;
+    assert_refusals(&app, &admin, &completed, "completed", &["promote", "rollback", "delete"]).await;
+    assert_eq!(act(&app, &admin, &completed, "promote").await.status(), 200);
+    assert_refusals(&app, &admin, &completed, "promoted", &["delete"]).await;
+
+    // And the allowed delete works: 204, then 404.
+    let res = app.send_as(Method::DELETE, &format!("/api/v1/experiments/{pending}"), &admin, &json!({})).await;
+    assert_eq!(res.status(), 204);
+    let res = app.get_as(&format!("/api/v1/experiments/{pending}"), &admin).await;
+    assert_eq!(res.status(), 404);
+}
+each_backend!(every_illegal_action_is_refused_with_409);
+
+#[actix_web::test]
+async fn invalid_experiments_are_refused_listing_every_problem() {
+    let app = crate::helpers::spawn_app(Env::SqliteLocal).await;
+    let admin = app.bootstrap_admin().await;
+    let body = json!({
+        "name": "",
+        "baseline": {"template": "no-such-template"},
+        "candidate": {"template": "topk", "parameters": {"k": "ten"}},
+        "target": {"agents": []},
+        "duration_secs": 0,
+        "success_criteria": {"min_accuracy_pct": 120},
+    });
+    let res = app.send_as(Method::POST, "/api/v1/experiments", &admin, &body).await;
+    assert_eq!(res.status(), 422);
+    let problem: Value = res.json().await.expect("problem");
+    let paths: Vec<&str> =
+        problem["errors"].as_array().expect("errors").iter().filter_map(|e| e["path"].as_str()).collect();
+    for expected in [
+        "name",
+        "duration_secs",
+        "target.agents",
+        "success_criteria.min_accuracy_pct",
+        "baseline.template",
+        "candidate.parameters.k",
+    ] {
+        assert!(paths.iter().any(|p| p.starts_with(expected)), "{expected} missing from {paths:?}");
+    }
+    // Starting an experiment whose agents do not exist says so.
+    let body = experiment("ghost", synthetic("topk", json!({})), json!({"agents": ["no-such-agent"]}), 10);
+    let id = create(&app, &admin, &body).await["id"].as_str().expect("id").to_string();
+    let res = act(&app, &admin, &id, "start").await;
+    assert_eq!(res.status(), 422);
+    let problem: Value = res.json().await.expect("problem");
+    assert!(problem["detail"].as_str().expect("detail").contains("no-such-agent does not exist"), "{problem}");
+    // A viewer may read but not act.
+    let viewer = app.user_with_role(&admin, "watcher", "viewer").await;
+    assert_eq!(app.get_as("/api/v1/experiments", &viewer).await.status(), 200);
+    assert_eq!(act(&app, &viewer, &id, "start").await.status(), 403);
+    let listed = get(&app, &admin, "/api/v1/experiments?phase=pending&limit=1").await;
+    assert_eq!(listed["items"][0]["id"], json!(id));
+    let res = app.get_as("/api/v1/experiments?phase=sleeping", &admin).await;
+    assert_eq!(res.status(), 400);
+}
+
+/// kill -9 the server while the experiment is measuring; start it again on the same address. The
+/// experiment's actor is rebuilt from the database and completes on time with the right KPIs.
+async fn the_experiment_survives_a_server_crash_while_running(backend: Backend) {
+    let db = TestDb::new(backend);
+    let addr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        probe.local_addr().expect("addr").to_string()
+    };
+    let env = [
+        ("PHOENIX_AGENTS__HEARTBEAT_INTERVAL_SECS", "1"),
+        ("PHOENIX_AGENTS__OFFLINE_AFTER_SECS", "15"),
+        ("PHOENIX_EXPERIMENTS__RECONCILE_INTERVAL_MS", "200"),
+        ("PHOENIX_AUTH__JWT_SECRET", crate::helpers::TEST_JWT_SECRET),
+        ("RUST_LOG", "warn,phoenix::server=info"),
+    ];
+    let mut first = ServerProcess::start_on(&db, &addr, &env);
+    let client = crate::helpers::http_client();
+    let base = first.url("");
+    let call = |method: Method, path: &str, token: Option<&str>, body: Value| {
+        let mut request = client.request(method, format!("{base}{path}")).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let res = call(Method::POST, "/api/v1/auth/register", None, json!({"username": "admin", "password": PASSWORD}))
+        .await
+        .expect("register");
+    assert_eq!(res.status(), 201);
+    let session: Value =
+        call(Method::POST, "/api/v1/auth/login", None, json!({"username": "admin", "password": PASSWORD}))
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("session");
+    let admin = session["access_token"].as_str().expect("token").to_string();
+    let get_json = async |path: &str| -> Value {
+        let res = call(Method::GET, path, Some(&admin), json!({})).await;
+        match res {
+            Ok(res) => res.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        }
+    };
+    let token: Value = call(Method::POST, "/api/v1/agents/enrollment-tokens", Some(&admin), json!({}))
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("token JSON");
+    let dir = tempfile::tempdir().expect("state dir");
+    let _agent = AgentProcess::start(&base, dir.path(), token["token"].as_str());
+    eventually("the agent online", async || {
+        (get_json("/api/v1/agents?state=online").await["items"].as_array()?.len() == 1).then_some(())
+    })
+    .await;
+
+    let body = experiment("crash", synthetic("topk", json!({"k": 5})), json!({"selector": {"env": "test"}}), 8);
+    let created: Value = call(Method::POST, "/api/v1/experiments", Some(&admin), body)
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("JSON");
+    let id = created["id"].as_str().expect("id").to_string();
+    let path = format!("/api/v1/experiments/{id}");
+    assert_eq!(
+        call(Method::POST, &format!("{path}/start"), Some(&admin), json!({})).await.expect("start").status(),
+        200
+    );
+    let running = eventually("running", async || {
+        let experiment = get_json(&path).await;
+        (experiment["phase"] == "running").then_some(experiment)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    first.kill();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _second = ServerProcess::start_on(&db, &addr, &env);
+
+    let completed = eventually_within("completed after the restart", 30, async || {
+        let experiment = get_json(&path).await;
+        assert_ne!(experiment["phase"], "failed", "{experiment}");
+        (experiment["phase"] == "completed").then_some(experiment)
+    })
+    .await;
+    let until: chrono::DateTime<chrono::Utc> =
+        running["measuring_until"].as_str().expect("until").parse().expect("time");
+    let done: chrono::DateTime<chrono::Utc> = completed["completed_at"].as_str().expect("done").parse().expect("time");
+    assert!(done >= until && done - until < chrono::Duration::seconds(3), "completed on time: {until} -> {done}");
+    let kpis = &completed["results"];
+    assert_eq!(kpis["baseline"]["series"]["mean"], json!((PROCESSES * SERIES_PER_PROCESS) as f64), "{kpis}");
+    assert_eq!(kpis["candidate"]["series"]["mean"], json!(((5 + 1) * SERIES_PER_PROCESS) as f64), "{kpis}");
+    assert_eq!(kpis["verdict"], "pass", "{kpis}");
+}
+each_backend!(the_experiment_survives_a_server_crash_while_running);
