@@ -67,6 +67,11 @@ impl FleetStore for MemoryFleet {
         Ok(Page { items, next_cursor: None })
     }
 
+    async fn get_agents(&self, ids: &[String]) -> Result<Vec<Agent>, StoreError> {
+        let agents = self.agents.lock().expect("lock");
+        Ok(ids.iter().filter_map(|id| agents.get(id).cloned()).collect())
+    }
+
     async fn active_agents(&self) -> Result<Vec<Agent>, StoreError> {
         Ok(self.agents.lock().expect("lock").values().cloned().collect())
     }
