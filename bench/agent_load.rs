@@ -17,10 +17,12 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use phoenix_nats::{Bus, Envelope, NatsBus, NatsBusOptions, Subjects};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::Semaphore;
 
-const PASSWORD: &str = "bench-password-123";
+#[path = "support.rs"]
+mod support;
+
+use support::{start_server, Api, Latencies};
 
 struct Args {
     nats_agents: usize,
@@ -57,146 +59,6 @@ fn parse_args() -> Args {
         }
     }
     args
-}
-
-/// Latencies in microseconds, summarised.
-#[derive(Default, Clone)]
-struct Latencies(Vec<u64>);
-
-impl Latencies {
-    fn push(&mut self, d: Duration) {
-        self.0.push(d.as_micros() as u64);
-    }
-
-    fn summary(&self) -> String {
-        let mut v = self.0.clone();
-        if v.is_empty() {
-            return "no samples".into();
-        }
-        v.sort_unstable();
-        let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize] as f64 / 1000.0;
-        format!("p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (n={})", at(0.5), at(0.99), at(1.0), v.len())
-    }
-
-    fn p50_ms(&self) -> f64 {
-        let mut v = self.0.clone();
-        v.sort_unstable();
-        v.get(v.len() / 2).copied().unwrap_or(0) as f64 / 1000.0
-    }
-}
-
-struct Server {
-    child: tokio::process::Child,
-    base: String,
-    prefix: String,
-    _dir: tempfile::TempDir,
-}
-
-async fn start_server(args: &Args) -> Server {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let database =
-        args.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
-    let prefix = format!("bench{}", uuid::Uuid::now_v7().simple());
-    let binary = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/phoenix");
-    let mut child = tokio::process::Command::new(binary)
-        .args(["server", "--listen", "127.0.0.1:0", "--database-url", &database, "--nats-url", &args.nats_url])
-        .env("PHOENIX_BUS__SUBJECT_PREFIX", &prefix)
-        .env("PHOENIX_AUTH__LOGIN_MAX_FAILURES", "1000")
-        .env("PHOENIX_DATABASE__POOL_SIZE", "16")
-        .env("RUST_LOG", "warn,phoenix::server=info")
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {binary} (run `cargo build --release` first): {e}"));
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let base = loop {
-        let line = lines.next_line().await.expect("read").expect("server exited before listening");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            let addr: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || ".:[]".contains(*c)).collect();
-            break format!("http://{addr}");
-        }
-    };
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            eprintln!("server: {line}")
-        }
-    });
-    Server { child, base, prefix, _dir: dir }
-}
-
-struct Api {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Api {
-    async fn new(base: &str) -> Api {
-        let http = reqwest::Client::builder().pool_max_idle_per_host(20_000).build().expect("client");
-        let creds = json!({"username": "admin", "password": PASSWORD});
-        http.post(format!("{base}/api/v1/auth/register")).json(&creds).send().await.expect("register");
-        let session: Value = http
-            .post(format!("{base}/api/v1/auth/login"))
-            .json(&creds)
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("json");
-        Api { http, base: base.to_string(), token: session["access_token"].as_str().expect("token").into() }
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Value {
-        let res = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await
-            .expect("post");
-        assert!(res.status().is_success(), "{path}: {}", res.status());
-        res.json().await.expect("json")
-    }
-
-    async fn metric(&self, name: &str) -> f64 {
-        let text =
-            self.http.get(format!("{}/metrics", self.base)).send().await.expect("metrics").text().await.expect("text");
-        text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or(0.0)
-    }
-
-    /// Enrols `n` agents with one multi-use token; returns (id, credential) pairs.
-    async fn enroll(self: &Arc<Self>, n: usize, label: &str) -> Vec<(String, String)> {
-        let token = self.post("/api/v1/agents/enrollment-tokens", json!({"uses": n, "labels": {"bench": label}})).await;
-        let token = token["token"].as_str().expect("token").to_string();
-        let gate = Arc::new(Semaphore::new(64));
-        let mut joins = Vec::with_capacity(n);
-        for i in 0..n {
-            let (api, token, gate, label) = (self.clone(), token.clone(), gate.clone(), label.to_string());
-            joins.push(tokio::spawn(async move {
-                let _permit = gate.acquire().await.expect("semaphore");
-                let body = json!({"token": token, "hostname": format!("{label}-{i}")});
-                let res: Value = api
-                    .http
-                    .post(format!("{}/api/v1/agent/enroll", api.base))
-                    .json(&body)
-                    .send()
-                    .await
-                    .expect("enroll")
-                    .json()
-                    .await
-                    .expect("json");
-                let id = res["agent_id"].as_str().unwrap_or_else(|| panic!("enrolment refused: {res}"));
-                (id.to_string(), res["credential"].as_str().expect("credential").to_string())
-            }));
-        }
-        let mut agents = Vec::with_capacity(n);
-        for join in joins {
-            agents.push(join.await.expect("join"));
-        }
-        agents
-    }
 }
 
 async fn bare_nats_round_trip(url: &str) -> Latencies {
@@ -365,7 +227,7 @@ async fn http_dispatch(
 async fn main() {
     let args = parse_args();
     phoenix_nats::install_tls_provider();
-    let mut server = start_server(&args).await;
+    let mut server = start_server(args.database_url.as_deref(), &args.nats_url, &[]).await;
     let api = Arc::new(Api::new(&server.base).await);
     println!(
         "# agent load — {} (2 cores), {}",
