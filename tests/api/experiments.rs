@@ -286,6 +286,20 @@ fn measurement(experiment_id: &str, variant: &str, series: f64, seq: u64) -> Val
     )
 }
 
+/// Starts the experiment on a fake agent that applies both variants, then sends measurements (a
+/// candidate with a tenth of the baseline's series) until the window has surely ended.
+async fn measure_until_the_window_ends(app: &TestApp, token: &str, agent: &HttpAgent<'_>, id: &str) {
+    assert_eq!(act(app, token, id, "start").await.status(), 200);
+    answer_tasks(agent, json!({"status": "succeeded"})).await;
+    wait_for_phase(app, token, id, "running", 10).await;
+    for seq in 0..10 {
+        assert_eq!(agent.send_metrics(&measurement(id, "baseline", 100.0, seq)).await.status(), 202);
+        let candidate = 10.0 + seq as f64 % 2.0;
+        assert_eq!(agent.send_metrics(&measurement(id, "candidate", candidate, seq)).await.status(), 202);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+}
+
 /// Every action that is not allowed in the experiment's phase answers 409 naming what is allowed.
 async fn assert_refusals(app: &TestApp, token: &str, id: &str, phase: &str, allowed: &[&str]) {
     let experiment = get(app, token, &format!("/api/v1/experiments/{id}")).await;
@@ -370,17 +384,7 @@ async fn every_illegal_action_is_refused_with_409(backend: Backend) {
     assert_refusals(&app, &admin, &failed, "failed", &["delete"]).await;
 
     let completed = create(&app, &admin, &on(measures, 3)).await["id"].as_str().expect("id").to_string();
-    assert_eq!(act(&app, &admin, &completed, "start").await.status(), 200);
-    answer_tasks(measures, json!({"status": "succeeded"})).await;
-    wait_for_phase(&app, &admin, &completed, "running", 10).await;
-    for seq in 0..10 {
-        assert_eq!(measures.send_metrics(&measurement(&completed, "baseline", 100.0, seq)).await.status(), 202);
-        assert_eq!(
-            measures.send_metrics(&measurement(&completed, "candidate", 10.0 + seq as f64 % 2.0, seq)).await.status(),
-            202
-        );
-        tokio::time::sleep(Duration::from_millis(400)).await;
-    }
+    measure_until_the_window_ends(&app, &admin, measures, &completed).await;
     wait_for_phase(&app, &admin, &completed, "completed", 10).await;
     assert_refusals(&app, &admin, &completed, "completed", &["promote", "rollback", "delete"]).await;
     assert_eq!(act(&app, &admin, &completed, "promote").await.status(), 200);
@@ -534,3 +538,57 @@ async fn the_experiment_survives_a_server_crash_while_running(backend: Backend) 
     assert_eq!(kpis["verdict"], "pass", "{kpis}");
 }
 each_backend!(the_experiment_survives_a_server_crash_while_running);
+
+/// `auto_promote` promotes a `pass` at once, as the system; a `completed` experiment rolled back keeps
+/// its baseline and removes only the candidate.
+#[actix_web::test]
+async fn auto_promote_promotes_a_pass_and_rollback_removes_only_the_candidate() {
+    let env = Env::local(Backend::Sqlite);
+    let db = TestDb::new(Backend::Sqlite);
+    let mut settings = fast_settings(env, &db);
+    settings.agents.offline_after_secs = Some(600);
+    let app = spawn_with(env, db, settings).await;
+    let admin = app.bootstrap_admin().await;
+    let agent = app.http_agent(&admin, "measures").await;
+    assert_eq!(agent.heartbeat("healthy").await.status(), 200);
+    let on_agent = |auto_promote: bool| {
+        let mut body = experiment("auto", synthetic("topk", json!({})), json!({"agents": [agent.id]}), 3);
+        body["warmup_secs"] = json!(0);
+        body["auto_promote"] = json!(auto_promote);
+        body
+    };
+
+    let auto = create(&app, &admin, &on_agent(true)).await["id"].as_str().expect("id").to_string();
+    measure_until_the_window_ends(&app, &admin, &agent, &auto).await;
+    let promoted = wait_for_phase(&app, &admin, &auto, "promoted", 10).await;
+    assert_eq!(promoted["results"]["verdict"], "pass", "{promoted}");
+    assert!(promoted["deployment_id"].is_string());
+    let events = get(&app, &admin, &format!("/api/v1/experiments/{auto}/events")).await;
+    let last = events["items"].as_array().and_then(|e| e.last()).cloned().expect("events");
+    assert_eq!((last["to_phase"].as_str(), last["actor"].is_null()), (Some("promoted"), true), "by the system");
+    // The deployment's apply and the removal of both experiment pipelines went to the agent.
+    let handed = agent.poll(1).await;
+    let kinds: Vec<(String, String)> = handed
+        .iter()
+        .map(|t| {
+            (
+                t["body"]["task_type"].as_str().unwrap_or("").into(),
+                t["body"]["payload"]["pipeline"].as_str().unwrap_or("").into(),
+            )
+        })
+        .collect();
+    assert!(kinds.contains(&("pipeline.apply".into(), "auto".into())), "{kinds:?}");
+    assert!(kinds.contains(&("pipeline.remove".into(), format!("exp-{auto}-baseline"))), "{kinds:?}");
+    assert!(kinds.contains(&("pipeline.remove".into(), format!("exp-{auto}-candidate"))), "{kinds:?}");
+    for task in &handed {
+        agent.report(task["body"]["task_id"].as_str().expect("id"), json!({"status": "succeeded"})).await;
+    }
+
+    let manual = create(&app, &admin, &on_agent(false)).await["id"].as_str().expect("id").to_string();
+    measure_until_the_window_ends(&app, &admin, &agent, &manual).await;
+    wait_for_phase(&app, &admin, &manual, "completed", 10).await;
+    assert_eq!(act(&app, &admin, &manual, "rollback").await.status(), 200);
+    let handed = agent.poll(1).await;
+    let removed: Vec<&str> = handed.iter().filter_map(|t| t["body"]["payload"]["pipeline"].as_str()).collect();
+    assert_eq!(removed, [format!("exp-{manual}-candidate")], "only the candidate is removed");
+}
