@@ -300,7 +300,7 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let observed = observed.lock().expect("lock");
+    let observed = std::mem::take(&mut *observed.lock().expect("lock"));
     let mut to_running = Latencies::default();
     let mut to_completed = Latencies::default();
     let mut verdicts: HashMap<String, usize> = HashMap::new();

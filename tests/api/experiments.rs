@@ -21,12 +21,18 @@ use crate::helpers::{
 const PROCESSES: u64 = 50;
 const SERIES_PER_PROCESS: u64 = 5;
 
-fn fast_settings(env: Env, db: &TestDb) -> Settings {
-    let mut settings = test_settings(env, db);
+/// A server measuring every second and reconciling every 200 ms, tuned further by `tune`, with its admin.
+async fn fast_server(backend: Backend, tune: impl FnOnce(&mut Settings)) -> (TestApp, String) {
+    let env = Env::local(backend);
+    let db = TestDb::new(backend);
+    let mut settings = test_settings(env, &db);
     settings.agents.heartbeat_interval_secs = 1;
     settings.experiments.reconcile_interval_ms = 200;
     settings.tasks.backoff_base_secs = 1;
-    settings
+    tune(&mut settings);
+    let app = spawn_with(env, db, settings).await;
+    let admin = app.bootstrap_admin().await;
+    (app, admin)
 }
 
 /// A built-in template on the synthetic source (same seed everywhere: both variants see the same load).
@@ -105,11 +111,7 @@ async fn get_token(app: &TestApp, admin: &str) -> String {
 }
 
 async fn a_topk_candidate_passes_and_is_promoted(backend: Backend) {
-    let env = Env::local(backend);
-    let db = TestDb::new(backend);
-    let settings = fast_settings(env, &db);
-    let app = spawn_with(env, db, settings).await;
-    let admin = app.bootstrap_admin().await;
+    let (app, admin) = fast_server(backend, |_| {}).await;
     let (_agents, _dirs) = two_agents(&app, &admin).await;
 
     let body =
@@ -213,11 +215,7 @@ each_backend!(a_topk_candidate_passes_and_is_promoted);
 
 #[actix_web::test]
 async fn a_candidate_that_drops_critical_processes_fails_on_accuracy() {
-    let env = Env::local(Backend::Sqlite);
-    let db = TestDb::new(Backend::Sqlite);
-    let settings = fast_settings(env, &db);
-    let app = spawn_with(env, db, settings).await;
-    let admin = app.bootstrap_admin().await;
+    let (app, admin) = fast_server(Backend::Sqlite, |_| {}).await;
     let (_agents, _dirs) = two_agents(&app, &admin).await;
     let mut body = experiment("topk-1", synthetic("topk", json!({"k": 1})), json!({"selector": {"env": "test"}}), 5);
     body["critical_processes"] = json!(["nginx", "postgres", "java", "python3", "node", "redis-server", "sshd"]);
@@ -233,11 +231,7 @@ async fn a_candidate_that_drops_critical_processes_fails_on_accuracy() {
 
 #[actix_web::test]
 async fn a_broken_candidate_fails_the_experiment_while_deploying_with_the_agents_reason() {
-    let env = Env::local(Backend::Sqlite);
-    let db = TestDb::new(Backend::Sqlite);
-    let settings = fast_settings(env, &db);
-    let app = spawn_with(env, db, settings).await;
-    let admin = app.bootstrap_admin().await;
+    let (app, admin) = fast_server(Backend::Sqlite, |_| {}).await;
     let (_agents, _dirs) = two_agents(&app, &admin).await;
     // Valid on paper, but the port is taken on the host: only the agent can find out.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -325,14 +319,12 @@ async fn assert_refusals(app: &TestApp, token: &str, id: &str, phase: &str, allo
 /// Phases × actions over HTTP. `analyzing` lasts one database write, so the pure table test of the
 /// phase machine covers it; every other phase is held here with fake agents.
 async fn every_illegal_action_is_refused_with_409(backend: Backend) {
-    let env = Env::local(backend);
-    let db = TestDb::new(backend);
-    let mut settings = fast_settings(env, &db);
-    settings.experiments.stop_timeout_secs = 600;
-    // The fake agents heartbeat once: they must not count as lost meanwhile.
-    settings.agents.offline_after_secs = Some(600);
-    let app = spawn_with(env, db, settings).await;
-    let admin = app.bootstrap_admin().await;
+    let (app, admin) = fast_server(backend, |settings| {
+        settings.experiments.stop_timeout_secs = 600;
+        // The fake agents heartbeat once: they must not count as lost meanwhile.
+        settings.agents.offline_after_secs = Some(600);
+    })
+    .await;
     let mut agents = Vec::new();
     for name in ["silent", "runs", "stops", "breaks", "measures"] {
         let agent = app.http_agent(&admin, name).await;
@@ -543,12 +535,7 @@ each_backend!(the_experiment_survives_a_server_crash_while_running);
 /// its baseline and removes only the candidate.
 #[actix_web::test]
 async fn auto_promote_promotes_a_pass_and_rollback_removes_only_the_candidate() {
-    let env = Env::local(Backend::Sqlite);
-    let db = TestDb::new(Backend::Sqlite);
-    let mut settings = fast_settings(env, &db);
-    settings.agents.offline_after_secs = Some(600);
-    let app = spawn_with(env, db, settings).await;
-    let admin = app.bootstrap_admin().await;
+    let (app, admin) = fast_server(Backend::Sqlite, |settings| settings.agents.offline_after_secs = Some(600)).await;
     let agent = app.http_agent(&admin, "measures").await;
     assert_eq!(agent.heartbeat("healthy").await.status(), 200);
     let on_agent = |auto_promote: bool| {
