@@ -403,7 +403,9 @@ ensure_postgres() {
   fi
   ensure_psql
   ensure_pg_role
-  export PHOENIX_TEST_DATABASE_URL="postgres://$PHX_PG_ROLE:$PHX_PG_PASSWORD@$PHX_PG_HOST:$PHX_PG_PORT/postgres"
+  # Loopback only, so no TLS: libpq's OpenSSL state torn down at process exit while pool threads still
+  # hold connections made test processes die with SIGSEGV after their test had passed.
+  export PHOENIX_TEST_DATABASE_URL="postgres://$PHX_PG_ROLE:$PHX_PG_PASSWORD@$PHX_PG_HOST:$PHX_PG_PORT/postgres?sslmode=disable"
   step "PostgreSQL: dropping leftover phoenix_test_* databases"
   cleanup_test_databases || true
   note "PostgreSQL ready at $(redact_url "$PHOENIX_TEST_DATABASE_URL")"
