@@ -532,7 +532,7 @@ async fn the_experiment_survives_a_server_crash_while_running(backend: Backend) 
 each_backend!(the_experiment_survives_a_server_crash_while_running);
 
 /// `auto_promote` promotes a `pass` at once, as the system; a `completed` experiment rolled back keeps
-/// its baseline and removes only the candidate.
+/// its baseline and removes only the candidate, until it is deleted.
 #[actix_web::test]
 async fn auto_promote_promotes_a_pass_and_rollback_removes_only_the_candidate() {
     let (app, admin) = fast_server(Backend::Sqlite, |settings| settings.agents.offline_after_secs = Some(600)).await;
@@ -578,4 +578,13 @@ async fn auto_promote_promotes_a_pass_and_rollback_removes_only_the_candidate() 
     let handed = agent.poll(1).await;
     let removed: Vec<&str> = handed.iter().filter_map(|t| t["body"]["payload"]["pipeline"].as_str()).collect();
     assert_eq!(removed, [format!("exp-{manual}-candidate")], "only the candidate is removed");
+    for task in &handed {
+        agent.report(task["body"]["task_id"].as_str().expect("id"), json!({"status": "succeeded"})).await;
+    }
+    // Deleting it removes the baseline it kept.
+    let res = app.send_as(Method::DELETE, &format!("/api/v1/experiments/{manual}"), &admin, &json!({})).await;
+    assert_eq!(res.status(), 204);
+    let handed = agent.poll(1).await;
+    let removed: Vec<&str> = handed.iter().filter_map(|t| t["body"]["payload"]["pipeline"].as_str()).collect();
+    assert!(removed.contains(&format!("exp-{manual}-baseline").as_str()), "{removed:?}");
 }

@@ -56,8 +56,8 @@ impl Experiments {
         Ok(experiment)
     }
 
-    /// Deletes an experiment that is not active. A completed one still has both pipelines out: they
-    /// are removed first.
+    /// Deletes an experiment that is not active. A `completed` one still runs both pipelines and a
+    /// `rolled_back` one its baseline: what it still runs is removed first.
     pub async fn delete(&self, id: &str) -> Result<Experiment, CommandError> {
         let experiment = self.runtime.store.get_experiment(id).await?;
         if experiment.phase.after(Action::Delete).is_none() {
@@ -67,7 +67,7 @@ impl Experiments {
                 allowed: experiment.phase.allowed_actions(),
             });
         }
-        if experiment.phase == Phase::Completed {
+        if matches!(experiment.phase, Phase::Completed | Phase::RolledBack) {
             self.remove_pipelines(&experiment).await;
         }
         let deleted = self.runtime.store.delete_experiment(id).await.map_err(|e| match e {
