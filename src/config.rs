@@ -24,6 +24,7 @@ pub struct Settings {
     pub tasks: TaskSettings,
     pub metrics: MetricsSettings,
     pub experiments: ExperimentSettings,
+    pub deployments: DeploymentSettings,
     pub log: LogSettings,
 }
 
@@ -276,6 +277,21 @@ impl ExperimentSettings {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeploymentSettings {
+    /// How often every deployment is compared with its agents (task reports and new versions act at once).
+    pub reconcile_interval_ms: u64,
+    /// Hand-outs of an apply to one agent before that agent counts as failed.
+    pub apply_attempts: i32,
+}
+
+impl Default for DeploymentSettings {
+    fn default() -> Self {
+        DeploymentSettings { reconcile_interval_ms: 2000, apply_attempts: 3 }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RegistrationMode {
@@ -407,6 +423,7 @@ impl Settings {
             ("metrics.retention_hours", self.metrics.retention_hours),
             ("experiments.reconcile_interval_ms", self.experiments.reconcile_interval_ms),
             ("experiments.deploy_timeout_secs", self.experiments.deploy_timeout_secs),
+            ("deployments.reconcile_interval_ms", self.deployments.reconcile_interval_ms),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -430,6 +447,9 @@ impl Settings {
         }
         if self.agents.offline_after_secs == Some(0) {
             problems.push("agents.offline_after_secs: must be at least 1".into());
+        }
+        if self.deployments.apply_attempts < 1 {
+            problems.push("deployments.apply_attempts: must be at least 1".into());
         }
         if self.experiments.apply_attempts < 1 {
             problems.push("experiments.apply_attempts: must be at least 1".into());
@@ -595,6 +615,7 @@ fn parse(merged: toml::Table, problems: &mut Vec<String>) -> Settings {
             "tasks" => settings.tasks = parse_section(&name, value, problems),
             "metrics" => settings.metrics = parse_section(&name, value, problems),
             "experiments" => settings.experiments = parse_section(&name, value, problems),
+            "deployments" => settings.deployments = parse_section(&name, value, problems),
             "log" => settings.log = parse_section(&name, value, problems),
             other => problems.push(format!("{other}: unknown section")),
         }

@@ -116,6 +116,10 @@ pub struct PipelineDeploymentRow {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub deleted_at: Option<NaiveDateTime>,
+    /// Why it is in its status (JSON), e.g. the failing agents of a paused rollout.
+    pub status_detail: Option<String>,
+    /// When a paused rollout was last resumed: failures before it no longer count.
+    pub resumed_at: Option<NaiveDateTime>,
 }
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, AsChangeset, Identifiable)]
@@ -131,6 +135,19 @@ pub struct DeploymentVersionRow {
     pub rollback_from_version: Option<i32>,
     pub notes: String,
     pub created_by: Option<String>,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, Identifiable)]
+#[diesel(table_name = deployment_events, treat_none_as_null = true)]
+pub struct DeploymentEventRow {
+    pub id: String,
+    pub deployment_id: String,
+    pub event_type: String,
+    pub version: Option<i32>,
+    pub message: String,
+    pub data: Option<String>,
+    pub actor: Option<String>,
     pub created_at: NaiveDateTime,
 }
 

@@ -107,6 +107,8 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         deleted_at -> Nullable<Timestamp>,
+        status_detail -> Nullable<Text>,
+        resumed_at -> Nullable<Timestamp>,
     }
 }
 
@@ -122,6 +124,19 @@ diesel::table! {
         rollback_from_version -> Nullable<Integer>,
         notes -> Text,
         created_by -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    deployment_events (id) {
+        id -> Text,
+        deployment_id -> Text,
+        event_type -> Text,
+        version -> Nullable<Integer>,
+        message -> Text,
+        data -> Nullable<Text>,
+        actor -> Nullable<Text>,
         created_at -> Timestamp,
     }
 }
@@ -214,6 +229,7 @@ diesel::table! {
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(experiment_events -> experiments (experiment_id));
 diesel::joinable!(deployment_versions -> pipeline_deployments (deployment_id));
+diesel::joinable!(deployment_events -> pipeline_deployments (deployment_id));
 diesel::joinable!(tasks -> agents (agent_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -226,6 +242,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     pipeline_templates,
     pipeline_deployments,
     deployment_versions,
+    deployment_events,
     agents,
     agent_enrollment_tokens,
     tasks,

@@ -91,9 +91,29 @@ impl From<CommandError> for ApiError {
     }
 }
 
+/// Every problem of a target (experiments and deployments share the shape).
+pub(super) fn check_target(target: &Target) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    match target {
+        Target::Agents(ids) if ids.is_empty() || ids.len() > MAX_LISTED => {
+            problems.push(("target.agents".into(), format!("must list 1 to {MAX_LISTED} agent ids")))
+        }
+        Target::Agents(ids) if ids.iter().any(|id| id.trim().is_empty()) => {
+            problems.push(("target.agents".into(), "agent ids must not be empty".into()))
+        }
+        Target::Selector(labels) => {
+            for (path, message) in validate_labels(labels) {
+                problems.push((path.replacen("labels", "target.selector", 1), message));
+            }
+        }
+        Target::Agents(_) => {}
+    }
+    problems
+}
+
 /// Every problem of the submitted fields other than the pipelines.
 fn check_spec(spec: &ExperimentSpec) -> Vec<(String, String)> {
-    let mut problems = Vec::new();
+    let mut problems = check_target(&spec.target);
     let mut problem = |path: &str, message: String| problems.push((path.to_string(), message));
     if spec.name.trim().is_empty() || spec.name.len() > 200 {
         problem("name", "must be 1 to 200 characters".into());
@@ -103,20 +123,6 @@ fn check_spec(spec: &ExperimentSpec) -> Vec<(String, String)> {
     }
     if spec.warmup_secs > MAX_WARMUP_SECS {
         problem("warmup_secs", format!("must be at most {MAX_WARMUP_SECS} (a day)"));
-    }
-    match &spec.target {
-        Target::Agents(ids) if ids.is_empty() || ids.len() > MAX_LISTED => {
-            problem("target.agents", format!("must list 1 to {MAX_LISTED} agent ids"))
-        }
-        Target::Agents(ids) if ids.iter().any(|id| id.trim().is_empty()) => {
-            problem("target.agents", "agent ids must not be empty".into())
-        }
-        Target::Selector(labels) => {
-            for (path, message) in validate_labels(labels) {
-                problem(&path.replacen("labels", "target.selector", 1), message);
-            }
-        }
-        Target::Agents(_) => {}
     }
     if spec.critical_processes.len() > MAX_CRITICAL {
         problem("critical_processes", format!("at most {MAX_CRITICAL}"));

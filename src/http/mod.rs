@@ -5,6 +5,7 @@ pub mod access;
 mod agent;
 mod analytics;
 mod auth;
+mod deployments;
 mod enrollment;
 pub mod error;
 mod experiments;
@@ -26,6 +27,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use phoenix_actors::agents::AgentRegistryHandle;
+use phoenix_actors::deployments::supervisor::{DeploymentSupervisor, Rollouts, SupervisorHandle};
 use phoenix_actors::events::Events;
 use phoenix_actors::experiments::runtime::Runtime;
 use phoenix_actors::experiments::service::Experiments;
@@ -53,6 +55,8 @@ pub struct AppState {
     pub queue: TaskQueue,
     pub gateway: AgentGateway,
     pub experiments: Experiments,
+    pub rollouts: Rollouts,
+    pub deployments: SupervisorHandle,
     pub metrics: Metrics,
 }
 
@@ -76,6 +80,14 @@ impl Application {
         actix_web::rt::spawn(auth.clone().run_token_cleanup(Duration::from_secs(3600)));
         let fleet = start_fleet(&settings, store.clone(), bus.clone(), auth.clone()).await?;
         let experiments = start_experiments(&settings, store.clone(), bus.clone(), &fleet);
+        let rollouts = Rollouts::new(
+            store.clone(),
+            fleet.queue.clone(),
+            fleet.events.clone(),
+            settings.deployments.apply_attempts,
+        );
+        let interval = Duration::from_millis(settings.deployments.reconcile_interval_ms);
+        let deployments = DeploymentSupervisor::start(rollouts.clone(), interval, bus.clone());
         let state = web::Data::new(AppState {
             store,
             db,
@@ -86,6 +98,8 @@ impl Application {
             queue: fleet.queue,
             gateway: fleet.gateway,
             experiments,
+            rollouts,
+            deployments,
             metrics: Metrics::new().context("Failed to register metrics")?,
             settings: settings.clone(),
         });

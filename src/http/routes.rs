@@ -8,7 +8,7 @@ use phoenix_actors::users::Role;
 
 use super::access::{authorize, Access};
 use super::error::method_not_allowed;
-use super::{agent, analytics, auth, enrollment, experiments, fleet, ops, pipelines, tasks, users};
+use super::{agent, analytics, auth, deployments, enrollment, experiments, fleet, ops, pipelines, tasks, users};
 
 /// One row of the table.
 pub struct Endpoint {
@@ -53,6 +53,40 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(M::POST, "/api/v1/pipelines/validate", VIEWER, web::to(pipelines::validate_pipeline)),
         endpoint(M::POST, "/api/v1/pipelines/render", VIEWER, web::to(pipelines::render_pipeline)),
         endpoint(M::POST, "/api/v1/pipelines/preview", VIEWER, web::to(pipelines::preview_pipelines)),
+        // deployments
+        endpoint(M::GET, "/api/v1/pipelines/deployments", VIEWER, web::to(deployments::list_deployments)),
+        endpoint(M::POST, "/api/v1/pipelines/deployments", OPERATOR, web::to(deployments::create_deployment)),
+        endpoint(M::GET, "/api/v1/pipelines/deployments/{id}", VIEWER, web::to(deployments::get_deployment)),
+        endpoint(M::PATCH, "/api/v1/pipelines/deployments/{id}", OPERATOR, web::to(deployments::update_deployment)),
+        endpoint(M::DELETE, "/api/v1/pipelines/deployments/{id}", OPERATOR, web::to(deployments::delete_deployment)),
+        endpoint(M::GET, "/api/v1/pipelines/deployments/{id}/versions", VIEWER, web::to(deployments::list_versions)),
+        endpoint(
+            M::GET,
+            "/api/v1/pipelines/deployments/{id}/versions/{version}",
+            VIEWER,
+            web::to(deployments::get_version),
+        ),
+        endpoint(
+            M::GET,
+            "/api/v1/pipelines/deployments/{id}/versions/{version}/diff",
+            VIEWER,
+            web::to(deployments::diff_versions),
+        ),
+        endpoint(
+            M::POST,
+            "/api/v1/pipelines/deployments/{id}/rollback",
+            OPERATOR,
+            web::to(deployments::rollback_deployment),
+        ),
+        endpoint(M::GET, "/api/v1/pipelines/deployments/{id}/status", VIEWER, web::to(deployments::get_status)),
+        endpoint(M::POST, "/api/v1/pipelines/deployments/{id}/pause", OPERATOR, web::to(deployments::pause_deployment)),
+        endpoint(
+            M::POST,
+            "/api/v1/pipelines/deployments/{id}/resume",
+            OPERATOR,
+            web::to(deployments::resume_deployment),
+        ),
+        endpoint(M::GET, "/api/v1/pipelines/deployments/{id}/events", VIEWER, web::to(deployments::list_events)),
         // experiments
         endpoint(M::GET, "/api/v1/experiments", VIEWER, web::to(experiments::list_experiments)),
         endpoint(M::POST, "/api/v1/experiments", OPERATOR, web::to(experiments::create_experiment)),

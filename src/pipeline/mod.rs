@@ -4,6 +4,7 @@
 //! (validation, rendering, preview) and by the agent (running pipelines).
 
 pub mod config;
+pub mod diff;
 pub mod engine;
 pub mod exporters;
 pub mod model;

@@ -72,6 +72,8 @@ fn deployment() -> PipelineDeploymentRow {
         created_at: now(),
         updated_at: now(),
         deleted_at: None,
+        status_detail: Some(r#"{"reason":"x"}"#.into()),
+        resumed_at: None,
     }
 }
 

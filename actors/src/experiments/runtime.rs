@@ -18,11 +18,10 @@ use super::kpis::{self, PriceModel};
 use super::window::{self, BASELINE, CANDIDATE};
 use super::{Action, Experiment, Phase, PhaseChange, Target};
 use crate::agents::{Agent, AgentFilter, AgentState};
-use crate::deployments::{Deployment, DeploymentVersion, Promotion, PromotionTarget};
+use crate::deployments::{Deployment, DeploymentVersion, NewDeployment, NewVersion, Promotion, Rollout};
 use crate::events::Events;
 use crate::labels::LabelSelector;
 use crate::paging::{PageRequest, MAX_PAGE_SIZE};
-use crate::pipelines::PipelineSpec;
 use crate::store::{Store, StoreError};
 use crate::tasks::{NewTask, Task, TaskQueue, TaskStatus};
 
@@ -211,8 +210,8 @@ impl Runtime {
         Ok(self.transition(&experiment, Phase::RolledBack, change).await?)
     }
 
-    /// Records the candidate as a deployment version, rolls it out to the deployment's agents and
-    /// removes the experiment's two pipelines.
+    /// Records the candidate as a deployment version (the supervisor rolls it out) and removes the
+    /// experiment's two pipelines.
     pub async fn promote(
         &self,
         experiment: Experiment,
@@ -223,24 +222,23 @@ impl Runtime {
             .candidate_config
             .clone()
             .ok_or_else(|| CommandError::Invalid("the experiment has no rendered candidate config".into()))?;
-        let target = match request.deployment_id {
-            Some(deployment_id) => PromotionTarget::Existing { deployment_id },
-            None => PromotionTarget::New {
-                name: request.name.unwrap_or_else(|| experiment.spec.name.clone()),
-                template: match &experiment.spec.candidate {
-                    PipelineSpec::Template { template, .. } => Some(template.clone()),
-                    PipelineSpec::Inline { .. } => None,
-                },
-            },
-        };
-        let promotion = Promotion {
-            target,
+        let version = NewVersion {
+            pipeline: experiment.spec.candidate.clone(),
             config_hash: (self.settings.config_hash)(&config),
             config,
             notes: request
                 .notes
                 .unwrap_or_else(|| format!("promoted from experiment {} ({})", experiment.spec.name, experiment.id)),
             created_by: actor.clone(),
+        };
+        let promotion = match request.deployment_id {
+            Some(deployment_id) => Promotion::Existing { deployment_id, version },
+            None => Promotion::New(NewDeployment {
+                name: request.name.unwrap_or_else(|| experiment.spec.name.clone()),
+                target: experiment.spec.target.clone(),
+                rollout: Rollout::AllAtOnce,
+                version,
+            }),
         };
         let change = PhaseChange {
             message: "promoted: the candidate is now a deployment".into(),
@@ -252,44 +250,13 @@ impl Runtime {
             self.store.promote_experiment(&experiment.id, promotion, change, Utc::now()).await?;
         self.announce_phase(&promoted, experiment.phase).await;
         self.events.publish("deployment", &deployment.id, "deployment.version_created", &version).await;
-        self.roll_out(&deployment, &version).await;
+        // The deployment supervisor rolls the version out (it follows `deployment.version_created`).
         for agent in &promoted.target_agents {
             for variant in VARIANTS {
                 self.send(&promoted, agent, variant, REMOVE).await;
             }
         }
         Ok((promoted, deployment, version))
-    }
-
-    /// Sends the version to every agent of the deployment's target, all at once.
-    async fn roll_out(&self, deployment: &Deployment, version: &DeploymentVersion) {
-        let agents = match self.resolve_target(&deployment.target).await {
-            Ok(agents) => agents,
-            Err(e) => {
-                tracing::warn!(deployment.id = %deployment.id, error = %e, "cannot resolve the deployment's agents");
-                return;
-            }
-        };
-        for agent in agents {
-            let task = NewTask {
-                agent_id: agent.clone(),
-                task_type: APPLY.into(),
-                payload: json!({
-                    "pipeline": deployment.pipeline,
-                    "config": version.config,
-                    "config_hash": version.config_hash,
-                    "version": version.version,
-                    "deployment_id": deployment.id,
-                }),
-                priority: 0,
-                max_attempts: Some(self.settings.apply_attempts),
-                idempotency_key: Some(format!("deploy:{}:{}:{agent}:apply", deployment.id, version.version)),
-                ttl_secs: None,
-            };
-            if let Err(e) = self.queue.enqueue(task).await {
-                tracing::warn!(deployment.id = %deployment.id, agent.id = %agent, error = %e, "cannot send a deployment");
-            }
-        }
     }
 
     // --- reconciliation per phase ---

@@ -2,6 +2,7 @@
 //! methods stay together and an implementation can be read area by area.
 
 mod auth;
+mod deployments;
 mod experiments;
 mod fleet;
 mod metrics;
@@ -11,6 +12,7 @@ mod templates;
 use async_trait::async_trait;
 
 pub use auth::{AccessStatus, NewRefreshToken, RefreshUse, SettingsStore, UserStore};
+pub use deployments::{DeploymentStore, NewDeploymentEvent};
 pub use experiments::{ExperimentSample, ExperimentStore, PipelineTotal};
 pub use fleet::{AgentAuthStore, AgentIdentity, EnrollmentToken, FleetStore, NewAgent, NewEnrollmentToken};
 pub use metrics::{CardinalityQuery, CardinalityReport, MetricCardinality, MetricsStore};
@@ -45,6 +47,7 @@ pub trait Store:
     + MetricsStore
     + TemplateStore
     + ExperimentStore
+    + DeploymentStore
     + Send
     + Sync
     + 'static

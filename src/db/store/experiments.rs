@@ -1,16 +1,17 @@
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
-use phoenix_actors::deployments::{Deployment, DeploymentVersion, Promotion, PromotionTarget};
+use phoenix_actors::deployments::{Deployment, DeploymentVersion, Promotion};
 use phoenix_actors::experiments::{Experiment, ExperimentEvent, NewExperiment, Phase, PhaseChange};
 use phoenix_actors::paging::{Page, PageRequest};
 use phoenix_actors::store::{ExperimentSample, ExperimentStore, PipelineTotal};
 use phoenix_actors::StoreError;
 
 use super::convert::{from_db_time, from_json, new_id, to_db_time, to_json};
+use super::deployments::{add_version, deployment_from_row, insert_deployment, version_from_row};
 use super::DieselStore;
 use crate::db::models::{DeploymentVersionRow, ExperimentEventRow, ExperimentRow, PipelineDeploymentRow};
-use crate::db::schema::{deployment_versions, experiment_events, experiments, metric_samples, pipeline_deployments};
+use crate::db::schema::{experiment_events, experiments, metric_samples};
 use crate::db::{write_transaction, DbConnection, DbError};
 
 fn parse_phase(column: &str, text: &str) -> Result<Phase, DbError> {
@@ -53,37 +54,6 @@ fn event_from_row(row: ExperimentEventRow) -> Result<ExperimentEvent, DbError> {
         actor: row.actor,
         created_at: from_db_time(row.created_at),
     })
-}
-
-fn deployment_from_row(row: PipelineDeploymentRow) -> Result<Deployment, DbError> {
-    Ok(Deployment {
-        target: from_json("pipeline_deployments.target", &row.target)?,
-        rollout: from_json("pipeline_deployments.rollout", &row.rollout)?,
-        id: row.id,
-        name: row.name,
-        template: row.template,
-        pipeline: row.pipeline,
-        status: row.status,
-        current_version: row.current_version,
-        created_by: row.created_by,
-        created_at: from_db_time(row.created_at),
-        updated_at: from_db_time(row.updated_at),
-    })
-}
-
-fn version_from_row(row: DeploymentVersionRow) -> DeploymentVersion {
-    DeploymentVersion {
-        deployment_id: row.deployment_id,
-        version: row.version,
-        pipeline: row.pipeline,
-        config: row.config,
-        config_hash: row.config_hash,
-        status: row.status,
-        rollback_from_version: row.rollback_from_version,
-        notes: row.notes,
-        created_by: row.created_by,
-        created_at: from_db_time(row.created_at),
-    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -168,74 +138,13 @@ fn apply_phase_change(
 /// Creates the deployment (version 1) or the next version of an existing one, holding the candidate.
 fn record_promotion(
     conn: &mut DbConnection,
-    experiment: &ExperimentRow,
     promotion: &Promotion,
     now: NaiveDateTime,
 ) -> Result<(PipelineDeploymentRow, DeploymentVersionRow), DbError> {
-    let deployment = match &promotion.target {
-        PromotionTarget::New { name, template } => {
-            let taken: i64 = pipeline_deployments::table
-                .filter(pipeline_deployments::name.eq(name))
-                .filter(pipeline_deployments::deleted_at.is_null())
-                .count()
-                .get_result(conn)?;
-            if taken > 0 {
-                return Err(DbError::Conflict(format!(
-                    "a deployment named '{name}' exists; promote into it with deployment_id, or choose another name"
-                )));
-            }
-            let spec: phoenix_actors::experiments::ExperimentSpec = from_json("experiments.spec", &experiment.spec)?;
-            let row = PipelineDeploymentRow {
-                id: new_id(),
-                name: name.clone(),
-                template: template.clone(),
-                pipeline: name.clone(),
-                target: to_json(&spec.target)?,
-                rollout: to_json(&serde_json::json!({"strategy": "all_at_once"}))?,
-                status: "rolling_out".into(),
-                current_version: 0,
-                created_by: promotion.created_by.clone(),
-                created_at: now,
-                updated_at: now,
-                deleted_at: None,
-            };
-            diesel::insert_into(pipeline_deployments::table).values(&row).execute(conn)?;
-            row
-        }
-        PromotionTarget::Existing { deployment_id } => pipeline_deployments::table
-            .find(deployment_id)
-            .filter(pipeline_deployments::deleted_at.is_null())
-            .first(conn)
-            .optional()?
-            .ok_or_else(|| DbError::Conflict(format!("deployment {deployment_id} does not exist (or was deleted)")))?,
-    };
-    let version = deployment.current_version + 1;
-    diesel::update(deployment_versions::table.filter(deployment_versions::deployment_id.eq(&deployment.id)))
-        .filter(deployment_versions::status.eq("active"))
-        .set(deployment_versions::status.eq("superseded"))
-        .execute(conn)?;
-    let version_row = DeploymentVersionRow {
-        id: new_id(),
-        deployment_id: deployment.id.clone(),
-        version,
-        pipeline: deployment.pipeline.clone(),
-        config: promotion.config.clone(),
-        config_hash: promotion.config_hash.clone(),
-        status: "active".into(),
-        rollback_from_version: None,
-        notes: promotion.notes.clone(),
-        created_by: promotion.created_by.clone(),
-        created_at: now,
-    };
-    diesel::insert_into(deployment_versions::table).values(&version_row).execute(conn)?;
-    let deployment = diesel::update(pipeline_deployments::table.find(&deployment.id))
-        .set((
-            pipeline_deployments::current_version.eq(version),
-            pipeline_deployments::status.eq("rolling_out"),
-            pipeline_deployments::updated_at.eq(now),
-        ))
-        .get_result(conn)?;
-    Ok((deployment, version_row))
+    match promotion {
+        Promotion::New(new) => insert_deployment(conn, new, now),
+        Promotion::Existing { deployment_id, version } => add_version(conn, deployment_id, version, None, now),
+    }
 }
 
 const FINAL_OR_UNSTARTED: [&str; 6] = ["pending", "completed", "promoted", "stopped", "rolled_back", "failed"];
@@ -335,13 +244,12 @@ impl ExperimentStore for DieselStore {
         self.run(move |conn| {
             let now = to_db_time(now);
             let (row, deployment, version) = write_transaction(conn, |tx| {
-                let current: ExperimentRow = experiments::table.find(&id).first(tx)?;
-                let (deployment, version) = record_promotion(tx, &current, &promotion, now)?;
+                let (deployment, version) = record_promotion(tx, &promotion, now)?;
                 change.deployment_id = Some(deployment.id.clone());
                 let row = apply_phase_change(tx, &id, Phase::Completed, Phase::Promoted, &change, now)?;
                 Ok::<_, DbError>((row, deployment, version))
             })?;
-            Ok((experiment_from_row(row)?, deployment_from_row(deployment)?, version_from_row(version)))
+            Ok((experiment_from_row(row)?, deployment_from_row(deployment)?, version_from_row(version)?))
         })
         .await
     }

@@ -2,6 +2,7 @@
 
 mod agents;
 mod convert;
+mod deployments;
 mod experiments;
 mod fleet;
 mod metrics;

@@ -1,0 +1,288 @@
+//! The `DeploymentSupervisor` actor: for every live deployment it compares the version each target agent
+//! has applied with the current one and sends what is missing, all at once or in waves; it removes the
+//! pipeline from agents that left the target, and stores the deployment's status.
+//!
+//! It keeps no state of its own: everything comes from the database (deployments, agents, the tasks it
+//! sent, keyed per deployment), so after a restart it simply carries on. It reconciles every deployment
+//! on a timer, and one deployment at once when something happens to it (a task of it changed, a version
+//! was created, an operator acted).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::Utc;
+use futures_util::StreamExt;
+use phoenix_nats::{Bus, Envelope};
+use serde_json::json;
+
+use super::rollout::{self, apply_key, deployment_of_task_key, remove_key, resume_stamp, AgentRollout, Plan};
+use super::{Deployment, DeploymentStatus};
+use crate::agents::AgentFilter;
+use crate::events::Events;
+use crate::experiments::Target;
+use crate::labels::LabelSelector;
+use crate::paging::{PageRequest, MAX_PAGE_SIZE};
+use crate::store::{NewDeploymentEvent, Store, StoreError};
+use crate::tasks::{NewTask, Task, TaskQueue};
+
+/// The rollout logic, with what it needs. Cheap to clone.
+#[derive(Clone)]
+pub struct Rollouts {
+    store: Arc<dyn Store>,
+    queue: TaskQueue,
+    events: Events,
+    apply_attempts: i32,
+}
+
+impl Rollouts {
+    pub fn new(store: Arc<dyn Store>, queue: TaskQueue, events: Events, apply_attempts: i32) -> Self {
+        Rollouts { store, queue, events, apply_attempts }
+    }
+
+    /// Every agent the target names now (not revoked), sorted; offline ones included — their tasks wait.
+    async fn targets(&self, target: &Target) -> Result<Vec<String>, StoreError> {
+        let mut agents = BTreeSet::new();
+        match target {
+            Target::Selector(labels) => {
+                let filter = AgentFilter { state: None, selector: LabelSelector(labels.clone()) };
+                let mut page = PageRequest { limit: MAX_PAGE_SIZE, after: None };
+                loop {
+                    let found = self.store.list_agents(&filter, page.clone()).await?;
+                    agents.extend(found.items.into_iter().filter(|a| !a.credential_revoked).map(|a| a.id));
+                    match found.next_cursor {
+                        Some(cursor) => page.after = Some(cursor),
+                        None => break,
+                    }
+                }
+            }
+            Target::Agents(ids) => {
+                let found = self.store.get_agents(ids).await?;
+                agents.extend(found.into_iter().filter(|a| !a.credential_revoked).map(|a| a.id));
+            }
+        }
+        Ok(agents.into_iter().collect())
+    }
+
+    async fn tasks(&self, deployment_id: &str) -> Result<Vec<Task>, StoreError> {
+        self.store.tasks_with_key_prefix(&rollout::key_prefix(deployment_id)).await
+    }
+
+    /// Where every agent of the deployment stands.
+    pub async fn agent_status(&self, deployment: &Deployment) -> Result<Vec<AgentRollout>, StoreError> {
+        let targets =
+            if deployment.deleted_at.is_some() { Vec::new() } else { self.targets(&deployment.target).await? };
+        let tasks = self.tasks(&deployment.id).await?;
+        Ok(rollout::plan(deployment, &targets, &tasks, Utc::now()).agents)
+    }
+
+    /// One reconciliation of one deployment.
+    pub async fn reconcile(&self, deployment: &Deployment) -> Result<(), StoreError> {
+        if deployment.deleted_at.is_some() {
+            return Ok(());
+        }
+        let targets = self.targets(&deployment.target).await?;
+        let tasks = self.tasks(&deployment.id).await?;
+        let plan = rollout::plan(deployment, &targets, &tasks, Utc::now());
+        self.send(deployment, &plan).await?;
+        if let Some((status, detail)) = plan.status {
+            self.set_status(deployment, status, detail, false, None).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the plan's applies and removals, and records a wave that starts.
+    async fn send(&self, deployment: &Deployment, plan: &Plan) -> Result<(), StoreError> {
+        if !plan.apply.is_empty() {
+            let version = self.store.deployment_version(&deployment.id, deployment.current_version).await?;
+            let resume = resume_stamp(deployment);
+            for (agent, generation) in &plan.apply {
+                let task = NewTask {
+                    agent_id: agent.clone(),
+                    task_type: "pipeline.apply".into(),
+                    payload: json!({
+                        "pipeline": deployment.agent_pipeline(),
+                        "config": version.config,
+                        "config_hash": version.config_hash,
+                        "version": version.version,
+                        "deployment_id": deployment.id,
+                    }),
+                    priority: 0,
+                    max_attempts: Some(self.apply_attempts),
+                    idempotency_key: Some(apply_key(&deployment.id, agent, version.version, *generation, resume)),
+                    ttl_secs: None,
+                };
+                self.enqueue(&deployment.id, task).await;
+            }
+        }
+        for (agent, generation) in &plan.remove {
+            let task = NewTask {
+                agent_id: agent.clone(),
+                task_type: "pipeline.remove".into(),
+                payload: json!({"pipeline": deployment.agent_pipeline()}),
+                priority: 0,
+                max_attempts: None,
+                idempotency_key: Some(remove_key(&deployment.id, agent, *generation)),
+                ttl_secs: None,
+            };
+            self.enqueue(&deployment.id, task).await;
+        }
+        if let Some(wave) = plan.wave {
+            let agents: Vec<&String> = plan.apply.iter().map(|(agent, _)| agent).collect();
+            let event = NewDeploymentEvent {
+                event_type: "wave_started".into(),
+                version: Some(deployment.current_version),
+                message: format!("wave {wave}: {} agent(s)", agents.len()),
+                data: Some(json!({"wave": wave, "agents": agents})),
+                actor: None,
+            };
+            self.store.record_deployment_event(&deployment.id, event, Utc::now()).await?;
+            let data =
+                json!({"id": deployment.id, "version": deployment.current_version, "wave": wave, "agents": agents});
+            self.events.publish("deployment", &deployment.id, "deployment.wave_started", data).await;
+        }
+        Ok(())
+    }
+
+    async fn enqueue(&self, deployment_id: &str, task: NewTask) {
+        let agent = task.agent_id.clone();
+        if let Err(e) = self.queue.enqueue(task).await {
+            tracing::warn!(deployment.id = deployment_id, agent.id = %agent, error = %e, "cannot send; retrying later");
+        }
+    }
+
+    /// Stores a status (and announces it when it changed).
+    pub async fn set_status(
+        &self,
+        deployment: &Deployment,
+        status: DeploymentStatus,
+        detail: Option<serde_json::Value>,
+        resumed: bool,
+        actor: Option<String>,
+    ) -> Result<Deployment, StoreError> {
+        let (updated, changed) =
+            self.store.set_deployment_status(&deployment.id, status, detail, resumed, actor, Utc::now()).await?;
+        if changed {
+            tracing::info!(deployment.id = %updated.id, from = deployment.status.as_str(), to = status.as_str(), "deployment status changed");
+            let data = json!({"id": updated.id, "from": deployment.status, "to": status, "detail": updated.status_detail, "deployment": updated});
+            self.events.publish("deployment", &updated.id, "deployment.status_changed", data).await;
+        }
+        Ok(updated)
+    }
+
+    /// Removes the pipeline from every agent that has it, then marks the deployment deleted.
+    pub async fn delete(&self, deployment: &Deployment, actor: Option<String>) -> Result<Deployment, StoreError> {
+        let tasks = self.tasks(&deployment.id).await?;
+        let plan = rollout::plan(deployment, &[], &tasks, Utc::now());
+        let removals = Plan { remove: plan.remove, ..Plan::default() };
+        self.send(deployment, &removals).await?;
+        self.set_status(deployment, DeploymentStatus::Deleted, None, false, actor).await
+    }
+}
+
+/// Reconcile one deployment now.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Nudge(pub String);
+
+/// How the rest of the server reaches the supervisor. Cheap to clone.
+#[derive(Clone)]
+pub struct SupervisorHandle(Addr<DeploymentSupervisor>);
+
+impl SupervisorHandle {
+    /// Reconcile this deployment now (after an operator changed it).
+    pub fn nudge(&self, deployment_id: &str) {
+        self.0.do_send(Nudge(deployment_id.to_string()));
+    }
+}
+
+pub struct DeploymentSupervisor {
+    rollouts: Rollouts,
+    interval: Duration,
+}
+
+impl DeploymentSupervisor {
+    /// Starts the supervisor, and its bus subscription that nudges it when a deployment's task changes
+    /// or a version is created.
+    pub fn start(rollouts: Rollouts, interval: Duration, bus: Arc<dyn Bus>) -> SupervisorHandle {
+        let addr = DeploymentSupervisor { rollouts, interval }.start();
+        actix::spawn(follow(bus, addr.clone()));
+        SupervisorHandle(addr)
+    }
+
+    fn reconcile_all(&mut self, ctx: &mut Context<Self>) {
+        let rollouts = self.rollouts.clone();
+        ctx.wait(
+            async move {
+                let deployments = match rollouts.store.live_deployments().await {
+                    Ok(deployments) => deployments,
+                    Err(e) => return tracing::warn!(error = %e, "cannot read deployments; retrying"),
+                };
+                for deployment in deployments {
+                    if let Err(e) = rollouts.reconcile(&deployment).await {
+                        tracing::warn!(deployment.id = %deployment.id, error = %e, "rollout step failed; retrying");
+                    }
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+impl Actor for DeploymentSupervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(self.interval, |supervisor, ctx| supervisor.reconcile_all(ctx));
+        self.reconcile_all(ctx);
+    }
+}
+
+impl Handler<Nudge> for DeploymentSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Nudge, ctx: &mut Context<Self>) {
+        let rollouts = self.rollouts.clone();
+        ctx.wait(
+            async move {
+                let outcome = match rollouts.store.get_deployment(&msg.0).await {
+                    Ok(deployment) => rollouts.reconcile(&deployment).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = outcome {
+                    tracing::debug!(deployment.id = %msg.0, error = %e, "rollout step failed; the timer retries");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+/// Nudges the supervisor for every task change of a deployment and every version created.
+async fn follow(bus: Arc<dyn Bus>, supervisor: Addr<DeploymentSupervisor>) {
+    let prefix = bus.subjects().prefix().to_string();
+    let (tasks, versions) = match (
+        bus.subscribe(&format!("{prefix}.events.task.*")).await,
+        bus.subscribe(&format!("{prefix}.events.deployment.*")).await,
+    ) {
+        (Ok(tasks), Ok(versions)) => (tasks, versions),
+        (Err(e), _) | (_, Err(e)) => {
+            return tracing::warn!(error = %e, "cannot follow task changes; deployments advance on their timer only");
+        }
+    };
+    let mut messages = futures_util::stream::select(tasks, versions);
+    while let Some(message) = messages.next().await {
+        let Ok(envelope) = Envelope::<serde_json::Value>::decode(&message.payload) else { continue };
+        let deployment = match envelope.kind.as_str() {
+            "deployment.version_created" => envelope.body["deployment_id"].as_str().map(str::to_string),
+            kind if kind.starts_with("task.") => {
+                envelope.body["idempotency_key"].as_str().and_then(deployment_of_task_key).map(str::to_string)
+            }
+            _ => None,
+        };
+        if let Some(id) = deployment {
+            supervisor.do_send(Nudge(id));
+        }
+    }
+}

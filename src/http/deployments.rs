@@ -1,0 +1,352 @@
+//! `/api/v1/pipelines/deployments`: a pipeline on a fleet, its immutable versions, rollback, and the
+//! rollout the supervisor drives.
+
+use actix_web::{web, HttpResponse};
+use phoenix_actors::deployments::{
+    Deployment, DeploymentChange, DeploymentFilter, DeploymentStatus, DeploymentVersion, NewDeployment, NewVersion,
+    Rollout,
+};
+use phoenix_actors::experiments::Target;
+use phoenix_actors::pipelines::PipelineSpec;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::access::CurrentUser;
+use super::experiments::check_target;
+use super::paging::PageQuery;
+use super::pipelines::resolve;
+use super::{ApiError, AppState};
+use crate::pipeline::diff::{diff_lines, unified};
+
+/// A deployment as the API shows it.
+#[derive(Serialize)]
+struct DeploymentView<'a> {
+    #[serde(flatten)]
+    deployment: &'a Deployment,
+    /// The pipeline's name on the agents.
+    agent_pipeline: String,
+}
+
+fn view(deployment: &Deployment) -> DeploymentView<'_> {
+    DeploymentView { agent_pipeline: deployment.agent_pipeline(), deployment }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    name: String,
+    pipeline: PipelineSpec,
+    target: Target,
+    #[serde(default = "all_at_once")]
+    rollout: Rollout,
+    #[serde(default)]
+    notes: String,
+}
+
+fn all_at_once() -> Rollout {
+    Rollout::AllAtOnce
+}
+
+fn check_rollout(rollout: &Rollout, problems: &mut Vec<(String, String)>) {
+    if let Rollout::Waves { first_batch, growth, interval_secs, max_failures: _ } = rollout {
+        if *first_batch == 0 {
+            problems.push(("rollout.first_batch".into(), "must be at least 1".into()));
+        }
+        if !growth.is_finite() || *growth < 1.0 || *growth > 100.0 {
+            problems.push(("rollout.growth".into(), "must be between 1 and 100".into()));
+        }
+        if *interval_secs > 24 * 3600 {
+            problems.push(("rollout.interval_secs".into(), "must be at most 86400 (a day)".into()));
+        }
+    }
+}
+
+fn check_name(name: &str, problems: &mut Vec<(String, String)>) {
+    if name.trim().is_empty() || name.len() > 200 {
+        problems.push(("name".into(), "must be 1 to 200 characters".into()));
+    }
+}
+
+/// Renders and validates the pipeline; every problem of the request in one 422.
+async fn new_version(
+    state: &AppState,
+    pipeline: PipelineSpec,
+    notes: String,
+    actor: &str,
+    mut problems: Vec<(String, String)>,
+) -> Result<NewVersion, ApiError> {
+    match resolve(state, &pipeline, "pipeline").await {
+        Ok(resolved) if problems.is_empty() => Ok(NewVersion {
+            pipeline,
+            config: resolved.text,
+            config_hash: resolved.hash,
+            notes,
+            created_by: Some(actor.to_string()),
+        }),
+        Ok(_) => Err(ApiError::invalid(problems)),
+        Err(ApiError::Unprocessable { errors, .. }) => {
+            problems.extend(errors.into_iter().map(|p| (p.path, p.message)));
+            Err(ApiError::invalid(problems))
+        }
+        Err(other) => Err(other),
+    }
+}
+
+async fn announce_version(state: &AppState, version: &DeploymentVersion) {
+    state.events.publish("deployment", &version.deployment_id, "deployment.version_created", version).await;
+    state.deployments.nudge(&version.deployment_id);
+}
+
+/// `POST /pipelines/deployments`: rendered and validated; version 1 recorded and rolled out.
+pub async fn create_deployment(
+    state: web::Data<AppState>,
+    caller: CurrentUser,
+    body: web::Json<CreateRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let mut problems = check_target(&body.target);
+    check_name(&body.name, &mut problems);
+    check_rollout(&body.rollout, &mut problems);
+    let version = new_version(&state, body.pipeline, body.notes, &caller.user.id, problems).await?;
+    let new = NewDeployment { name: body.name, target: body.target, rollout: body.rollout, version };
+    let (deployment, version) = state.store.create_deployment(new, chrono::Utc::now()).await?;
+    state.events.publish("deployment", &deployment.id, "deployment.created", &deployment).await;
+    announce_version(&state, &version).await;
+    Ok(HttpResponse::Created().json(view(&deployment)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+    name: Option<String>,
+    template: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// `GET /pipelines/deployments?status=&name=&template=` (newest first; deleted ones are not listed)
+pub async fn list_deployments(
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let filter = DeploymentFilter {
+        status: query
+            .status
+            .as_deref()
+            .map(str::parse::<DeploymentStatus>)
+            .transpose()
+            .map_err(ApiError::BadRequest)?,
+        name: query.name.clone(),
+        template: query.template.clone(),
+    };
+    let page = PageQuery { limit: query.limit, cursor: query.cursor.clone() }.page()?;
+    let found = state.store.list_deployments(&filter, page).await?;
+    let items: Vec<DeploymentView> = found.items.iter().map(view).collect();
+    Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": found.next_cursor})))
+}
+
+async fn load(state: &AppState, id: &str) -> Result<Deployment, ApiError> {
+    state.store.get_deployment(id).await.map_err(|e| ApiError::from(e).for_entity("deployment", id))
+}
+
+/// A deployment that may still change: 409 once deleted.
+async fn load_live(state: &AppState, id: &str) -> Result<Deployment, ApiError> {
+    let deployment = load(state, id).await?;
+    if deployment.deleted_at.is_some() {
+        return Err(ApiError::Conflict(format!("deployment {id} was deleted")));
+    }
+    Ok(deployment)
+}
+
+/// `GET /pipelines/deployments/{id}` (deleted ones too, with status `deleted`)
+pub async fn get_deployment(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(view(&load(&state, &id).await?)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchRequest {
+    pipeline: Option<PipelineSpec>,
+    target: Option<Target>,
+    rollout: Option<Rollout>,
+    #[serde(default)]
+    notes: String,
+}
+
+/// `PATCH /pipelines/deployments/{id}`: a new version when the rendered config changes (the same
+/// config makes none); target and rollout changes are recorded in the history.
+pub async fn update_deployment(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    caller: CurrentUser,
+    body: web::Json<PatchRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    load_live(&state, &id).await?;
+    let mut problems = body.target.as_ref().map(check_target).unwrap_or_default();
+    if let Some(rollout) = &body.rollout {
+        check_rollout(rollout, &mut problems);
+    }
+    let version = match body.pipeline {
+        Some(pipeline) => Some(new_version(&state, pipeline, body.notes, &caller.user.id, problems).await?),
+        None if !problems.is_empty() => return Err(ApiError::invalid(problems)),
+        None => None,
+    };
+    let change = DeploymentChange { version, target: body.target, rollout: body.rollout, actor: Some(caller.user.id) };
+    let (deployment, created) = state
+        .store
+        .change_deployment(&id, change, chrono::Utc::now())
+        .await
+        .map_err(|e| ApiError::from(e).for_entity("deployment", &id))?;
+    if let Some(version) = &created {
+        announce_version(&state, version).await;
+    } else {
+        state.deployments.nudge(&deployment.id);
+    }
+    let mut answer = serde_json::to_value(view(&deployment)).map_err(|e| ApiError::Internal(e.into()))?;
+    answer["new_version"] = json!(created.map(|v| v.version));
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+/// `DELETE /pipelines/deployments/{id}`: removes the pipeline from every agent, then marks it deleted.
+pub async fn delete_deployment(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    caller: CurrentUser,
+) -> Result<HttpResponse, ApiError> {
+    let deployment = load(&state, &id).await?;
+    if deployment.deleted_at.is_none() {
+        state.rollouts.delete(&deployment, Some(caller.user.id)).await?;
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /pipelines/deployments/{id}/versions` (newest first)
+pub async fn list_versions(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    page: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let found = state
+        .store
+        .deployment_versions(&id, page.page()?)
+        .await
+        .map_err(|e| ApiError::from(e).for_entity("deployment", &id))?;
+    Ok(HttpResponse::Ok().json(found))
+}
+
+async fn version(state: &AppState, id: &str, version: i32) -> Result<DeploymentVersion, ApiError> {
+    load(state, id).await?;
+    state.store.deployment_version(id, version).await.map_err(|e| match ApiError::from(e) {
+        ApiError::NotFound(_) => ApiError::NotFound(format!("deployment {id} has no version {version}")),
+        other => other,
+    })
+}
+
+/// `GET /pipelines/deployments/{id}/versions/{version}` (with the rendered config)
+pub async fn get_version(state: web::Data<AppState>, path: web::Path<(String, i32)>) -> Result<HttpResponse, ApiError> {
+    let (id, number) = path.into_inner();
+    Ok(HttpResponse::Ok().json(version(&state, &id, number).await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DiffQuery {
+    against: i32,
+}
+
+/// `GET /pipelines/deployments/{id}/versions/{v}/diff?against=w`: what changed from w to v.
+pub async fn diff_versions(
+    state: web::Data<AppState>,
+    path: web::Path<(String, i32)>,
+    query: web::Query<DiffQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, number) = path.into_inner();
+    let new = version(&state, &id, number).await?;
+    let old = version(&state, &id, query.against).await?;
+    let lines = diff_lines(&old.config, &new.config);
+    Ok(HttpResponse::Ok().json(json!({
+        "from": old.version,
+        "to": new.version,
+        "changed": old.config_hash != new.config_hash,
+        "lines": lines,
+        "unified": unified(&lines),
+    })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    version: Option<i32>,
+    notes: Option<String>,
+}
+
+/// `POST /pipelines/deployments/{id}/rollback {version?, notes?}`: version n+1 with the config of
+/// `version` (default: the previous one); 409 when that version does not exist.
+pub async fn rollback_deployment(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    caller: CurrentUser,
+    body: Option<web::Json<RollbackRequest>>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.map(web::Json::into_inner).unwrap_or_default();
+    load_live(&state, &id).await?;
+    let (deployment, version) = state
+        .store
+        .rollback_deployment(&id, body.version, body.notes, Some(caller.user.id), chrono::Utc::now())
+        .await
+        .map_err(|e| ApiError::from(e).for_entity("deployment", &id))?;
+    announce_version(&state, &version).await;
+    Ok(HttpResponse::Ok().json(json!({"deployment": view(&deployment), "version": version})))
+}
+
+/// `GET /pipelines/deployments/{id}/status`: per agent, the desired and applied version, state and error.
+pub async fn get_status(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let deployment = load(&state, &id).await?;
+    let agents = state.rollouts.agent_status(&deployment).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "deployment_id": deployment.id,
+        "status": deployment.status,
+        "status_detail": deployment.status_detail,
+        "current_version": deployment.current_version,
+        "agents": agents,
+    })))
+}
+
+/// `POST /pipelines/deployments/{id}/pause`: nothing more is sent until resumed.
+pub async fn pause_deployment(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    caller: CurrentUser,
+) -> Result<HttpResponse, ApiError> {
+    let deployment = load_live(&state, &id).await?;
+    let detail = json!({"reason": "paused by an operator"});
+    let paused = state
+        .rollouts
+        .set_status(&deployment, DeploymentStatus::Paused, Some(detail), false, Some(caller.user.id))
+        .await?;
+    Ok(HttpResponse::Ok().json(view(&paused)))
+}
+
+/// `POST /pipelines/deployments/{id}/resume`: the rollout continues; agents that failed before get
+/// another try. 409 unless paused.
+pub async fn resume_deployment(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    caller: CurrentUser,
+) -> Result<HttpResponse, ApiError> {
+    let deployment = load_live(&state, &id).await?;
+    if deployment.status != DeploymentStatus::Paused {
+        return Err(ApiError::Conflict(format!("deployment {id} is {}, not paused", deployment.status.as_str())));
+    }
+    let resumed =
+        state.rollouts.set_status(&deployment, DeploymentStatus::RollingOut, None, true, Some(caller.user.id)).await?;
+    state.deployments.nudge(&resumed.id);
+    Ok(HttpResponse::Ok().json(view(&resumed)))
+}
+
+/// `GET /pipelines/deployments/{id}/events`: the history, oldest first.
+pub async fn list_events(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let events =
+        state.store.deployment_events(&id).await.map_err(|e| ApiError::from(e).for_entity("deployment", &id))?;
+    Ok(HttpResponse::Ok().json(json!({"items": events, "next_cursor": null})))
+}
