@@ -51,7 +51,7 @@ pub struct ResourceUsage {
 /// One pipeline running on the agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PipelineStatus {
-    /// The pipeline's name on the agent (a deployment id, or `<experiment>:<variant>`).
+    /// The pipeline's name on the agent (`deploy-<deployment id>`, or `exp-<experiment id>-<variant>`).
     pub name: String,
     /// The deployment version it runs, when it belongs to a deployment.
     #[serde(default)]

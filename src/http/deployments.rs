@@ -2,6 +2,7 @@
 //! rollout the supervisor drives.
 
 use actix_web::{web, HttpResponse};
+use phoenix_actors::deployments::supervisor::Operation;
 use phoenix_actors::deployments::{
     Deployment, DeploymentChange, DeploymentFilter, DeploymentStatus, DeploymentVersion, NewDeployment, NewVersion,
     Rollout,
@@ -208,16 +209,23 @@ pub async fn update_deployment(
     Ok(HttpResponse::Ok().json(answer))
 }
 
+async fn operate(
+    state: &AppState,
+    id: &str,
+    operation: Operation,
+    caller: CurrentUser,
+) -> Result<Deployment, ApiError> {
+    load(state, id).await?;
+    Ok(state.deployments.operate(id, operation, Some(caller.user.id)).await?)
+}
+
 /// `DELETE /pipelines/deployments/{id}`: removes the pipeline from every agent, then marks it deleted.
 pub async fn delete_deployment(
     state: web::Data<AppState>,
     id: web::Path<String>,
     caller: CurrentUser,
 ) -> Result<HttpResponse, ApiError> {
-    let deployment = load(&state, &id).await?;
-    if deployment.deleted_at.is_none() {
-        state.rollouts.delete(&deployment, Some(caller.user.id)).await?;
-    }
+    operate(&state, &id, Operation::Delete, caller).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -318,13 +326,7 @@ pub async fn pause_deployment(
     id: web::Path<String>,
     caller: CurrentUser,
 ) -> Result<HttpResponse, ApiError> {
-    let deployment = load_live(&state, &id).await?;
-    let detail = json!({"reason": "paused by an operator"});
-    let paused = state
-        .rollouts
-        .set_status(&deployment, DeploymentStatus::Paused, Some(detail), false, Some(caller.user.id))
-        .await?;
-    Ok(HttpResponse::Ok().json(view(&paused)))
+    Ok(HttpResponse::Ok().json(view(&operate(&state, &id, Operation::Pause, caller).await?)))
 }
 
 /// `POST /pipelines/deployments/{id}/resume`: the rollout continues; agents that failed before get
@@ -334,14 +336,7 @@ pub async fn resume_deployment(
     id: web::Path<String>,
     caller: CurrentUser,
 ) -> Result<HttpResponse, ApiError> {
-    let deployment = load_live(&state, &id).await?;
-    if deployment.status != DeploymentStatus::Paused {
-        return Err(ApiError::Conflict(format!("deployment {id} is {}, not paused", deployment.status.as_str())));
-    }
-    let resumed =
-        state.rollouts.set_status(&deployment, DeploymentStatus::RollingOut, None, true, Some(caller.user.id)).await?;
-    state.deployments.nudge(&resumed.id);
-    Ok(HttpResponse::Ok().json(view(&resumed)))
+    Ok(HttpResponse::Ok().json(view(&operate(&state, &id, Operation::Resume, caller).await?)))
 }
 
 /// `GET /pipelines/deployments/{id}/events`: the history, oldest first.

@@ -564,7 +564,8 @@ async fn auto_promote_promotes_a_pass_and_rollback_removes_only_the_candidate() 
             )
         })
         .collect();
-    assert!(kinds.contains(&("pipeline.apply".into(), "auto".into())), "{kinds:?}");
+    let deployment = promoted["deployment_id"].as_str().expect("deployment");
+    assert!(kinds.contains(&("pipeline.apply".into(), format!("deploy-{deployment}"))), "{kinds:?}");
     assert!(kinds.contains(&("pipeline.remove".into(), format!("exp-{auto}-baseline"))), "{kinds:?}");
     assert!(kinds.contains(&("pipeline.remove".into(), format!("exp-{auto}-candidate"))), "{kinds:?}");
     for task in &handed {

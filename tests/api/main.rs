@@ -11,6 +11,7 @@ mod agent_nats;
 mod auth;
 mod compose;
 mod crash;
+mod deployments;
 mod experiments;
 mod fleet;
 mod leases;

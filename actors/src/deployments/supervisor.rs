@@ -87,7 +87,8 @@ impl Rollouts {
         let plan = rollout::plan(deployment, &targets, &tasks, Utc::now());
         self.send(deployment, &plan).await?;
         if let Some((status, detail)) = plan.status {
-            self.set_status(deployment, status, detail, false, None).await?;
+            let expected = Some((deployment.current_version, deployment.status));
+            self.set_status(deployment, status, detail, false, expected, None).await?;
         }
         Ok(())
     }
@@ -159,10 +160,13 @@ impl Rollouts {
         status: DeploymentStatus,
         detail: Option<serde_json::Value>,
         resumed: bool,
+        expected: Option<(i32, DeploymentStatus)>,
         actor: Option<String>,
     ) -> Result<Deployment, StoreError> {
-        let (updated, changed) =
-            self.store.set_deployment_status(&deployment.id, status, detail, resumed, actor, Utc::now()).await?;
+        let (updated, changed) = self
+            .store
+            .set_deployment_status(&deployment.id, status, detail, resumed, expected, actor, Utc::now())
+            .await?;
         if changed {
             tracing::info!(deployment.id = %updated.id, from = deployment.status.as_str(), to = status.as_str(), "deployment status changed");
             let data = json!({"id": updated.id, "from": deployment.status, "to": status, "detail": updated.status_detail, "deployment": updated});
@@ -171,13 +175,69 @@ impl Rollouts {
         Ok(updated)
     }
 
-    /// Removes the pipeline from every agent that has it, then marks the deployment deleted.
-    pub async fn delete(&self, deployment: &Deployment, actor: Option<String>) -> Result<Deployment, StoreError> {
-        let tasks = self.tasks(&deployment.id).await?;
-        let plan = rollout::plan(deployment, &[], &tasks, Utc::now());
-        let removals = Plan { remove: plan.remove, ..Plan::default() };
-        self.send(deployment, &removals).await?;
-        self.set_status(deployment, DeploymentStatus::Deleted, None, false, actor).await
+    /// Carries out an operator's action (run by the supervisor, so never alongside a reconciliation).
+    async fn operate(&self, id: &str, operation: Operation, actor: Option<String>) -> Result<Deployment, StoreError> {
+        let deployment = self.store.get_deployment(id).await?;
+        if deployment.deleted_at.is_some() {
+            return match operation {
+                Operation::Delete => Ok(deployment),
+                _ => Err(StoreError::Conflict(format!("deployment {id} was deleted"))),
+            };
+        }
+        match operation {
+            Operation::Pause => {
+                let detail = json!({"reason": "paused by an operator"});
+                self.set_status(&deployment, DeploymentStatus::Paused, Some(detail), false, None, actor).await
+            }
+            Operation::Resume => {
+                if deployment.status != DeploymentStatus::Paused {
+                    let now = deployment.status.as_str();
+                    return Err(StoreError::Conflict(format!("deployment {id} is {now}, not paused")));
+                }
+                let resumed =
+                    self.set_status(&deployment, DeploymentStatus::RollingOut, None, true, None, actor).await?;
+                self.reconcile(&resumed).await?;
+                self.store.get_deployment(id).await
+            }
+            Operation::Delete => {
+                // Removes the pipeline from every agent that has it, then marks the deployment deleted.
+                let tasks = self.tasks(&deployment.id).await?;
+                let plan = rollout::plan(&deployment, &[], &tasks, Utc::now());
+                self.send(&deployment, &Plan { remove: plan.remove, ..Plan::default() }).await?;
+                self.set_status(&deployment, DeploymentStatus::Deleted, None, false, None, actor).await
+            }
+        }
+    }
+}
+
+/// What an operator can do to a rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// Send nothing more until resumed.
+    Pause,
+    /// Continue; agents that failed before get another try.
+    Resume,
+    /// Remove the pipeline everywhere and mark the deployment deleted.
+    Delete,
+}
+
+/// An operator's action, run between two reconciliations.
+#[derive(Message)]
+#[rtype(result = "Result<Deployment, StoreError>")]
+struct Operate {
+    id: String,
+    operation: Operation,
+    actor: Option<String>,
+}
+
+impl Handler<Operate> for DeploymentSupervisor {
+    type Result = AtomicResponse<Self, Result<Deployment, StoreError>>;
+
+    fn handle(&mut self, msg: Operate, _: &mut Context<Self>) -> Self::Result {
+        let rollouts = self.rollouts.clone();
+        AtomicResponse::new(Box::pin(
+            async move { rollouts.operate(&msg.id, msg.operation, msg.actor).await }.into_actor(self),
+        ))
     }
 }
 
@@ -194,6 +254,17 @@ impl SupervisorHandle {
     /// Reconcile this deployment now (after an operator changed it).
     pub fn nudge(&self, deployment_id: &str) {
         self.0.do_send(Nudge(deployment_id.to_string()));
+    }
+
+    /// Pauses, resumes or deletes, in turn with the supervisor's own steps.
+    pub async fn operate(
+        &self,
+        deployment_id: &str,
+        operation: Operation,
+        actor: Option<String>,
+    ) -> Result<Deployment, StoreError> {
+        let message = Operate { id: deployment_id.to_string(), operation, actor };
+        self.0.send(message).await.map_err(|e| StoreError::Internal(Box::new(e)))?
     }
 }
 

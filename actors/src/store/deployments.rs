@@ -70,13 +70,16 @@ pub trait DeploymentStore: Send + Sync {
     async fn deployment_version(&self, id: &str, version: i32) -> Result<DeploymentVersion, StoreError>;
 
     /// Sets the status (and why), with a history entry when it changed; `resumed` also stamps
-    /// `resumed_at`. A deleted deployment keeps `deleted`.
+    /// `resumed_at`. With `expected` (version, status), only if the deployment is still so — a status
+    /// computed from an older snapshot is not written. A deleted deployment keeps `deleted`.
+    #[allow(clippy::too_many_arguments)]
     async fn set_deployment_status(
         &self,
         id: &str,
         status: DeploymentStatus,
         detail: Option<serde_json::Value>,
         resumed: bool,
+        expected: Option<(i32, DeploymentStatus)>,
         actor: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<(Deployment, bool), StoreError>;

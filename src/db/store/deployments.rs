@@ -418,6 +418,7 @@ impl DeploymentStore for DieselStore {
         status: DeploymentStatus,
         detail: Option<serde_json::Value>,
         resumed: bool,
+        expected: Option<(i32, DeploymentStatus)>,
         actor: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<(Deployment, bool), StoreError> {
@@ -426,7 +427,9 @@ impl DeploymentStore for DieselStore {
             let now = to_db_time(now);
             let (row, changed) = write_transaction(conn, |tx| {
                 let row: PipelineDeploymentRow = pipeline_deployments::table.find(&id).first(tx)?;
-                if row.deleted_at.is_some() && status != DeploymentStatus::Deleted {
+                let stale =
+                    expected.is_some_and(|(version, was)| row.current_version != version || row.status != was.as_str());
+                if stale || (row.deleted_at.is_some() && status != DeploymentStatus::Deleted) {
                     return Ok::<_, DbError>((row, false));
                 }
                 let detail_text = detail.as_ref().map(to_json).transpose()?;
