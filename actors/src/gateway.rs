@@ -248,24 +248,45 @@ impl AgentGateway {
         }
     }
 
-    /// Handles results until the stream ends or fails repeatedly.
+    /// Handles results until the stream ends or fails repeatedly. Results are spread over a few
+    /// workers by agent, so one agent's reports stay in order while many agents' are stored at once.
     async fn drain_results(&self, mut results: phoenix_nats::DurableSubscription) {
+        let (senders, workers): (Vec<_>, Vec<_>) = (0..RESULT_WORKERS)
+            .map(|_| {
+                let (tx, mut rx) = tokio::sync::mpsc::channel::<DurableMessage>(256);
+                let gateway = self.clone();
+                let worker = tokio::spawn(async move {
+                    while let Some(message) = rx.recv().await {
+                        gateway.on_result(message).await;
+                    }
+                });
+                (tx, worker)
+            })
+            .unzip();
         let mut failures_in_a_row = 0;
         while let Some(next) = results.next().await {
             match next {
                 Ok(message) => {
                     failures_in_a_row = 0;
-                    self.on_result(message).await;
+                    let worker = worker_for(&message.subject, senders.len());
+                    if senders[worker].send(message).await.is_err() {
+                        tracing::warn!("an agent results worker stopped");
+                        break;
+                    }
                 }
                 Err(e) => {
                     failures_in_a_row += 1;
                     tracing::warn!(error = %e, "agent results consumer error");
                     if failures_in_a_row >= MAX_CONSUMER_FAILURES {
-                        return;
+                        break;
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
+        }
+        drop(senders);
+        for worker in workers {
+            let _ = worker.await;
         }
     }
 
@@ -388,4 +409,14 @@ pub fn validate_batch(batch: &MetricsBatch) -> Vec<(String, String)> {
         }
     }
     problems
+}
+
+/// Workers storing agent results at once.
+const RESULT_WORKERS: usize = 8;
+
+/// The worker for a result's subject (`<prefix>.agent.<id>.<kind>`): the same agent, the same worker.
+fn worker_for(subject: &str, workers: usize) -> usize {
+    let agent = subject.rsplit_once('.').map_or(subject, |(rest, _)| rest);
+    let hash = agent.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    (hash % workers.max(1) as u64) as usize
 }

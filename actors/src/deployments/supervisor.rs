@@ -27,6 +27,12 @@ use crate::paging::{PageRequest, MAX_PAGE_SIZE};
 use crate::store::{NewDeploymentEvent, Store, StoreError};
 use crate::tasks::{NewTask, Task, TaskQueue};
 
+/// How long nudges are gathered before a deployment is reconciled.
+const NUDGE_DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// Tasks enqueued at once during a rollout.
+const SEND_CONCURRENCY: usize = 16;
+
 /// The rollout logic, with what it needs. Cheap to clone.
 #[derive(Clone)]
 pub struct Rollouts {
@@ -98,7 +104,7 @@ impl Rollouts {
         if !plan.apply.is_empty() {
             let version = self.store.deployment_version(&deployment.id, deployment.current_version).await?;
             let resume = resume_stamp(deployment);
-            for (agent, generation) in &plan.apply {
+            let tasks = plan.apply.iter().map(|(agent, generation)| {
                 let task = NewTask {
                     agent_id: agent.clone(),
                     task_type: "pipeline.apply".into(),
@@ -114,8 +120,10 @@ impl Rollouts {
                     idempotency_key: Some(apply_key(&deployment.id, agent, version.version, *generation, resume)),
                     ttl_secs: None,
                 };
-                self.enqueue(&deployment.id, task).await;
-            }
+                self.enqueue(&deployment.id, task)
+            });
+            // Several at once: each is a few round trips to the database and the bus.
+            futures_util::stream::iter(tasks).buffer_unordered(SEND_CONCURRENCY).collect::<Vec<()>>().await;
         }
         for (agent, generation) in &plan.remove {
             let task = NewTask {
@@ -271,13 +279,17 @@ impl SupervisorHandle {
 pub struct DeploymentSupervisor {
     rollouts: Rollouts,
     interval: Duration,
+    /// Deployments nudged since the last pass: a burst of task changes (thousands during a large
+    /// rollout) becomes one reconciliation per deployment.
+    nudged: BTreeSet<String>,
+    pass_scheduled: bool,
 }
 
 impl DeploymentSupervisor {
     /// Starts the supervisor, and its bus subscription that nudges it when a deployment's task changes
     /// or a version is created.
     pub fn start(rollouts: Rollouts, interval: Duration, bus: Arc<dyn Bus>) -> SupervisorHandle {
-        let addr = DeploymentSupervisor { rollouts, interval }.start();
+        let addr = DeploymentSupervisor { rollouts, interval, nudged: BTreeSet::new(), pass_scheduled: false }.start();
         actix::spawn(follow(bus, addr.clone()));
         SupervisorHandle(addr)
     }
@@ -314,15 +326,29 @@ impl Handler<Nudge> for DeploymentSupervisor {
     type Result = ();
 
     fn handle(&mut self, msg: Nudge, ctx: &mut Context<Self>) {
+        self.nudged.insert(msg.0);
+        if !self.pass_scheduled {
+            self.pass_scheduled = true;
+            ctx.run_later(NUDGE_DEBOUNCE, |supervisor, ctx| supervisor.reconcile_nudged(ctx));
+        }
+    }
+}
+
+impl DeploymentSupervisor {
+    fn reconcile_nudged(&mut self, ctx: &mut Context<Self>) {
+        self.pass_scheduled = false;
+        let ids = std::mem::take(&mut self.nudged);
         let rollouts = self.rollouts.clone();
         ctx.wait(
             async move {
-                let outcome = match rollouts.store.get_deployment(&msg.0).await {
-                    Ok(deployment) => rollouts.reconcile(&deployment).await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = outcome {
-                    tracing::debug!(deployment.id = %msg.0, error = %e, "rollout step failed; the timer retries");
+                for id in ids {
+                    let outcome = match rollouts.store.get_deployment(&id).await {
+                        Ok(deployment) => rollouts.reconcile(&deployment).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = outcome {
+                        tracing::debug!(deployment.id = %id, error = %e, "rollout step failed; the timer retries");
+                    }
                 }
             }
             .into_actor(self),
