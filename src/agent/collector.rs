@@ -36,23 +36,29 @@ struct Supervised {
 pub struct Collectors {
     bin: PathBuf,
     dir: PathBuf,
+    /// Where collectors run: the agent's export directory.
+    workdir: PathBuf,
     running: BTreeMap<String, Supervised>,
     /// Pipelines whose last apply failed (they make the agent degraded until applied or removed).
     failed_applies: BTreeMap<String, String>,
 }
 
-fn spawn(bin: &Path, config_file: &Path) -> Result<Child, String> {
+/// Starts `bin --config FILE` in `workdir` (the agent's export directory, so relative paths a file
+/// exporter names land there, as with the agent's own pipelines).
+fn spawn(bin: &Path, config_file: &Path, workdir: &Path) -> Result<Child, String> {
+    std::fs::create_dir_all(workdir).map_err(|e| format!("cannot create {}: {e}", workdir.display()))?;
     Command::new(bin)
         .arg("--config")
         .arg(config_file)
+        .current_dir(workdir)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", bin.display()))
 }
 
 /// Starts the collector and waits out the health window: `Err` with the reason when it exits.
-async fn start_healthy(bin: &Path, config_file: &Path) -> Result<Child, String> {
-    let mut child = spawn(bin, config_file)?;
+async fn start_healthy(bin: &Path, config_file: &Path, workdir: &Path) -> Result<Child, String> {
+    let mut child = spawn(bin, config_file, workdir)?;
     tokio::time::sleep(HEALTH_WINDOW).await;
     match child.try_wait() {
         Ok(None) => Ok(child),
@@ -63,7 +69,13 @@ async fn start_healthy(bin: &Path, config_file: &Path) -> Result<Child, String> 
 
 impl Collectors {
     pub fn new(bin: PathBuf, state_dir: &Path) -> Collectors {
-        Collectors { bin, dir: state_dir.join("collector"), running: BTreeMap::new(), failed_applies: BTreeMap::new() }
+        Collectors {
+            bin,
+            dir: state_dir.join("collector"),
+            workdir: state_dir.join("exports"),
+            running: BTreeMap::new(),
+            failed_applies: BTreeMap::new(),
+        }
     }
 
     /// Validates the config, writes it, and swaps the collector over to it; on failure the previous
@@ -88,7 +100,7 @@ impl Collectors {
             let _ = old.kill().await;
         }
         std::fs::rename(&staged, &config_file).map_err(|e| format!("cannot write {}: {e}", config_file.display()))?;
-        match start_healthy(&self.bin, &config_file).await {
+        match start_healthy(&self.bin, &config_file, &self.workdir).await {
             Ok(child) => {
                 let batches = previous.map_or(0, |p| p.batches);
                 let name = spec.pipeline.clone();
@@ -122,7 +134,7 @@ impl Collectors {
                 if let Err(e) = std::fs::write(config_file, &old.spec.config) {
                     old.last_error = Some(format!("cannot write back the previous config: {e}"));
                 }
-                old.child = spawn(&self.bin, config_file).map_err(|e| old.last_error = Some(e)).ok();
+                old.child = spawn(&self.bin, config_file, &self.workdir).map_err(|e| old.last_error = Some(e)).ok();
                 self.running.insert(old.spec.pipeline.clone(), old);
             }
             None => {
@@ -159,7 +171,7 @@ impl Collectors {
                 }
             }
             if s.child.is_none() && s.restart_at.is_some_and(|at| at <= now) {
-                match spawn(&self.bin, &s.config_file) {
+                match spawn(&self.bin, &s.config_file, &self.workdir) {
                     Ok(child) => {
                         s.child = Some(child);
                         s.restart_at = None;

@@ -200,6 +200,9 @@ async fn in_collector_mode_the_agent_supervises_the_collector_and_reverts_a_conf
     assert_eq!(std::fs::read_to_string(&config_file).expect("config written"), good);
     let running = pids_with(config_file.to_str().expect("utf-8"));
     assert_eq!(running.len(), 1, "one collector runs with the config");
+    let cwd = std::fs::read_link(format!("/proc/{}/cwd", running[0])).expect("collector's cwd");
+    let exports = state.path().join("exports").canonicalize().expect("exports dir");
+    assert_eq!(cwd, exports, "it runs in the export directory, where a file exporter's file belongs");
 
     let crashing = format!("# fake-collector: crash\n{good}");
     let task = app
