@@ -31,6 +31,8 @@ pub struct Metrics {
     long_poll_waiters: IntGauge,
     agent_messages: IntCounterVec,
     agent_messages_dropped: IntCounterVec,
+    ws_sessions: IntGauge,
+    ws_slow_consumers: prometheus::IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -70,6 +72,13 @@ impl Metrics {
         registry.register(Box::new(long_poll_waiters.clone()))?;
         registry.register(Box::new(agent_messages.clone()))?;
         registry.register(Box::new(agent_messages_dropped.clone()))?;
+        let ws_sessions = IntGauge::new("ws_sessions", "WebSocket sessions open on this server")?;
+        let ws_slow_consumers = prometheus::IntCounter::new(
+            "ws_slow_consumers_closed_total",
+            "WebSocket sessions closed because the client could not keep up",
+        )?;
+        registry.register(Box::new(ws_sessions.clone()))?;
+        registry.register(Box::new(ws_slow_consumers.clone()))?;
         Ok(Metrics {
             registry,
             http_requests,
@@ -81,7 +90,21 @@ impl Metrics {
             long_poll_waiters,
             agent_messages,
             agent_messages_dropped,
+            ws_sessions,
+            ws_slow_consumers,
         })
+    }
+
+    pub fn ws_session_opened(&self) {
+        self.ws_sessions.inc();
+    }
+
+    pub fn ws_session_closed(&self) {
+        self.ws_sessions.dec();
+    }
+
+    pub fn ws_slow_consumer_closed(&self) {
+        self.ws_slow_consumers.inc();
     }
 
     /// Counts one answered request. `route` is the route pattern (`/api/v1/experiments/{id}`), never

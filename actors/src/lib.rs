@@ -19,6 +19,7 @@ pub mod deployments;
 pub mod events;
 pub mod experiments;
 pub mod gateway;
+pub mod hub;
 pub mod labels;
 pub mod paging;
 pub mod pipelines;

@@ -79,11 +79,15 @@ fn state(req: &ServiceRequest) -> Result<&web::Data<AppState>, ApiError> {
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("application state missing")))
 }
 
+/// The one route that also takes the token as `?access_token=`: browsers cannot set headers on a
+/// WebSocket handshake.
+const TOKEN_IN_QUERY_PATH: &str = "/api/v1/ws";
+
 fn bearer_token(req: &ServiceRequest) -> Result<&str, ApiError> {
-    let header = req
-        .headers()
-        .get(AUTHORIZATION)
-        .ok_or_else(|| ApiError::unauthorized("this needs a bearer token (Authorization: Bearer …)"))?;
+    let Some(header) = req.headers().get(AUTHORIZATION) else {
+        return query_token(req)
+            .ok_or_else(|| ApiError::unauthorized("this needs a bearer token (Authorization: Bearer …)"));
+    };
     header
         .to_str()
         .ok()
@@ -91,6 +95,13 @@ fn bearer_token(req: &ServiceRequest) -> Result<&str, ApiError> {
         .map(str::trim)
         .filter(|token| !token.is_empty())
         .ok_or_else(|| ApiError::unauthorized("the Authorization header must be 'Bearer <token>'"))
+}
+
+fn query_token(req: &ServiceRequest) -> Option<&str> {
+    if req.path() != TOKEN_IN_QUERY_PATH {
+        return None;
+    }
+    req.query_string().split('&').find_map(|pair| pair.strip_prefix("access_token=")).filter(|token| !token.is_empty())
 }
 
 /// Reads what [`authorize`] stored; a route without the matching `Access` gets 401, never a panic.

@@ -32,6 +32,11 @@ fn view(deployment: &Deployment) -> DeploymentView<'_> {
     DeploymentView { agent_pipeline: deployment.agent_pipeline(), deployment }
 }
 
+/// The API's JSON of a deployment (also the WebSocket snapshot).
+pub(super) fn view_json(deployment: &Deployment) -> serde_json::Value {
+    serde_json::to_value(view(deployment)).unwrap_or(serde_json::Value::Null)
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {

@@ -68,6 +68,11 @@ fn view(e: &Experiment) -> ExperimentView<'_> {
     }
 }
 
+/// The API's JSON of an experiment (also the WebSocket snapshot).
+pub(super) fn view_json(e: &Experiment) -> Value {
+    serde_json::to_value(view(e)).unwrap_or(Value::Null)
+}
+
 impl From<CommandError> for ApiError {
     fn from(e: CommandError) -> ApiError {
         match e {

@@ -18,6 +18,7 @@ pub mod request_id;
 pub mod routes;
 mod tasks;
 mod users;
+mod ws;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use phoenix_actors::events::Events;
 use phoenix_actors::experiments::runtime::Runtime;
 use phoenix_actors::experiments::service::Experiments;
 use phoenix_actors::gateway::AgentGateway;
+use phoenix_actors::hub::EventHub;
 use phoenix_actors::tasks::TaskQueue;
 use phoenix_actors::Store;
 use phoenix_nats::{Bus, LocalBus, NatsBus, NatsBusOptions, Subjects};
@@ -57,6 +59,7 @@ pub struct AppState {
     pub experiments: Experiments,
     pub rollouts: Rollouts,
     pub deployments: SupervisorHandle,
+    pub hub: actix::Addr<EventHub>,
     pub metrics: Metrics,
 }
 
@@ -88,6 +91,7 @@ impl Application {
         );
         let interval = Duration::from_millis(settings.deployments.reconcile_interval_ms);
         let deployments = DeploymentSupervisor::start(rollouts.clone(), interval, bus.clone());
+        let hub = EventHub::start(bus.clone());
         let state = web::Data::new(AppState {
             store,
             db,
@@ -100,6 +104,7 @@ impl Application {
             experiments,
             rollouts,
             deployments,
+            hub,
             metrics: Metrics::new().context("Failed to register metrics")?,
             settings: settings.clone(),
         });

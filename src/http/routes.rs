@@ -8,7 +8,7 @@ use phoenix_actors::users::Role;
 
 use super::access::{authorize, Access};
 use super::error::method_not_allowed;
-use super::{agent, analytics, auth, deployments, enrollment, experiments, fleet, ops, pipelines, tasks, users};
+use super::{agent, analytics, auth, deployments, enrollment, experiments, fleet, ops, pipelines, tasks, users, ws};
 
 /// One row of the table.
 pub struct Endpoint {
@@ -115,6 +115,8 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(M::POST, "/api/v1/tasks/{id}/cancel", OPERATOR, web::to(tasks::cancel_task)),
         endpoint(M::GET, "/api/v1/metrics/cardinality", VIEWER, web::to(analytics::get_cardinality)),
         endpoint(M::GET, "/api/v1/cost-analytics", VIEWER, web::to(analytics::get_cost_analytics)),
+        // live updates (the token may also come as ?access_token=, see access.rs)
+        endpoint(M::GET, "/api/v1/ws", VIEWER, web::to(ws::connect)),
         // agent side
         endpoint(M::POST, "/api/v1/agent/enroll", Public, web::to(enrollment::enroll_agent)),
         endpoint(M::GET, "/api/v1/agent/me", Agent, web::to(enrollment::get_agent_me)),

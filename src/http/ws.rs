@@ -1,0 +1,325 @@
+//! `GET /api/v1/ws`: live updates. Each connection is a `WsSession` actor registered with the
+//! [`EventHub`]; the protocol is in `docs/PROTOCOL.md` ("WebSocket").
+//!
+//! Writes go through a bounded queue to a writer task, so a slow client never slows the hub, other
+//! sessions or the server: when its queue is full the session is closed with 1013.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_ws::{CloseCode, CloseReason, Message, ProtocolError};
+use chrono::{DateTime, Utc};
+use phoenix_actors::hub::{valid_topic, Deliver, Disconnect, EventHub, Subscribe, Unsubscribe};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use super::access::CurrentUser;
+use super::{ApiError, AppState};
+
+/// Frames a session may have waiting to be written before it counts as too slow.
+pub const SESSION_QUEUE: usize = 256;
+/// Largest frame a client may send.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// The server pings this often…
+const PING_EVERY: Duration = Duration::from_secs(15);
+/// …and drops a peer it has not heard from for this long.
+const SILENT_LIMIT: Duration = Duration::from_secs(45);
+/// Close code when the access token expires (application range 4000–4999).
+pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
+
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+/// `GET /api/v1/ws` (token in `Authorization: Bearer` or `?access_token=`): upgrades to a session.
+pub async fn connect(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+    caller: CurrentUser,
+) -> Result<HttpResponse, ApiError> {
+    let (response, session, stream) =
+        actix_ws::handle(&req, body).map_err(|e| ApiError::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
+    let (queue, pending) = mpsc::channel(SESSION_QUEUE);
+    let (abort, aborted) = oneshot::channel();
+    actix_web::rt::spawn(write(session, pending, aborted));
+    let ws = WsSession {
+        id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+        hub: state.hub.clone(),
+        state: state.clone(),
+        queue,
+        abort: Some(abort),
+        topics: HashSet::new(),
+        last_heard: Instant::now(),
+        expires_at: caller.claims.expires_at(),
+        expiry: None,
+    };
+    let stream = stream.max_frame_size(MAX_FRAME_BYTES);
+    WsSession::create(|ctx| {
+        ctx.add_stream(stream);
+        ws
+    });
+    Ok(response)
+}
+
+/// What the writer task sends.
+enum Outgoing {
+    Text(String),
+    Shared(std::sync::Arc<str>),
+    Ping,
+    Pong(web::Bytes),
+    Close(CloseReason),
+}
+
+/// Writes queued frames in order; stops at once when `aborted` (a slow consumer), sending the close
+/// frame if the client ever reads again within 5 s.
+async fn write(
+    mut session: actix_ws::Session,
+    mut pending: mpsc::Receiver<Outgoing>,
+    mut aborted: oneshot::Receiver<CloseReason>,
+) {
+    loop {
+        let next = tokio::select! {
+            biased;
+            reason = &mut aborted => {
+                if let Ok(reason) = reason {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), session.close(Some(reason))).await;
+                }
+                return;
+            }
+            next = pending.recv() => next,
+        };
+        let sent = match next {
+            Some(Outgoing::Text(text)) => send_or_abort(session.text(text), &mut aborted).await,
+            Some(Outgoing::Shared(text)) => send_or_abort(session.text(text.to_string()), &mut aborted).await,
+            Some(Outgoing::Ping) => send_or_abort(session.ping(b""), &mut aborted).await,
+            Some(Outgoing::Pong(bytes)) => send_or_abort(session.pong(&bytes), &mut aborted).await,
+            Some(Outgoing::Close(reason)) => {
+                let _ = tokio::time::timeout(Duration::from_secs(5), session.close(Some(reason))).await;
+                return;
+            }
+            None => {
+                let _ = session.close(None).await;
+                return;
+            }
+        };
+        if !sent {
+            return;
+        }
+    }
+}
+
+async fn send_or_abort(
+    send: impl std::future::Future<Output = Result<(), actix_ws::Closed>>,
+    aborted: &mut oneshot::Receiver<CloseReason>,
+) -> bool {
+    tokio::select! {
+        sent = send => sent.is_ok(),
+        _ = aborted => false,
+    }
+}
+
+/// What a client sends.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum ClientMessage {
+    Subscribe {
+        topic: String,
+    },
+    Unsubscribe {
+        topic: String,
+    },
+    Ping,
+    /// A fresh access token, to stay connected past the old one's expiry.
+    Auth {
+        data: AuthData,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+struct AuthData {
+    token: String,
+}
+
+pub struct WsSession {
+    id: u64,
+    hub: Addr<EventHub>,
+    state: web::Data<AppState>,
+    queue: mpsc::Sender<Outgoing>,
+    abort: Option<oneshot::Sender<CloseReason>>,
+    topics: HashSet<String>,
+    last_heard: Instant,
+    expires_at: DateTime<Utc>,
+    expiry: Option<SpawnHandle>,
+}
+
+impl WsSession {
+    /// Queues a frame; a full queue means the client cannot keep up: it is closed with 1013.
+    fn send(&mut self, frame: Outgoing, ctx: &mut Context<Self>) {
+        match self.queue.try_send(frame) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(ws.session = self.id, "WebSocket client too slow: closed with 1013");
+                self.state.metrics.ws_slow_consumer_closed();
+                let reason = CloseReason {
+                    code: CloseCode::Again,
+                    description: Some(format!("too slow: more than {SESSION_QUEUE} messages waiting")),
+                };
+                if let Some(abort) = self.abort.take() {
+                    let _ = abort.send(reason);
+                }
+                ctx.stop();
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => ctx.stop(),
+        }
+    }
+
+    fn reply(&mut self, kind: &str, topic: Option<&str>, data: Value, ctx: &mut Context<Self>) {
+        let mut frame = json!({"type": kind, "data": data, "ts": Utc::now()});
+        if let Some(topic) = topic {
+            frame["topic"] = json!(topic);
+        }
+        self.send(Outgoing::Text(frame.to_string()), ctx);
+    }
+
+    fn error(&mut self, code: &str, message: String, ctx: &mut Context<Self>) {
+        self.reply("error", None, json!({"code": code, "message": message}), ctx);
+    }
+
+    fn close(&mut self, code: CloseCode, description: &str, ctx: &mut Context<Self>) {
+        let reason = CloseReason { code, description: Some(description.to_string()) };
+        let _ = self.queue.try_send(Outgoing::Close(reason));
+        ctx.stop();
+    }
+
+    fn schedule_expiry(&mut self, ctx: &mut Context<Self>) {
+        if let Some(timer) = self.expiry.take() {
+            ctx.cancel_future(timer);
+        }
+        let wait = (self.expires_at - Utc::now()).to_std().unwrap_or_default();
+        self.expiry = Some(ctx.run_later(wait, |session, ctx| {
+            session.error("token_expired", "the access token expired; reconnect with a fresh one".into(), ctx);
+            session.close(CloseCode::Other(CLOSE_TOKEN_EXPIRED), "token expired", ctx);
+        }));
+    }
+
+    fn handle_text(&mut self, text: &str, ctx: &mut Context<Self>) {
+        let message = match serde_json::from_str::<ClientMessage>(text) {
+            Ok(message) => message,
+            Err(e) => return self.error("bad_message", format!("not a message this server understands: {e}"), ctx),
+        };
+        match message {
+            ClientMessage::Ping => self.reply("pong", None, Value::Null, ctx),
+            ClientMessage::Subscribe { topic } => self.subscribe(topic, ctx),
+            ClientMessage::Unsubscribe { topic } => {
+                self.hub.do_send(Unsubscribe { session: self.id, topic: topic.clone() });
+                self.topics.remove(&topic);
+                self.reply("unsubscribed", Some(&topic), Value::Null, ctx);
+            }
+            ClientMessage::Auth { data } => self.reauthenticate(data.token, ctx),
+        }
+    }
+
+    /// Registers with the hub, then sends the current state of a single entity before any event: while
+    /// the snapshot is read the session handles nothing else, so events wait behind it.
+    fn subscribe(&mut self, topic: String, ctx: &mut Context<Self>) {
+        if let Err(message) = valid_topic(&topic) {
+            return self.error("unknown_topic", message, ctx);
+        }
+        self.hub.do_send(Subscribe { session: self.id, topic: topic.clone(), recipient: ctx.address().recipient() });
+        self.topics.insert(topic.clone());
+        self.reply("subscribed", Some(&topic), Value::Null, ctx);
+        let state = self.state.clone();
+        let snapshot_topic = topic.clone();
+        ctx.wait(async move { snapshot(&state, &snapshot_topic).await }.into_actor(self).map(
+            move |found, session, ctx| match found {
+                Ok(Some(data)) => session.reply("snapshot", Some(&topic), data, ctx),
+                Ok(None) => {}
+                Err(message) => session.error("snapshot_failed", message, ctx),
+            },
+        ));
+    }
+
+    fn reauthenticate(&mut self, token: String, ctx: &mut Context<Self>) {
+        let state = self.state.clone();
+        ctx.wait(async move { state.auth.authenticate(&token).await }.into_actor(self).map(|checked, session, ctx| {
+            match checked {
+                Ok((_, claims)) => {
+                    session.expires_at = claims.expires_at();
+                    session.schedule_expiry(ctx);
+                    session.reply("authenticated", None, json!({"expires_at": session.expires_at}), ctx);
+                }
+                Err(e) => session.error("unauthenticated", e.to_string(), ctx),
+            }
+        }));
+    }
+}
+
+/// The current state of the entity a topic names (`experiment:<id>`, `deployment:<id>`), if any.
+async fn snapshot(state: &AppState, topic: &str) -> Result<Option<Value>, String> {
+    let Some((family, id)) = topic.split_once(':') else { return Ok(None) };
+    let found = match family {
+        "experiment" => state.store.get_experiment(id).await.map(|e| super::experiments::view_json(&e)),
+        "deployment" => state.store.get_deployment(id).await.map(|d| super::deployments::view_json(&d)),
+        _ => return Ok(None),
+    };
+    match found {
+        Ok(value) => Ok(Some(value)),
+        Err(phoenix_actors::StoreError::NotFound) => Ok(Some(Value::Null)),
+        Err(e) => Err(format!("cannot read the current state: {e}")),
+    }
+}
+
+impl Actor for WsSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.state.metrics.ws_session_opened();
+        self.schedule_expiry(ctx);
+        ctx.run_interval(PING_EVERY, |session, ctx| {
+            if session.last_heard.elapsed() > SILENT_LIMIT {
+                tracing::info!(ws.session = session.id, "WebSocket peer silent: dropped");
+                return session.close(CloseCode::Away, "no answer to pings", ctx);
+            }
+            session.send(Outgoing::Ping, ctx);
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.state.metrics.ws_session_closed();
+        self.hub.do_send(Disconnect { session: self.id });
+    }
+}
+
+impl Handler<Deliver> for WsSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
+        self.send(Outgoing::Shared(msg.0), ctx);
+    }
+}
+
+impl StreamHandler<Result<Message, ProtocolError>> for WsSession {
+    fn handle(&mut self, item: Result<Message, ProtocolError>, ctx: &mut Context<Self>) {
+        self.last_heard = Instant::now();
+        match item {
+            Ok(Message::Text(text)) => self.handle_text(&text, ctx),
+            Ok(Message::Ping(bytes)) => self.send(Outgoing::Pong(bytes), ctx),
+            Ok(Message::Pong(_)) | Ok(Message::Nop) => {}
+            Ok(Message::Binary(_)) | Ok(Message::Continuation(_)) => {
+                self.error("bad_message", "only text frames of JSON are understood".into(), ctx)
+            }
+            Ok(Message::Close(_)) => ctx.stop(),
+            Err(ProtocolError::Overflow) => {
+                self.close(CloseCode::Size, &format!("frames are limited to {MAX_FRAME_BYTES} bytes"), ctx)
+            }
+            Err(e) => self.close(CloseCode::Protocol, &e.to_string(), ctx),
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
