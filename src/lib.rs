@@ -4,6 +4,7 @@
 //! - [`config`]: layered settings (defaults, `phoenix.toml`, `PHOENIX_*` variables, flags).
 //! - [`db`]: Diesel over PostgreSQL or SQLite, migrations, and the `Store` implementation.
 //! - [`http`]: the actix-web server — route table, handlers, problem-document errors, middleware.
+//! - [`live`]: a client of the live-updates WebSocket (`watch` commands, tests).
 //! - [`metrics`]: the Prometheus registry behind `GET /metrics`.
 //! - [`server`]: the `phoenix server` command; [`agent`]: the `phoenix agent` command; [`args`] the
 //!   command line of the binary.
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod live;
 pub mod metrics;
 pub mod pipeline;
 pub mod procfs;

@@ -44,7 +44,11 @@ pub async fn connect(
         actix_ws::handle(&req, body).map_err(|e| ApiError::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
     let (queue, pending) = mpsc::channel(SESSION_QUEUE);
     let (abort, aborted) = oneshot::channel();
-    actix_web::rt::spawn(write(session, pending, aborted));
+    let (written, writer_done) = oneshot::channel::<()>();
+    actix_web::rt::spawn(async move {
+        write(session, pending, aborted).await;
+        let _ = written.send(());
+    });
     let ws = WsSession {
         id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
         hub: state.hub.clone(),
@@ -55,10 +59,14 @@ pub async fn connect(
         last_heard: Instant::now(),
         expires_at: caller.claims.expires_at(),
         expiry: None,
+        closing: false,
     };
     let stream = stream.max_frame_size(MAX_FRAME_BYTES);
     WsSession::create(|ctx| {
         ctx.add_stream(stream);
+        // The session ends when its writer has sent everything (a close frame last); stopping earlier
+        // would drop the connection before the client saw why.
+        ctx.spawn(writer_done.into_actor(&ws).map(|_, _, ctx| ctx.stop()));
         ws
     });
     Ok(response)
@@ -73,8 +81,11 @@ enum Outgoing {
     Close(CloseReason),
 }
 
+/// How long a closing session waits for the client to take the close frame before cutting it off.
+const CLOSE_GRACE: Duration = Duration::from_secs(30);
+
 /// Writes queued frames in order; stops at once when `aborted` (a slow consumer), sending the close
-/// frame if the client ever reads again within 5 s.
+/// frame if the client reads again within [`CLOSE_GRACE`].
 async fn write(
     mut session: actix_ws::Session,
     mut pending: mpsc::Receiver<Outgoing>,
@@ -83,41 +94,44 @@ async fn write(
     loop {
         let next = tokio::select! {
             biased;
-            reason = &mut aborted => {
-                if let Ok(reason) = reason {
-                    let _ = tokio::time::timeout(Duration::from_secs(5), session.close(Some(reason))).await;
-                }
-                return;
-            }
+            reason = &mut aborted => return close_within_grace(session, reason.ok()).await,
             next = pending.recv() => next,
         };
-        let sent = match next {
+        let outcome = match next {
             Some(Outgoing::Text(text)) => send_or_abort(session.text(text), &mut aborted).await,
             Some(Outgoing::Shared(text)) => send_or_abort(session.text(text.to_string()), &mut aborted).await,
             Some(Outgoing::Ping) => send_or_abort(session.ping(b""), &mut aborted).await,
             Some(Outgoing::Pong(bytes)) => send_or_abort(session.pong(&bytes), &mut aborted).await,
-            Some(Outgoing::Close(reason)) => {
-                let _ = tokio::time::timeout(Duration::from_secs(5), session.close(Some(reason))).await;
-                return;
-            }
-            None => {
-                let _ = session.close(None).await;
-                return;
-            }
+            Some(Outgoing::Close(reason)) => return close_within_grace(session, Some(reason)).await,
+            None => return close_within_grace(session, None).await,
         };
-        if !sent {
-            return;
+        match outcome {
+            Written::Sent => {}
+            Written::Gone => return,
+            Written::Aborted(reason) => return close_within_grace(session, reason).await,
         }
     }
+}
+
+async fn close_within_grace(session: actix_ws::Session, reason: Option<CloseReason>) {
+    let _ = tokio::time::timeout(CLOSE_GRACE, session.close(reason)).await;
+}
+
+enum Written {
+    Sent,
+    /// The connection is gone.
+    Gone,
+    /// The session was aborted while the frame waited: close with this reason instead.
+    Aborted(Option<CloseReason>),
 }
 
 async fn send_or_abort(
     send: impl std::future::Future<Output = Result<(), actix_ws::Closed>>,
     aborted: &mut oneshot::Receiver<CloseReason>,
-) -> bool {
+) -> Written {
     tokio::select! {
-        sent = send => sent.is_ok(),
-        _ = aborted => false,
+        sent = send => if sent.is_ok() { Written::Sent } else { Written::Gone },
+        reason = aborted => Written::Aborted(reason.ok()),
     }
 }
 
@@ -153,11 +167,16 @@ pub struct WsSession {
     last_heard: Instant,
     expires_at: DateTime<Utc>,
     expiry: Option<SpawnHandle>,
+    /// A close is under way: nothing more is read or queued.
+    closing: bool,
 }
 
 impl WsSession {
     /// Queues a frame; a full queue means the client cannot keep up: it is closed with 1013.
     fn send(&mut self, frame: Outgoing, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
         match self.queue.try_send(frame) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -167,12 +186,18 @@ impl WsSession {
                     code: CloseCode::Again,
                     description: Some(format!("too slow: more than {SESSION_QUEUE} messages waiting")),
                 };
-                if let Some(abort) = self.abort.take() {
-                    let _ = abort.send(reason);
-                }
-                ctx.stop();
+                self.abort_with(reason);
             }
             Err(mpsc::error::TrySendError::Closed(_)) => ctx.stop(),
+        }
+    }
+
+    /// Stops delivering, drops what is queued, and has the writer send `reason` at once.
+    fn abort_with(&mut self, reason: CloseReason) {
+        self.closing = true;
+        self.hub.do_send(Disconnect { session: self.id });
+        if let Some(abort) = self.abort.take() {
+            let _ = abort.send(reason);
         }
     }
 
@@ -188,10 +213,20 @@ impl WsSession {
         self.reply("error", None, json!({"code": code, "message": message}), ctx);
     }
 
-    fn close(&mut self, code: CloseCode, description: &str, ctx: &mut Context<Self>) {
+    /// Sends what is queued, then closes with `code`.
+    fn close(&mut self, code: CloseCode, description: &str) {
+        if self.closing {
+            return;
+        }
         let reason = CloseReason { code, description: Some(description.to_string()) };
-        let _ = self.queue.try_send(Outgoing::Close(reason));
-        ctx.stop();
+        match self.queue.try_send(Outgoing::Close(reason)) {
+            Ok(()) => {
+                self.closing = true;
+                self.hub.do_send(Disconnect { session: self.id });
+            }
+            Err(mpsc::error::TrySendError::Full(Outgoing::Close(reason))) => self.abort_with(reason),
+            Err(_) => self.closing = true,
+        }
     }
 
     fn schedule_expiry(&mut self, ctx: &mut Context<Self>) {
@@ -201,7 +236,7 @@ impl WsSession {
         let wait = (self.expires_at - Utc::now()).to_std().unwrap_or_default();
         self.expiry = Some(ctx.run_later(wait, |session, ctx| {
             session.error("token_expired", "the access token expired; reconnect with a fresh one".into(), ctx);
-            session.close(CloseCode::Other(CLOSE_TOKEN_EXPIRED), "token expired", ctx);
+            session.close(CloseCode::Other(CLOSE_TOKEN_EXPIRED), "token expired");
         }));
     }
 
@@ -281,7 +316,7 @@ impl Actor for WsSession {
         ctx.run_interval(PING_EVERY, |session, ctx| {
             if session.last_heard.elapsed() > SILENT_LIMIT {
                 tracing::info!(ws.session = session.id, "WebSocket peer silent: dropped");
-                return session.close(CloseCode::Away, "no answer to pings", ctx);
+                return session.close(CloseCode::Away, "no answer to pings");
             }
             session.send(Outgoing::Ping, ctx);
         });
@@ -303,6 +338,9 @@ impl Handler<Deliver> for WsSession {
 
 impl StreamHandler<Result<Message, ProtocolError>> for WsSession {
     fn handle(&mut self, item: Result<Message, ProtocolError>, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
         self.last_heard = Instant::now();
         match item {
             Ok(Message::Text(text)) => self.handle_text(&text, ctx),
@@ -313,13 +351,16 @@ impl StreamHandler<Result<Message, ProtocolError>> for WsSession {
             }
             Ok(Message::Close(_)) => ctx.stop(),
             Err(ProtocolError::Overflow) => {
-                self.close(CloseCode::Size, &format!("frames are limited to {MAX_FRAME_BYTES} bytes"), ctx)
+                self.close(CloseCode::Size, &format!("frames are limited to {MAX_FRAME_BYTES} bytes"))
             }
-            Err(e) => self.close(CloseCode::Protocol, &e.to_string(), ctx),
+            Err(e) => self.close(CloseCode::Protocol, &e.to_string()),
         }
     }
 
+    /// The client's side ended: nobody is left to write to.
     fn finished(&mut self, ctx: &mut Context<Self>) {
-        ctx.stop();
+        if !self.closing {
+            ctx.stop();
+        }
     }
 }

@@ -23,3 +23,4 @@ mod protocol;
 mod secrets;
 mod shutdown;
 mod storage;
+mod ws;

@@ -1,0 +1,261 @@
+//! Live updates over `/api/v1/ws` with the real server on both buses: snapshot then events in order,
+//! topics that deliver nothing when not subscribed, bad frames, missing and expired tokens, two server
+//! processes on one NATS, and a slow client closed while a normal one keeps receiving.
+
+use std::time::{Duration, Instant};
+
+use phoenix::db::Backend;
+use phoenix::live::{LiveClient, Received};
+use phoenix_nats::Bus;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{
+    eventually, nats_url, spawn_with, test_settings, unique_prefix, Env, HttpAgent, ServerProcess, TestApp, TestDb,
+    PASSWORD,
+};
+use crate::{each_backend, each_env};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn live(app: &TestApp, token: &str) -> LiveClient {
+    LiveClient::connect(&app.url(""), token).await.expect("connect")
+}
+
+async fn expect(client: &mut LiveClient, kind: &str) -> Value {
+    let message = client.next_message(WAIT).await.expect("read").unwrap_or_else(|| panic!("no {kind} within {WAIT:?}"));
+    assert_eq!(message["type"], kind, "{message}");
+    message
+}
+
+/// The next `event`s, skipping nothing, until `n` arrived.
+async fn events(client: &mut LiveClient, n: usize) -> Vec<Value> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        got.push(expect(client, "event").await);
+    }
+    got
+}
+
+async fn answer_tasks(agent: &HttpAgent<'_>) {
+    for task in agent.poll(1).await {
+        let id = task["body"]["task_id"].as_str().expect("task id");
+        assert_eq!(agent.report(id, json!({"status": "succeeded"})).await.status(), 200);
+    }
+}
+
+fn experiment_on(agent: &str) -> Value {
+    json!({
+        "name": "live",
+        "baseline": {"template": "baseline", "parameters": {"source": "synthetic"}},
+        "candidate": {"template": "topk", "parameters": {"source": "synthetic"}},
+        "target": {"agents": [agent]},
+        "duration_secs": 600,
+    })
+}
+
+async fn create_experiment(app: &TestApp, token: &str, agent: &str) -> String {
+    let res = app.send_as(Method::POST, "/api/v1/experiments", token, &experiment_on(agent)).await;
+    res.json::<Value>().await.expect("experiment")["id"].as_str().expect("id").to_string()
+}
+
+async fn a_subscriber_gets_the_snapshot_then_every_phase_change_in_order(env: Env) {
+    let db = TestDb::new(env.backend());
+    let mut settings = test_settings(env, &db);
+    settings.experiments.reconcile_interval_ms = 200;
+    settings.agents.offline_after_secs = Some(600);
+    let app = spawn_with(env, db, settings).await;
+    let admin = app.bootstrap_admin().await;
+    let agent = app.http_agent(&admin, "edge").await;
+    agent.heartbeat("healthy").await;
+    let watched = create_experiment(&app, &admin, &agent.id).await;
+    let other = create_experiment(&app, &admin, &agent.id).await;
+
+    let mut client = live(&app, &admin).await;
+    client.subscribe(&format!("experiment:{watched}")).await.expect("subscribe");
+    assert_eq!(expect(&mut client, "subscribed").await["topic"], format!("experiment:{watched}"));
+    let snapshot = expect(&mut client, "snapshot").await;
+    assert_eq!(
+        (snapshot["data"]["id"].as_str(), snapshot["data"]["phase"].as_str()),
+        (Some(watched.as_str()), Some("pending"))
+    );
+    let mut bystander = live(&app, &admin).await;
+    bystander.subscribe(&format!("experiment:{other}")).await.expect("subscribe");
+    expect(&mut bystander, "subscribed").await;
+    expect(&mut bystander, "snapshot").await;
+
+    let path = format!("/api/v1/experiments/{watched}");
+    assert_eq!(app.send_as(Method::POST, &format!("{path}/start"), &admin, &json!({})).await.status(), 200);
+    answer_tasks(&agent).await;
+    eventually("running", async || {
+        (app.get_as(&path, &admin).await.json::<Value>().await.ok()?["phase"] == "running").then_some(())
+    })
+    .await;
+    assert_eq!(app.send_as(Method::POST, &format!("{path}/stop"), &admin, &json!({})).await.status(), 200);
+    answer_tasks(&agent).await;
+
+    let changes = events(&mut client, 4).await;
+    let phases: Vec<&str> = changes.iter().filter_map(|e| e["data"]["to"].as_str()).collect();
+    assert_eq!(phases, ["deploying", "running", "stopping", "stopped"]);
+    assert!(changes
+        .iter()
+        .all(|e| e["event"] == "experiment.phase_changed" && e["topic"] == format!("experiment:{watched}")));
+    let seqs: Vec<u64> = changes.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "increasing seq: {seqs:?}");
+    assert!(changes.iter().all(|e| e["ts"].as_str().is_some_and(|t| !t.starts_with("1970"))), "real timestamps");
+    assert_eq!(client.gaps(), 0);
+    assert_eq!(bystander.next(Duration::from_millis(500)).await.expect("read"), None, "nothing for another topic");
+
+    client.send(&json!({"type": "unsubscribe", "topic": format!("experiment:{watched}")})).await.expect("send");
+    expect(&mut client, "unsubscribed").await;
+    app.send_as(Method::DELETE, &path, &admin, &json!({})).await;
+    assert_eq!(client.next(Duration::from_millis(500)).await.expect("read"), None, "unsubscribed: nothing more");
+}
+each_env!(a_subscriber_gets_the_snapshot_then_every_phase_change_in_order);
+
+#[actix_web::test]
+async fn bad_frames_and_unknown_topics_get_errors_and_oversized_frames_close_the_connection() {
+    let app = crate::helpers::spawn_app(Env::SqliteLocal).await;
+    let admin = app.bootstrap_admin().await;
+    assert!(LiveClient::connect(&app.url(""), "not-a-token").await.is_err(), "the handshake needs a valid token");
+    let res = app.get("/api/v1/ws").await;
+    assert_eq!(res.status(), 401);
+
+    let mut client = live(&app, &admin).await;
+    for (frame, code) in [
+        ("{not json", "bad_message"),
+        (r#"{"type": "dance"}"#, "bad_message"),
+        (r#"{"type": "subscribe", "topic": "users"}"#, "unknown_topic"),
+        (r#"{"type": "subscribe", "topic": "experiment:"}"#, "unknown_topic"),
+    ] {
+        client.send_text(frame.to_string()).await.expect("send");
+        let error = expect(&mut client, "error").await;
+        assert_eq!(error["data"]["code"], code, "{frame}: {error}");
+    }
+    client.send(&json!({"type": "ping"})).await.expect("send");
+    expect(&mut client, "pong").await;
+
+    client.send_text("x".repeat(70 * 1024)).await.expect("send");
+    match client.next(WAIT).await.expect("read") {
+        Some(Received::Closed(code, _)) => assert_eq!(code, 1009),
+        other => panic!("expected a close with 1009, got {other:?}"),
+    }
+}
+
+async fn an_expired_token_gets_an_error_and_a_close(backend: Backend) {
+    let env = Env::local(backend);
+    let db = TestDb::new(backend);
+    let mut settings = test_settings(env, &db);
+    settings.auth.access_token_ttl_secs = 2;
+    let app = spawn_with(env, db, settings).await;
+    let admin = app.bootstrap_admin().await;
+    let mut client = live(&app, &admin).await;
+    client.subscribe("experiments").await.expect("subscribe");
+    expect(&mut client, "subscribed").await;
+    let error = expect(&mut client, "error").await;
+    assert_eq!(error["data"]["code"], "token_expired");
+    match client.next(WAIT).await.expect("read") {
+        Some(Received::Closed(code, _)) => assert_eq!(code, 4001),
+        other => panic!("expected a close with 4001, got {other:?}"),
+    }
+}
+each_backend!(an_expired_token_gets_an_error_and_a_close);
+
+/// An experiment created through server A reaches a client of server B: both follow the NATS events.
+#[actix_web::test]
+async fn an_event_caused_on_one_server_reaches_a_client_of_another() {
+    let db = TestDb::new(Backend::Postgres);
+    let prefix = unique_prefix();
+    let nats = nats_url();
+    let env = [
+        ("PHOENIX_NATS_URL", nats.as_str()),
+        ("PHOENIX_BUS__SUBJECT_PREFIX", prefix.as_str()),
+        ("PHOENIX_AUTH__JWT_SECRET", crate::helpers::TEST_JWT_SECRET),
+        ("RUST_LOG", "warn,phoenix::server=info"),
+    ];
+    let _stream = phoenix_nats::testing::StreamCleanup {
+        url: nats.clone(),
+        stream: phoenix_nats::Subjects::new(&prefix).expect("prefix").agent_results_stream(),
+    };
+    let a = ServerProcess::start(&db, &env);
+    let b = ServerProcess::start(&db, &env);
+    let client = crate::helpers::http_client();
+    let creds = json!({"username": "admin", "password": PASSWORD});
+    client.post(a.url("/api/v1/auth/register")).json(&creds).send().await.expect("register");
+    let session: Value =
+        client.post(a.url("/api/v1/auth/login")).json(&creds).send().await.expect("login").json().await.expect("JSON");
+    let token = session["access_token"].as_str().expect("token");
+
+    let mut on_b = LiveClient::connect(&b.url(""), token).await.expect("connect to B");
+    on_b.subscribe("experiments").await.expect("subscribe");
+    expect(&mut on_b, "subscribed").await;
+    let created: Value = client
+        .post(a.url("/api/v1/experiments"))
+        .bearer_auth(token)
+        .json(&experiment_on("some-agent"))
+        .send()
+        .await
+        .expect("create on A")
+        .json()
+        .await
+        .expect("JSON");
+    let event = expect(&mut on_b, "event").await;
+    assert_eq!(
+        (event["event"].as_str(), event["data"]["id"].as_str()),
+        (Some("experiment.created"), created["id"].as_str())
+    );
+}
+
+/// A client that stops reading is closed with 1013 once its queue is full; a normal client on the same
+/// server keeps receiving every event without delay, and the close is counted in /metrics.
+#[actix_web::test]
+async fn a_slow_client_is_closed_with_1013_while_a_normal_one_keeps_up() {
+    let env = Env::SqliteNats;
+    let db = TestDb::new(env.backend());
+    let settings = test_settings(env, &db);
+    let prefix = settings.bus.subject_prefix.clone();
+    let app = spawn_with(env, db, settings).await;
+    let admin = app.bootstrap_admin().await;
+    let mut slow = live(&app, &admin).await;
+    let mut normal = live(&app, &admin).await;
+    for client in [&mut slow, &mut normal] {
+        client.subscribe("tasks").await.expect("subscribe");
+        expect(client, "subscribed").await;
+    }
+    // Events straight onto the bus, as any server would publish them: large enough that the slow client's
+    // socket buffers fill and its queue overflows.
+    let bus = phoenix_nats::NatsBus::connect(
+        &nats_url(),
+        phoenix_nats::NatsBusOptions {
+            subjects: phoenix_nats::Subjects::new(&prefix).expect("prefix"),
+            manage_stream: false,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("NATS");
+    let padding = "x".repeat(32 * 1024);
+    let total = 1200;
+    let mut delays = Vec::new();
+    for n in 0..total {
+        let subject = bus.subjects().event("task", &format!("t{n}")).expect("subject");
+        let payload =
+            phoenix_nats::Envelope::new("task.updated", json!({"n": n, "padding": padding})).encode().expect("encode");
+        let sent = Instant::now();
+        bus.publish(&subject, payload).await.expect("publish");
+        let event = expect(&mut normal, "event").await;
+        delays.push(sent.elapsed());
+        assert_eq!(event["data"]["n"], n, "the normal client gets every event, in order");
+    }
+    delays.sort();
+    assert!(delays[delays.len() / 2] < Duration::from_millis(100), "median delay {:?}", delays[delays.len() / 2]);
+    let closed = loop {
+        match slow.next(WAIT).await.expect("read") {
+            Some(Received::Message(_)) => continue,
+            other => break other,
+        }
+    };
+    assert!(matches!(closed, Some(Received::Closed(1013, _))), "{closed:?}");
+    let metrics = app.get("/metrics").await.text().await.expect("metrics");
+    assert!(metrics.contains("phoenix_ws_slow_consumers_closed_total 1"), "{metrics}");
+}
