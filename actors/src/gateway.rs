@@ -15,6 +15,7 @@ use phoenix_nats::{Bus, BusError, DurableMessage, Envelope, Message};
 use serde::de::DeserializeOwned;
 
 use crate::agents::{AgentRegistryHandle, Transport};
+use crate::events::Events;
 use crate::store::{AgentIdentity, Store, StoreError};
 use crate::tasks::{ReportOutcome, TaskQueue};
 
@@ -106,6 +107,8 @@ pub struct AgentGateway {
     queue: TaskQueue,
     auth: Arc<dyn AgentAuthenticator>,
     stats: Arc<IngestStats>,
+    /// Announces experiment measurements for live charts.
+    events: Events,
     heartbeat_interval: Duration,
 }
 
@@ -120,7 +123,8 @@ impl AgentGateway {
         heartbeat_interval: Duration,
     ) -> Self {
         let stats = Arc::new(IngestStats::default());
-        AgentGateway { store, bus, registry, queue, auth, stats, heartbeat_interval }
+        let events = Events::new(bus.clone());
+        AgentGateway { store, bus, registry, queue, auth, stats, events, heartbeat_interval }
     }
 
     /// The counters.
@@ -176,6 +180,23 @@ impl AgentGateway {
         let stored = self.store.insert_metrics(batch_id, agent_id, batch, Utc::now()).await?;
         let counter = if stored { &self.stats.metric_batches } else { &self.stats.duplicate_batches };
         counter.fetch_add(1, Ordering::Relaxed);
+        if let (true, Some(experiment)) = (stored, &batch.experiment_id) {
+            // Live charts: one event per stored batch of an experiment, on `metrics:<experiment id>`.
+            let samples: serde_json::Map<String, serde_json::Value> = batch
+                .samples
+                .iter()
+                .filter(|s| s.labels.get("process").is_none())
+                .map(|s| (s.metric.clone(), serde_json::json!(s.value)))
+                .collect();
+            let data = serde_json::json!({
+                "agent_id": agent_id,
+                "pipeline": batch.pipeline,
+                "variant": batch.variant,
+                "ts": batch.samples.first().map(|s| s.ts),
+                "samples": samples,
+            });
+            self.events.publish("metrics", experiment, "metrics.sample", data).await;
+        }
         Ok(stored)
     }
 

@@ -259,3 +259,33 @@ async fn a_slow_client_is_closed_with_1013_while_a_normal_one_keeps_up() {
     let metrics = app.get("/metrics").await.text().await.expect("metrics");
     assert!(metrics.contains("phoenix_ws_slow_consumers_closed_total 1"), "{metrics}");
 }
+
+/// `metrics:<experiment id>` carries every stored batch of the experiment; a client can present a fresh
+/// token on the open connection (and a bad one is refused without closing it).
+#[actix_web::test]
+async fn experiment_measurements_stream_and_a_session_can_reauthenticate() {
+    let app = crate::helpers::spawn_app(Env::SqliteLocal).await;
+    let admin = app.bootstrap_admin().await;
+    let agent = app.http_agent(&admin, "edge").await;
+    agent.heartbeat("healthy").await;
+    let experiment = create_experiment(&app, &admin, &agent.id).await;
+    let mut client = live(&app, &admin).await;
+    client.subscribe(&format!("metrics:{experiment}")).await.expect("subscribe");
+    expect(&mut client, "subscribed").await;
+    let batch = crate::helpers::envelope(
+        "metrics",
+        json!({"pipeline": format!("exp-{experiment}-candidate"), "experiment_id": experiment, "variant": "candidate", "seq": 1,
+               "samples": [{"metric": "pipeline.output.series", "value": 42.0, "labels": {}, "ts": chrono::Utc::now()}]}),
+    );
+    assert_eq!(agent.send_metrics(&batch).await.status(), 202);
+    let event = expect(&mut client, "event").await;
+    assert_eq!(event["event"], "metrics.sample");
+    assert_eq!(event["data"]["variant"], "candidate");
+    assert_eq!(event["data"]["samples"]["pipeline.output.series"], 42.0);
+
+    client.send(&json!({"type": "auth", "data": {"token": "forged"}})).await.expect("send");
+    assert_eq!(expect(&mut client, "error").await["data"]["code"], "unauthenticated");
+    let fresh = app.login("admin").await["access_token"].as_str().expect("token").to_string();
+    client.send(&json!({"type": "auth", "data": {"token": fresh}})).await.expect("send");
+    assert!(expect(&mut client, "authenticated").await["data"]["expires_at"].is_string());
+}
