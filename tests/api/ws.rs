@@ -289,3 +289,24 @@ async fn experiment_measurements_stream_and_a_session_can_reauthenticate() {
     client.send(&json!({"type": "auth", "data": {"token": fresh}})).await.expect("send");
     assert!(expect(&mut client, "authenticated").await["data"]["expires_at"].is_string());
 }
+
+/// The dashboard's JavaScript client (src/dashboard/live.js), run by Node against the real server:
+/// it subscribes, gets the snapshot, and after its connection drops reconnects and subscribes again.
+#[actix_web::test]
+async fn the_javascript_client_reconnects_and_subscribes_again() {
+    let app = crate::helpers::spawn_app(Env::SqliteLocal).await;
+    let admin = app.bootstrap_admin().await;
+    let experiment = create_experiment(&app, &admin, "some-agent").await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/live_client.mjs");
+    let output = tokio::process::Command::new("node")
+        .args(["--experimental-websocket", "--no-warnings", script, &app.url(""), &admin])
+        .arg(format!("experiment:{experiment}"))
+        .output()
+        .await
+        .expect("node runs (Node.js 20.10 or newer is needed for the dashboard's client tests)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let snapshots = stdout.lines().filter(|l| l.contains(r#""type":"snapshot""#)).count();
+    assert_eq!(snapshots, 2, "a snapshot before and after the reconnect:\n{stdout}");
+    assert!(stdout.contains(r#""step":"resubscribed""#), "{stdout}");
+}
