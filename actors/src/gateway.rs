@@ -185,7 +185,7 @@ impl AgentGateway {
             let samples: serde_json::Map<String, serde_json::Value> = batch
                 .samples
                 .iter()
-                .filter(|s| s.labels.get("process").is_none())
+                .filter(|s| !s.labels.contains_key("process"))
                 .map(|s| (s.metric.clone(), serde_json::json!(s.value)))
                 .collect();
             let data = serde_json::json!({
