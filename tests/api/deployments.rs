@@ -11,9 +11,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::each_backend;
-use crate::helpers::{
-    eventually_within, spawn_with, test_settings, AgentProcess, Env, ServerProcess, TestApp, TestDb, PASSWORD,
-};
+use crate::helpers::{eventually_within, spawn_with, test_settings, AgentProcess, Env, ServerProcess, TestApp, TestDb};
 
 const BASE: &str = "/api/v1/pipelines/deployments";
 
@@ -292,10 +290,7 @@ async fn missing_ids_are_404_and_impossible_rollbacks_409() {
 /// versions are neither duplicated nor skipped.
 async fn a_rollout_survives_a_server_crash(backend: Backend) {
     let db = TestDb::new(backend);
-    let addr = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-        probe.local_addr().expect("addr").to_string()
-    };
+    let addr = crate::helpers::free_local_addr();
     let env = [
         ("PHOENIX_AGENTS__HEARTBEAT_INTERVAL_SECS", "1"),
         ("PHOENIX_AGENTS__OFFLINE_AFTER_SECS", "15"),
@@ -305,19 +300,8 @@ async fn a_rollout_survives_a_server_crash(backend: Backend) {
     ];
     let mut first = ServerProcess::start_on(&db, &addr, &env);
     let base = first.url("");
+    let admin = first.bootstrap_admin().await;
     let client = crate::helpers::http_client();
-    let creds = json!({"username": "admin", "password": PASSWORD});
-    client.post(format!("{base}/api/v1/auth/register")).json(&creds).send().await.expect("register");
-    let session: Value = client
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&creds)
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("JSON");
-    let admin = session["access_token"].as_str().expect("token").to_string();
     let call = |method: Method, path: String, body: Value| {
         client.request(method, format!("{base}{path}")).bearer_auth(&admin).json(&body).send()
     };

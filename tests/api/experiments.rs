@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::each_backend;
 use crate::helpers::{
     envelope, eventually, eventually_within, spawn_with, test_settings, AgentProcess, Env, HttpAgent, ServerProcess,
-    TestApp, TestDb, PASSWORD,
+    TestApp, TestDb,
 };
 
 /// Processes each agent's synthetic source simulates; the steady profile gives 5 series per process.
@@ -438,10 +438,7 @@ async fn invalid_experiments_are_refused_listing_every_problem() {
 /// experiment's actor is rebuilt from the database and completes on time with the right KPIs.
 async fn the_experiment_survives_a_server_crash_while_running(backend: Backend) {
     let db = TestDb::new(backend);
-    let addr = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-        probe.local_addr().expect("addr").to_string()
-    };
+    let addr = crate::helpers::free_local_addr();
     let env = [
         ("PHOENIX_AGENTS__HEARTBEAT_INTERVAL_SECS", "1"),
         ("PHOENIX_AGENTS__OFFLINE_AFTER_SECS", "15"),
@@ -450,6 +447,7 @@ async fn the_experiment_survives_a_server_crash_while_running(backend: Backend) 
         ("RUST_LOG", "warn,phoenix::server=info"),
     ];
     let mut first = ServerProcess::start_on(&db, &addr, &env);
+    let admin = first.bootstrap_admin().await;
     let client = crate::helpers::http_client();
     let base = first.url("");
     let call = |method: Method, path: &str, token: Option<&str>, body: Value| {
@@ -459,18 +457,6 @@ async fn the_experiment_survives_a_server_crash_while_running(backend: Backend) 
         }
         request.send()
     };
-    let res = call(Method::POST, "/api/v1/auth/register", None, json!({"username": "admin", "password": PASSWORD}))
-        .await
-        .expect("register");
-    assert_eq!(res.status(), 201);
-    let session: Value =
-        call(Method::POST, "/api/v1/auth/login", None, json!({"username": "admin", "password": PASSWORD}))
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("session");
-    let admin = session["access_token"].as_str().expect("token").to_string();
     let get_json = async |path: &str| -> Value {
         let res = call(Method::GET, path, Some(&admin), json!({})).await;
         match res {

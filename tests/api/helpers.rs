@@ -295,6 +295,12 @@ fn with_database_replaces_only_the_database_name() {
     assert_eq!(with_database("postgres://h:1", "x"), "postgres://h:1/x");
 }
 
+/// A loopback address free now, for a server that must come back on the same address after a crash.
+pub fn free_local_addr() -> String {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+    probe.local_addr().expect("addr").to_string()
+}
+
 /// `phoenix server` as a child process on port 0 (for what only a real process shows: signals, logs).
 pub struct ServerProcess {
     child: std::process::Child,
@@ -357,6 +363,24 @@ impl ServerProcess {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// Registers the first user (the admin) and logs in; returns the access token.
+    pub async fn bootstrap_admin(&self) -> String {
+        let client = http_client();
+        let creds = json!({"username": "admin", "password": PASSWORD});
+        let res = client.post(self.url("/api/v1/auth/register")).json(&creds).send().await.expect("register");
+        assert_eq!(res.status(), 201, "first registration");
+        let session: Value = client
+            .post(self.url("/api/v1/auth/login"))
+            .json(&creds)
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("JSON");
+        session["access_token"].as_str().expect("access token").to_string()
     }
 
     /// Everything the server has logged so far.

@@ -12,7 +12,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::{
     eventually, nats_url, spawn_with, test_settings, unique_prefix, Env, HttpAgent, ServerProcess, TestApp, TestDb,
-    PASSWORD,
 };
 use crate::{each_backend, each_env};
 
@@ -179,12 +178,8 @@ async fn an_event_caused_on_one_server_reaches_a_client_of_another() {
     };
     let a = ServerProcess::start(&db, &env);
     let b = ServerProcess::start(&db, &env);
+    let token = &a.bootstrap_admin().await;
     let client = crate::helpers::http_client();
-    let creds = json!({"username": "admin", "password": PASSWORD});
-    client.post(a.url("/api/v1/auth/register")).json(&creds).send().await.expect("register");
-    let session: Value =
-        client.post(a.url("/api/v1/auth/login")).json(&creds).send().await.expect("login").json().await.expect("JSON");
-    let token = session["access_token"].as_str().expect("token");
 
     let mut on_b = LiveClient::connect(&b.url(""), token).await.expect("connect to B");
     on_b.subscribe("experiments").await.expect("subscribe");
