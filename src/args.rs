@@ -8,7 +8,15 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::FlagOverrides;
 
 #[derive(Debug, Parser)]
-#[command(name = "phoenix", version, about = "Cut metrics cardinality, and prove every cut before it ships")]
+#[command(
+    name = "phoenix",
+    version,
+    about = "Cut metrics cardinality, and prove every cut before it ships",
+    after_help = "Exit codes: 0 success; 1 invalid (what was checked or sent); 2 usage; 3 not found; \
+4 conflict (not allowed now); 5 not logged in or not allowed; 6 server failure or unreachable.\n\n\
+Sessions live in $XDG_CONFIG_HOME/phoenix/credentials.json (mode 0600); PHOENIX_SERVER and \
+PHOENIX_TOKEN override it, --server overrides both."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -20,6 +28,19 @@ pub enum Command {
     Server(ServerArgs),
     /// Run the agent on this host: enrol, heartbeat, run pipelines, report what they cost.
     Agent(AgentArgs),
+    /// Log in to a server and keep the session (as the current context).
+    Login(crate::cli::LoginArgs),
+    /// End the session (revoked on the server too).
+    #[command(after_help = "Example:\n  phoenix logout")]
+    Logout(crate::cli::ClientOpts),
+    /// Who the current session is.
+    #[command(after_help = "Example:\n  phoenix whoami -o json")]
+    Whoami(crate::cli::ClientOpts),
+    /// Saved sessions, one per server.
+    #[command(subcommand)]
+    Context(crate::cli::ContextCommand),
+    /// Experiments: create, run, follow, judge, promote.
+    Experiment(crate::cli::ExperimentCommand),
 }
 
 #[derive(Debug, Clone, Args)]

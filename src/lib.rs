@@ -1,6 +1,7 @@
 //! Phoenix: a control plane that cuts the cost of observability metrics by cutting their cardinality,
 //! and proves every cut with a side-by-side experiment before it ships.
 //!
+//! - [`cli`]: the operator's commands (`login`, `experiment …`) over REST and WebSocket.
 //! - [`config`]: layered settings (defaults, `phoenix.toml`, `PHOENIX_*` variables, flags).
 //! - [`db`]: Diesel over PostgreSQL or SQLite, migrations, and the `Store` implementation.
 //! - [`http`]: the actix-web server — route table, handlers, problem-document errors, middleware.
@@ -17,6 +18,7 @@
 pub mod agent;
 pub mod args;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod http;

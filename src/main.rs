@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use phoenix::args::{Cli, Command};
+use phoenix::cli;
 
 #[actix_web::main]
 async fn main() -> ExitCode {
@@ -9,5 +10,10 @@ async fn main() -> ExitCode {
     match cli.command {
         Command::Server(args) => phoenix::server::run(args).await,
         Command::Agent(args) => phoenix::agent::run(args).await,
+        Command::Login(args) => cli::finish(cli::login(args).await).await,
+        Command::Logout(opts) => cli::finish(cli::logout(opts).await).await,
+        Command::Whoami(opts) => cli::finish(cli::whoami(opts).await).await,
+        Command::Context(command) => cli::finish(cli::context(command).await).await,
+        Command::Experiment(command) => cli::finish(cli::experiments_run(command).await).await,
     }
 }
