@@ -7,6 +7,8 @@ use phoenix::cli;
 #[actix_web::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One TLS provider for reqwest and NATS, before any client is built.
+    phoenix_nats::install_tls_provider();
     match cli.command {
         Command::Server(args) => phoenix::server::run(args).await,
         Command::Agent(args) => phoenix::agent::run(args).await,

@@ -252,7 +252,7 @@ async fn a_broken_candidate_fails_the_experiment_while_deploying_with_the_agents
 }
 
 /// A fake agent over HTTP: it heartbeats and answers each task it is handed with `outcome`.
-async fn answer_tasks(agent: &HttpAgent<'_>, outcome: Value) -> usize {
+pub(crate) async fn answer_tasks(agent: &HttpAgent<'_>, outcome: Value) -> usize {
     let tasks = agent.poll(1).await;
     for task in &tasks {
         let id = task["body"]["task_id"].as_str().expect("task id");
@@ -262,7 +262,7 @@ async fn answer_tasks(agent: &HttpAgent<'_>, outcome: Value) -> usize {
 }
 
 /// Both variants' measurements for one interval, as an agent sends them.
-fn measurement(experiment_id: &str, variant: &str, series: f64, seq: u64) -> Value {
+pub(crate) fn measurement(experiment_id: &str, variant: &str, series: f64, seq: u64) -> Value {
     let ts = chrono::Utc::now().to_rfc3339();
     let samples: Vec<Value> = [
         ("pipeline.output.series", series),

@@ -9,6 +9,7 @@ mod agent;
 mod agent_auth;
 mod agent_nats;
 mod auth;
+mod cli;
 mod compose;
 mod crash;
 mod deployments;

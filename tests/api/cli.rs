@@ -1,0 +1,179 @@
+//! The `phoenix` binary as an operator uses it, against the real server: log in, run an experiment to
+//! its end while watching it, promote it; errors with their messages and exit codes; the session file.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use phoenix::db::Backend;
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+
+use crate::experiments::{answer_tasks, measurement};
+use crate::helpers::{spawn_with, test_settings, Env, TestApp, TestDb, PASSWORD};
+
+/// Runs the binary with its own config directory and `stdin` as input.
+async fn phoenix(config: &std::path::Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_phoenix"))
+        .args(args)
+        .env("XDG_CONFIG_HOME", config)
+        .env("NO_COLOR", "1")
+        .env_remove("PHOENIX_SERVER")
+        .env_remove("PHOENIX_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run phoenix");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.as_bytes()).await.expect("write stdin");
+    drop(input);
+    child.wait_with_output().await.expect("phoenix output")
+}
+
+fn json_of(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&output.stdout)))
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+async fn server(tune: impl FnOnce(&mut phoenix::config::Settings)) -> (TestApp, String) {
+    let env = Env::local(Backend::Sqlite);
+    let db = TestDb::new(Backend::Sqlite);
+    let mut settings = test_settings(env, &db);
+    settings.agents.heartbeat_interval_secs = 1;
+    settings.agents.offline_after_secs = Some(600);
+    settings.experiments.reconcile_interval_ms = 200;
+    tune(&mut settings);
+    let app = spawn_with(env, db, settings).await;
+    let admin = app.bootstrap_admin().await;
+    (app, admin)
+}
+
+#[actix_web::test]
+async fn an_operator_runs_watches_and_promotes_an_experiment_from_the_terminal() {
+    let (app, admin) = server(|_| {}).await;
+    let config = tempfile::tempdir().expect("config dir");
+    let dir = config.path();
+    let url = app.url("");
+
+    let login = phoenix(dir, &["login", "--server", &url, "--username", "admin", "--password-stdin"], PASSWORD).await;
+    assert!(login.status.success(), "{}", stderr(&login));
+    let file = dir.join("phoenix").join("credentials.json");
+    assert_eq!(std::fs::metadata(&file).expect("credentials").permissions().mode() & 0o777, 0o600);
+    let whoami = phoenix(dir, &["whoami", "-o", "json", "--verbose"], "").await;
+    assert_eq!(json_of(&whoami)["username"], "admin");
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("JSON");
+    let token = saved["contexts"]["default"]["access_token"].as_str().expect("token");
+    assert!(stderr(&whoami).contains("GET /api/v1/auth/me -> 200"), "{}", stderr(&whoami));
+    assert!(!stderr(&whoami).contains(token), "the token never appears in verbose logs");
+
+    let agent = app.http_agent(&admin, "edge").await;
+    agent.heartbeat("healthy").await;
+    let spec = dir.join("experiment.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: from-the-cli\nbaseline: {{template: baseline, parameters: {{source: synthetic}}}}\n\
+             candidate: {{template: topk, parameters: {{source: synthetic, k: 3}}}}\n\
+             target: {{agents: [{}]}}\nwarmup_secs: 0\nduration_secs: 3\n\
+             success_criteria: {{max_cpu_overhead_pct: 1000000}}\n",
+            agent.id
+        ),
+    )
+    .expect("write spec");
+    let created = phoenix(dir, &["experiment", "create", "-f", spec.to_str().expect("utf-8"), "-o", "json"], "").await;
+    assert!(created.status.success(), "{}", stderr(&created));
+    let created = json_of(&created);
+    let id = created["id"].as_str().expect("id").to_string();
+    let api_view: Value = app.get_as(&format!("/api/v1/experiments/{id}"), &admin).await.json().await.expect("JSON");
+    let got = phoenix(dir, &["experiment", "get", &id, "-o", "json"], "").await;
+    assert_eq!(json_of(&got), api_view, "-o json is exactly the API's object");
+
+    let started = phoenix(dir, &["experiment", "start", &id, "-o", "json"], "").await;
+    assert_eq!(json_of(&started)["phase"], "deploying");
+    let again = phoenix(dir, &["experiment", "start", &id], "").await;
+    assert_eq!(again.status.code(), Some(4), "a conflict: {}", stderr(&again));
+    assert!(stderr(&again).contains("cannot start an experiment that is deploying"), "{}", stderr(&again));
+
+    let watch_dir = dir.to_path_buf();
+    let watch_id = id.clone();
+    let watcher =
+        tokio::spawn(async move { phoenix(&watch_dir, &["experiment", "watch", &watch_id, "-o", "json"], "").await });
+    answer_tasks(&agent, json!({"status": "succeeded"})).await;
+    for seq in 0..10 {
+        agent.send_metrics(&measurement(&id, "baseline", 100.0, seq)).await;
+        agent.send_metrics(&measurement(&id, "candidate", 10.0 + seq as f64 % 2.0, seq)).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let watched = tokio::time::timeout(Duration::from_secs(20), watcher).await.expect("watch ends").expect("join");
+    assert!(watched.status.success(), "{}", stderr(&watched));
+    let final_state = json_of(&watched);
+    assert_eq!(final_state["phase"], "completed", "{final_state}");
+    assert_eq!(final_state["results"]["verdict"], "pass");
+
+    let kpis = phoenix(dir, &["experiment", "kpis", &id, "-o", "json"], "").await;
+    assert_eq!(json_of(&kpis)["verdict"], "pass");
+    let promoted = phoenix(dir, &["experiment", "promote", &id, "--name", "edge-topk", "-o", "json"], "").await;
+    assert!(promoted.status.success(), "{}", stderr(&promoted));
+    assert_eq!(json_of(&promoted)["phase"], "promoted");
+    let table = phoenix(dir, &["experiment", "list"], "").await;
+    let listing = String::from_utf8_lossy(&table.stdout);
+    assert!(listing.starts_with("ID") && listing.contains("promoted"), "{listing}");
+    let refused = phoenix(dir, &["experiment", "delete", &id], "").await;
+    assert_eq!(refused.status.code(), Some(2), "destructive without a terminal needs --yes: {}", stderr(&refused));
+    let deleted = phoenix(dir, &["experiment", "delete", &id, "--yes"], "").await;
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+
+    let logout = phoenix(dir, &["logout"], "").await;
+    assert!(logout.status.success(), "{}", stderr(&logout));
+    let res = app.get_as("/api/v1/auth/me", token).await;
+    assert_eq!(res.status(), 401, "logout revoked the session on the server");
+}
+
+#[actix_web::test]
+async fn errors_say_what_went_wrong_with_an_exit_code_for_each_kind() {
+    let (app, _admin) = server(|settings| settings.auth.access_token_ttl_secs = 1).await;
+    let config = tempfile::tempdir().expect("config dir");
+    let dir = config.path();
+    let url = app.url("");
+
+    let wrong =
+        phoenix(dir, &["login", "--server", &url, "--username", "admin", "--password-stdin"], "wrong-password").await;
+    assert_eq!(wrong.status.code(), Some(5), "{}", stderr(&wrong));
+    assert!(stderr(&wrong).starts_with("phoenix: "), "one sentence on stderr: {}", stderr(&wrong));
+    assert!(wrong.stdout.is_empty());
+
+    let nowhere = phoenix(dir, &["whoami", "--server", "http://127.0.0.1:9"], "").await;
+    assert_eq!(nowhere.status.code(), Some(6), "{}", stderr(&nowhere));
+    assert!(stderr(&nowhere).contains("cannot reach the server at http://127.0.0.1:9"), "{}", stderr(&nowhere));
+
+    let login = phoenix(dir, &["login", "--server", &url, "--username", "admin", "--password-stdin"], PASSWORD).await;
+    assert!(login.status.success(), "{}", stderr(&login));
+    let missing = phoenix(dir, &["experiment", "get", "no-such-id"], "").await;
+    assert_eq!(missing.status.code(), Some(3), "{}", stderr(&missing));
+    assert!(stderr(&missing).contains("experiment no-such-id not found"), "{}", stderr(&missing));
+
+    // The access token lives 1 s: the CLI refreshes the session by itself and saves the new tokens.
+    let file = dir.join("phoenix").join("credentials.json");
+    let before = std::fs::read_to_string(&file).expect("credentials");
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let later = phoenix(dir, &["whoami", "-o", "json"], "").await;
+    assert!(later.status.success(), "refreshed: {}", stderr(&later));
+    assert_eq!(json_of(&later)["username"], "admin");
+    assert_ne!(std::fs::read_to_string(&file).expect("credentials"), before, "the new tokens are saved");
+
+    let invalid = phoenix(
+        dir,
+        &["experiment", "create", "--name", "x", "--baseline", "nope", "--candidate", "topk", "--agents", "a"],
+        "",
+    )
+    .await;
+    assert_eq!(invalid.status.code(), Some(1), "{}", stderr(&invalid));
+    assert!(stderr(&invalid).contains("baseline.template"), "every problem with its path: {}", stderr(&invalid));
+    let usage = phoenix(dir, &["experiment", "create", "--name", "x"], "").await;
+    assert_eq!(usage.status.code(), Some(2), "{}", stderr(&usage));
+}
