@@ -41,6 +41,17 @@ pub enum Command {
     Context(crate::cli::ContextCommand),
     /// Experiments: create, run, follow, judge, promote.
     Experiment(crate::cli::ExperimentCommand),
+    /// Pipeline templates: list, show, validate, render, preview.
+    Pipeline(crate::cli::PipelineCommand),
+    /// Deployments: create, update, roll back, pause, follow.
+    Deployment(crate::cli::DeploymentCommand),
+    /// The agents and their enrolment tokens.
+    Fleet(crate::cli::FleetCommand),
+    /// Users (admins only).
+    User(crate::cli::UserCommand),
+    /// Print the shell completion script.
+    #[command(after_help = "Example:\n  phoenix completion bash > /etc/bash_completion.d/phoenix")]
+    Completion { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Clone, Args)]

@@ -17,5 +17,10 @@ async fn main() -> ExitCode {
         Command::Whoami(opts) => cli::finish(cli::whoami(opts).await).await,
         Command::Context(command) => cli::finish(cli::context(command).await).await,
         Command::Experiment(command) => cli::finish(cli::experiments_run(command).await).await,
+        Command::Pipeline(command) => cli::finish(cli::pipeline(command).await).await,
+        Command::Deployment(command) => cli::finish(cli::deployment(command).await).await,
+        Command::Fleet(command) => cli::finish(cli::fleet(command).await).await,
+        Command::User(command) => cli::finish(cli::user(command).await).await,
+        Command::Completion { shell } => cli::finish(cli::completion(shell)).await,
     }
 }

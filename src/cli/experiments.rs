@@ -298,7 +298,7 @@ fn create_body(args: CreateArgs) -> Result<Value, CliError> {
 
 /// `key=value` pairs as a JSON object; with `typed`, values that parse as JSON (numbers, booleans,
 /// lists) keep that type.
-fn pairs(items: &[String], typed: bool) -> Result<Map<String, Value>, CliError> {
+pub(super) fn pairs(items: &[String], typed: bool) -> Result<Map<String, Value>, CliError> {
     items
         .iter()
         .filter(|item| !item.trim().is_empty())

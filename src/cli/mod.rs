@@ -5,6 +5,7 @@ pub mod client;
 pub mod error;
 mod experiments;
 pub mod output;
+mod resources;
 pub mod session;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -19,6 +20,7 @@ use output::{col, Format};
 use session::{Context, Credentials};
 
 pub use experiments::{run as experiments_run, ExperimentCommand};
+pub use resources::{deployment, fleet, pipeline, user, DeploymentCommand, FleetCommand, PipelineCommand, UserCommand};
 
 /// Options every client command takes.
 #[derive(Debug, Clone, Args)]
@@ -167,6 +169,22 @@ pub async fn context(command: ContextCommand) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// A password piped in (never asked on a terminal for someone else's account).
+pub(super) fn read_password_from_stdin() -> Result<String, CliError> {
+    let password = read_stdin_line()?;
+    if password.is_empty() {
+        return Err(CliError::Usage("give the new user's password on standard input".into()));
+    }
+    Ok(password)
+}
+
+/// `phoenix completion bash|zsh|fish`: the shell completion script.
+pub fn completion(shell: clap_complete::Shell) -> Result<(), CliError> {
+    let mut command = <crate::args::Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut command, "phoenix", &mut std::io::stdout());
+    Ok(())
 }
 
 fn read_stdin_line() -> Result<String, CliError> {
