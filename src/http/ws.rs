@@ -213,16 +213,18 @@ impl WsSession {
         self.reply("error", None, json!({"code": code, "message": message}), ctx);
     }
 
-    /// Sends what is queued, then closes with `code`.
-    fn close(&mut self, code: CloseCode, description: &str) {
+    /// Sends what is queued, then closes with `code`. A client that does not read is cut off after
+    /// [`CLOSE_GRACE`]: the writer could be stuck behind frames it never takes.
+    fn close(&mut self, code: CloseCode, description: &str, ctx: &mut Context<Self>) {
         if self.closing {
             return;
         }
         let reason = CloseReason { code, description: Some(description.to_string()) };
-        match self.queue.try_send(Outgoing::Close(reason)) {
+        match self.queue.try_send(Outgoing::Close(reason.clone())) {
             Ok(()) => {
                 self.closing = true;
                 self.hub.do_send(Disconnect { session: self.id });
+                ctx.run_later(CLOSE_GRACE, move |session, _| session.abort_with(reason));
             }
             Err(mpsc::error::TrySendError::Full(Outgoing::Close(reason))) => self.abort_with(reason),
             Err(_) => self.closing = true,
@@ -236,7 +238,7 @@ impl WsSession {
         let wait = (self.expires_at - Utc::now()).to_std().unwrap_or_default();
         self.expiry = Some(ctx.run_later(wait, |session, ctx| {
             session.error("token_expired", "the access token expired; reconnect with a fresh one".into(), ctx);
-            session.close(CloseCode::Other(CLOSE_TOKEN_EXPIRED), "token expired");
+            session.close(CloseCode::Other(CLOSE_TOKEN_EXPIRED), "token expired", ctx);
         }));
     }
 
@@ -316,7 +318,7 @@ impl Actor for WsSession {
         ctx.run_interval(PING_EVERY, |session, ctx| {
             if session.last_heard.elapsed() > SILENT_LIMIT {
                 tracing::info!(ws.session = session.id, "WebSocket peer silent: dropped");
-                return session.close(CloseCode::Away, "no answer to pings");
+                return session.close(CloseCode::Away, "no answer to pings", ctx);
             }
             session.send(Outgoing::Ping, ctx);
         });
@@ -351,9 +353,9 @@ impl StreamHandler<Result<Message, ProtocolError>> for WsSession {
             }
             Ok(Message::Close(_)) => ctx.stop(),
             Err(ProtocolError::Overflow) => {
-                self.close(CloseCode::Size, &format!("frames are limited to {MAX_FRAME_BYTES} bytes"))
+                self.close(CloseCode::Size, &format!("frames are limited to {MAX_FRAME_BYTES} bytes"), ctx)
             }
-            Err(e) => self.close(CloseCode::Protocol, &e.to_string()),
+            Err(e) => self.close(CloseCode::Protocol, &e.to_string(), ctx),
         }
     }
 

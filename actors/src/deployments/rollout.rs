@@ -133,7 +133,9 @@ fn histories(deployment: &Deployment, tasks: &[Task]) -> BTreeMap<String, AgentH
                 }
                 if version == deployment.current_version {
                     history.sent_at = Some(task.created_at);
-                    if stamp == resume || task.status == TaskStatus::Succeeded {
+                    // A failure before the last resume is forgotten (the agent gets another try); a task
+                    // still under way, whenever it was sent, is in progress, not to be sent again.
+                    if stamp == resume || !task.status.is_terminal() || task.status == TaskStatus::Succeeded {
                         history.current = Some(task.clone());
                     }
                 }
@@ -361,6 +363,19 @@ mod tests {
         let second = plan(&d, &agents(6), &fine, Utc::now());
         assert_eq!(second.apply.len(), 4, "2, then 4 more");
         assert_eq!(second.wave, Some(2));
+    }
+
+    #[test]
+    fn after_a_resume_failures_get_another_try_but_applies_under_way_are_not_sent_again() {
+        let mut d = deployment(Rollout::AllAtOnce);
+        d.resumed_at = Some(Utc::now());
+        let before = vec![
+            task(apply_key("d", "a00", 1, 0, 0), TaskStatus::Failed, Some("port in use")),
+            task(apply_key("d", "a01", 1, 0, 0), TaskStatus::Running, None),
+        ];
+        let plan = plan(&d, &agents(2), &before, Utc::now());
+        assert_eq!(plan.apply, [("a00".to_string(), 0)], "only the failed one is sent again");
+        assert_eq!(plan.agents[1].state, AgentRolloutState::InProgress);
     }
 
     #[test]

@@ -193,6 +193,8 @@ impl Rollouts {
             };
         }
         match operation {
+            // Already paused (perhaps by a failing wave): its failing agents stay on record.
+            Operation::Pause if deployment.status == DeploymentStatus::Paused => Ok(deployment),
             Operation::Pause => {
                 let detail = json!({"reason": "paused by an operator"});
                 self.set_status(&deployment, DeploymentStatus::Paused, Some(detail), false, None, actor).await

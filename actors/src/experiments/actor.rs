@@ -12,6 +12,9 @@ use super::runtime::{Command, CommandError, Runtime};
 use super::{Experiment, Phase};
 use crate::store::StoreError;
 
+/// How long nudges are gathered before the experiment looks again.
+const NUDGE_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// The live actors by experiment id.
 pub type ActorMap = Arc<Mutex<HashMap<String, Addr<ExperimentActor>>>>;
 
@@ -25,11 +28,13 @@ pub struct ExperimentActor {
     runtime: Runtime,
     actors: ActorMap,
     window_end: Option<SpawnHandle>,
+    /// A reconciliation asked for by nudges is scheduled: more nudges meanwhile add nothing.
+    nudge_pending: bool,
 }
 
 impl ExperimentActor {
     pub fn new(experiment: Experiment, runtime: Runtime, actors: ActorMap) -> Self {
-        ExperimentActor { experiment, runtime, actors, window_end: None }
+        ExperimentActor { experiment, runtime, actors, window_end: None, nudge_pending: false }
     }
 
     fn reconcile(&mut self, ctx: &mut Context<Self>) {
@@ -141,7 +146,15 @@ pub struct Nudge;
 impl Handler<Nudge> for ExperimentActor {
     type Result = ();
 
+    /// Nudges are gathered for a moment: deploying to many agents brings several task changes each.
     fn handle(&mut self, _: Nudge, ctx: &mut Context<Self>) {
-        self.reconcile(ctx);
+        if self.nudge_pending {
+            return;
+        }
+        self.nudge_pending = true;
+        ctx.run_later(NUDGE_DEBOUNCE, |actor, ctx| {
+            actor.nudge_pending = false;
+            actor.reconcile(ctx);
+        });
     }
 }

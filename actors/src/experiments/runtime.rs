@@ -190,8 +190,15 @@ impl Runtime {
 
     async fn stop(&self, experiment: Experiment, actor: Option<String>) -> Result<Experiment, CommandError> {
         let change = PhaseChange { message: "stop requested".into(), actor, ..PhaseChange::default() };
-        let experiment = self.transition(&experiment, Phase::Stopping, change).await?;
-        Ok(self.reconcile_stopping(experiment).await?)
+        let stopping = self.transition(&experiment, Phase::Stopping, change).await?;
+        // The stop is committed: a failure from here on is the actor's to retry, not the caller's.
+        match self.reconcile_stopping(stopping.clone()).await {
+            Ok(moved) => Ok(moved),
+            Err(e) => {
+                tracing::warn!(experiment.id = %stopping.id, error = %e, "removing the pipelines failed; retrying");
+                Ok(stopping)
+            }
+        }
     }
 
     /// Removes the candidate from every agent and keeps the baseline running.

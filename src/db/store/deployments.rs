@@ -439,7 +439,12 @@ impl DeploymentStore for DieselStore {
                 }
                 let deleted_at = if status == DeploymentStatus::Deleted { Some(now) } else { row.deleted_at };
                 let resumed_at = if resumed { Some(now) } else { row.resumed_at };
-                let updated: PipelineDeploymentRow = diesel::update(pipeline_deployments::table.find(&id))
+                // The condition is in the UPDATE itself: a version committed after the read above (on
+                // PostgreSQL's READ COMMITTED) makes this write nothing rather than a stale status.
+                let (version, was) = (row.current_version, row.status.clone());
+                let updated: Option<PipelineDeploymentRow> = diesel::update(pipeline_deployments::table.find(&id))
+                    .filter(pipeline_deployments::current_version.eq(version))
+                    .filter(pipeline_deployments::status.eq(was))
                     .set((
                         pipeline_deployments::status.eq(status.as_str()),
                         pipeline_deployments::status_detail.eq(&detail_text),
@@ -447,7 +452,9 @@ impl DeploymentStore for DieselStore {
                         pipeline_deployments::resumed_at.eq(resumed_at),
                         pipeline_deployments::updated_at.eq(now),
                     ))
-                    .get_result(tx)?;
+                    .get_result(tx)
+                    .optional()?;
+                let Some(updated) = updated else { return Ok((row, false)) };
                 if row.status != status.as_str() {
                     let event = NewDeploymentEvent {
                         event_type: "status_changed".into(),
