@@ -46,8 +46,11 @@ fn cell(item: &Value, pointer: &str) -> String {
     match item.pointer(pointer) {
         None | Some(Value::Null) => "-".into(),
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => match n.as_f64() {
-            Some(f) if f.fract() != 0.0 => format!("{f:.2}"),
+        Some(Value::Number(n)) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => i.to_string(),
+            // Whole numbers print without a fraction (88, not 88.0); others with two decimals.
+            (None, Some(f)) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+            (None, Some(f)) => format!("{f:.2}"),
             _ => n.to_string(),
         },
         Some(other) => other.to_string(),

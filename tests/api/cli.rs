@@ -177,3 +177,64 @@ async fn errors_say_what_went_wrong_with_an_exit_code_for_each_kind() {
     let usage = phoenix(dir, &["experiment", "create", "--name", "x"], "").await;
     assert_eq!(usage.status.code(), Some(2), "{}", stderr(&usage));
 }
+
+#[actix_web::test]
+async fn deployments_and_pipelines_from_the_terminal() {
+    let (app, _admin) = server(|_| {}).await;
+    let config = tempfile::tempdir().expect("config dir");
+    let dir = config.path();
+    let login =
+        phoenix(dir, &["login", "--server", &app.url(""), "--username", "admin", "--password-stdin"], PASSWORD).await;
+    assert!(login.status.success(), "{}", stderr(&login));
+
+    let created = phoenix(
+        dir,
+        &[
+            "deployment",
+            "create",
+            "--name",
+            "edge",
+            "--template",
+            "topk",
+            "--param",
+            "k=3",
+            "--target",
+            "env=none",
+            "-o",
+            "json",
+        ],
+        "",
+    )
+    .await;
+    assert!(created.status.success(), "{}", stderr(&created));
+    let id = json_of(&created)["id"].as_str().expect("id").to_string();
+    let updated =
+        phoenix(dir, &["deployment", "update", &id, "--template", "topk", "--param", "k=4", "-o", "json"], "").await;
+    assert_eq!(json_of(&updated)["new_version"], 2, "{}", stderr(&updated));
+    let diff = phoenix(dir, &["deployment", "diff", &id, "2", "--against", "1"], "").await;
+    assert!(String::from_utf8_lossy(&diff.stdout).contains("+    k: 4"), "{}", String::from_utf8_lossy(&diff.stdout));
+    let rolled = phoenix(dir, &["deployment", "rollback", &id, "--yes", "-o", "json"], "").await;
+    assert_eq!(json_of(&rolled)["current_version"], 3, "{}", stderr(&rolled));
+    let versions = phoenix(dir, &["deployment", "versions", &id, "-o", "json"], "").await;
+    let statuses: Vec<String> = json_of(&versions)["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|v| format!("{}:{}", v["version"], v["status"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(statuses, ["3:active", "2:rolled_back", "1:superseded"]);
+    let bad_rollback = phoenix(dir, &["deployment", "rollback", &id, "--to", "9", "--yes"], "").await;
+    assert_eq!(bad_rollback.status.code(), Some(4), "{}", stderr(&bad_rollback));
+
+    let broken = dir.join("broken.yaml");
+    std::fs::write(&broken, "receivers: {synthetic: {processes: 0}}\nprocessors: {topk: {k: -1}}\nexporters: {}\nservice: {pipelines: {}}\n")
+        .expect("write");
+    let invalid = phoenix(dir, &["pipeline", "validate", broken.to_str().expect("utf-8")], "").await;
+    assert_eq!(invalid.status.code(), Some(1), "{}", stderr(&invalid));
+    let problems = stderr(&invalid);
+    assert!(problems.matches("\n  ").count() >= 2, "every problem, each with its path: {problems}");
+    let templates = phoenix(dir, &["pipeline", "templates", "-o", "json"], "").await;
+    assert!(json_of(&templates)["items"].as_array().expect("items").iter().any(|t| t["name"] == "topk"));
+    let completion = phoenix(dir, &["completion", "bash"], "").await;
+    assert!(String::from_utf8_lossy(&completion.stdout).contains("phoenix"), "a completion script");
+}
