@@ -92,6 +92,9 @@ pub struct Plan {
     pub agents: Vec<AgentRollout>,
     /// The wave being released (1-based), when a wave starts now.
     pub wave: Option<usize>,
+    /// Applies not finished that must not run any more: of a superseded version, or to an agent that
+    /// left the target (a late retry would otherwise bring the pipeline back after its removal).
+    pub cancel: Vec<String>,
 }
 
 /// What the tasks say about one agent.
@@ -107,6 +110,8 @@ struct AgentHistory {
     sent_at: Option<DateTime<Utc>>,
     /// A removal not finished yet.
     removing: bool,
+    /// Applies not finished yet: (version, task id).
+    open_applies: Vec<(i32, String)>,
 }
 
 fn histories(deployment: &Deployment, tasks: &[Task]) -> BTreeMap<String, AgentHistory> {
@@ -128,6 +133,9 @@ fn histories(deployment: &Deployment, tasks: &[Task]) -> BTreeMap<String, AgentH
             }
             Sent::Apply { agent, version, resume: stamp } => {
                 let history = by_agent.entry(agent).or_default();
+                if !task.status.is_terminal() {
+                    history.open_applies.push((version, task.id.clone()));
+                }
                 if task.status == TaskStatus::Succeeded {
                     history.applied = history.applied.max(Some(version));
                 }
@@ -205,6 +213,12 @@ pub fn plan(deployment: &Deployment, targets: &[String], tasks: &[Task], now: Da
             state,
             last_error: error,
         });
+    }
+    for (agent, history) in &histories {
+        let leaving = !target_set.contains(agent);
+        plan.cancel.extend(
+            history.open_applies.iter().filter(|(v, _)| leaving || *v != version).map(|(_, task)| task.clone()),
+        );
     }
     // Agents that run (or are being sent) a version but are no longer in the target.
     for (agent, history) in &histories {
@@ -376,6 +390,17 @@ mod tests {
         let plan = plan(&d, &agents(2), &before, Utc::now());
         assert_eq!(plan.apply, [("a00".to_string(), 0)], "only the failed one is sent again");
         assert_eq!(plan.agents[1].state, AgentRolloutState::InProgress);
+    }
+
+    #[test]
+    fn applies_of_a_superseded_version_or_to_agents_that_left_are_cancelled() {
+        let mut d = deployment(Rollout::AllAtOnce);
+        d.current_version = 2;
+        let old = task(apply_key("d", "a00", 1, 0, 0), TaskStatus::Pending, None);
+        let current = task(apply_key("d", "a00", 2, 0, 0), TaskStatus::Running, None);
+        let gone = task(apply_key("d", "a09", 2, 0, 0), TaskStatus::Dispatched, None);
+        let plan = plan(&d, &agents(1), &[old.clone(), current, gone.clone()], Utc::now());
+        assert_eq!(plan.cancel, [old.id, gone.id]);
     }
 
     #[test]

@@ -99,8 +99,14 @@ impl Rollouts {
         Ok(())
     }
 
-    /// Sends the plan's applies and removals, and records a wave that starts.
+    /// Cancels what must not run any more, sends the plan's applies and removals, and records a wave
+    /// that starts.
     async fn send(&self, deployment: &Deployment, plan: &Plan) -> Result<(), StoreError> {
+        for task in &plan.cancel {
+            if let Err(e) = self.queue.cancel(task).await {
+                tracing::debug!(task.id = %task, error = %e, "apply already ended");
+            }
+        }
         if !plan.apply.is_empty() {
             let version = self.store.deployment_version(&deployment.id, deployment.current_version).await?;
             let resume = resume_stamp(deployment);
@@ -213,7 +219,7 @@ impl Rollouts {
                 // Removes the pipeline from every agent that has it, then marks the deployment deleted.
                 let tasks = self.tasks(&deployment.id).await?;
                 let plan = rollout::plan(&deployment, &[], &tasks, Utc::now());
-                self.send(&deployment, &Plan { remove: plan.remove, ..Plan::default() }).await?;
+                self.send(&deployment, &Plan { remove: plan.remove, cancel: plan.cancel, ..Plan::default() }).await?;
                 self.set_status(&deployment, DeploymentStatus::Deleted, None, false, None, actor).await
             }
         }
