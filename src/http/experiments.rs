@@ -91,6 +91,7 @@ impl From<CommandError> for ApiError {
             }
             CommandError::Invalid(reason) => ApiError::invalid(vec![("target".into(), reason)]),
             CommandError::Conflict(reason) => ApiError::Conflict(reason),
+            CommandError::Missing(what) => ApiError::NotFound(what),
             CommandError::Store(e) => ApiError::from(e),
         }
     }
@@ -243,8 +244,11 @@ async fn act(
     promote: PromoteRequest,
 ) -> Result<HttpResponse, ApiError> {
     let command = Command { action, actor: Some(caller.user.id), promote };
-    let experiment =
-        state.experiments.command(id, command).await.map_err(|e| ApiError::from(e).for_entity("experiment", id))?;
+    let experiment = state.experiments.command(id, command).await.map_err(|e| match e {
+        // The experiment itself is missing; other missing things name themselves.
+        CommandError::Store(phoenix_actors::StoreError::NotFound) => ApiError::from(e).for_entity("experiment", id),
+        other => ApiError::from(other),
+    })?;
     Ok(HttpResponse::Ok().json(view(&experiment)))
 }
 

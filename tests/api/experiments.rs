@@ -379,6 +379,12 @@ async fn every_illegal_action_is_refused_with_409(backend: Backend) {
     measure_until_the_window_ends(&app, &admin, measures, &completed).await;
     wait_for_phase(&app, &admin, &completed, "completed", 10).await;
     assert_refusals(&app, &admin, &completed, "completed", &["promote", "rollback", "delete"]).await;
+    let into_nothing = json!({"deployment_id": "no-such-deployment"});
+    let res =
+        app.send_as(Method::POST, &format!("/api/v1/experiments/{completed}/promote"), &admin, &into_nothing).await;
+    assert_eq!(res.status(), 404, "promoting into a deployment that does not exist");
+    let problem: Value = res.json().await.expect("problem");
+    assert!(problem["detail"].as_str().expect("detail").contains("deployment no-such-deployment"), "{problem}");
     assert_eq!(act(&app, &admin, &completed, "promote").await.status(), 200);
     assert_refusals(&app, &admin, &completed, "promoted", &["delete"]).await;
 

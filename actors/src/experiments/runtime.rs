@@ -81,6 +81,9 @@ pub enum CommandError {
     /// Allowed, but it clashes with existing state (e.g. a deployment of that name exists).
     #[error("{0}")]
     Conflict(String),
+    /// Something the command names (other than the experiment) does not exist.
+    #[error("{0}")]
+    Missing(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -253,8 +256,19 @@ impl Runtime {
             completed_at: Some(Utc::now()),
             ..PhaseChange::default()
         };
+        let into = match &promotion {
+            Promotion::Existing { deployment_id, .. } => Some(deployment_id.clone()),
+            Promotion::New(_) => None,
+        };
         let (promoted, deployment, version) =
-            self.store.promote_experiment(&experiment.id, promotion, change, Utc::now()).await?;
+            self.store.promote_experiment(&experiment.id, promotion, change, Utc::now()).await.map_err(|e| {
+                match (e, into) {
+                    (StoreError::NotFound, Some(id)) => {
+                        CommandError::Missing(format!("deployment {id} not found (or deleted)"))
+                    }
+                    (e, _) => CommandError::Store(e),
+                }
+            })?;
         self.announce_phase(&promoted, experiment.phase).await;
         self.events.publish("deployment", &deployment.id, "deployment.version_created", &version).await;
         // The deployment supervisor rolls the version out (it follows `deployment.version_created`).

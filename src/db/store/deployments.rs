@@ -141,7 +141,8 @@ pub(super) fn add_version(
         .returning(pipeline_deployments::current_version)
         .get_result(conn)
         .optional()?
-        .ok_or_else(|| DbError::Conflict(format!("deployment {deployment_id} does not exist (or was deleted)")))?;
+        // Not found (or deleted): the caller says which deployment.
+        .ok_or(DbError::Query(diesel::result::Error::NotFound))?;
     diesel::update(deployment_versions::table.filter(deployment_versions::deployment_id.eq(deployment_id)))
         .filter(deployment_versions::status.eq(VERSION_ACTIVE))
         .set(deployment_versions::status.eq(VERSION_SUPERSEDED))
