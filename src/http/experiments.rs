@@ -287,6 +287,19 @@ pub async fn promote_experiment(
     body: Option<web::Json<PromoteRequest>>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.map(web::Json::into_inner).unwrap_or_default();
+    let mut problems = Vec::new();
+    if request.name.as_ref().is_some_and(|n| n.trim().is_empty() || n.len() > 200) {
+        problems.push(("name".to_string(), "must be 1 to 200 characters".to_string()));
+    }
+    if request.name.is_some() && request.deployment_id.is_some() {
+        problems.push(("name".into(), "a new deployment's name; not with deployment_id".into()));
+    }
+    if request.notes.as_ref().is_some_and(|n| n.len() > 10_000) {
+        problems.push(("notes".into(), "must be at most 10,000 characters".into()));
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::invalid(problems));
+    }
     act(&state, &id, caller, Action::Promote, request).await
 }
 

@@ -385,6 +385,9 @@ async fn every_illegal_action_is_refused_with_409(backend: Backend) {
     assert_eq!(res.status(), 404, "promoting into a deployment that does not exist");
     let problem: Value = res.json().await.expect("problem");
     assert!(problem["detail"].as_str().expect("detail").contains("deployment no-such-deployment"), "{problem}");
+    let unnamed = json!({"name": "  "});
+    let res = app.send_as(Method::POST, &format!("/api/v1/experiments/{completed}/promote"), &admin, &unnamed).await;
+    assert_eq!(res.status(), 422, "a deployment needs a real name");
     assert_eq!(act(&app, &admin, &completed, "promote").await.status(), 200);
     assert_refusals(&app, &admin, &completed, "promoted", &["delete"]).await;
 
