@@ -223,6 +223,8 @@ async fn deployments_and_pipelines_from_the_terminal() {
         .map(|v| format!("{}:{}", v["version"], v["status"].as_str().unwrap_or("")))
         .collect();
     assert_eq!(statuses, ["3:active", "2:rolled_back", "1:superseded"]);
+    let watched = phoenix(dir, &["deployment", "watch", &id, "-o", "json"], "").await;
+    assert_eq!(json_of(&watched)["status"], "active", "no agent matches: nothing to wait for; {}", stderr(&watched));
     let bad_rollback = phoenix(dir, &["deployment", "rollback", &id, "--to", "9", "--yes"], "").await;
     assert_eq!(bad_rollback.status.code(), Some(4), "{}", stderr(&bad_rollback));
 
