@@ -35,30 +35,25 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let mut args = Args {
-        nats_agents: 10_000,
-        http_agents: 5_000,
-        nats_connections: 16,
-        samples: 200,
-        sustain_secs: 20,
-        database_url: None,
-        nats_url: std::env::var("PHOENIX_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
-        match flag.as_str() {
-            "--nats-agents" => args.nats_agents = value().parse().expect("a number"),
-            "--http-agents" => args.http_agents = value().parse().expect("a number"),
-            "--nats-connections" => args.nats_connections = value().parse().expect("a number"),
-            "--samples" => args.samples = value().parse().expect("a number"),
-            "--sustain-secs" => args.sustain_secs = value().parse().expect("a number"),
-            "--database-url" => args.database_url = Some(value()),
-            "--nats-url" => args.nats_url = value(),
-            other => panic!("unknown flag {other}"),
-        }
+    let known = [
+        "--nats-agents",
+        "--http-agents",
+        "--nats-connections",
+        "--samples",
+        "--sustain-secs",
+        "--database-url",
+        "--nats-url",
+    ];
+    let flags = support::Flags::parse(&known);
+    Args {
+        nats_agents: flags.number("--nats-agents", 10_000),
+        http_agents: flags.number("--http-agents", 5_000),
+        nats_connections: flags.number("--nats-connections", 16),
+        samples: flags.number("--samples", 200),
+        sustain_secs: flags.number("--sustain-secs", 20),
+        database_url: flags.text("--database-url"),
+        nats_url: flags.nats_url(),
     }
-    args
 }
 
 async fn bare_nats_round_trip(url: &str) -> Latencies {

@@ -37,28 +37,16 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let mut args = Args {
-        experiments: 1000,
-        agents: 100,
-        duration_secs: 30,
-        interval_secs: 5,
-        database_url: None,
-        nats_url: std::env::var("PHOENIX_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
-        match flag.as_str() {
-            "--experiments" => args.experiments = value().parse().expect("a number"),
-            "--agents" => args.agents = value().parse().expect("a number"),
-            "--duration-secs" => args.duration_secs = value().parse().expect("a number"),
-            "--interval-secs" => args.interval_secs = value().parse().expect("a number"),
-            "--database-url" => args.database_url = Some(value()),
-            "--nats-url" => args.nats_url = value(),
-            other => panic!("unknown flag {other}"),
-        }
+    let known = ["--experiments", "--agents", "--duration-secs", "--interval-secs", "--database-url", "--nats-url"];
+    let flags = support::Flags::parse(&known);
+    Args {
+        experiments: flags.number("--experiments", 1000),
+        agents: flags.number("--agents", 100),
+        duration_secs: flags.number("--duration-secs", 30),
+        interval_secs: flags.number("--interval-secs", 5),
+        database_url: flags.text("--database-url"),
+        nats_url: flags.nats_url(),
     }
-    args
 }
 
 /// What the bench saw happen, by experiment id.

@@ -32,24 +32,13 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let mut args = Args {
-        agents: 1000,
-        connections: 16,
-        database_url: None,
-        nats_url: std::env::var("PHOENIX_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
-        match flag.as_str() {
-            "--agents" => args.agents = value().parse().expect("a number"),
-            "--connections" => args.connections = value().parse().expect("a number"),
-            "--database-url" => args.database_url = Some(value()),
-            "--nats-url" => args.nats_url = value(),
-            other => panic!("unknown flag {other}"),
-        }
+    let flags = support::Flags::parse(&["--agents", "--connections", "--database-url", "--nats-url"]);
+    Args {
+        agents: flags.number("--agents", 1000),
+        connections: flags.number("--connections", 16),
+        database_url: flags.text("--database-url"),
+        nats_url: flags.nats_url(),
     }
-    args
 }
 
 /// When each agent received its apply and sent its report, measured from `started`.

@@ -12,6 +12,40 @@ use tokio::sync::Semaphore;
 
 pub const PASSWORD: &str = "bench-password-123";
 
+/// The command line as `--flag value` pairs; a flag not in `known`, or one without a value, stops the
+/// program with a message.
+pub struct Flags(std::collections::HashMap<String, String>);
+
+impl Flags {
+    pub fn parse(known: &[&str]) -> Flags {
+        let mut values = std::collections::HashMap::new();
+        let mut it = std::env::args().skip(1);
+        while let Some(flag) = it.next() {
+            assert!(known.contains(&flag.as_str()), "unknown flag {flag} (known: {})", known.join(" "));
+            let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+            values.insert(flag, value);
+        }
+        Flags(values)
+    }
+
+    /// A number flag, or `default`.
+    pub fn number<T: std::str::FromStr>(&self, flag: &str, default: T) -> T {
+        self.0.get(flag).map_or(default, |v| v.parse().unwrap_or_else(|_| panic!("{flag} must be a number")))
+    }
+
+    /// A text flag, if given.
+    pub fn text(&self, flag: &str) -> Option<String> {
+        self.0.get(flag).cloned()
+    }
+
+    /// `--nats-url`, else `$PHOENIX_TEST_NATS_URL`, else the local default.
+    pub fn nats_url(&self) -> String {
+        self.text("--nats-url")
+            .or_else(|| std::env::var("PHOENIX_TEST_NATS_URL").ok())
+            .unwrap_or_else(|| "nats://127.0.0.1:4222".into())
+    }
+}
+
 /// Latencies in microseconds, summarised.
 #[derive(Default, Clone)]
 pub struct Latencies(pub Vec<u64>);

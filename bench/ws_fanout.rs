@@ -29,22 +29,12 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let mut args = Args {
-        sessions: 10_000,
-        events: 20,
-        nats_url: std::env::var("PHOENIX_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
-        match flag.as_str() {
-            "--sessions" => args.sessions = value().parse().expect("a number"),
-            "--events" => args.events = value().parse().expect("a number"),
-            "--nats-url" => args.nats_url = value(),
-            other => panic!("unknown flag {other}"),
-        }
+    let flags = support::Flags::parse(&["--sessions", "--events", "--nats-url"]);
+    Args {
+        sessions: flags.number("--sessions", 10_000),
+        events: flags.number("--events", 20),
+        nats_url: flags.nats_url(),
     }
-    args
 }
 
 fn now_micros() -> u64 {
