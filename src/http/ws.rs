@@ -28,6 +28,8 @@ pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 const PING_EVERY: Duration = Duration::from_secs(15);
 /// …and drops a peer it has not heard from for this long.
 const SILENT_LIMIT: Duration = Duration::from_secs(45);
+/// Topics one session may follow at once (bounds what a session can make the hub hold).
+pub const MAX_TOPICS: usize = 100;
 /// Close code when the access token expires (application range 4000–4999).
 pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
 
@@ -264,6 +266,9 @@ impl WsSession {
     fn subscribe(&mut self, topic: String, ctx: &mut Context<Self>) {
         if let Err(message) = valid_topic(&topic) {
             return self.error("unknown_topic", message, ctx);
+        }
+        if !self.topics.contains(&topic) && self.topics.len() >= MAX_TOPICS {
+            return self.error("too_many_topics", format!("at most {MAX_TOPICS} topics per connection"), ctx);
         }
         self.hub.do_send(Subscribe { session: self.id, topic: topic.clone(), recipient: ctx.address().recipient() });
         self.topics.insert(topic.clone());

@@ -131,6 +131,12 @@ async fn bad_frames_and_unknown_topics_get_errors_and_oversized_frames_close_the
         let error = expect(&mut client, "error").await;
         assert_eq!(error["data"]["code"], code, "{frame}: {error}");
     }
+    for n in 0..100 {
+        client.subscribe(&format!("agent:a{n}")).await.expect("subscribe");
+        expect(&mut client, "subscribed").await;
+    }
+    client.subscribe("agent:one-too-many").await.expect("subscribe");
+    assert_eq!(expect(&mut client, "error").await["data"]["code"], "too_many_topics");
     client.send(&json!({"type": "ping"})).await.expect("send");
     expect(&mut client, "pong").await;
 
