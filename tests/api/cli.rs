@@ -240,3 +240,85 @@ async fn deployments_and_pipelines_from_the_terminal() {
     let completion = phoenix(dir, &["completion", "bash"], "").await;
     assert!(String::from_utf8_lossy(&completion.stdout).contains("phoenix"), "a completion script");
 }
+
+#[actix_web::test]
+async fn fleet_users_contexts_and_the_flag_form_of_create() {
+    let (app, admin) = server(|_| {}).await;
+    let config = tempfile::tempdir().expect("config dir");
+    let dir = config.path();
+    let login = phoenix(
+        dir,
+        &["login", "--server", &app.url(""), "--username", "admin", "--password-stdin", "--context", "lab"],
+        PASSWORD,
+    )
+    .await;
+    assert!(login.status.success(), "{}", stderr(&login));
+    let contexts = phoenix(dir, &["context", "list", "-o", "json"], "").await;
+    assert_eq!(json_of(&contexts)["items"][0]["name"], "lab");
+    let unknown = phoenix(dir, &["context", "use", "prod"], "").await;
+    assert_eq!(unknown.status.code(), Some(3), "{}", stderr(&unknown));
+
+    let token =
+        phoenix(dir, &["fleet", "token", "create", "--uses", "2", "--labels", "env=lab", "-o", "json"], "").await;
+    assert!(json_of(&token)["token"].is_string(), "{}", stderr(&token));
+    let agent = app.http_agent(&admin, "edge-1").await;
+    let listed = phoenix(dir, &["fleet", "list", "-o", "json"], "").await;
+    assert_eq!(json_of(&listed)["items"][0]["id"], json!(agent.id));
+    let labelled = phoenix(dir, &["fleet", "label", &agent.id, "env=lab,rack=7", "-o", "json"], "").await;
+    assert_eq!(json_of(&labelled)["labels"], json!({"env": "lab", "rack": "7"}));
+
+    let bob = phoenix(dir, &["user", "create", "bob", "--role", "operator", "-o", "json"], "bobs-long-password").await;
+    let bob = json_of(&bob);
+    assert_eq!(bob["role"], "operator");
+    let promoted =
+        phoenix(dir, &["user", "set-role", bob["id"].as_str().expect("id"), "admin", "-o", "json"], "").await;
+    assert_eq!(json_of(&promoted)["role"], "admin");
+
+    let created = phoenix(
+        dir,
+        &[
+            "experiment",
+            "create",
+            "--name",
+            "flags",
+            "--baseline",
+            "baseline",
+            "--candidate",
+            "topk",
+            "--param",
+            "k=7",
+            "--target",
+            "env=lab",
+            "--duration",
+            "2m",
+            "--warmup",
+            "30s",
+            "--critical",
+            "nginx,postgres",
+            "-o",
+            "json",
+        ],
+        "",
+    )
+    .await;
+    let created = json_of(&created);
+    assert_eq!(
+        (
+            created["duration_secs"].as_u64(),
+            created["warmup_secs"].as_u64(),
+            created["candidate"]["parameters"]["k"].as_i64()
+        ),
+        (Some(120), Some(30), Some(7))
+    );
+    assert_eq!(created["target"], json!({"selector": {"env": "lab"}}));
+    assert_eq!(created["critical_processes"], json!(["nginx", "postgres"]));
+
+    let rendered = phoenix(dir, &["pipeline", "render", "topk", "--param", "k=2"], "").await;
+    assert!(
+        String::from_utf8_lossy(&rendered.stdout).contains("k: 2"),
+        "{}",
+        String::from_utf8_lossy(&rendered.stdout)
+    );
+    let template = phoenix(dir, &["pipeline", "template", "topk", "-o", "json"], "").await;
+    assert_eq!(json_of(&template)["name"], "topk");
+}
