@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use phoenix_nats::{Bus, Envelope, NatsBus, NatsBusOptions, Subjects};
+use phoenix_nats::{Bus, Envelope, NatsBus};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
@@ -239,13 +239,7 @@ async fn main() {
         println!("enrolled {} NATS agents in {:.1} s", agents.len(), started.elapsed().as_secs_f64());
         let mut buses = Vec::new();
         for i in 0..args.nats_connections {
-            let options = NatsBusOptions {
-                subjects: Subjects::new(&server.prefix).expect("prefix"),
-                name: format!("bench-{i}"),
-                manage_stream: false,
-                ..Default::default()
-            };
-            buses.push(NatsBus::connect(&args.nats_url, options).await.expect("connect"));
+            buses.push(server.bus(&args.nats_url, &format!("bench-{i}")).await);
         }
         let fleet = Arc::new(NatsFleet { buses, agents });
         let (first, wall) = fleet.heartbeat_all(256).await;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
-use phoenix_nats::{Bus, Envelope, NatsBus, NatsBusOptions, Subjects};
+use phoenix_nats::{Bus, Envelope, NatsBus};
 use serde_json::{json, Value};
 use support::{rss_mib, start_server, Api, Latencies};
 use tokio::sync::Semaphore;
@@ -242,13 +242,7 @@ async fn main() {
         args.duration_secs,
         args.interval_secs
     );
-    let options = NatsBusOptions {
-        subjects: Subjects::new(&server.prefix).expect("prefix"),
-        name: "bench-events".into(),
-        manage_stream: false,
-        ..Default::default()
-    };
-    let bus = NatsBus::connect(&args.nats_url, options).await.expect("connect to NATS");
+    let bus = server.bus(&args.nats_url, "bench-events").await;
     let observed = Arc::new(Mutex::new(Observed::default()));
     tokio::spawn(follow_phases(bus, server.prefix.clone(), observed.clone()));
 

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use phoenix_nats::wire::TaskAssignment;
-use phoenix_nats::{Bus, Envelope, NatsBus, NatsBusOptions, Subjects};
+use phoenix_nats::{Bus, Envelope, NatsBus};
 use serde_json::json;
 use support::{start_server, Api, Latencies};
 use tokio::sync::Semaphore;
@@ -119,13 +119,7 @@ async fn main() {
     );
     let mut buses = Vec::new();
     for i in 0..args.connections {
-        let options = NatsBusOptions {
-            subjects: Subjects::new(&server.prefix).expect("prefix"),
-            name: format!("bench-rollout-{i}"),
-            manage_stream: false,
-            ..Default::default()
-        };
-        buses.push(NatsBus::connect(&args.nats_url, options).await.expect("connect"));
+        buses.push(server.bus(&args.nats_url, &format!("bench-rollout-{i}")).await);
     }
     let bare = bare_nats_round_trip(&buses[0]).await;
     println!("bare NATS request/reply round trip: {}", bare.summary());

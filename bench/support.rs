@@ -209,3 +209,17 @@ pub fn rss_mib(pid: u32) -> f64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
 }
+
+impl Server {
+    /// A NATS connection on the server's subject prefix, as a simulated agent or observer (it leaves
+    /// the JetStream stream to the server).
+    pub async fn bus(&self, nats_url: &str, name: &str) -> phoenix_nats::NatsBus {
+        let options = phoenix_nats::NatsBusOptions {
+            subjects: phoenix_nats::Subjects::new(&self.prefix).expect("prefix"),
+            name: name.to_string(),
+            manage_stream: false,
+            ..Default::default()
+        };
+        phoenix_nats::NatsBus::connect(nats_url, options).await.expect("connect to NATS")
+    }
+}

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
-use phoenix_nats::{Bus, Envelope, NatsBus, NatsBusOptions, Subjects};
+use phoenix_nats::{Bus, Envelope, NatsBus};
 use serde_json::{json, Value};
 use support::{rss_mib, start_server, Api, Latencies};
 use tokio::sync::Semaphore;
@@ -89,13 +89,7 @@ async fn main() {
         args.sessions,
         args.events
     );
-    let options = NatsBusOptions {
-        subjects: Subjects::new(&server.prefix).expect("prefix"),
-        name: "bench-ws".into(),
-        manage_stream: false,
-        ..Default::default()
-    };
-    let bus = NatsBus::connect(&args.nats_url, options).await.expect("NATS");
+    let bus = server.bus(&args.nats_url, "bench-ws").await;
     println!("bare NATS publish -> delivery: {}", bare_nats_delivery(&bus).await.summary());
 
     let idle = rss_mib(pid);

@@ -248,7 +248,7 @@ impl Default for ExperimentSettings {
             deploy_timeout_secs: 300,
             stop_timeout_secs: 120,
             max_lost_agents_pct: 50.0,
-            // List prices of a typical hosted metrics vendor; set your own contract's.
+            // Round illustrative defaults, not any vendor's price list: set your own contract's.
             price_per_thousand_series_month: 8.0,
             price_per_million_points: 0.10,
             currency: "USD".into(),

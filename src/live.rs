@@ -91,7 +91,7 @@ impl LiveClient {
         }
     }
 
-    /// The next message that is not a control reply (`pong`), within `wait`.
+    /// The next JSON message within `wait`; `None` when nothing came or the connection closed.
     pub async fn next_message(&mut self, wait: Duration) -> Result<Option<Value>, LiveError> {
         match self.next(wait).await? {
             Some(Received::Message(value)) => Ok(Some(value)),

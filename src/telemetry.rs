@@ -16,3 +16,14 @@ pub fn init(settings: &LogSettings) {
     // Err only means a subscriber is already installed, which is fine.
     let _ = result;
 }
+
+/// An error and its causes in one line (`outer: inner: root`), for logs and messages.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(cause) = source {
+        parts.push(cause.to_string());
+        source = cause.source();
+    }
+    parts.join(": ")
+}

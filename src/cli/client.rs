@@ -145,13 +145,5 @@ fn answer(status: u16, value: Value) -> Result<Value, CliError> {
 }
 
 fn unreachable(server: &str, e: &reqwest::Error) -> CliError {
-    CliError::Server(format!("cannot reach the server at {server}: {}", root_cause(e)))
-}
-
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
+    CliError::Server(format!("cannot reach the server at {server}: {}", crate::telemetry::error_chain(e)))
 }

@@ -277,7 +277,7 @@ fn create_body(args: CreateArgs) -> Result<Value, CliError> {
     let missing = |flag: &str| CliError::Usage(format!("{flag} is needed (or -f FILE)"));
     let target = match (&args.target, args.agents.is_empty()) {
         (Some(selector), true) => {
-            json!({"selector": pairs(&selector.split(',').map(str::to_string).collect::<Vec<_>>(), false)?})
+            json!({"selector": labels(selector)?})
         }
         (None, false) => json!({"agents": args.agents}),
         (Some(_), false) => return Err(CliError::Usage("--target and --agents cannot both be given".into())),
@@ -313,6 +313,11 @@ pub(super) fn pairs(items: &[String], typed: bool) -> Result<Map<String, Value>,
             Ok((key.trim().to_string(), value))
         })
         .collect()
+}
+
+/// Labels written `key=value[,key=value]`, as a JSON object of strings.
+pub(super) fn labels(text: &str) -> Result<Map<String, Value>, CliError> {
+    pairs(&text.split(',').map(str::to_string).collect::<Vec<_>>(), false)
 }
 
 /// `90`, `90s`, `30m`, `2h`, `1d` -> seconds.

@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 
 use super::client::Api;
 use super::error::CliError;
-use super::experiments::pairs;
+use super::experiments::{labels, pairs};
 use super::output::{self, col, Column};
 use super::{confirm, ClientOpts};
 
@@ -233,7 +233,7 @@ pub async fn deployment(command: DeploymentCommand) -> Result<(), CliError> {
     let base = "/api/v1/pipelines/deployments";
     let (value, columns): (Value, &[Column]) = match command.action {
         DeploymentAction::Create { name, template, params, file, target, waves: strategy } => {
-            let selector = pairs(&target.split(',').map(str::to_string).collect::<Vec<_>>(), false)?;
+            let selector = labels(&target)?;
             let rollout =
                 strategy.as_deref().map(waves).transpose()?.unwrap_or_else(|| json!({"strategy": "all_at_once"}));
             let body = json!({"name": name, "pipeline": pipeline_spec(template, &params, file.as_ref())?, "target": {"selector": selector}, "rollout": rollout});
@@ -373,7 +373,7 @@ pub async fn fleet(command: FleetCommand) -> Result<(), CliError> {
         }
         FleetAction::Show { id } => (api.get(&format!("/api/v1/agents/{id}")).await?, &AGENTS),
         FleetAction::Label { id, labels } => {
-            let labels = pairs(&labels.split(',').map(str::to_string).collect::<Vec<_>>(), false)?;
+            let labels = super::experiments::labels(&labels)?;
             (api.patch(&format!("/api/v1/agents/{id}"), json!({"labels": labels})).await?, &AGENTS)
         }
         FleetAction::Decommission { id, yes } => {
@@ -383,8 +383,7 @@ pub async fn fleet(command: FleetCommand) -> Result<(), CliError> {
             return Ok(());
         }
         FleetAction::Token(TokenAction::Create { uses, labels }) => {
-            let labels =
-                labels.map(|l| pairs(&l.split(',').map(str::to_string).collect::<Vec<_>>(), false)).transpose()?;
+            let labels = labels.as_deref().map(super::experiments::labels).transpose()?;
             let body = json!({"uses": uses, "labels": labels.unwrap_or_default()});
             const TOKEN: [Column; 3] =
                 [col("TOKEN", "/token"), col("USES LEFT", "/uses_left"), col("EXPIRES", "/expires_at")];

@@ -23,9 +23,10 @@ struct Check {
 pub async fn get_readiness(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let database = match state.store.ping().await {
         Ok(()) => Check { ok: true, detail: format!("{} reachable", state.store.backend_name()) },
-        Err(e) => {
-            Check { ok: false, detail: format!("{} unreachable: {}", state.store.backend_name(), error_chain(&e)) }
-        }
+        Err(e) => Check {
+            ok: false,
+            detail: format!("{} unreachable: {}", state.store.backend_name(), crate::telemetry::error_chain(&e)),
+        },
     };
     let health = state.bus.health().await;
     let bus = Check { ok: health.connected, detail: format!("{}: {}", state.bus.kind(), health.detail) };
@@ -64,14 +65,4 @@ pub async fn get_version(state: web::Data<AppState>) -> HttpResponse {
         "database": state.store.backend_name(),
         "bus": state.bus.kind(),
     }))
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut source = err.source();
-    while let Some(cause) = source {
-        parts.push(cause.to_string());
-        source = cause.source();
-    }
-    parts.join(": ")
 }

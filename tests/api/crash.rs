@@ -7,7 +7,7 @@ use phoenix::db::Backend;
 use serde_json::{json, Value};
 
 use crate::each_backend;
-use crate::helpers::{nats_url, unique_prefix, NatsAgent, ServerProcess, TestDb, PASSWORD};
+use crate::helpers::{nats_url, unique_prefix, NatsAgent, ServerProcess, TestDb};
 
 const SAMPLES_PER_BATCH: usize = 4;
 
@@ -27,16 +27,7 @@ struct Api {
 
 impl Api {
     async fn login(server: &ServerProcess) -> Api {
-        let client = crate::helpers::http_client();
-        let base = server.url("");
-        let res = client
-            .post(format!("{base}/api/v1/auth/login"))
-            .json(&json!({"username": "admin", "password": PASSWORD}))
-            .send()
-            .await
-            .expect("login");
-        let session: Value = res.json().await.expect("session");
-        Api { client, base, token: session["access_token"].as_str().expect("token").to_string() }
+        Api { client: crate::helpers::http_client(), base: server.url(""), token: server.login_admin().await }
     }
 
     async fn get(&self, path: &str) -> Value {
@@ -78,14 +69,8 @@ async fn reports_sent_while_the_server_was_down_are_processed_exactly_once(backe
     };
 
     let mut first = ServerProcess::start(&db, &env);
+    first.bootstrap_admin().await;
     let client = crate::helpers::http_client();
-    let register = client
-        .post(first.url("/api/v1/auth/register"))
-        .json(&json!({"username": "admin", "password": PASSWORD}))
-        .send()
-        .await
-        .expect("register");
-    assert_eq!(register.status(), 201);
     let api = Api::login(&first).await;
     let token = api.post("/api/v1/agents/enrollment-tokens", json!({})).await;
     let enrolled = client

@@ -367,19 +367,17 @@ impl ServerProcess {
 
     /// Registers the first user (the admin) and logs in; returns the access token.
     pub async fn bootstrap_admin(&self) -> String {
-        let client = http_client();
         let creds = json!({"username": "admin", "password": PASSWORD});
-        let res = client.post(self.url("/api/v1/auth/register")).json(&creds).send().await.expect("register");
+        let res = http_client().post(self.url("/api/v1/auth/register")).json(&creds).send().await.expect("register");
         assert_eq!(res.status(), 201, "first registration");
-        let session: Value = client
-            .post(self.url("/api/v1/auth/login"))
-            .json(&creds)
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("JSON");
+        self.login_admin().await
+    }
+
+    /// Logs the admin in (on this process, e.g. after a restart); returns the access token.
+    pub async fn login_admin(&self) -> String {
+        let creds = json!({"username": "admin", "password": PASSWORD});
+        let res = http_client().post(self.url("/api/v1/auth/login")).json(&creds).send().await.expect("login");
+        let session: Value = res.json().await.expect("JSON");
         session["access_token"].as_str().expect("access token").to_string()
     }
 

@@ -19,11 +19,8 @@ use serde_json::json;
 
 use super::rollout::{self, apply_key, deployment_of_task_key, remove_key, resume_stamp, AgentRollout, Plan};
 use super::{Deployment, DeploymentStatus};
-use crate::agents::AgentFilter;
 use crate::events::Events;
 use crate::experiments::Target;
-use crate::labels::LabelSelector;
-use crate::paging::{PageRequest, MAX_PAGE_SIZE};
 use crate::store::{NewDeploymentEvent, Store, StoreError};
 use crate::tasks::{NewTask, Task, TaskQueue};
 
@@ -49,26 +46,9 @@ impl Rollouts {
 
     /// Every agent the target names now (not revoked), sorted; offline ones included — their tasks wait.
     async fn targets(&self, target: &Target) -> Result<Vec<String>, StoreError> {
-        let mut agents = BTreeSet::new();
-        match target {
-            Target::Selector(labels) => {
-                let filter = AgentFilter { state: None, selector: LabelSelector(labels.clone()) };
-                let mut page = PageRequest { limit: MAX_PAGE_SIZE, after: None };
-                loop {
-                    let found = self.store.list_agents(&filter, page.clone()).await?;
-                    agents.extend(found.items.into_iter().filter(|a| !a.credential_revoked).map(|a| a.id));
-                    match found.next_cursor {
-                        Some(cursor) => page.after = Some(cursor),
-                        None => break,
-                    }
-                }
-            }
-            Target::Agents(ids) => {
-                let found = self.store.get_agents(ids).await?;
-                agents.extend(found.into_iter().filter(|a| !a.credential_revoked).map(|a| a.id));
-            }
-        }
-        Ok(agents.into_iter().collect())
+        let agents = target.agents(&*self.store).await?;
+        let ids: BTreeSet<String> = agents.into_iter().filter(|a| !a.credential_revoked).map(|a| a.id).collect();
+        Ok(ids.into_iter().collect())
     }
 
     async fn tasks(&self, deployment_id: &str) -> Result<Vec<Task>, StoreError> {

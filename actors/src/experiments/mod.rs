@@ -27,6 +27,33 @@ pub enum Target {
     Agents(Vec<String>),
 }
 
+impl Target {
+    /// The agents the target names that exist now (any state), in enrolment order. Experiments and
+    /// deployments each decide which of them they can use.
+    pub async fn agents<S: crate::store::FleetStore + ?Sized>(
+        &self,
+        store: &S,
+    ) -> Result<Vec<crate::agents::Agent>, crate::StoreError> {
+        match self {
+            Target::Agents(ids) => store.get_agents(ids).await,
+            Target::Selector(labels) => {
+                let filter =
+                    crate::agents::AgentFilter { state: None, selector: crate::labels::LabelSelector(labels.clone()) };
+                let mut page = crate::paging::PageRequest { limit: crate::paging::MAX_PAGE_SIZE, after: None };
+                let mut agents = Vec::new();
+                loop {
+                    let found = store.list_agents(&filter, page.clone()).await?;
+                    agents.extend(found.items);
+                    match found.next_cursor {
+                        Some(cursor) => page.after = Some(cursor),
+                        None => return Ok(agents),
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// What the candidate must achieve.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -133,17 +160,18 @@ pub struct Experiment {
 impl Experiment {
     /// When both variants started running everywhere (the warm-up's start).
     pub fn running_since(&self) -> Option<DateTime<Utc>> {
-        self.measuring_from.map(|from| from - chrono::Duration::seconds(secs_i64(self.spec.warmup_secs)))
+        self.measuring_from.map(|from| from - seconds(self.spec.warmup_secs))
     }
 
     /// When the measurement window ends.
     pub fn measuring_until(&self) -> Option<DateTime<Utc>> {
-        self.measuring_from.map(|from| from + chrono::Duration::seconds(secs_i64(self.spec.duration_secs)))
+        self.measuring_from.map(|from| from + seconds(self.spec.duration_secs))
     }
 }
 
-fn secs_i64(secs: u64) -> i64 {
-    i64::try_from(secs).unwrap_or(i64::MAX / 1000)
+/// A spec's seconds as a time span (saturating: validation keeps them far below the limit).
+pub(crate) fn seconds(secs: u64) -> chrono::Duration {
+    chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000))
 }
 
 /// A new experiment with its rendered configs.

@@ -17,12 +17,11 @@ use serde_json::{json, Value};
 use super::kpis::{self, PriceModel};
 use super::window::{self, BASELINE, CANDIDATE};
 use super::{Action, Experiment, Phase, PhaseChange, Target};
-use crate::agents::{Agent, AgentFilter, AgentState};
+use crate::agents::{Agent, AgentState};
 use crate::deployments::{Deployment, DeploymentVersion, NewDeployment, NewVersion, Promotion, Rollout};
 use crate::events::Events;
-use crate::labels::LabelSelector;
-use crate::paging::{PageRequest, MAX_PAGE_SIZE};
 use crate::store::{Store, StoreError};
+use crate::tasks::transitions::chrono_duration;
 use crate::tasks::{NewTask, Task, TaskQueue, TaskStatus};
 
 /// How experiments behave (the `[experiments]` section of the configuration).
@@ -115,8 +114,10 @@ const VARIANTS: [&str; 2] = [BASELINE, CANDIDATE];
 struct Sent(BTreeMap<String, Task>);
 
 impl Sent {
-    fn of_verb<'a>(&'a self, verb: &'a str) -> impl Iterator<Item = &'a Task> + 'a {
-        self.0.iter().filter(move |(key, _)| key.ends_with(&format!(":{verb}"))).map(|(_, task)| task)
+    /// The tasks of one verb (`apply` or `remove`).
+    fn of_verb<'a>(&'a self, verb: &str) -> impl Iterator<Item = &'a Task> + 'a {
+        let suffix = format!(":{verb}");
+        self.0.iter().filter(move |(key, _)| key.ends_with(&suffix)).map(|(_, task)| task)
     }
 }
 
@@ -272,11 +273,7 @@ impl Runtime {
         self.announce_phase(&promoted, experiment.phase).await;
         self.events.publish("deployment", &deployment.id, "deployment.version_created", &version).await;
         // The deployment supervisor rolls the version out (it follows `deployment.version_created`).
-        for agent in &promoted.target_agents {
-            for variant in VARIANTS {
-                self.send(&promoted, agent, variant, REMOVE).await;
-            }
-        }
+        self.remove_pipelines(&promoted).await;
         Ok((promoted, deployment, version))
     }
 
@@ -297,7 +294,6 @@ impl Runtime {
             return Ok(experiment);
         }
         let now = Utc::now();
-        let warmup = chrono::Duration::seconds(i64::try_from(experiment.spec.warmup_secs).unwrap_or(i64::MAX / 1000));
         let change = PhaseChange {
             message: format!(
                 "both variants run on all {} agent(s); warm-up {} s, then {} s measured",
@@ -305,7 +301,7 @@ impl Runtime {
                 experiment.spec.warmup_secs,
                 experiment.spec.duration_secs
             ),
-            measuring_from: Some(now + warmup),
+            measuring_from: Some(now + super::seconds(experiment.spec.warmup_secs)),
             ..PhaseChange::default()
         };
         self.transition(&experiment, Phase::Running, change).await
@@ -359,10 +355,14 @@ impl Runtime {
     async fn reconcile_stopping(&self, experiment: Experiment) -> Result<Experiment, StoreError> {
         let sent = self.sent(&experiment).await?;
         self.cancel_unfinished_applies(&sent).await;
-        self.send_missing(&experiment, &sent, REMOVE).await;
-        let sent = self.sent(&experiment).await?;
-        let unconfirmed: Vec<String> =
-            sent.of_verb("remove").filter(|t| !t.status.is_terminal()).map(|t| t.agent_id.clone()).collect();
+        let just_sent = self.send_missing(&experiment, &sent, REMOVE).await;
+        // Confirmed means the agent reported the removal done; a failed or expired one is not.
+        let unconfirmed: BTreeSet<String> = sent
+            .of_verb("remove")
+            .filter(|t| t.status != TaskStatus::Succeeded)
+            .map(|t| t.agent_id.clone())
+            .chain(just_sent)
+            .collect();
         let timed_out = Utc::now() - experiment.updated_at >= chrono_duration(self.settings.stop_timeout);
         if !unconfirmed.is_empty() && !timed_out {
             return Ok(experiment);
@@ -371,10 +371,11 @@ impl Runtime {
             format!("stopped: pipelines removed from {} agent(s)", experiment.target_agents.len())
         } else {
             format!(
-                "stopped; {} agent(s) did not confirm the removal within {} s (it stays queued for them): {}",
+                "stopped; {} agent(s) did not confirm the removal within {} s (it stays queued for them until \
+                 the task expires): {}",
                 unconfirmed.len(),
                 self.settings.stop_timeout.as_secs(),
-                unconfirmed.join(", ")
+                unconfirmed.into_iter().collect::<Vec<_>>().join(", ")
             )
         };
         let change = PhaseChange { message, completed_at: Some(Utc::now()), ..PhaseChange::default() };
@@ -469,19 +470,10 @@ impl Runtime {
     /// The agents a target names now: those matching the selector (not offline), or the listed ones
     /// (each must exist and be online).
     pub async fn resolve_target(&self, target: &Target) -> Result<Vec<String>, CommandError> {
+        let found = target.agents(&*self.store).await?;
         match target {
             Target::Selector(labels) => {
-                let filter = AgentFilter { state: None, selector: LabelSelector(labels.clone()) };
-                let mut agents = Vec::new();
-                let mut page = PageRequest { limit: MAX_PAGE_SIZE, after: None };
-                loop {
-                    let found = self.store.list_agents(&filter, page.clone()).await?;
-                    agents.extend(found.items.into_iter().filter(reachable).map(|a| a.id));
-                    match found.next_cursor {
-                        Some(cursor) => page.after = Some(cursor),
-                        None => break,
-                    }
-                }
+                let agents: Vec<String> = found.into_iter().filter(reachable).map(|a| a.id).collect();
                 if agents.is_empty() {
                     return Err(CommandError::Invalid(format!(
                         "no online agent matches the target selector {}",
@@ -491,8 +483,7 @@ impl Runtime {
                 Ok(agents)
             }
             Target::Agents(ids) => {
-                let found: BTreeMap<String, Agent> =
-                    self.store.get_agents(ids).await?.into_iter().map(|a| (a.id.clone(), a)).collect();
+                let found: BTreeMap<String, Agent> = found.into_iter().map(|a| (a.id.clone(), a)).collect();
                 let problems: Vec<String> = ids
                     .iter()
                     .filter_map(|id| match found.get(id) {
@@ -538,16 +529,29 @@ impl Runtime {
         Ok(Sent(tasks.into_iter().filter_map(|t| t.idempotency_key.clone().map(|k| (k, t))).collect()))
     }
 
-    /// Sends `verb` for both variants to every agent that has not been sent it yet.
-    async fn send_missing(&self, experiment: &Experiment, sent: &Sent, verb: &str) {
+    /// Removes both pipelines from every agent of the experiment (idempotent: a removal already sent is
+    /// not sent again).
+    pub async fn remove_pipelines(&self, experiment: &Experiment) {
+        for agent in &experiment.target_agents {
+            for variant in VARIANTS {
+                self.send(experiment, agent, variant, REMOVE).await;
+            }
+        }
+    }
+
+    /// Sends `verb` for both variants to every agent that has not been sent it yet; returns those agents.
+    async fn send_missing(&self, experiment: &Experiment, sent: &Sent, verb: &str) -> Vec<String> {
         let short = verb.trim_start_matches("pipeline.");
+        let mut sent_to = Vec::new();
         for agent in &experiment.target_agents {
             for variant in VARIANTS {
                 if !sent.0.contains_key(&task_key(&experiment.id, agent, variant, short)) {
                     self.send(experiment, agent, variant, verb).await;
+                    sent_to.push(agent.clone());
                 }
             }
         }
+        sent_to
     }
 
     /// Enqueues one task (idempotent by its key). A failure is logged: the next reconciliation retries.
@@ -612,10 +616,6 @@ fn failed_apply(sent: &Sent) -> Option<String> {
 
 fn not_allowed(action: Action, phase: Phase) -> CommandError {
     CommandError::NotAllowed { action: action.as_str(), phase, allowed: phase.allowed_actions() }
-}
-
-fn chrono_duration(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
 /// The DESIGN §6 KPI shape.

@@ -11,11 +11,10 @@ use futures_util::StreamExt;
 use phoenix_nats::{Bus, Envelope};
 
 use super::actor::{needs_actor, ActorMap, Execute, ExperimentActor, Nudge};
-use super::runtime::{experiment_of_task_key, pipeline_name, Command, CommandError, Runtime};
-use super::window::{BASELINE, CANDIDATE};
+use super::runtime::{experiment_of_task_key, Command, CommandError, Runtime};
 use super::{Action, Experiment, NewExperiment, Phase};
 use crate::store::StoreError;
-use crate::tasks::{NewTask, Task};
+use crate::tasks::Task;
 
 /// The experiments service. Cheap to clone.
 #[derive(Clone)]
@@ -68,7 +67,7 @@ impl Experiments {
             });
         }
         if matches!(experiment.phase, Phase::Completed | Phase::RolledBack) {
-            self.remove_pipelines(&experiment).await;
+            self.runtime.remove_pipelines(&experiment).await;
         }
         let deleted = self.runtime.store.delete_experiment(id).await.map_err(|e| match e {
             StoreError::Conflict(_) => CommandError::NotAllowed {
@@ -82,26 +81,6 @@ impl Experiments {
         Ok(deleted)
     }
 
-    async fn remove_pipelines(&self, experiment: &Experiment) {
-        for agent in &experiment.target_agents {
-            for variant in [BASELINE, CANDIDATE] {
-                let task = NewTask {
-                    agent_id: agent.clone(),
-                    task_type: "pipeline.remove".into(),
-                    payload: serde_json::json!({"pipeline": pipeline_name(&experiment.id, variant)}),
-                    priority: 0,
-                    max_attempts: None,
-                    // Not under the experiment's key prefix: the experiment is gone, its tasks remain.
-                    idempotency_key: Some(format!("deleted-exp:{}:{agent}:{variant}:remove", experiment.id)),
-                    ttl_secs: None,
-                };
-                if let Err(e) = self.runtime.queue.enqueue(task).await {
-                    tracing::warn!(experiment.id = %experiment.id, agent.id = %agent, error = %e, "cannot remove a pipeline");
-                }
-            }
-        }
-    }
-
     /// Starts an actor for every experiment that needs one (at start-up). Returns how many.
     pub async fn rehydrate(&self) -> Result<usize, StoreError> {
         let active = self.runtime.store.active_experiments().await?;
@@ -110,11 +89,6 @@ impl Experiments {
             self.ensure_actor(&experiment);
         }
         Ok(count)
-    }
-
-    /// How many experiments have a live actor.
-    pub fn active_actors(&self) -> usize {
-        self.lock().len()
     }
 
     /// Wakes the actor of the experiment a changed task belongs to, for as long as the bus runs.
