@@ -589,12 +589,13 @@ impl AgentProcess {
 }
 
 impl Drop for AgentProcess {
-    /// SIGTERM first, so the agent stops its collectors (they would outlive a SIGKILL); then SIGKILL.
+    /// SIGTERM first, so the agent stops its collectors (they would outlive a SIGKILL); then, after
+    /// 15 s (a loaded machine can be slow to stop), SIGKILL.
     fn drop(&mut self) {
         if let Ok(pid) = i32::try_from(self.0.id()) {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
         }
-        for _ in 0..50 {
+        for _ in 0..150 {
             if self.0.try_wait().ok().flatten().is_some() {
                 return;
             }
