@@ -103,12 +103,14 @@ pub struct EventHub {
 }
 
 impl EventHub {
-    /// Starts the hub and its bus subscription.
-    pub fn start(bus: Arc<dyn Bus>) -> Addr<EventHub> {
+    /// Starts the hub once its bus subscription is in place, so no event published after start-up
+    /// is missed.
+    pub async fn start(bus: Arc<dyn Bus>) -> Result<Addr<EventHub>, phoenix_nats::BusError> {
         let prefix = format!("{}.events.", bus.subjects().prefix());
+        let events = bus.subscribe(&bus.subjects().all_events()).await?;
         let hub = EventHub { prefix, topics: HashMap::new(), seq: HashMap::new() }.start();
-        actix::spawn(follow(bus, hub.clone()));
-        hub
+        actix::spawn(follow(events, hub.clone()));
+        Ok(hub)
     }
 
     fn publish(&mut self, subject: &str, payload: &[u8]) {
@@ -185,12 +187,7 @@ impl Handler<Published> for EventHub {
 }
 
 /// Feeds the hub every event on the bus, for as long as the bus runs.
-async fn follow(bus: Arc<dyn Bus>, hub: Addr<EventHub>) {
-    let subject = bus.subjects().all_events();
-    let mut events = match bus.subscribe(&subject).await {
-        Ok(events) => events,
-        Err(e) => return tracing::error!(error = %e, "cannot follow events: live updates are off"),
-    };
+async fn follow(mut events: phoenix_nats::Subscription, hub: Addr<EventHub>) {
     while let Some(message) = events.next().await {
         hub.do_send(Published { subject: message.subject, payload: message.payload });
     }

@@ -91,7 +91,7 @@ impl Application {
         );
         let interval = Duration::from_millis(settings.deployments.reconcile_interval_ms);
         let deployments = DeploymentSupervisor::start(rollouts.clone(), interval, bus.clone());
-        let hub = EventHub::start(bus.clone());
+        let hub = EventHub::start(bus.clone()).await.context("Failed to subscribe to events for live updates")?;
         let state = web::Data::new(AppState {
             store,
             db,
