@@ -25,8 +25,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the control plane (REST, WebSocket, agents' endpoints, dashboard).
+    #[command(
+        after_help = "Examples:\n  phoenix server\n  phoenix server --database-url postgres://phoenix@db/phoenix --nats-url nats://nats:4222"
+    )]
     Server(ServerArgs),
     /// Run the agent on this host: enrol, heartbeat, run pipelines, report what they cost.
+    #[command(
+        after_help = "Example:\n  phoenix agent --server http://phoenix:8080 --enroll-token \"$TOKEN\" --labels env=prod,region=eu"
+    )]
     Agent(AgentArgs),
     /// Log in to a server and keep the session (as the current context).
     Login(crate::cli::LoginArgs),
@@ -37,17 +43,22 @@ pub enum Command {
     #[command(after_help = "Example:\n  phoenix whoami -o json")]
     Whoami(crate::cli::ClientOpts),
     /// Saved sessions, one per server.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Examples:\n  phoenix context list\n  phoenix context use prod")]
     Context(crate::cli::ContextCommand),
     /// Experiments: create, run, follow, judge, promote.
+    #[command(after_help = "Examples:\n  phoenix experiment create -f experiment.yaml\n  phoenix experiment watch 0195d2c4-…")]
     Experiment(crate::cli::ExperimentCommand),
     /// Pipeline templates: list, show, validate, render, preview.
+    #[command(after_help = "Examples:\n  phoenix pipeline templates\n  phoenix pipeline validate pipeline.yaml")]
     Pipeline(crate::cli::PipelineCommand),
     /// Deployments: create, update, roll back, pause, follow.
+    #[command(after_help = "Examples:\n  phoenix deployment list\n  phoenix deployment rollback 0195… --yes")]
     Deployment(crate::cli::DeploymentCommand),
     /// The agents and their enrolment tokens.
+    #[command(after_help = "Examples:\n  phoenix fleet list --state online\n  phoenix fleet token create --uses 10")]
     Fleet(crate::cli::FleetCommand),
     /// Users (admins only).
+    #[command(after_help = "Examples:\n  phoenix user list\n  phoenix user set-role 0195… operator")]
     User(crate::cli::UserCommand),
     /// Print the shell completion script.
     #[command(after_help = "Example:\n  phoenix completion bash > /etc/bash_completion.d/phoenix")]
@@ -118,5 +129,35 @@ impl ServerArgs {
             nats_url: self.nats_url.clone(),
             no_migrate: self.no_migrate,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Collects the `phoenix …` path of every command, and those whose `--help` shows no example.
+    fn walk(command: &clap::Command, path: &str, seen: &mut Vec<String>, missing: &mut Vec<String>) {
+        for sub in command.get_subcommands().filter(|sub| sub.get_name() != "help") {
+            let path = format!("{path} {}", sub.get_name());
+            let help = sub.get_after_help().map(|h| h.to_string()).unwrap_or_default();
+            if !help.contains("Example") {
+                missing.push(path.clone());
+            }
+            seen.push(path.clone());
+            walk(sub, &path, seen, missing);
+        }
+    }
+
+    #[test]
+    fn every_command_shows_an_example_in_its_help() {
+        let (mut seen, mut missing) = (Vec::new(), Vec::new());
+        walk(&Cli::command(), "phoenix", &mut seen, &mut missing);
+        for nested in ["phoenix experiment watch", "phoenix fleet token create", "phoenix deployment rollback"] {
+            assert!(seen.iter().any(|path| path == nested), "the walk missed {nested}: {seen:?}");
+        }
+        assert!(missing.is_empty(), "no example in the --help of: {missing:?}");
     }
 }

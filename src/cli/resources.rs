@@ -337,7 +337,7 @@ pub enum FleetAction {
         yes: bool,
     },
     /// Enrolment tokens.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Example:\n  phoenix fleet token create --uses 10 --labels env=prod")]
     Token(TokenAction),
 }
 

@@ -237,6 +237,21 @@ async fn deployments_and_pipelines_from_the_terminal() {
     assert!(problems.matches("\n  ").count() >= 2, "every problem, each with its path: {problems}");
     let templates = phoenix(dir, &["pipeline", "templates", "-o", "json"], "").await;
     assert!(json_of(&templates)["items"].as_array().expect("items").iter().any(|t| t["name"] == "topk"));
+    let preview = phoenix(
+        dir,
+        &["pipeline", "preview", "--baseline", "baseline", "--candidate", "topk", "--param", "k=10", "-o", "json"],
+        "",
+    )
+    .await;
+    let preview = json_of(&preview);
+    assert_eq!(
+        (preview["baseline"]["series"].as_f64(), preview["candidate"]["series"].as_f64()),
+        (Some(5000.0), Some(55.0)),
+        "1,000 processes x 5 metrics against top 10 + other for each"
+    );
+    let table = phoenix(dir, &["pipeline", "preview", "--baseline", "baseline", "--candidate", "topk"], "").await;
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("REDUCTION %") && table.contains("5000"), "{table}");
     let completion = phoenix(dir, &["completion", "bash"], "").await;
     assert!(String::from_utf8_lossy(&completion.stdout).contains("phoenix"), "a completion script");
 }
@@ -321,4 +336,69 @@ async fn fleet_users_contexts_and_the_flag_form_of_create() {
     );
     let template = phoenix(dir, &["pipeline", "template", "topk", "-o", "json"], "").await;
     assert_eq!(json_of(&template)["name"], "topk");
+
+    let bob_id = bob["id"].as_str().expect("id");
+    let bob_dir = tempfile::tempdir().expect("bob's config dir");
+    let bob_login = ["login", "--server", &app.url(""), "--username", "bob", "--password-stdin"];
+    let bob_in = phoenix(bob_dir.path(), &bob_login, "bobs-long-password").await;
+    assert!(bob_in.status.success(), "{}", stderr(&bob_in));
+    let unconfirmed = phoenix(dir, &["user", "deactivate", bob_id], "").await;
+    assert_eq!(unconfirmed.status.code(), Some(2), "no terminal, no --yes: {}", stderr(&unconfirmed));
+    let deactivated = phoenix(dir, &["user", "deactivate", bob_id, "--yes", "-o", "json"], "").await;
+    assert_eq!(json_of(&deactivated)["active"], false, "{}", stderr(&deactivated));
+    let bobs_session = phoenix(bob_dir.path(), &["whoami"], "").await;
+    assert_eq!(bobs_session.status.code(), Some(5), "his session ended at once: {}", stderr(&bobs_session));
+    let bob_again = phoenix(bob_dir.path(), &bob_login, "bobs-long-password").await;
+    assert_eq!(bob_again.status.code(), Some(5), "nor can he log in again: {}", stderr(&bob_again));
+
+    let decommissioned = phoenix(dir, &["fleet", "decommission", &agent.id, "--yes"], "").await;
+    assert!(decommissioned.status.success(), "{}", stderr(&decommissioned));
+    let gone = phoenix(dir, &["fleet", "show", &agent.id], "").await;
+    assert_eq!(gone.status.code(), Some(3), "{}", stderr(&gone));
+    assert!(stderr(&gone).contains(&agent.id), "the message names the agent: {}", stderr(&gone));
+}
+
+#[actix_web::test]
+async fn deployment_watch_follows_a_rollout_in_waves_until_it_settles() {
+    let (app, admin) = server(|settings| settings.deployments.reconcile_interval_ms = 200).await;
+    let config = tempfile::tempdir().expect("config dir");
+    let dir = config.path().to_path_buf();
+    let login = phoenix(&dir, &["login", "--server", &app.url(""), "--username", "admin", "--password-stdin"], PASSWORD)
+        .await;
+    assert!(login.status.success(), "{}", stderr(&login));
+    let agents = [app.http_agent(&admin, "edge-1").await, app.http_agent(&admin, "edge-2").await];
+    for agent in &agents {
+        agent.heartbeat("healthy").await;
+        let labelled = phoenix(&dir, &["fleet", "label", &agent.id, "env=lab"], "").await;
+        assert!(labelled.status.success(), "{}", stderr(&labelled));
+    }
+
+    let create = [
+        "deployment", "create", "--name", "waves", "--template", "topk", "--param", "k=3", "--target", "env=lab",
+        "--waves", "1,2,1,0", "-o", "json",
+    ];
+    let created = phoenix(&dir, &create, "").await;
+    let created = json_of(&created);
+    assert_eq!(created["status"], "rolling_out");
+    let id = created["id"].as_str().expect("id").to_string();
+    let watcher = {
+        let (dir, id) = (dir.clone(), id.clone());
+        tokio::spawn(async move { phoenix(&dir, &["deployment", "watch", &id, "-o", "table"], "").await })
+    };
+
+    let mut applied = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !watcher.is_finished() && tokio::time::Instant::now() < deadline {
+        for agent in &agents {
+            applied += answer_tasks(agent, json!({"status": "succeeded"})).await;
+        }
+    }
+    let watched = tokio::time::timeout(Duration::from_secs(5), watcher).await.expect("watch ends").expect("join");
+    assert!(watched.status.success(), "{}", stderr(&watched));
+    assert_eq!(applied, 2, "one apply per agent, in two waves");
+    let progress = stderr(&watched);
+    assert!(progress.contains("v1 rolling_out"), "it followed the rollout while under way: {progress}");
+    assert!(progress.contains("wave 1: 1 agent(s)") && progress.contains("wave 2: 1 agent(s)"), "{progress}");
+    let table = String::from_utf8_lossy(&watched.stdout);
+    assert!(table.lines().nth(1).is_some_and(|row| row.contains("waves") && row.contains("active")), "{table}");
 }
