@@ -54,6 +54,11 @@ impl Api {
         }
     }
 
+    /// Whether requests are logged (`--verbose`).
+    pub fn verbose(&self) -> bool {
+        self.verbose
+    }
+
     pub async fn get(&mut self, path: &str) -> Result<Value, CliError> {
         self.call(Method::GET, path, None).await
     }
@@ -102,7 +107,7 @@ impl Api {
     }
 
     /// Exchanges the saved refresh token for a new session; `false` when that is not possible.
-    async fn refresh(&mut self) -> Result<bool, CliError> {
+    pub(super) async fn refresh(&mut self) -> Result<bool, CliError> {
         let Some((name, context)) = self.context.clone() else { return Ok(false) };
         let url = format!("{}/api/v1/auth/refresh", self.server);
         let response = self

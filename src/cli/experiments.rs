@@ -1,7 +1,6 @@
 //! `phoenix experiment …`
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value};
@@ -10,7 +9,6 @@ use super::client::Api;
 use super::error::CliError;
 use super::output::{self, col, Column};
 use super::{confirm, ClientOpts};
-use crate::live::{LiveClient, Received};
 
 const COLUMNS: [Column; 5] = [
     col("ID", "/id"),
@@ -20,8 +18,21 @@ const COLUMNS: [Column; 5] = [
     col("CREATED", "/created_at"),
 ];
 
-/// Phases after which nothing happens by itself.
-const SETTLED: [&str; 6] = ["completed", "promoted", "stopped", "rolled_back", "failed", "pending"];
+/// `get` on a table: one experiment in detail.
+const DETAIL: [Column; 12] = [
+    col("ID", "/id"),
+    col("NAME", "/name"),
+    col("PHASE", "/phase"),
+    col("REASON", "/reason"),
+    col("BASELINE", "/baseline/template"),
+    col("CANDIDATE", "/candidate/template"),
+    col("AGENTS", "/target_agents"),
+    col("MEASURING FROM", "/measuring_from"),
+    col("MEASURING UNTIL", "/measuring_until"),
+    col("VERDICT", "/results/verdict"),
+    col("RECOMMENDATION", "/results/recommendation"),
+    col("DEPLOYMENT", "/deployment_id"),
+];
 
 #[derive(Debug, Args)]
 pub struct ExperimentCommand {
@@ -145,7 +156,7 @@ pub async fn run(command: ExperimentCommand) -> Result<(), super::CliError> {
             let filter = phase.map(|p| format!("&phase={p}")).unwrap_or_default();
             (api.get(&format!("/api/v1/experiments?limit={limit}{filter}")).await?, &COLUMNS)
         }
-        ExperimentAction::Get { id } => (api.get(&path(&id, "")).await?, &COLUMNS),
+        ExperimentAction::Get { id } => (api.get(&path(&id, "")).await?, &DETAIL),
         ExperimentAction::Start { id } => (api.post(&path(&id, "/start"), json!({})).await?, &COLUMNS),
         ExperimentAction::Stop { id, yes } => {
             confirm(&format!("Stop experiment {id} and remove its pipelines?"), yes)?;
@@ -184,79 +195,9 @@ pub async fn run(command: ExperimentCommand) -> Result<(), super::CliError> {
             ];
             (api.get(&path(&id, "/kpis")).await?, &KPIS)
         }
-        ExperimentAction::Watch { id } => return watch(&mut api, &id, opts.output).await,
+        ExperimentAction::Watch { id } => return super::watch::experiment(&mut api, &id, opts.output, &DETAIL).await,
     };
     output::print(&value, opts.output, columns)
-}
-
-/// Follows the experiment over WebSocket until it settles; prints its final state.
-async fn watch(api: &mut Api, id: &str, format: output::Format) -> Result<(), CliError> {
-    let path = format!("/api/v1/experiments/{id}");
-    let mut experiment = api.get(&path).await?;
-    let token = api.token.clone().ok_or_else(|| CliError::Auth("not logged in".into()))?;
-    let mut live = LiveClient::connect(&api.server, &token).await.map_err(|e| CliError::Server(e.to_string()))?;
-    live.subscribe(&format!("experiment:{id}")).await.map_err(|e| CliError::Server(e.to_string()))?;
-    let human = format == output::Format::Table;
-    let mut last_phase = String::new();
-    loop {
-        let phase = experiment["phase"].as_str().unwrap_or("").to_string();
-        if human && phase != last_phase {
-            eprintln!("{}  {phase}{}", chrono::Utc::now().format("%H:%M:%S"), reason(&experiment));
-        }
-        last_phase = phase.clone();
-        if SETTLED.contains(&phase.as_str()) && phase != "pending" {
-            break;
-        }
-        if human && phase == "running" {
-            eprintln!("{}", progress(&experiment));
-        }
-        match live.next(Duration::from_secs(5)).await.map_err(|e| CliError::Server(e.to_string()))? {
-            Some(Received::Message(message)) => {
-                if matches!(message["type"].as_str(), Some("snapshot")) && message["data"].is_object() {
-                    experiment = message["data"].clone();
-                } else if message["event"] == "experiment.phase_changed" {
-                    experiment = message["data"]["experiment"].clone();
-                } else if message["type"] == "error" && message["data"]["code"] == "token_expired" {
-                    // Reconnect with a refreshed session: a read through the API refreshes it.
-                    experiment = api.get(&path).await?;
-                    let token = api.token.clone().unwrap_or_default();
-                    live =
-                        LiveClient::connect(&api.server, &token).await.map_err(|e| CliError::Server(e.to_string()))?;
-                    live.subscribe(&format!("experiment:{id}")).await.map_err(|e| CliError::Server(e.to_string()))?;
-                }
-            }
-            Some(Received::Closed(code, why)) => {
-                return Err(CliError::Server(format!("the server closed the live connection ({code}): {why}")))
-            }
-            // Quiet: look again (also covers events missed while reconnecting).
-            None => experiment = api.get(&path).await?,
-        }
-    }
-    live.close().await;
-    if human {
-        if let Some(verdict) = experiment["results"]["verdict"].as_str() {
-            eprintln!("verdict: {verdict} — {}", experiment["results"]["recommendation"].as_str().unwrap_or(""));
-        }
-    }
-    output::print(&experiment, format, &COLUMNS)
-}
-
-fn reason(experiment: &Value) -> String {
-    experiment["reason"].as_str().map(|r| format!(": {r}")).unwrap_or_default()
-}
-
-/// `[#####-----] 50% of the measurement window`
-fn progress(experiment: &Value) -> String {
-    let parse = |field: &str| experiment[field].as_str().and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok());
-    let (Some(from), Some(until)) = (parse("measuring_from"), parse("measuring_until")) else { return String::new() };
-    let now = chrono::Utc::now();
-    if now < from {
-        return format!("warming up: measuring starts in {} s", (from - now).num_seconds());
-    }
-    let total = (until - from).num_milliseconds().max(1) as f64;
-    let done = ((now - from).num_milliseconds() as f64 / total).clamp(0.0, 1.0);
-    let filled = (done * 20.0).round() as usize;
-    format!("[{}{}] {:.0}% of the measurement window", "#".repeat(filled), "-".repeat(20 - filled), done * 100.0)
 }
 
 fn without_nulls(value: Value) -> Value {

@@ -7,6 +7,7 @@ mod experiments;
 pub mod output;
 mod resources;
 pub mod session;
+mod watch;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;

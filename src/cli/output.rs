@@ -24,20 +24,18 @@ pub const fn col(heading: &'static str, pointer: &'static str) -> Column {
     Column { heading, pointer }
 }
 
-/// Prints `value` as asked. For tables, `value` is a list (`{items}`) or one object.
+/// Prints `value` as asked. On a table, a list (`{items}`) is a row per item and one object is a field
+/// per line.
 pub fn print(value: &Value, format: Format, columns: &[Column]) -> Result<(), CliError> {
     match format {
         Format::Json => {
             println!("{}", serde_json::to_string_pretty(value).map_err(|e| CliError::Server(e.to_string()))?)
         }
         Format::Yaml => print!("{}", serde_yaml_ng::to_string(value).map_err(|e| CliError::Server(e.to_string()))?),
-        Format::Table => {
-            let items: Vec<&Value> = match value.get("items").and_then(Value::as_array) {
-                Some(items) => items.iter().collect(),
-                None => vec![value],
-            };
-            print!("{}", table(&items, columns, terminal_width()));
-        }
+        Format::Table => match value.get("items").and_then(Value::as_array) {
+            Some(items) => print!("{}", table(&items.iter().collect::<Vec<_>>(), columns, terminal_width())),
+            None => print!("{}", detail(value, columns, terminal_width())),
+        },
     }
     Ok(())
 }
@@ -97,6 +95,29 @@ pub fn table(items: &[&Value], columns: &[Column], width: usize) -> String {
     out
 }
 
+/// One object, a `HEADING  value` line per column (lists shown as their count); values cut to `width`.
+pub fn detail(item: &Value, columns: &[Column], width: usize) -> String {
+    let label_width = columns.iter().map(|c| c.heading.chars().count()).max().unwrap_or(0);
+    let room = width.saturating_sub(label_width + 2).max(8);
+    let bold = colours();
+    let mut out = String::new();
+    for column in columns {
+        let value = match item.pointer(column.pointer) {
+            Some(Value::Array(list)) => format!("{} item(s)", list.len()),
+            _ => cell(item, column.pointer),
+        };
+        let value = if value.chars().count() > room {
+            format!("{}…", value.chars().take(room - 1).collect::<String>())
+        } else {
+            value
+        };
+        let heading = format!("{:<label_width$}", column.heading);
+        let heading = if bold { format!("\x1b[1m{heading}\x1b[0m") } else { heading };
+        out.push_str(&format!("{heading}  {value}\n"));
+    }
+    out
+}
+
 fn colours() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
@@ -131,5 +152,14 @@ mod tests {
         assert!(narrow.contains('…'));
         assert_eq!(cell(&serde_json::json!({"x": 88.0}), "/x"), "88");
         assert_eq!(cell(&serde_json::json!({}), "/x"), "-");
+    }
+
+    #[test]
+    fn one_object_shows_a_field_per_line() {
+        let item = serde_json::json!({"id": "e1", "phase": "running", "target_agents": ["a", "b"], "results": null});
+        let columns = [col("ID", "/id"), col("PHASE", "/phase"), col("AGENTS", "/target_agents"), col("VERDICT", "/results/verdict")];
+        assert_eq!(detail(&item, &columns, 80), "ID       e1\nPHASE    running\nAGENTS   2 item(s)\nVERDICT  -\n");
+        let cut = detail(&serde_json::json!({"id": "x".repeat(50)}), &[col("ID", "/id")], 20);
+        assert_eq!(cut.trim_end().chars().count(), 20, "{cut}");
     }
 }

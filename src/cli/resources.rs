@@ -284,7 +284,9 @@ pub async fn deployment(command: DeploymentCommand) -> Result<(), CliError> {
         }
         DeploymentAction::Pause { id } => (api.post(&format!("{base}/{id}/pause"), json!({})).await?, &DEPLOYMENTS),
         DeploymentAction::Resume { id } => (api.post(&format!("{base}/{id}/resume"), json!({})).await?, &DEPLOYMENTS),
-        DeploymentAction::Watch { id } => return watch_deployment(&mut api, &id, opts.output).await,
+        DeploymentAction::Watch { id } => {
+            return super::watch::deployment(&mut api, &id, opts.output, &DEPLOYMENTS).await
+        }
         DeploymentAction::Status { id } => {
             let status = api.get(&format!("{base}/{id}/status")).await?;
             if opts.output == output::Format::Table {
@@ -443,41 +445,4 @@ pub async fn user(command: UserCommand) -> Result<(), CliError> {
         }
     };
     output::print(&value, opts.output, &USERS)
-}
-
-/// Follows a deployment over WebSocket until its rollout settles; prints its final state.
-async fn watch_deployment(api: &mut Api, id: &str, format: output::Format) -> Result<(), CliError> {
-    use crate::live::{LiveClient, Received};
-    let path = format!("/api/v1/pipelines/deployments/{id}");
-    let mut deployment = api.get(&path).await?;
-    let token = api.token.clone().ok_or_else(|| CliError::Auth("not logged in".into()))?;
-    let lost = |e: crate::live::LiveError| CliError::Server(e.to_string());
-    let mut live = LiveClient::connect(&api.server, &token).await.map_err(lost)?;
-    live.subscribe(&format!("deployment:{id}")).await.map_err(lost)?;
-    let human = format == output::Format::Table;
-    loop {
-        let status = deployment["status"].as_str().unwrap_or("").to_string();
-        if human {
-            eprintln!("{}  v{} {status}", chrono::Utc::now().format("%H:%M:%S"), deployment["current_version"]);
-        }
-        if status != "rolling_out" {
-            break;
-        }
-        match live.next(std::time::Duration::from_secs(5)).await.map_err(lost)? {
-            Some(Received::Message(message)) if message["type"] == "event" => {
-                if human && message["event"] == "deployment.wave_started" {
-                    let agents = message["data"]["agents"].as_array().map_or(0, Vec::len);
-                    eprintln!("  wave {}: {agents} agent(s)", message["data"]["wave"]);
-                }
-                deployment = api.get(&path).await?;
-            }
-            Some(Received::Closed(code, why)) => {
-                return Err(CliError::Server(format!("the server closed the live connection ({code}): {why}")))
-            }
-            // Quiet, or not an event: look again (covers anything missed).
-            _ => deployment = api.get(&path).await?,
-        }
-    }
-    live.close().await;
-    output::print(&deployment, format, &DEPLOYMENTS)
 }

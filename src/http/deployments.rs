@@ -9,7 +9,7 @@ use phoenix_actors::deployments::{
 };
 use phoenix_actors::experiments::Target;
 use phoenix_actors::pipelines::PipelineSpec;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
 use super::access::CurrentUser;
@@ -18,24 +18,6 @@ use super::paging::PageQuery;
 use super::pipelines::resolve;
 use super::{ApiError, AppState};
 use crate::pipeline::diff::{diff_lines, unified};
-
-/// A deployment as the API shows it.
-#[derive(Serialize)]
-struct DeploymentView<'a> {
-    #[serde(flatten)]
-    deployment: &'a Deployment,
-    /// The pipeline's name on the agents.
-    agent_pipeline: String,
-}
-
-fn view(deployment: &Deployment) -> DeploymentView<'_> {
-    DeploymentView { agent_pipeline: deployment.agent_pipeline(), deployment }
-}
-
-/// The API's JSON of a deployment (also the WebSocket snapshot).
-pub(super) fn view_json(deployment: &Deployment) -> serde_json::Value {
-    serde_json::to_value(view(deployment)).unwrap_or(serde_json::Value::Null)
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -116,9 +98,9 @@ pub async fn create_deployment(
     let version = new_version(&state, body.pipeline, body.notes, &caller.user.id, problems).await?;
     let new = NewDeployment { name: body.name, target: body.target, rollout: body.rollout, version };
     let (deployment, version) = state.store.create_deployment(new, chrono::Utc::now()).await?;
-    state.events.publish("deployment", &deployment.id, "deployment.created", &deployment).await;
+    state.events.publish("deployment", &deployment.id, "deployment.created", deployment.view()).await;
     announce_version(&state, &version).await;
-    Ok(HttpResponse::Created().json(view(&deployment)))
+    Ok(HttpResponse::Created().json(deployment.view()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -147,7 +129,7 @@ pub async fn list_deployments(
     };
     let page = PageQuery { limit: query.limit, cursor: query.cursor.clone() }.page()?;
     let found = state.store.list_deployments(&filter, page).await?;
-    let items: Vec<DeploymentView> = found.items.iter().map(view).collect();
+    let items: Vec<_> = found.items.iter().map(Deployment::view).collect();
     Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": found.next_cursor})))
 }
 
@@ -166,7 +148,7 @@ async fn load_live(state: &AppState, id: &str) -> Result<Deployment, ApiError> {
 
 /// `GET /pipelines/deployments/{id}` (deleted ones too, with status `deleted`)
 pub async fn get_deployment(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(view(&load(&state, &id).await?)))
+    Ok(HttpResponse::Ok().json(load(&state, &id).await?.view()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -209,7 +191,7 @@ pub async fn update_deployment(
     } else {
         state.deployments.nudge(&deployment.id);
     }
-    let mut answer = serde_json::to_value(view(&deployment)).map_err(|e| ApiError::Internal(e.into()))?;
+    let mut answer = serde_json::to_value(deployment.view()).map_err(|e| ApiError::Internal(e.into()))?;
     answer["new_version"] = json!(created.map(|v| v.version));
     Ok(HttpResponse::Ok().json(answer))
 }
@@ -309,7 +291,7 @@ pub async fn rollback_deployment(
         .await
         .map_err(|e| ApiError::from(e).for_entity("deployment", &id))?;
     announce_version(&state, &version).await;
-    Ok(HttpResponse::Ok().json(json!({"deployment": view(&deployment), "version": version})))
+    Ok(HttpResponse::Ok().json(json!({"deployment": deployment.view(), "version": version})))
 }
 
 /// `GET /pipelines/deployments/{id}/status`: per agent, the desired and applied version, state and error.
@@ -331,7 +313,7 @@ pub async fn pause_deployment(
     id: web::Path<String>,
     caller: CurrentUser,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(view(&operate(&state, &id, Operation::Pause, caller).await?)))
+    Ok(HttpResponse::Ok().json(operate(&state, &id, Operation::Pause, caller).await?.view()))
 }
 
 /// `POST /pipelines/deployments/{id}/resume`: the rollout continues; agents that failed before get
@@ -341,7 +323,7 @@ pub async fn resume_deployment(
     id: web::Path<String>,
     caller: CurrentUser,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(view(&operate(&state, &id, Operation::Resume, caller).await?)))
+    Ok(HttpResponse::Ok().json(operate(&state, &id, Operation::Resume, caller).await?.view()))
 }
 
 /// `GET /pipelines/deployments/{id}/events`: the history, oldest first.

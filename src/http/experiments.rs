@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 use phoenix_actors::experiments::runtime::{Command, CommandError, PromoteRequest};
 use phoenix_actors::experiments::{Action, Experiment, ExperimentSpec, NewExperiment, Phase, Target};
 use phoenix_actors::labels::validate_labels;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::access::CurrentUser;
@@ -19,59 +19,6 @@ const MAX_WARMUP_SECS: u64 = 24 * 3600;
 /// Most agents listed by id, and most critical processes.
 const MAX_LISTED: usize = 10_000;
 const MAX_CRITICAL: usize = 1000;
-
-/// An experiment as the API shows it: everything submitted, as submitted, plus its state. `status` is
-/// the deprecated alias of `phase`.
-#[derive(Serialize)]
-struct ExperimentView<'a> {
-    id: &'a str,
-    #[serde(flatten)]
-    spec: &'a ExperimentSpec,
-    phase: Phase,
-    status: Phase,
-    reason: &'a Option<String>,
-    allowed_actions: Vec<&'static str>,
-    target_agents: &'a [String],
-    baseline_config: &'a Option<String>,
-    candidate_config: &'a Option<String>,
-    results: &'a Option<Value>,
-    deployment_id: &'a Option<String>,
-    created_by: &'a Option<String>,
-    created_at: chrono::DateTime<chrono::Utc>,
-    updated_at: chrono::DateTime<chrono::Utc>,
-    started_at: Option<chrono::DateTime<chrono::Utc>>,
-    measuring_from: Option<chrono::DateTime<chrono::Utc>>,
-    measuring_until: Option<chrono::DateTime<chrono::Utc>>,
-    completed_at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-fn view(e: &Experiment) -> ExperimentView<'_> {
-    ExperimentView {
-        id: &e.id,
-        spec: &e.spec,
-        phase: e.phase,
-        status: e.phase,
-        reason: &e.reason,
-        allowed_actions: e.phase.allowed_actions(),
-        target_agents: &e.target_agents,
-        baseline_config: &e.baseline_config,
-        candidate_config: &e.candidate_config,
-        results: &e.results,
-        deployment_id: &e.deployment_id,
-        created_by: &e.created_by,
-        created_at: e.created_at,
-        updated_at: e.updated_at,
-        started_at: e.started_at,
-        measuring_from: e.measuring_from,
-        measuring_until: e.measuring_until(),
-        completed_at: e.completed_at,
-    }
-}
-
-/// The API's JSON of an experiment (also the WebSocket snapshot).
-pub(super) fn view_json(e: &Experiment) -> Value {
-    serde_json::to_value(view(e)).unwrap_or(Value::Null)
-}
 
 impl From<CommandError> for ApiError {
     fn from(e: CommandError) -> ApiError {
@@ -191,7 +138,7 @@ pub async fn create_experiment(
         created_by: Some(caller.user.id),
     };
     let experiment = state.experiments.create(new).await?;
-    Ok(HttpResponse::Created().json(view(&experiment)))
+    Ok(HttpResponse::Created().json(experiment.view()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -217,7 +164,7 @@ pub async fn list_experiments(
         .map_err(ApiError::BadRequest)?;
     let page = PageQuery { limit: query.limit, cursor: query.cursor.clone() }.page()?;
     let found = state.store.list_experiments(phase, page).await?;
-    let items: Vec<ExperimentView> = found.items.iter().map(view).collect();
+    let items: Vec<_> = found.items.iter().map(Experiment::view).collect();
     Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": found.next_cursor})))
 }
 
@@ -227,7 +174,7 @@ async fn load(state: &AppState, id: &str) -> Result<Experiment, ApiError> {
 
 /// `GET /experiments/{id}`
 pub async fn get_experiment(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(view(&load(&state, &id).await?)))
+    Ok(HttpResponse::Ok().json(load(&state, &id).await?.view()))
 }
 
 /// `DELETE /experiments/{id}`: 409 while active.
@@ -249,7 +196,7 @@ async fn act(
         CommandError::Store(phoenix_actors::StoreError::NotFound) => ApiError::from(e).for_entity("experiment", id),
         other => ApiError::from(other),
     })?;
-    Ok(HttpResponse::Ok().json(view(&experiment)))
+    Ok(HttpResponse::Ok().json(experiment.view()))
 }
 
 /// `POST /experiments/{id}/start`

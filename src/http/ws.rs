@@ -303,8 +303,8 @@ impl WsSession {
 async fn snapshot(state: &AppState, topic: &str) -> Result<Option<Value>, String> {
     let Some((family, id)) = topic.split_once(':') else { return Ok(None) };
     let found = match family {
-        "experiment" => state.store.get_experiment(id).await.map(|e| super::experiments::view_json(&e)),
-        "deployment" => state.store.get_deployment(id).await.map(|d| super::deployments::view_json(&d)),
+        "experiment" => state.store.get_experiment(id).await.map(|e| e.view_json()),
+        "deployment" => state.store.get_deployment(id).await.map(|d| d.view_json()),
         _ => return Ok(None),
     };
     match found {

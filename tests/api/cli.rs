@@ -99,10 +99,11 @@ async fn an_operator_runs_watches_and_promotes_an_experiment_from_the_terminal()
     assert_eq!(again.status.code(), Some(4), "a conflict: {}", stderr(&again));
     assert!(stderr(&again).contains("cannot start an experiment that is deploying"), "{}", stderr(&again));
 
-    let watch_dir = dir.to_path_buf();
-    let watch_id = id.clone();
-    let watcher =
-        tokio::spawn(async move { phoenix(&watch_dir, &["experiment", "watch", &watch_id, "-o", "json"], "").await });
+    let watch = |format: &'static str| {
+        let (dir, id) = (dir.to_path_buf(), id.clone());
+        tokio::spawn(async move { phoenix(&dir, &["experiment", "watch", &id, "-o", format], "").await })
+    };
+    let (watcher, person) = (watch("json"), watch("table"));
     answer_tasks(&agent, json!({"status": "succeeded"})).await;
     for seq in 0..10 {
         agent.send_metrics(&measurement(&id, "baseline", 100.0, seq)).await;
@@ -114,6 +115,15 @@ async fn an_operator_runs_watches_and_promotes_an_experiment_from_the_terminal()
     let final_state = json_of(&watched);
     assert_eq!(final_state["phase"], "completed", "{final_state}");
     assert_eq!(final_state["results"]["verdict"], "pass");
+    let api_view: Value = app.get_as(&format!("/api/v1/experiments/{id}"), &admin).await.json().await.expect("JSON");
+    assert_eq!(final_state, api_view, "what watch ends with is the API's object");
+    let person = tokio::time::timeout(Duration::from_secs(20), person).await.expect("watch ends").expect("join");
+    let progress = stderr(&person);
+    for shown in ["running", "% of the measurement window", "series: baseline 100, candidate 1", "completed", "verdict: pass"] {
+        assert!(progress.contains(shown), "watch shows '{shown}': {progress}");
+    }
+    let detail = String::from_utf8_lossy(&person.stdout);
+    assert!(detail.lines().any(|l| l.starts_with("VERDICT") && l.ends_with("pass")), "{detail}");
 
     let kpis = phoenix(dir, &["experiment", "kpis", &id, "-o", "json"], "").await;
     assert_eq!(json_of(&kpis)["verdict"], "pass");
@@ -360,7 +370,12 @@ async fn fleet_users_contexts_and_the_flag_form_of_create() {
 
 #[actix_web::test]
 async fn deployment_watch_follows_a_rollout_in_waves_until_it_settles() {
-    let (app, admin) = server(|settings| settings.deployments.reconcile_interval_ms = 200).await;
+    let (app, admin) = server(|settings| {
+        settings.deployments.reconcile_interval_ms = 200;
+        // Sessions last a second: the watch outlives its access token and must renew it by itself.
+        settings.auth.access_token_ttl_secs = 1;
+    })
+    .await;
     let config = tempfile::tempdir().expect("config dir");
     let dir = config.path().to_path_buf();
     let login = phoenix(&dir, &["login", "--server", &app.url(""), "--username", "admin", "--password-stdin"], PASSWORD)
@@ -383,8 +398,9 @@ async fn deployment_watch_follows_a_rollout_in_waves_until_it_settles() {
     let id = created["id"].as_str().expect("id").to_string();
     let watcher = {
         let (dir, id) = (dir.clone(), id.clone());
-        tokio::spawn(async move { phoenix(&dir, &["deployment", "watch", &id, "-o", "table"], "").await })
+        tokio::spawn(async move { phoenix(&dir, &["deployment", "watch", &id, "--verbose"], "").await })
     };
+    tokio::time::sleep(Duration::from_millis(2500)).await;
 
     let mut applied = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -397,8 +413,10 @@ async fn deployment_watch_follows_a_rollout_in_waves_until_it_settles() {
     assert!(watched.status.success(), "{}", stderr(&watched));
     assert_eq!(applied, 2, "one apply per agent, in two waves");
     let progress = stderr(&watched);
+    assert!(progress.contains("live connection renewed"), "the watch renewed its expired session: {progress}");
     assert!(progress.contains("v1 rolling_out"), "it followed the rollout while under way: {progress}");
     assert!(progress.contains("wave 1: 1 agent(s)") && progress.contains("wave 2: 1 agent(s)"), "{progress}");
-    let table = String::from_utf8_lossy(&watched.stdout);
-    assert!(table.lines().nth(1).is_some_and(|row| row.contains("waves") && row.contains("active")), "{table}");
+    let detail = String::from_utf8_lossy(&watched.stdout);
+    let field = |name: &str| detail.lines().find(|l| l.starts_with(name)).map(|l| l[name.len()..].trim().to_string());
+    assert_eq!((field("NAME"), field("STATUS")), (Some("waves".into()), Some("active".into())), "{detail}");
 }

@@ -121,7 +121,26 @@ pub struct Deployment {
     pub resumed_at: Option<DateTime<Utc>>,
 }
 
+/// A deployment as the outside world sees it (REST body, WebSocket snapshot, the `deployment` in events).
+#[derive(Serialize)]
+pub struct DeploymentView<'a> {
+    #[serde(flatten)]
+    deployment: &'a Deployment,
+    /// The pipeline's name on the agents.
+    agent_pipeline: String,
+}
+
 impl Deployment {
+    /// The public shape of this deployment.
+    pub fn view(&self) -> DeploymentView<'_> {
+        DeploymentView { agent_pipeline: self.agent_pipeline(), deployment: self }
+    }
+
+    /// [`Deployment::view`] as JSON.
+    pub fn view_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.view()).unwrap_or(serde_json::Value::Null)
+    }
+
     /// The pipeline's name on the agents (stable across renames and versions).
     pub fn agent_pipeline(&self) -> String {
         agent_pipeline(&self.id)

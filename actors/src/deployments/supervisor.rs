@@ -163,7 +163,7 @@ impl Rollouts {
             .await?;
         if changed {
             tracing::info!(deployment.id = %updated.id, from = deployment.status.as_str(), to = status.as_str(), "deployment status changed");
-            let data = json!({"id": updated.id, "from": deployment.status, "to": status, "detail": updated.status_detail, "deployment": updated});
+            let data = json!({"id": updated.id, "from": deployment.status, "to": status, "detail": updated.status_detail, "deployment": updated.view()});
             self.events.publish("deployment", &updated.id, "deployment.status_changed", data).await;
         }
         Ok(updated)

@@ -7,6 +7,7 @@ pub mod phases;
 pub mod runtime;
 pub mod service;
 pub mod stats;
+pub mod view;
 pub mod window;
 
 use chrono::{DateTime, Utc};

@@ -463,7 +463,7 @@ impl Runtime {
 
     async fn announce_phase(&self, experiment: &Experiment, from: Phase) {
         tracing::info!(experiment.id = %experiment.id, from = from.as_str(), to = experiment.phase.as_str(), "experiment phase changed");
-        let data = json!({"id": experiment.id, "from": from, "to": experiment.phase, "reason": experiment.reason, "experiment": experiment});
+        let data = json!({"id": experiment.id, "from": from, "to": experiment.phase, "reason": experiment.reason, "experiment": experiment.view()});
         self.events.publish("experiment", &experiment.id, "experiment.phase_changed", data).await;
     }
 

@@ -36,7 +36,7 @@ impl Experiments {
     /// Stores a new `pending` experiment and announces it.
     pub async fn create(&self, new: NewExperiment) -> Result<Experiment, StoreError> {
         let experiment = self.runtime.store.create_experiment(new, Utc::now()).await?;
-        self.runtime.events.publish("experiment", &experiment.id, "experiment.created", &experiment).await;
+        self.runtime.events.publish("experiment", &experiment.id, "experiment.created", experiment.view()).await;
         Ok(experiment)
     }
 
