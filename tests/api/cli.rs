@@ -14,12 +14,18 @@ use crate::helpers::{spawn_with, test_settings, Env, TestApp, TestDb, PASSWORD};
 
 /// Runs the binary with its own config directory and `stdin` as input.
 async fn phoenix(config: &std::path::Path, args: &[&str], stdin: &str) -> Output {
+    phoenix_with(config, args, stdin, &[]).await
+}
+
+/// [`phoenix`] with `PHOENIX_*` variables set (none are inherited from the test's environment).
+async fn phoenix_with(config: &std::path::Path, args: &[&str], stdin: &str, vars: &[(&str, &str)]) -> Output {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_phoenix"))
         .args(args)
         .env("XDG_CONFIG_HOME", config)
         .env("NO_COLOR", "1")
         .env_remove("PHOENIX_SERVER")
         .env_remove("PHOENIX_TOKEN")
+        .envs(vars.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -419,4 +425,27 @@ async fn deployment_watch_follows_a_rollout_in_waves_until_it_settles() {
     let detail = String::from_utf8_lossy(&watched.stdout);
     let field = |name: &str| detail.lines().find(|l| l.starts_with(name)).map(|l| l[name.len()..].trim().to_string());
     assert_eq!((field("NAME"), field("STATUS")), (Some("waves".into()), Some("active".into())), "{detail}");
+}
+
+#[actix_web::test]
+async fn the_server_flag_beats_phoenix_server_which_beats_the_saved_context() {
+    let (app, admin) = server(|_| {}).await;
+    let config = tempfile::tempdir().expect("config dir");
+    let dir = config.path();
+    let url = app.url("");
+    let whoami = ["whoami", "-o", "json"];
+
+    let scripted = phoenix_with(dir, &whoami, "", &[("PHOENIX_SERVER", &url), ("PHOENIX_TOKEN", &admin)]).await;
+    assert_eq!(json_of(&scripted)["username"], "admin", "no file needed: {}", stderr(&scripted));
+    assert!(!dir.join("phoenix").join("credentials.json").exists(), "and none is written");
+
+    let login = phoenix(dir, &["login", "--server", &url, "--username", "admin", "--password-stdin"], PASSWORD).await;
+    assert!(login.status.success(), "{}", stderr(&login));
+    let elsewhere = phoenix_with(dir, &whoami, "", &[("PHOENIX_SERVER", "http://127.0.0.1:9")]).await;
+    assert_eq!(elsewhere.status.code(), Some(6), "PHOENIX_SERVER beats the context: {}", stderr(&elsewhere));
+    let flag = ["whoami", "-o", "json", "--server", &url];
+    let flagged = phoenix_with(dir, &flag, "", &[("PHOENIX_SERVER", "http://127.0.0.1:9")]).await;
+    assert_eq!(json_of(&flagged)["username"], "admin", "--server beats PHOENIX_SERVER: {}", stderr(&flagged));
+    let forged = phoenix_with(dir, &whoami, "", &[("PHOENIX_TOKEN", "not-a-token")]).await;
+    assert_eq!(forged.status.code(), Some(5), "PHOENIX_TOKEN beats the saved session: {}", stderr(&forged));
 }
