@@ -2,6 +2,7 @@
 
 use actix_web::{web, HttpResponse};
 use phoenix_actors::experiments::runtime::{Command, CommandError, PromoteRequest};
+use phoenix_actors::experiments::kpis::MIN_INTERVALS;
 use phoenix_actors::experiments::{Action, Experiment, ExperimentSpec, NewExperiment, Phase, Target};
 use phoenix_actors::labels::validate_labels;
 use serde::Deserialize;
@@ -64,8 +65,10 @@ pub(super) fn check_target(target: &Target) -> Vec<(String, String)> {
     problems
 }
 
-/// Every problem of the submitted fields other than the pipelines.
-fn check_spec(spec: &ExperimentSpec) -> Vec<(String, String)> {
+/// Every problem of the submitted fields other than the pipelines. Agents measure every
+/// `measure_interval_secs`; a window too short for the KPIs' minimum of intervals could only end in
+/// "not enough data", so it is refused up front.
+fn check_spec(spec: &ExperimentSpec, measure_interval_secs: u64) -> Vec<(String, String)> {
     let mut problems = check_target(&spec.target);
     let mut problem = |path: &str, message: String| problems.push((path.to_string(), message));
     if spec.name.trim().is_empty() || spec.name.len() > 200 {
@@ -73,6 +76,14 @@ fn check_spec(spec: &ExperimentSpec) -> Vec<(String, String)> {
     }
     if spec.duration_secs == 0 || spec.duration_secs > MAX_DURATION_SECS {
         problem("duration_secs", format!("must be between 1 and {MAX_DURATION_SECS} (30 days)"));
+    } else if spec.duration_secs < MIN_INTERVALS as u64 * measure_interval_secs {
+        problem(
+            "duration_secs",
+            format!(
+                "must be at least {} s: the KPIs need {MIN_INTERVALS} measurements and agents measure every {measure_interval_secs} s",
+                MIN_INTERVALS as u64 * measure_interval_secs
+            ),
+        );
     }
     if spec.warmup_secs > MAX_WARMUP_SECS {
         problem("warmup_secs", format!("must be at most {MAX_WARMUP_SECS} (a day)"));
@@ -113,7 +124,7 @@ pub async fn create_experiment(
     body: web::Json<ExperimentSpec>,
 ) -> Result<HttpResponse, ApiError> {
     let spec = body.into_inner();
-    let mut problems = check_spec(&spec);
+    let mut problems = check_spec(&spec, state.settings.agents.heartbeat_interval_secs);
     let baseline = resolve(&state, &spec.baseline, "baseline").await;
     let candidate = resolve(&state, &spec.candidate, "candidate").await;
     let (baseline, candidate) = match (baseline, candidate) {

@@ -426,8 +426,14 @@ async fn invalid_experiments_are_refused_listing_every_problem() {
     ] {
         assert!(paths.iter().any(|p| p.starts_with(expected)), "{expected} missing from {paths:?}");
     }
+    // Agents measure every 10 s here: a 20 s window could never hold the 3 measurements the KPIs need.
+    let short = experiment("short", synthetic("topk", json!({})), json!({"agents": ["a"]}), 20);
+    let res = app.send_as(Method::POST, "/api/v1/experiments", &admin, &short).await;
+    let problem: Value = res.json().await.expect("problem");
+    assert_eq!(problem["errors"][0]["path"], "duration_secs", "{problem}");
+    assert!(problem["errors"][0]["message"].as_str().expect("message").contains("at least 30 s"), "{problem}");
     // Starting an experiment whose agents do not exist says so.
-    let body = experiment("ghost", synthetic("topk", json!({})), json!({"agents": ["no-such-agent"]}), 10);
+    let body = experiment("ghost", synthetic("topk", json!({})), json!({"agents": ["no-such-agent"]}), 30);
     let id = create(&app, &admin, &body).await["id"].as_str().expect("id").to_string();
     let res = act(&app, &admin, &id, "start").await;
     assert_eq!(res.status(), 422);
