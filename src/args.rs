@@ -46,7 +46,9 @@ pub enum Command {
     #[command(subcommand, after_help = "Examples:\n  phoenix context list\n  phoenix context use prod")]
     Context(crate::cli::ContextCommand),
     /// Experiments: create, run, follow, judge, promote.
-    #[command(after_help = "Examples:\n  phoenix experiment create -f experiment.yaml\n  phoenix experiment watch 0195d2c4-…")]
+    #[command(
+        after_help = "Examples:\n  phoenix experiment create -f experiment.yaml\n  phoenix experiment watch 0195d2c4-…"
+    )]
     Experiment(crate::cli::ExperimentCommand),
     /// Pipeline templates: list, show, validate, render, preview.
     #[command(after_help = "Examples:\n  phoenix pipeline templates\n  phoenix pipeline validate pipeline.yaml")]

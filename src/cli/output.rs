@@ -157,7 +157,12 @@ mod tests {
     #[test]
     fn one_object_shows_a_field_per_line() {
         let item = serde_json::json!({"id": "e1", "phase": "running", "target_agents": ["a", "b"], "results": null});
-        let columns = [col("ID", "/id"), col("PHASE", "/phase"), col("AGENTS", "/target_agents"), col("VERDICT", "/results/verdict")];
+        let columns = [
+            col("ID", "/id"),
+            col("PHASE", "/phase"),
+            col("AGENTS", "/target_agents"),
+            col("VERDICT", "/results/verdict"),
+        ];
         assert_eq!(detail(&item, &columns, 80), "ID       e1\nPHASE    running\nAGENTS   2 item(s)\nVERDICT  -\n");
         let cut = detail(&serde_json::json!({"id": "x".repeat(50)}), &[col("ID", "/id")], 20);
         assert_eq!(cut.trim_end().chars().count(), 20, "{cut}");

@@ -275,9 +275,7 @@ mod tests {
     fn live_series_add_up_the_latest_measurement_of_every_agent() {
         let mut series = LiveSeries::default();
         assert_eq!(series.summary(), "no measurements from both variants yet");
-        let sample = |agent: &str, variant: &str, value: f64| {
-            json!({"agent_id": agent, "variant": variant, "samples": {"pipeline.output.series": value}})
-        };
+        let sample = |agent: &str, variant: &str, value: f64| json!({"agent_id": agent, "variant": variant, "samples": {"pipeline.output.series": value}});
         series.record(&sample("a", "baseline", 100.0));
         series.record(&sample("a", "baseline", 300.0));
         series.record(&sample("b", "baseline", 100.0));

@@ -1,8 +1,8 @@
 //! `/api/v1/experiments`: create, list, read, delete, the phase actions, and what was measured.
 
 use actix_web::{web, HttpResponse};
-use phoenix_actors::experiments::runtime::{Command, CommandError, PromoteRequest};
 use phoenix_actors::experiments::kpis::MIN_INTERVALS;
+use phoenix_actors::experiments::runtime::{Command, CommandError, PromoteRequest};
 use phoenix_actors::experiments::{Action, Experiment, ExperimentSpec, NewExperiment, Phase, Target};
 use phoenix_actors::labels::validate_labels;
 use serde::Deserialize;

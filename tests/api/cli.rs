@@ -125,7 +125,9 @@ async fn an_operator_runs_watches_and_promotes_an_experiment_from_the_terminal()
     assert_eq!(final_state, api_view, "what watch ends with is the API's object");
     let person = tokio::time::timeout(Duration::from_secs(20), person).await.expect("watch ends").expect("join");
     let progress = stderr(&person);
-    for shown in ["running", "% of the measurement window", "series: baseline 100, candidate 1", "completed", "verdict: pass"] {
+    for shown in
+        ["running", "% of the measurement window", "series: baseline 100, candidate 1", "completed", "verdict: pass"]
+    {
         assert!(progress.contains(shown), "watch shows '{shown}': {progress}");
     }
     let detail = String::from_utf8_lossy(&person.stdout);
@@ -133,9 +135,41 @@ async fn an_operator_runs_watches_and_promotes_an_experiment_from_the_terminal()
 
     let kpis = phoenix(dir, &["experiment", "kpis", &id, "-o", "json"], "").await;
     assert_eq!(json_of(&kpis)["verdict"], "pass");
-    let promoted = phoenix(dir, &["experiment", "promote", &id, "--name", "edge-topk", "-o", "json"], "").await;
+    // The fleet runs the baseline as a deployment; promoting the candidate makes it version 2, and
+    // rolling back brings the baseline's config back as version 3.
+    let fleet = [
+        "deployment",
+        "create",
+        "--name",
+        "edge",
+        "--template",
+        "baseline",
+        "--param",
+        "source=synthetic",
+        "--target",
+        "env=nowhere",
+        "-o",
+        "json",
+    ];
+    let deployment = json_of(&phoenix(dir, &fleet, "").await)["id"].as_str().expect("deployment id").to_string();
+    let promote = ["experiment", "promote", &id, "--deployment", &deployment, "--notes", "topk k=3", "-o", "json"];
+    let promoted = phoenix(dir, &promote, "").await;
     assert!(promoted.status.success(), "{}", stderr(&promoted));
     assert_eq!(json_of(&promoted)["phase"], "promoted");
+    assert_eq!(json_of(&promoted)["deployment_id"], deployment.as_str());
+    let versions = json_of(&phoenix(dir, &["deployment", "versions", &deployment, "-o", "json"], "").await);
+    let listed: Vec<(Value, Value)> = versions["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|v| (v["version"].clone(), v["notes"].clone()))
+        .collect();
+    assert_eq!(listed[0], (json!(2), json!("topk k=3")), "{versions}");
+    assert_eq!(versions["items"][0]["config"], json!(created["candidate_config"]), "version 2 is the candidate");
+    let rolled = phoenix(dir, &["deployment", "rollback", &deployment, "--yes", "-o", "json"], "").await;
+    assert_eq!(json_of(&rolled)["current_version"], 3, "{}", stderr(&rolled));
+    let v3 = json_of(&phoenix(dir, &["deployment", "versions", &deployment, "-o", "json"], "").await);
+    assert_eq!(v3["items"][0]["config"], versions["items"][1]["config"], "version 3 is the baseline again");
     let table = phoenix(dir, &["experiment", "list"], "").await;
     let listing = String::from_utf8_lossy(&table.stdout);
     assert!(listing.starts_with("ID") && listing.contains("promoted"), "{listing}");
@@ -384,8 +418,8 @@ async fn deployment_watch_follows_a_rollout_in_waves_until_it_settles() {
     .await;
     let config = tempfile::tempdir().expect("config dir");
     let dir = config.path().to_path_buf();
-    let login = phoenix(&dir, &["login", "--server", &app.url(""), "--username", "admin", "--password-stdin"], PASSWORD)
-        .await;
+    let login =
+        phoenix(&dir, &["login", "--server", &app.url(""), "--username", "admin", "--password-stdin"], PASSWORD).await;
     assert!(login.status.success(), "{}", stderr(&login));
     let agents = [app.http_agent(&admin, "edge-1").await, app.http_agent(&admin, "edge-2").await];
     for agent in &agents {
@@ -395,8 +429,20 @@ async fn deployment_watch_follows_a_rollout_in_waves_until_it_settles() {
     }
 
     let create = [
-        "deployment", "create", "--name", "waves", "--template", "topk", "--param", "k=3", "--target", "env=lab",
-        "--waves", "1,2,1,0", "-o", "json",
+        "deployment",
+        "create",
+        "--name",
+        "waves",
+        "--template",
+        "topk",
+        "--param",
+        "k=3",
+        "--target",
+        "env=lab",
+        "--waves",
+        "1,2,1,0",
+        "-o",
+        "json",
     ];
     let created = phoenix(&dir, &create, "").await;
     let created = json_of(&created);
