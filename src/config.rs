@@ -39,6 +39,9 @@ pub struct ServerSettings {
     pub shutdown_timeout_secs: u64,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
+    /// Serve the dashboard from this folder instead of the copy built into the binary (for working on
+    /// the dashboard without rebuilding; point it at `src/dashboard`).
+    pub dashboard_dir: Option<PathBuf>,
 }
 
 impl Default for ServerSettings {
@@ -48,6 +51,7 @@ impl Default for ServerSettings {
             body_limit_bytes: 1024 * 1024,
             shutdown_timeout_secs: 30,
             workers: 0,
+            dashboard_dir: None,
         }
     }
 }

@@ -116,7 +116,7 @@ pub async fn get_cost_analytics(
             + cost.points_per_sec * hours_per_month * 3600.0 / 1e6 * prices.price_per_million_points;
         items.push(cost);
     }
-    let promoted_saving = promoted_monthly_saving(&state).await?;
+    let promoted_saving = promoted_savings(&state).await?.monthly_saving;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "period": {"from": from, "to": until, "secs": period},
         "price_model": {
@@ -135,23 +135,53 @@ pub async fn get_cost_analytics(
     })))
 }
 
-/// The monthly saving every promoted experiment measured.
-async fn promoted_monthly_saving(state: &AppState) -> Result<f64, ApiError> {
-    let mut saving = 0.0;
+/// What the promoted experiments measured, added up: the monthly cost of their baselines and of their
+/// candidates (the candidate is what now runs).
+#[derive(Debug, Default)]
+struct PromotedSavings {
+    promoted_experiments: u64,
+    monthly_cost_before: f64,
+    monthly_cost_after: f64,
+    monthly_saving: f64,
+}
+
+async fn promoted_savings(state: &AppState) -> Result<PromotedSavings, ApiError> {
+    let mut savings = PromotedSavings::default();
     let mut page = phoenix_actors::paging::PageRequest { limit: phoenix_actors::paging::MAX_PAGE_SIZE, after: None };
     loop {
         let found =
             state.store.list_experiments(Some(phoenix_actors::experiments::Phase::Promoted), page.clone()).await?;
-        saving += found
-            .items
-            .iter()
-            .filter_map(|e| e.results.as_ref()?.get("cost")?.get("monthly_saving")?.as_f64())
-            .sum::<f64>();
+        for cost in found.items.iter().filter_map(|e| e.results.as_ref()?.get("cost")) {
+            let number = |field: &str| cost.get(field).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
+            savings.promoted_experiments += 1;
+            savings.monthly_cost_before += number("baseline_monthly");
+            savings.monthly_cost_after += number("candidate_monthly");
+            savings.monthly_saving += number("monthly_saving");
+        }
         match found.next_cursor {
             Some(cursor) => page.after = Some(cursor),
-            None => return Ok(saving),
+            None => return Ok(savings),
         }
     }
+}
+
+/// `GET /overview`: agents by state, experiments by phase, deployments by status, and what the promoted
+/// experiments save — the dashboard's first page in one request.
+pub async fn get_overview(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let counts = state.store.overview_counts().await?;
+    let savings = promoted_savings(&state).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "agents": counts.agents,
+        "experiments": counts.experiments,
+        "deployments": counts.deployments,
+        "savings": {
+            "currency": state.settings.experiments.currency,
+            "promoted_experiments": savings.promoted_experiments,
+            "monthly_cost_before": savings.monthly_cost_before,
+            "monthly_cost_after": savings.monthly_cost_after,
+            "monthly_saving": savings.monthly_saving,
+        },
+    })))
 }
 
 #[cfg(test)]

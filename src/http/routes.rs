@@ -8,7 +8,7 @@ use phoenix_actors::users::Role;
 
 use super::access::{authorize, Access};
 use super::error::method_not_allowed;
-use super::{agent, analytics, auth, deployments, enrollment, experiments, fleet, ops, pipelines, tasks, users, ws};
+use super::{agent, analytics, auth, dashboard, deployments, enrollment, experiments, fleet, ops, pipelines, tasks, users, ws};
 
 /// One row of the table.
 pub struct Endpoint {
@@ -35,6 +35,9 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(M::GET, "/readyz", Public, web::to(ops::get_readiness)),
         endpoint(M::GET, "/metrics", Public, web::to(ops::get_metrics)),
         endpoint(M::GET, "/version", Public, web::to(ops::get_version)),
+        // the dashboard: its page and its files (no data; everything it shows comes from the API)
+        endpoint(M::GET, "/", Public, web::to(dashboard::get_index)),
+        endpoint(M::GET, "/ui/{file:.+}", Public, web::to(dashboard::get_asset)),
         // auth
         endpoint(M::POST, "/api/v1/auth/register", Public, web::to(auth::register_user)),
         endpoint(M::POST, "/api/v1/auth/login", Public, web::to(auth::login)),
@@ -115,6 +118,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(M::POST, "/api/v1/tasks/{id}/cancel", OPERATOR, web::to(tasks::cancel_task)),
         endpoint(M::GET, "/api/v1/metrics/cardinality", VIEWER, web::to(analytics::get_cardinality)),
         endpoint(M::GET, "/api/v1/cost-analytics", VIEWER, web::to(analytics::get_cost_analytics)),
+        endpoint(M::GET, "/api/v1/overview", VIEWER, web::to(analytics::get_overview)),
         // live updates (the token may also come as ?access_token=, see access.rs)
         endpoint(M::GET, "/api/v1/ws", VIEWER, web::to(ws::connect)),
         // agent side

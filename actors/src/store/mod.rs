@@ -57,4 +57,15 @@ pub trait Store:
 
     /// A cheap round trip proving the database answers queries (used by `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// How many agents are in each state, experiments in each phase and deployments in each status.
+    async fn overview_counts(&self) -> Result<OverviewCounts, StoreError>;
+}
+
+/// Counts for the overview, keyed by state, phase and status (only those that occur).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct OverviewCounts {
+    pub agents: std::collections::BTreeMap<String, u64>,
+    pub experiments: std::collections::BTreeMap<String, u64>,
+    pub deployments: std::collections::BTreeMap<String, u64>,
 }

@@ -13,6 +13,9 @@ mod users;
 
 use async_trait::async_trait;
 use diesel::connection::SimpleConnection;
+use diesel::dsl::count_star;
+use diesel::prelude::*;
+use phoenix_actors::store::OverviewCounts;
 use phoenix_actors::{Store, StoreError};
 
 use super::{Database, DbConnection, DbError};
@@ -50,5 +53,25 @@ impl Store for DieselStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.run(|conn| conn.batch_execute("SELECT 1").map_err(DbError::from)).await
+    }
+
+    async fn overview_counts(&self) -> Result<OverviewCounts, StoreError> {
+        use crate::db::schema::{agents, experiments, pipeline_deployments as deployments};
+        fn counted(rows: Vec<(String, i64)>) -> std::collections::BTreeMap<String, u64> {
+            rows.into_iter().map(|(key, n)| (key, u64::try_from(n).unwrap_or(0))).collect()
+        }
+        self.run(|conn| {
+            let agents = agents::table.group_by(agents::state).select((agents::state, count_star())).load(conn)?;
+            let experiments =
+                experiments::table.group_by(experiments::phase).select((experiments::phase, count_star())).load(conn)?;
+            let deployments =
+                deployments::table.group_by(deployments::status).select((deployments::status, count_star())).load(conn)?;
+            Ok(OverviewCounts {
+                agents: counted(agents),
+                experiments: counted(experiments),
+                deployments: counted(deployments),
+            })
+        })
+        .await
     }
 }
