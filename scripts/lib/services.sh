@@ -129,6 +129,18 @@ ensure_build_tools() {
   fi
 }
 
+# --- the browser for the dashboard tests ----------------------------------
+
+# The dashboard's end-to-end tests drive Debian's headless Chromium through
+# ChromeDriver (/usr/bin/chromium, /usr/bin/chromedriver).
+ensure_browser() {
+  if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+    return 0
+  fi
+  is_root || die "the dashboard tests need Chromium: apt-get install chromium chromium-driver"
+  apt_install chromium chromium-driver
+}
+
 # --- NATS ------------------------------------------------------------------
 
 # nats_info HOST PORT: print the INFO line a NATS server greets clients with.

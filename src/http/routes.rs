@@ -8,7 +8,9 @@ use phoenix_actors::users::Role;
 
 use super::access::{authorize, Access};
 use super::error::method_not_allowed;
-use super::{agent, analytics, auth, dashboard, deployments, enrollment, experiments, fleet, ops, pipelines, tasks, users, ws};
+use super::{
+    agent, analytics, auth, dashboard, deployments, enrollment, experiments, fleet, ops, pipelines, tasks, users, ws,
+};
 
 /// One row of the table.
 pub struct Endpoint {

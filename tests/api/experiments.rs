@@ -210,6 +210,17 @@ async fn a_topk_candidate_passes_and_is_promoted(backend: Backend) {
 
     let analytics = get(&app, &admin, "/api/v1/cost-analytics?period=1h").await;
     assert!(analytics["totals"]["promoted_monthly_saving"].as_f64().expect("saving") > 0.0, "{analytics}");
+    let overview = get(&app, &admin, "/api/v1/overview").await;
+    assert_eq!(overview["experiments"], json!({"promoted": 1}), "{overview}");
+    let deployments = overview["deployments"].as_object().expect("deployments by status");
+    assert!(deployments.keys().all(|s| s == "active" || s == "rolling_out"), "{overview}");
+    assert_eq!(deployments.values().filter_map(Value::as_u64).sum::<u64>(), 1, "{overview}");
+    assert_eq!(overview["agents"]["online"], 2, "{overview}");
+    let savings = &overview["savings"];
+    assert_eq!(savings["promoted_experiments"], 1);
+    assert_eq!(savings["monthly_cost_before"], kpis["cost"]["baseline_monthly"], "{overview}");
+    assert_eq!(savings["monthly_cost_after"], kpis["cost"]["candidate_monthly"], "{overview}");
+    assert_eq!(savings["monthly_saving"], kpis["cost"]["monthly_saving"], "{overview}");
 }
 each_backend!(a_topk_candidate_passes_and_is_promoted);
 

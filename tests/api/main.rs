@@ -2,6 +2,7 @@
 //! PostgreSQL database per test, a real NATS with a unique subject prefix per test). One test binary,
 //! so the workspace links only once.
 
+mod browser;
 mod helpers;
 
 mod access;
@@ -12,6 +13,7 @@ mod auth;
 mod cli;
 mod compose;
 mod crash;
+mod dashboard;
 mod deployments;
 mod experiments;
 mod fleet;

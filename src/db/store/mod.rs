@@ -62,10 +62,14 @@ impl Store for DieselStore {
         }
         self.run(|conn| {
             let agents = agents::table.group_by(agents::state).select((agents::state, count_star())).load(conn)?;
-            let experiments =
-                experiments::table.group_by(experiments::phase).select((experiments::phase, count_star())).load(conn)?;
-            let deployments =
-                deployments::table.group_by(deployments::status).select((deployments::status, count_star())).load(conn)?;
+            let experiments = experiments::table
+                .group_by(experiments::phase)
+                .select((experiments::phase, count_star()))
+                .load(conn)?;
+            let deployments = deployments::table
+                .group_by(deployments::status)
+                .select((deployments::status, count_star()))
+                .load(conn)?;
             Ok(OverviewCounts {
                 agents: counted(agents),
                 experiments: counted(experiments),
