@@ -65,6 +65,29 @@ export function debounce(fn, ms) {
   return debounced;
 }
 
+/** Calls `fn` at most once per `ms` (after the first call, then again for calls made meanwhile). */
+export function throttle(fn, ms) {
+  let timer = null;
+  let again = false;
+  const run = () => {
+    timer = null;
+    if (!again) return;
+    again = false;
+    fn();
+    timer = setTimeout(run, ms);
+  };
+  const throttled = () => {
+    again = true;
+    if (!timer) timer = setTimeout(run, ms);
+  };
+  throttled.cancel = () => {
+    clearTimeout(timer);
+    timer = null;
+    again = false;
+  };
+  return throttled;
+}
+
 /** A labelled form field: `<div class="field"><label>…</label>{control}<p hint/><p error/></div>`. */
 export function field({ label, control, hint, errorFor, className }) {
   const id = control.id || (control.id = uniqueId("f"));
