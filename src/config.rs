@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use phoenix_actors::experiments::kpis::Currency;
 use serde::{Deserialize, Serialize};
 
 pub use secret::{Secret, SensitiveUrl};
@@ -270,8 +271,9 @@ impl ExperimentSettings {
             prices: phoenix_actors::experiments::kpis::PriceModel {
                 per_thousand_series_month: self.price_per_thousand_series_month,
                 per_million_points: self.price_per_million_points,
+                // Checked by `validate`; the fallback only keeps this function total.
+                currency: Currency::new(&self.currency).unwrap_or(Currency::USD),
             },
-            currency: self.currency.clone(),
             apply_attempts: self.apply_attempts,
             deploy_timeout: Duration::from_secs(self.deploy_timeout_secs),
             stop_timeout: Duration::from_secs(self.stop_timeout_secs),
@@ -458,6 +460,12 @@ impl Settings {
         if self.experiments.apply_attempts < 1 {
             problems.push("experiments.apply_attempts: must be at least 1".into());
         }
+        if Currency::new(&self.experiments.currency).is_none() {
+            problems.push(format!(
+                "experiments.currency: '{}' is not a three-letter currency code such as USD",
+                self.experiments.currency
+            ));
+        }
         if !(0.0..=100.0).contains(&self.experiments.max_lost_agents_pct) {
             problems.push("experiments.max_lost_agents_pct: must be between 0 and 100".into());
         }
@@ -551,11 +559,13 @@ fn flag_layer(flags: &FlagOverrides) -> toml::Table {
     layer
 }
 
-/// Optional settings have no value in the defaults, so their presence and type cannot be looked up there.
 /// Optional settings that are numbers (the others are strings).
 const NUMERIC_OPTIONAL_KEYS: &[&str] = &["agents.offline_after_secs"];
 
-const OPTIONAL_KEYS: &[&str] = &["bus.nats_url", "bus.agent_nats_url", "auth.jwt_secret", "agents.offline_after_secs"];
+/// Optional settings have no value in the defaults, so their presence and type cannot be looked up
+/// there: every `Option` field of the settings must be listed here to be settable.
+const OPTIONAL_KEYS: &[&str] =
+    &["server.dashboard_dir", "bus.nats_url", "bus.agent_nats_url", "auth.jwt_secret", "agents.offline_after_secs"];
 
 /// Environment values are strings; give them the type the setting has (so `PHOENIX_SERVER__WORKERS=4`
 /// is a number but `PHOENIX_LISTEN=8080` stays a string).

@@ -112,6 +112,8 @@ export function refresh() {
     } catch (error) {
       // A refused refresh token will never work again; a network failure might.
       if (error.status !== 0) {
+        // The app says "session expired" and shows the login form; callers need not say more.
+        error.sessionLost = true;
         const hadSession = session.user !== null;
         forget();
         if (hadSession) notify("expired");
@@ -145,11 +147,13 @@ export async function logout() {
 /** A request with the session's token; on a 401 the token is refreshed once and the request retried. */
 export async function request(method, path, body) {
   if (!session.token) await refresh();
+  const used = session.token;
   try {
-    return await send(method, path, body, { token: session.token });
+    return await send(method, path, body, { token: used });
   } catch (error) {
     if (error.status !== 401) throw error;
-    await refresh();
+    // Another request may have refreshed meanwhile: then its new token is the one to retry with.
+    if (session.token === used) await refresh();
     return send(method, path, body, { token: session.token });
   }
 }

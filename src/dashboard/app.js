@@ -16,34 +16,34 @@ import * as deploymentPage from "./pages/deployment.js";
 import * as fleetPage from "./pages/fleet.js";
 
 const ROUTES = [
-  { pattern: /^\/$/, page: overviewPage, nav: "#/" },
-  { pattern: /^\/login$/, page: loginPage, public: true },
-  { pattern: /^\/experiments$/, page: experimentsPage, nav: "#/experiments" },
-  { pattern: /^\/experiments\/new$/, page: experimentFormPage, nav: "#/experiments" },
-  { pattern: /^\/experiments\/([^/]+)$/, page: experimentPage, nav: "#/experiments" },
-  { pattern: /^\/deployments$/, page: deploymentsPage, nav: "#/deployments" },
-  { pattern: /^\/deployments\/([^/]+)$/, page: deploymentPage, nav: "#/deployments" },
-  { pattern: /^\/fleet$/, page: fleetPage, nav: "#/fleet" },
+  { pattern: /^\/$/, page: overviewPage, nav: "#/", title: "Overview" },
+  { pattern: /^\/login$/, page: loginPage, public: true, title: "Log in" },
+  { pattern: /^\/experiments$/, page: experimentsPage, nav: "#/experiments", title: "Experiments" },
+  { pattern: /^\/experiments\/new$/, page: experimentFormPage, nav: "#/experiments", title: "New experiment" },
+  { pattern: /^\/experiments\/([^/]+)$/, page: experimentPage, nav: "#/experiments", title: "Experiment" },
+  { pattern: /^\/deployments$/, page: deploymentsPage, nav: "#/deployments", title: "Deployments" },
+  { pattern: /^\/deployments\/([^/]+)$/, page: deploymentPage, nav: "#/deployments", title: "Deployment" },
+  { pattern: /^\/fleet$/, page: fleetPage, nav: "#/fleet", title: "Fleet" },
 ];
 
 const RECONNECTED_NOTICE_MS = 3000;
 
-const state = { hub: null, cleanup: null, returnTo: null, renderId: 0 };
+const state = { hub: null, cleanup: null, returnTo: null };
 
+/** `#/fleet?state=online` → `{path: "/fleet", query: URLSearchParams}` (the query decodes itself). */
 function parseHash() {
-  const raw = decodeURIComponent(location.hash.replace(/^#/, "")) || "/";
-  const [path, queryText = ""] = raw.split("?");
-  return { path: path || "/", query: new URLSearchParams(queryText) };
+  const [pathText, queryText = ""] = location.hash.replace(/^#/, "").split("?");
+  return { path: decodeURIComponent(pathText) || "/", query: new URLSearchParams(queryText) };
 }
 
-async function route() {
+function route() {
   const { path, query } = parseHash();
   const match = ROUTES.map((r) => ({ r, m: r.pattern.exec(path) })).find((x) => x.m);
   if (!session.currentUser() && !match?.r.public) {
     state.returnTo = location.hash && location.hash !== "#/login" ? location.hash : null;
     return navigate("#/login", { replace: true });
   }
-  if (session.currentUser() && match?.r.public) return navigate(state.returnTo || "#/", { replace: true });
+  if (session.currentUser() && match?.r.public) return navigate("#/", { replace: true });
   show(match, query);
 }
 
@@ -55,9 +55,11 @@ function show(match, query) {
   const container = document.getElementById("app");
   container.replaceChildren();
   if (!match) {
+    document.title = "Not found · Phoenix";
     container.append(h("div", { class: "panel empty-state" }, h("h1", {}, "Page not found"), h("p", {}, h("a", { href: "#/" }, "Back to the overview"))));
     return;
   }
+  document.title = `${match.r.title} · Phoenix`;
   const ctx = makeContext(match.m.slice(1), query);
   try {
     const cleanup = match.r.page.render(container, ctx);
@@ -66,6 +68,18 @@ function show(match, query) {
     console.error(error);
     loadFailed(container, error);
   }
+  moveFocus();
+}
+
+/**
+ * A new page starts at the top, and keyboard and screen-reader users start reading it there too,
+ * unless the page placed the focus itself (the login form focuses its first field).
+ */
+function moveFocus() {
+  window.scrollTo(0, 0);
+  const active = document.activeElement;
+  const pageTookFocus = active && active !== document.body && document.getElementById("app").contains(active);
+  if (!pageTookFocus) document.getElementById("main").focus({ preventScroll: true });
 }
 
 function makeContext(params, query) {
@@ -77,7 +91,11 @@ function makeContext(params, query) {
     isAdmin: session.hasRole("admin"),
     subscribe: (topic, handler) => (state.hub ? state.hub.subscribe(topic, handler) : () => {}),
     navigate,
-    afterLogin: () => navigate(state.returnTo || "#/", { replace: true }),
+    afterLogin: () => {
+      const target = state.returnTo || "#/";
+      state.returnTo = null;
+      navigate(target, { replace: true });
+    },
   };
 }
 

@@ -64,6 +64,7 @@ export class LiveConnection {
   }
 
   async connect() {
+    if (this.closedByUs) return;
     this.onStatus("connecting");
     let token;
     try {
@@ -71,6 +72,8 @@ export class LiveConnection {
     } catch (error) {
       return this.retry();
     }
+    // close() may have been called while the token was being fetched.
+    if (this.closedByUs) return;
     const socket = new this.WebSocketImpl(websocketUrl(this.url, token));
     this.socket = socket;
     socket.onopen = () => {
@@ -88,6 +91,7 @@ export class LiveConnection {
   }
 
   retry() {
+    if (this.closedByUs) return;
     const wait = this.delay * (0.5 + Math.random() / 2);
     this.delay = Math.min(this.delay * 2, MAX_DELAY_MS);
     setTimeout(() => this.connect(), wait);

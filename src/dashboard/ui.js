@@ -21,6 +21,7 @@ export function showMessage(content, kind = "info", { keep = false } = {}) {
 }
 
 export function showError(error) {
+  if (error?.sessionLost) return;
   showMessage(errorText(error), "error");
 }
 

@@ -25,11 +25,43 @@ pub struct VariantWindow {
     pub memory_bytes: Vec<f64>,
 }
 
-/// How a metrics vendor bills.
+/// How a metrics vendor bills, and in which currency.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct PriceModel {
     pub per_thousand_series_month: f64,
     pub per_million_points: f64,
+    /// An ISO 4217 code such as `USD` (validated by the settings).
+    pub currency: Currency,
+}
+
+/// A three-letter currency code, kept inline so prices stay `Copy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Currency([u8; 3]);
+
+impl Currency {
+    pub const USD: Currency = Currency(*b"USD");
+
+    /// The code, when it is three ASCII letters.
+    pub fn new(code: &str) -> Option<Currency> {
+        let bytes: [u8; 3] = code.as_bytes().try_into().ok()?;
+        bytes.iter().all(u8::is_ascii_alphabetic).then(|| Currency(bytes.map(|b| b.to_ascii_uppercase())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("???")
+    }
+}
+
+impl std::fmt::Display for Currency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Currency {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
 }
 
 /// Mean and percentiles of one measurement.
@@ -126,7 +158,13 @@ pub fn analyse(
         u: test.u,
         p_value: test.p_value,
         verdict,
-        recommendation: recommendation(verdict, cardinality_reduction_pct, monthly_saving, &missed, test.p_value),
+        recommendation: recommendation(
+            verdict,
+            cardinality_reduction_pct,
+            format!("{monthly_saving:.2} {}", prices.currency),
+            &missed,
+            test.p_value,
+        ),
         baseline: base,
         candidate: cand,
     })
@@ -188,14 +226,15 @@ fn missed_criteria(
     missed
 }
 
-fn recommendation(verdict: Verdict, reduction: f64, monthly_saving: f64, missed: &[String], p: f64) -> String {
+fn recommendation(verdict: Verdict, reduction: f64, saving: String, missed: &[String], p: f64) -> String {
+    let p = if p < 0.001 { "p < 0.001".to_string() } else { format!("p = {p:.3}") };
     match verdict {
         Verdict::Pass => format!(
-            "Promote the candidate: it cuts active series by {reduction:.1}% and saves {monthly_saving:.2} a month, \
-             meeting every criterion (p = {p:.3})."
+            "Promote the candidate: it cuts active series by {reduction:.1}% and saves {saving} a month, \
+             meeting every criterion ({p})."
         ),
         Verdict::Marginal => format!(
-            "The candidate meets every criterion, but the drop in series could be chance (p = {p:.3}); run it longer \
+            "The candidate meets every criterion, but the drop in series could be chance ({p}); run it longer \
              before promoting."
         ),
         Verdict::Fail => format!("Keep the baseline: {}.", missed.join("; ")),
@@ -222,7 +261,8 @@ fn summary(values: &[f64]) -> Summary {
 mod tests {
     use super::*;
 
-    const PRICES: PriceModel = PriceModel { per_thousand_series_month: 10.0, per_million_points: 0.5 };
+    const PRICES: PriceModel =
+        PriceModel { per_thousand_series_month: 10.0, per_million_points: 0.5, currency: Currency::USD };
 
     fn window(series: f64, points_per_sec: f64, cpu: f64, intervals: usize) -> VariantWindow {
         // Small, distinct wobble so the samples have no ties, as real measurements rarely do.
@@ -246,7 +286,12 @@ mod tests {
         // 2,500.045 series → 25.00045 a month; 250.045 points/s × 730 h → 657.118 M points → 328.559.
         assert!((analysis.baseline.cost_monthly - (25.00045 + 250.045 * 730.0 * 3600.0 / 1e6 * 0.5)).abs() < 1e-6);
         assert!((analysis.yearly_saving - 12.0 * analysis.monthly_saving).abs() < 1e-9);
-        assert!(analysis.recommendation.starts_with("Promote"));
+        let saving = format!("saves {:.2} USD a month", analysis.monthly_saving);
+        assert!(analysis.recommendation.starts_with("Promote"), "{}", analysis.recommendation);
+        assert!(analysis.recommendation.contains(&saving), "{}", analysis.recommendation);
+        assert!(analysis.recommendation.contains("(p < 0.001)"), "{}", analysis.recommendation);
+        assert_eq!(Currency::new("eur").map(|c| c.to_string()).as_deref(), Some("EUR"));
+        assert_eq!(Currency::new("EURO"), None);
     }
 
     #[test]

@@ -31,9 +31,8 @@ pub struct ExperimentSettings {
     pub reconcile_interval: Duration,
     /// Seconds between two measurements of an agent (turns per-interval counts into rates).
     pub measure_interval_secs: f64,
+    /// The prices and their currency, reported with every cost.
     pub prices: PriceModel,
-    /// The currency of `prices`, reported with every cost.
-    pub currency: String,
     /// Hand-outs of an apply task before the experiment fails.
     pub apply_attempts: i32,
     /// How long an apply may wait for an agent that does not pick it up.
@@ -419,7 +418,7 @@ impl Runtime {
         let analysis =
             kpis::analyse(&aligned.baseline, &aligned.candidate, aligned.accuracy_pct, s, self.settings.prices);
         Ok(match analysis {
-            Ok(a) => report(&a, window, final_window, &self.settings.currency),
+            Ok(a) => report(&a, window, final_window, self.settings.prices.currency.as_str()),
             Err(reason) => json!({"final": final_window, "window": window, "insufficient_data": reason}),
         })
     }

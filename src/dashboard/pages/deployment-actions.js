@@ -1,5 +1,6 @@
 // Rollback (to the previous version or a chosen one, after confirmation), Pause and Resume of a
-// deployment; shown to operators and admins only.
+// deployment; shown to operators and admins only. Pause and Resume follow the status; Rollback is
+// always offered (the server refuses one with nothing to go back to, and the refusal is shown).
 
 import { h } from "../dom.js";
 import { api } from "../api.js";
@@ -30,26 +31,30 @@ export function deploymentActions({ base, ctx, apply, afterChange, reload }) {
     busy(rollback, async () => {
       const chosen = target.value ? Number(target.value) : null;
       const to = chosen ?? previousVersion();
+      const which = to ? `version ${to}` : "the previous version";
       const ok = await confirm({
         title: `Roll back “${dep.name}”?`,
-        text: `Version ${dep.current_version + 1} will be created with the configuration of version ${to} and rolled out to the target agents.`,
-        yes: `Roll back to v${to}`,
+        text: `Version ${dep.current_version + 1} will be created with the configuration of ${which} and rolled out to the target agents.`,
+        yes: to ? `Roll back to v${to}` : "Roll back",
       });
-      if (ok) await post("rollback", chosen ? { version: chosen } : {}, `Rolling back to the configuration of v${to}.`);
+      if (ok) await post("rollback", chosen ? { version: chosen } : {}, `Rolling back to the configuration of ${which}.`);
     }).then(refresh),
   );
   pause.addEventListener("click", () => busy(pause, () => post("pause", undefined, "Rollout paused: nothing more is sent until resumed.")).then(refresh));
   resume.addEventListener("click", () => busy(resume, () => post("resume", undefined, "Rollout resumed.")).then(refresh));
 
+  /** The version a plain rollback restores (null when there is none: the server then says so). */
   function previousVersion() {
     const older = versions.map((v) => v.version).filter((n) => n < dep.current_version);
-    return older.length ? Math.max(...older) : dep.current_version - 1;
+    if (older.length) return Math.max(...older);
+    return dep.current_version > 1 ? dep.current_version - 1 : null;
   }
 
   function refresh() {
     if (!dep) return;
     const live = dep.status !== "deleted";
-    if (!rollback.getAttribute("aria-busy")) rollback.disabled = !live || dep.current_version < 2;
+    // Rollback stays available even at version 1: the server explains what cannot be done.
+    if (!rollback.getAttribute("aria-busy")) rollback.disabled = !live;
     if (!pause.getAttribute("aria-busy")) pause.disabled = !live || dep.status === "paused";
     if (!resume.getAttribute("aria-busy")) resume.disabled = dep.status !== "paused";
     target.disabled = rollback.disabled;

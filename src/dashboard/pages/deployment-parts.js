@@ -19,7 +19,8 @@ export function rolloutSection(hostnames) {
       bar.max = Math.max(agents.length, 1);
       bar.value = applied;
       setText(summary, agents.length ? `${applied} of ${agents.length} agent${agents.length === 1 ? "" : "s"} on v${status.current_version}${failed ? `, ${failed} failed` : ""}` : "No agent matches the target.");
-      tbody.replaceChildren(
+      if (!agents.length) return tbody.replaceChildren(h("tr", { class: "empty-row" }, h("td", { colspan: 5 }, "No agents.")));
+      return tbody.replaceChildren(
         ...agents.map((a) =>
           h(
             "tr",
@@ -47,7 +48,7 @@ export function versionsSection() {
           h(
             "tr",
             { dataset: { version: String(v.version) }, class: v.status === "active" ? "current" : null },
-            h("td", { class: "num" }, `v${v.version}`),
+            h("td", {}, `v${v.version}`),
             h("td", {}, badge(v.status)),
             h("td", {}, fmt.pipeline(v.pipeline), v.rollback_from_version ? h("span", { class: "muted" }, ` (config of v${v.rollback_from_version})`) : null),
             h("td", {}, h("code", { title: v.config_hash }, String(v.config_hash ?? "").replace(/^sha256:/, "").slice(0, 12))),

@@ -1,12 +1,13 @@
 // Start / Stop / Promote / Rollback / Delete of an experiment. Shown only to operators and admins, and
 // enabled only when the experiment's `allowed_actions` allows them. Stop, Rollback and Delete ask for
-// confirmation; Promote asks for the new deployment's name.
+// confirmation; Promote asks where the candidate goes (a new deployment, or a version of one).
 
-import { h, setText, field } from "../dom.js";
+import { h } from "../dom.js";
 import { api } from "../api.js";
-import { busy, confirm, openDialog, showMessage, showError } from "../ui.js";
+import { busy, confirm, showMessage, showError } from "../ui.js";
+import { promoteDialog } from "./promote-dialog.js";
 
-export function experimentActions({ base, ctx, apply, reload }) {
+export function experimentActions({ base, ctx, apply, reload, onDeleted }) {
   if (!ctx.canOperate) return { el: null, update() {}, destroy() {} };
   let exp = null;
   const promote = promoteDialog();
@@ -52,8 +53,7 @@ export function experimentActions({ base, ctx, apply, reload }) {
       if (!ok) return;
       try {
         await api.del(base);
-        showMessage("Experiment deleted.", "info", { keep: true });
-        ctx.navigate("#/experiments");
+        onDeleted();
       } catch (error) {
         showError(error);
       }
@@ -75,48 +75,5 @@ export function experimentActions({ base, ctx, apply, reload }) {
       refresh();
     },
     destroy: () => promote.el.remove(),
-  };
-}
-
-/** The promote dialog: resolves with `{name, notes}` (a new deployment) or null when cancelled. */
-function promoteDialog() {
-  const name = h("input", { id: "promote-name", name: "name", maxlength: "200", autocomplete: "off", required: true });
-  const notes = h("textarea", { id: "promote-notes", name: "notes", rows: "3" });
-  const error = h("p", { class: "form-error", role: "alert", hidden: true });
-  const cancel = h("button", { type: "button", class: "button" }, "Cancel");
-  const submit = h("button", { type: "submit", id: "promote-confirm", class: "button primary" }, "Create deployment");
-  const form = h(
-    "form",
-    { class: "dialog-body", novalidate: true },
-    h("h2", { class: "dialog-title", id: "promote-title" }, "Promote the candidate"),
-    h("p", {}, "The candidate pipeline becomes a new deployment on the experiment's target."),
-    field({ label: "Deployment name", control: name }),
-    field({ label: "Notes (optional)", control: notes }),
-    error,
-    h("div", { class: "dialog-actions" }, cancel, submit),
-  );
-  const dialog = h("dialog", { id: "promote-dialog", class: "dialog", "aria-labelledby": "promote-title" }, form);
-  cancel.addEventListener("click", () => dialog.close());
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    if (!name.value.trim()) {
-      setText(error, "Enter a name for the deployment.");
-      error.hidden = false;
-      name.focus();
-      return;
-    }
-    dialog.close("promote");
-  });
-  return {
-    el: dialog,
-    async ask(exp) {
-      error.hidden = true;
-      if (!name.value) name.placeholder = exp?.name ?? "";
-      const answer = await openDialog(dialog);
-      if (answer !== "promote") return null;
-      const request = { name: name.value.trim() };
-      if (notes.value.trim()) request.notes = notes.value.trim();
-      return request;
-    },
   };
 }

@@ -6,7 +6,8 @@ import { h, field, debounce, setText } from "../dom.js";
 import { api, withQuery } from "../api.js";
 import * as fmt from "../format.js";
 import { pageHeader, showError, showMessage, loadFailed } from "../ui.js";
-import { parseSelector, selectorText, showFieldErrors, clearFieldErrors } from "./form-errors.js";
+import { parseSelector, selectorText, showFieldErrors, clearFieldErrors, splitList } from "./forms.js";
+import { pipelinePicker } from "./pipeline-picker.js";
 
 const COUNT_LIMIT = 500;
 
@@ -43,10 +44,11 @@ function buildForm(container, templates, ctx) {
   const description = h("textarea", { id: "exp-description", name: "description", rows: "2" });
   const baseline = pipelinePicker("baseline", templates, "baseline");
   const candidate = pipelinePicker("candidate", templates, templates.find((t) => t.name !== "baseline")?.name);
-  const targetInput = h("input", { id: "exp-target", name: "target", value: "env=lab", autocomplete: "off", spellcheck: "false" });
+  // No default target: an empty selector means every agent, which should be a choice, not an accident.
+  const targetInput = h("input", { id: "exp-target", name: "target", placeholder: "env=lab", autocomplete: "off", spellcheck: "false" });
   const count = h("span", { id: "target-count", class: "target-count", "aria-live": "polite" }, "…");
   const countNote = h("span", { class: "muted" });
-  const duration = h("input", { id: "exp-duration", name: "duration_secs", type: "number", min: "1", step: "1", value: "300", inputmode: "numeric" });
+  const duration = h("input", { id: "exp-duration", name: "duration_secs", type: "number", min: "1", step: "1", value: "300", inputmode: "numeric", required: true });
   const warmup = h("input", { id: "exp-warmup", name: "warmup_secs", type: "number", min: "0", step: "1", value: "0", inputmode: "numeric" });
   const critical = h("input", { id: "exp-critical", name: "critical_processes", placeholder: "nginx, postgres", autocomplete: "off" });
   const criteria = criteriaInputs();
@@ -170,95 +172,6 @@ function buildForm(container, templates, ctx) {
   }
 
   return () => updateCount.cancel();
-}
-
-/** A template select and the inputs of the chosen template's parameters (named `<side>.<param>`). */
-function pipelinePicker(side, templates, initial) {
-  const title = side === "baseline" ? "Baseline" : "Candidate";
-  const select = h(
-    "select",
-    { id: `exp-${side}`, name: `${side}.template` },
-    templates.map((t) => h("option", { value: t.name, selected: t.name === initial }, t.name)),
-  );
-  const about = h("p", { class: "hint template-description" });
-  const params = h("div", { class: "params" });
-  const general = h("p", { class: "field-error", dataset: { errorFor: side }, hidden: true });
-  const show = () => {
-    const template = templates.find((t) => t.name === select.value);
-    setText(about, template?.description ?? "");
-    params.replaceChildren(...(template?.parameters ?? []).map((p) => paramField(side, p)));
-    if (!template?.parameters?.length) params.append(h("p", { class: "muted" }, "This template has no parameters."));
-  };
-  select.addEventListener("change", show);
-  show();
-  return {
-    el: h("fieldset", { class: "panel pipeline" }, h("legend", {}, title), field({ label: "Template", control: select, errorFor: `${side}.template` }), about, params, general),
-    spec(problems) {
-      const template = templates.find((t) => t.name === select.value);
-      const parameters = {};
-      for (const p of template?.parameters ?? []) {
-        const input = params.querySelector(`[name="${side}.${p.name}"]`);
-        const value = paramValue(p, input);
-        if (value.error) problems.push({ path: `${side}.parameters.${p.name}`, message: value.error });
-        // Only what differs from the template's default: the stored spec then says what was chosen.
-        else if (value.value !== undefined && JSON.stringify(value.value) !== JSON.stringify(p.default)) parameters[p.name] = value.value;
-      }
-      return { template: select.value, parameters };
-    },
-  };
-}
-
-function paramField(side, p) {
-  const id = `exp-${side}-${p.name}`;
-  const name = `${side}.${p.name}`;
-  const def = p.default;
-  const hintParts = [p.description, def === undefined || def === null ? "required" : `default: ${formatDefault(def)}`].filter(Boolean);
-  let control;
-  if (p.type === "boolean") {
-    control = h("input", { id, name, type: "checkbox", checked: def === true });
-    return h(
-      "div",
-      { class: "field checkbox" },
-      control,
-      h("label", { for: id }, p.name),
-      h("p", { class: "hint" }, hintParts.join(" · ")),
-      h("p", { class: "field-error", dataset: { errorFor: `${side}.parameters.${p.name}` }, hidden: true }),
-    );
-  }
-  if (p.type === "integer" || p.type === "number") {
-    control = h("input", { id, name, type: "number", step: p.type === "integer" ? "1" : "any", value: def ?? "", inputmode: "decimal" });
-  } else {
-    const value = Array.isArray(def) ? def.join(", ") : def ?? "";
-    control = h("input", { id, name, value, autocomplete: "off", spellcheck: "false", placeholder: p.type === "string_list" ? "a, b, c" : null });
-  }
-  return field({ label: p.name, control, hint: hintParts.join(" · ") + (p.type === "string_list" ? " (comma-separated)" : ""), errorFor: `${side}.parameters.${p.name}` });
-}
-
-function formatDefault(value) {
-  if (Array.isArray(value)) return value.length ? value.join(", ") : "none";
-  return String(value);
-}
-
-/** The typed value of a parameter input; undefined leaves it to the template's default. */
-function paramValue(p, input) {
-  if (!input) return { value: undefined };
-  if (p.type === "boolean") return { value: input.checked };
-  const text = input.value.trim();
-  if (text === "") return { value: undefined };
-  if (p.type === "integer" || p.type === "number") {
-    const n = Number(text);
-    if (Number.isNaN(n)) return { error: "must be a number" };
-    return { value: n };
-  }
-  if (p.type === "string_list") return { value: splitList(text) };
-  return { value: text };
-}
-
-function splitList(text) {
-  return text
-    .split(",")
-    .map((part) => part.trim())
-    .filter(Boolean);
 }
 
 function criteriaInputs() {

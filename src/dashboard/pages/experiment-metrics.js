@@ -56,7 +56,8 @@ export class MetricsTimeline {
   /** Takes one `metrics.sample`; true when a new interval was added. */
   add(sample) {
     if (!this.seeded) {
-      this.pending.push(sample);
+      // Kept until the seed arrives (bounded, should the seed keep failing).
+      if (this.pending.length < 2000) this.pending.push(sample);
       return false;
     }
     const { agent_id: agent, variant } = sample;

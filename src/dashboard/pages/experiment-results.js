@@ -15,7 +15,8 @@ const ROWS = [
 const negate = (n) => (n === null || n === undefined ? n : -n);
 
 export function resultsPanel() {
-  const verdict = h("span", { id: "verdict", class: "verdict" }, "—");
+  // Empty until there is a verdict (the dash is drawn by CSS), so its text is only ever a verdict.
+  const verdict = h("span", { id: "verdict", class: "verdict" });
   const recommendation = h("p", { id: "recommendation", class: "recommendation" });
   const note = h("p", { class: "muted results-note" });
   const tbody = h("tbody");
@@ -43,7 +44,7 @@ export function resultsPanel() {
     /** `kpis`: the results or live KPIs (or null); `final`: whether they are the experiment's results. */
     update(kpis, { final, waiting }) {
       const v = final ? kpis?.verdict : null;
-      verdict.replaceChildren(v ? badge(v) : "—");
+      verdict.replaceChildren(...(v ? [badge(v)] : []));
       verdict.dataset.verdict = v ?? "";
       setText(recommendation, final ? kpis?.recommendation ?? "" : "");
       setText(note, noteFor(kpis, final, waiting));

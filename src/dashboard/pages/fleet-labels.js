@@ -4,7 +4,7 @@
 import { h, setText, field } from "../dom.js";
 import { api } from "../api.js";
 import { errorText, openDialog } from "../ui.js";
-import { parseSelector } from "./form-errors.js";
+import { parseSelector } from "./forms.js";
 
 export function labelsDialog() {
   const input = h("input", { id: "labels-input", name: "labels", autocomplete: "off", spellcheck: "false" });

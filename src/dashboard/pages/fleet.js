@@ -7,7 +7,7 @@ import { api, withQuery } from "../api.js";
 import * as fmt from "../format.js";
 import { badge, busy, confirm, pageHeader, showError, showMessage } from "../ui.js";
 import { liveTable } from "./live-table.js";
-import { parseSelector, selectorText } from "./form-errors.js";
+import { parseSelector, selectorText } from "./forms.js";
 import { labelsDialog } from "./fleet-labels.js";
 import { AGENT_STATES } from "../constants.js";
 

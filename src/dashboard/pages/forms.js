@@ -1,4 +1,4 @@
-// Form helpers: a 422's `errors[]` shown next to the fields they name, and label selectors.
+// Form helpers: a 422's `errors[]` shown next to the fields they name, label selectors and lists.
 
 import { h, setText } from "../dom.js";
 
@@ -69,4 +69,12 @@ export function parseSelector(text) {
 /** The selector as the API's query parameter (`env=lab,region=eu`). */
 export function selectorText(labels) {
   return Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(",");
+}
+
+/** "a, b,, c" → ["a", "b", "c"] */
+export function splitList(text) {
+  return text
+    .split(",")
+    .map((part) => part.trim())
+    .filter(Boolean);
 }
