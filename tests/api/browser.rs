@@ -74,9 +74,14 @@ impl Browser {
             &format!("--window-size={width},{height}"),
             &format!("--user-data-dir={}", profile.path().display()),
         ];
+        let mut options = json!({"binary": binary, "args": args});
+        if width < 500 {
+            // A desktop window cannot be that narrow: emulate a phone's screen instead.
+            options["mobileEmulation"] = json!({"deviceMetrics": {"width": width, "height": height, "pixelRatio": 1}});
+        }
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
-            "goog:chromeOptions": {"binary": binary, "args": args},
+            "goog:chromeOptions": options,
             "goog:loggingPrefs": {"browser": "ALL"},
         }}});
         let answer: Value = http

@@ -174,6 +174,22 @@ async fn an_operator_runs_an_experiment_from_the_browser_and_rolls_its_deploymen
     browser.wait_text("#dep-version", "show version 3", |t| t.contains('3')).await;
     browser.wait_count("#versions-table tr[data-version]", 3).await;
     browser.screenshot("rolled-back").await;
+    browser.choose("#diff-from", "1").await;
+    browser.choose("#diff-to", "2").await;
+    browser.wait_text("#diff-output", "show what v2 changed (the topk processor)", |t| t.contains("topk")).await;
+    browser.click("#action-pause").await;
+    browser.wait_text("#dep-status", "become paused", |t| t.contains("paused")).await;
+    browser.click("#action-resume").await;
+    browser.wait_text("#dep-status", "become active again", |t| t.contains("active")).await;
+    browser.screenshot("diff-and-resumed").await;
+
+    browser.click("a[href=\"#/fleet\"]").await;
+    browser.wait_count("#agents-table tr[data-id]", 2).await;
+    browser.type_into("#label-filter", "env=nowhere").await;
+    browser.wait_text("#agents-table", "list no agent labelled env=nowhere", |t| !t.contains("online")).await;
+    browser.type_into("#label-filter", "env=test").await;
+    browser.wait_count("#agents-table tr[data-id] [data-field=\"state\"]", 2).await;
+    browser.screenshot("fleet").await;
 
     let experiment: Value =
         app.get_as(&format!("/api/v1/experiments/{id}"), &admin).await.json().await.expect("experiment");
@@ -223,6 +239,21 @@ async fn a_viewer_sees_no_actions_and_a_refusal_reads_as_a_message() {
     let mut browser = Browser::start("viewer_and_refusal", 1280, 900).await;
     log_in(&mut browser, &app, "watcher").await;
     assert_eq!(browser.text("#user-role").await, "viewer");
+    // The overview is live: an experiment created elsewhere appears among the recent events.
+    let before = browser.wait_count("#recent-events li", 1).await;
+    let another = json!({
+        "name": "created-elsewhere", "baseline": {"template": "baseline"}, "candidate": {"template": "topk"},
+        "target": {"agents": [agent.id]}, "duration_secs": 600,
+    });
+    assert_eq!(app.send_as(Method::POST, "/api/v1/experiments", &admin, &another).await.status(), 201);
+    browser.wait_text("#recent-events", "mention the new experiment", |t| t.contains("created-elsewhere")).await;
+    assert!(browser.wait_count("#recent-events li", before + 1).await > before);
+    // A reload keeps the session (the refresh token is in the tab's storage).
+    browser.goto(&app.url("/#/experiments")).await;
+    browser.run("location.reload();", json!([])).await;
+    browser.wait_text("#user-name", "still name the viewer after a reload", |t| t == "watcher").await;
+    browser.find("#experiments-table").await;
+    assert!(!browser.visible("#new-experiment").await, "a viewer cannot create experiments");
     browser.goto(&app.url(&format!("/#/experiments/{id}"))).await;
     browser.wait_text("#exp-phase", "read pending", |t| t == "pending").await;
     for action in ["#action-start", "#action-stop", "#action-promote", "#action-rollback"] {
@@ -248,10 +279,24 @@ async fn a_viewer_sees_no_actions_and_a_refusal_reads_as_a_message() {
     assert_eq!(kind, json!("error"), "{message}");
     browser.screenshot("refusal").await;
 
-    // A narrow screen still shows the page.
-    let narrow = Browser::start("viewer_and_refusal_narrow", 400, 800).await;
-    narrow.goto(&app.url("/")).await;
-    narrow.find("#login-username").await;
     browser.quit().await;
+
+    // On a narrow screen the pages fit its width (wide tables scroll inside themselves).
+    let mut narrow = Browser::start("viewer_and_refusal_narrow", 400, 800).await;
+    log_in(&mut narrow, &app, "admin").await;
+    let pages = [("overview", "#/".to_string()), ("experiments", "#/experiments".into())];
+    let pages = pages
+        .into_iter()
+        .chain([("experiment", format!("#/experiments/{id}")), ("deployment", format!("#/deployments/{deployment}"))]);
+    for (name, page) in pages {
+        narrow.goto(&app.url(&format!("/{page}"))).await;
+        narrow.find("main").await;
+        narrow.wait_text("main", &format!("render {page}"), |t| !t.is_empty()).await;
+        let width = narrow.run("return window.innerWidth;", json!([])).await;
+        assert_eq!(width, json!(400), "the screen is a phone's");
+        let overflow = narrow.run("return document.documentElement.scrollWidth - window.innerWidth;", json!([])).await;
+        assert!(overflow.as_i64().unwrap_or(1) <= 0, "{page} is wider than the screen by {overflow} px");
+        narrow.screenshot(&format!("narrow-{name}")).await;
+    }
     narrow.quit().await;
 }
