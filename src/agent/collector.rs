@@ -158,6 +158,17 @@ impl Collectors {
         json!({"pipeline": name, "removed": removed})
     }
 
+    /// Stops every collector and waits for each to exit (the agent is stopping: none may outlive it).
+    pub async fn stop_all(&mut self) {
+        for supervised in self.running.values_mut() {
+            if let Some(child) = supervised.child.as_mut() {
+                let _ = child.kill().await;
+            }
+            supervised.child = None;
+            supervised.restart_at = None;
+        }
+    }
+
     /// Restarts collectors that died (with backoff) and measures the running ones.
     pub fn supervise(&mut self) -> Vec<MetricsBatch> {
         let now = tokio::time::Instant::now();

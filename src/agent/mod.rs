@@ -189,6 +189,11 @@ impl Agent {
             }
         }
         tracing::info!("shutting down: stopping pipelines and flushing");
+        // Collectors first: flushing may wait on the server, and a stop that is cut short must not
+        // leave them running without their supervisor.
+        if let Some(collectors) = self.collectors.as_mut() {
+            collectors.stop_all().await;
+        }
         self.feed.abort();
         self.flush().await;
         self.say_goodbye().await;
