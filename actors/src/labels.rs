@@ -20,6 +20,9 @@ pub fn validate_label_part(part: &str) -> Result<(), String> {
 /// Every problem with a set of labels, as `labels.<key>: message`.
 pub fn validate_labels(labels: &Labels) -> Vec<(String, String)> {
     let mut problems = Vec::new();
+    if labels.len() > crate::limits::LABELS {
+        problems.push(("labels".into(), format!("at most {} labels", crate::limits::LABELS)));
+    }
     for (key, value) in labels {
         if let Err(e) = validate_label_part(key) {
             problems.push((format!("labels.{key}"), format!("key {e}")));

@@ -21,6 +21,7 @@ pub mod experiments;
 pub mod gateway;
 pub mod hub;
 pub mod labels;
+pub mod limits;
 pub mod paging;
 pub mod pipelines;
 pub mod store;

@@ -8,6 +8,7 @@ use phoenix_actors::deployments::{
     Rollout,
 };
 use phoenix_actors::experiments::Target;
+use phoenix_actors::limits;
 use phoenix_actors::pipelines::PipelineSpec;
 use serde::Deserialize;
 use serde_json::json;
@@ -50,8 +51,8 @@ fn check_rollout(rollout: &Rollout, problems: &mut Vec<(String, String)>) {
 }
 
 fn check_name(name: &str, problems: &mut Vec<(String, String)>) {
-    if name.trim().is_empty() || name.len() > 200 {
-        problems.push(("name".into(), "must be 1 to 200 characters".into()));
+    if name.trim().is_empty() || name.chars().count() > limits::NAME_CHARS {
+        problems.push(("name".into(), format!("must be 1 to {} characters", limits::NAME_CHARS)));
     }
 }
 
@@ -63,6 +64,7 @@ async fn new_version(
     actor: &str,
     mut problems: Vec<(String, String)>,
 ) -> Result<NewVersion, ApiError> {
+    problems.extend(limits::too_long("notes", &notes, limits::TEXT_CHARS));
     match resolve(state, &pipeline, "pipeline").await {
         Ok(resolved) if problems.is_empty() => Ok(NewVersion {
             pipeline,
@@ -284,6 +286,9 @@ pub async fn rollback_deployment(
     body: Option<web::Json<RollbackRequest>>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.map(web::Json::into_inner).unwrap_or_default();
+    if let Some(problem) = body.notes.as_deref().and_then(|n| limits::too_long("notes", n, limits::TEXT_CHARS)) {
+        return Err(ApiError::invalid(vec![problem]));
+    }
     load_live(&state, &id).await?;
     let (deployment, version) = state
         .store

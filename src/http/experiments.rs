@@ -5,6 +5,7 @@ use phoenix_actors::experiments::kpis::MIN_INTERVALS;
 use phoenix_actors::experiments::runtime::{Command, CommandError, PromoteRequest};
 use phoenix_actors::experiments::{Action, Experiment, ExperimentSpec, NewExperiment, Phase, Target};
 use phoenix_actors::labels::validate_labels;
+use phoenix_actors::limits;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -71,8 +72,11 @@ pub(super) fn check_target(target: &Target) -> Vec<(String, String)> {
 fn check_spec(spec: &ExperimentSpec, measure_interval_secs: u64) -> Vec<(String, String)> {
     let mut problems = check_target(&spec.target);
     let mut problem = |path: &str, message: String| problems.push((path.to_string(), message));
-    if spec.name.trim().is_empty() || spec.name.len() > 200 {
-        problem("name", "must be 1 to 200 characters".into());
+    if spec.name.trim().is_empty() || spec.name.chars().count() > limits::NAME_CHARS {
+        problem("name", format!("must be 1 to {} characters", limits::NAME_CHARS));
+    }
+    if let Some((path, message)) = limits::too_long("description", &spec.description, limits::TEXT_CHARS) {
+        problem(&path, message);
     }
     if spec.duration_secs == 0 || spec.duration_secs > MAX_DURATION_SECS {
         problem("duration_secs", format!("must be between 1 and {MAX_DURATION_SECS} (30 days)"));
@@ -246,14 +250,14 @@ pub async fn promote_experiment(
 ) -> Result<HttpResponse, ApiError> {
     let request = body.map(web::Json::into_inner).unwrap_or_default();
     let mut problems = Vec::new();
-    if request.name.as_ref().is_some_and(|n| n.trim().is_empty() || n.len() > 200) {
-        problems.push(("name".to_string(), "must be 1 to 200 characters".to_string()));
+    if request.name.as_ref().is_some_and(|n| n.trim().is_empty() || n.chars().count() > limits::NAME_CHARS) {
+        problems.push(("name".to_string(), format!("must be 1 to {} characters", limits::NAME_CHARS)));
     }
     if request.name.is_some() && request.deployment_id.is_some() {
         problems.push(("name".into(), "a new deployment's name; not with deployment_id".into()));
     }
-    if request.notes.as_ref().is_some_and(|n| n.len() > 10_000) {
-        problems.push(("notes".into(), "must be at most 10,000 characters".into()));
+    if request.notes.as_ref().is_some_and(|n| n.chars().count() > limits::TEXT_CHARS) {
+        problems.push(("notes".into(), format!("must be at most {} characters", limits::TEXT_CHARS)));
     }
     if !problems.is_empty() {
         return Err(ApiError::invalid(problems));

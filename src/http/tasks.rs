@@ -46,8 +46,9 @@ const MAX_TASK_TTL_SECS: u64 = 366 * 24 * 3600;
 pub async fn create_task(state: web::Data<AppState>, body: web::Json<NewTask>) -> Result<HttpResponse, ApiError> {
     let task = body.into_inner();
     let mut problems = Vec::new();
-    if task.task_type.trim().is_empty() {
-        problems.push(("task_type".to_string(), "must not be empty".to_string()));
+    if task.task_type.trim().is_empty() || task.task_type.chars().count() > phoenix_actors::limits::TASK_TYPE_CHARS {
+        let max = phoenix_actors::limits::TASK_TYPE_CHARS;
+        problems.push(("task_type".to_string(), format!("must be 1 to {max} characters")));
     }
     if task.max_attempts.is_some_and(|n| !(1..=100).contains(&n)) {
         problems.push(("max_attempts".into(), "must be between 1 and 100".into()));

@@ -18,6 +18,7 @@ mod deployments;
 mod experiments;
 mod fleet;
 mod leases;
+mod limits;
 mod migrations;
 mod nats_agents;
 mod ops;

@@ -1,0 +1,138 @@
+//! Every input limit (docs/OPERATIONS.md, "Limits") holds at its edge: one past it is refused with a
+//! problem naming the field, the limit itself is accepted, and nothing crashes.
+
+use phoenix::db::Backend;
+use phoenix_actors::limits;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{envelope, Env, TestApp};
+
+async fn problem(res: reqwest::Response, status: u16) -> Value {
+    assert_eq!(res.status(), status);
+    res.json().await.expect("a problem document")
+}
+
+/// The first error's path of a 422.
+async fn refused_at(res: reqwest::Response) -> String {
+    let problem = problem(res, 422).await;
+    problem["errors"][0]["path"].as_str().unwrap_or_else(|| panic!("no error path: {problem}")).to_string()
+}
+
+fn experiment(name: &str, description: &str, agents: Vec<String>, critical: Vec<String>) -> Value {
+    json!({
+        "name": name, "description": description, "baseline": {"template": "baseline"},
+        "candidate": {"template": "topk"}, "target": {"agents": agents}, "duration_secs": 600,
+        "critical_processes": critical,
+    })
+}
+
+/// A JSON array nested `depth` levels deep.
+fn nested(depth: usize) -> String {
+    format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+async fn post_raw(app: &TestApp, path: &str, token: &str, body: String) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(app.url(path))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("POST")
+}
+
+#[actix_web::test]
+async fn bodies_and_json_nesting_are_bounded() {
+    let app = crate::helpers::spawn_app(Env::local(Backend::Sqlite)).await;
+    let admin = app.bootstrap_admin().await;
+    let agent = app.http_agent(&admin, "edge-1").await;
+
+    let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(1024 * 1024 + 1));
+    let res = post_raw(&app, "/api/v1/experiments", &admin, huge).await;
+    assert_eq!(problem(res, 413).await["code"], "payload_too_large");
+
+    let task = |payload: String| {
+        format!("{{\"agent_id\": \"{}\", \"task_type\": \"noop\", \"payload\": {payload}}}", agent.id)
+    };
+    let res = post_raw(&app, "/api/v1/tasks", &admin, task(nested(limits::JSON_DEPTH + 10))).await;
+    let refused = problem(res, 400).await;
+    assert!(refused["detail"].as_str().is_some_and(|d| d.contains("recursion")), "{refused}");
+    let res = post_raw(&app, "/api/v1/tasks", &admin, task(nested(limits::JSON_DEPTH - 10))).await;
+    assert_eq!(res.status(), 201, "nesting within the limit is accepted");
+    assert_eq!(app.get("/healthz").await.status(), 200, "and the server is fine");
+}
+
+#[actix_web::test]
+async fn names_texts_and_lists_are_bounded() {
+    let app = crate::helpers::spawn_app(Env::local(Backend::Sqlite)).await;
+    let admin = app.bootstrap_admin().await;
+    let agent = app.http_agent(&admin, "edge-1").await;
+    let one = vec![agent.id.clone()];
+    let post = |path: &'static str, body: Value| {
+        let (app, admin) = (&app, &admin);
+        async move { app.send_as(Method::POST, path, admin, &body).await }
+    };
+    let at_limit = "n".repeat(limits::NAME_CHARS);
+    let past = "n".repeat(limits::NAME_CHARS + 1);
+    let long_text = "t".repeat(limits::TEXT_CHARS + 1);
+
+    let res = post("/api/v1/experiments", experiment(&past, "", one.clone(), vec![])).await;
+    assert_eq!(refused_at(res).await, "name");
+    let res = post("/api/v1/experiments", experiment("x", &long_text, one.clone(), vec![])).await;
+    assert_eq!(refused_at(res).await, "description");
+    let many_agents: Vec<String> = (0..10_001).map(|i| format!("agent-{i}")).collect();
+    let res = post("/api/v1/experiments", experiment("x", "", many_agents, vec![])).await;
+    assert_eq!(refused_at(res).await, "target.agents");
+    let many_critical: Vec<String> = (0..1_001).map(|i| format!("proc-{i}")).collect();
+    let res = post("/api/v1/experiments", experiment("x", "", one.clone(), many_critical)).await;
+    assert_eq!(refused_at(res).await, "critical_processes");
+    let text_at_limit = "t".repeat(limits::TEXT_CHARS);
+    let res = post("/api/v1/experiments", experiment(&at_limit, &text_at_limit, one.clone(), vec![])).await;
+    assert_eq!(res.status(), 201, "a name and a description at their limits are accepted");
+
+    let deployment = |name: &str| json!({"name": name, "pipeline": {"template": "baseline"}, "target": {"selector": {"env": "none"}}});
+    assert_eq!(refused_at(post("/api/v1/pipelines/deployments", deployment(&past)).await).await, "name");
+    let created = post("/api/v1/pipelines/deployments", deployment(&at_limit)).await;
+    let id = problem(created, 201).await["id"].as_str().expect("id").to_string();
+    let patch = json!({"pipeline": {"template": "topk"}, "notes": long_text});
+    let path = format!("/api/v1/pipelines/deployments/{id}");
+    assert_eq!(refused_at(app.send_as(Method::PATCH, &path, &admin, &patch).await).await, "notes");
+    let rollback = json!({"notes": long_text});
+    let res = app.send_as(Method::POST, &format!("{path}/rollback"), &admin, &rollback).await;
+    assert_eq!(refused_at(res).await, "notes");
+
+    let task = json!({"agent_id": agent.id, "task_type": "t".repeat(limits::TASK_TYPE_CHARS + 1), "payload": {}});
+    assert_eq!(refused_at(post("/api/v1/tasks", task).await).await, "task_type");
+    let res = app.get_as("/api/v1/experiments?limit=501", &admin).await;
+    assert!(problem(res, 400).await["detail"].as_str().is_some_and(|d| d.contains("500")));
+}
+
+#[actix_web::test]
+async fn labels_per_agent_and_samples_per_batch_are_bounded() {
+    let app = crate::helpers::spawn_app(Env::local(Backend::Sqlite)).await;
+    let admin = app.bootstrap_admin().await;
+    let agent = app.http_agent(&admin, "edge-1").await;
+    let labels = |n: usize| -> Value { (0..n).map(|i| (format!("k{i}"), json!("v"))).collect() };
+
+    let path = format!("/api/v1/agents/{}", agent.id);
+    let res = app.send_as(Method::PATCH, &path, &admin, &json!({"labels": labels(limits::LABELS + 1)})).await;
+    assert_eq!(refused_at(res).await, "labels");
+    let res = app.send_as(Method::PATCH, &path, &admin, &json!({"labels": labels(limits::LABELS)})).await;
+    assert_eq!(res.status(), 200, "{} labels are accepted", limits::LABELS);
+    let token = json!({"labels": labels(limits::LABELS + 1)});
+    let res = app.send_as(Method::POST, "/api/v1/agents/enrollment-tokens", &admin, &token).await;
+    assert_eq!(refused_at(res).await, "labels");
+    let selector = json!({
+        "name": "wide", "pipeline": {"template": "baseline"}, "target": {"selector": labels(limits::LABELS + 1)},
+    });
+    let res = app.send_as(Method::POST, "/api/v1/pipelines/deployments", &admin, &selector).await;
+    assert_eq!(refused_at(res).await, "target.selector");
+
+    let sample = json!({"metric": "pipeline.output.series", "value": 1.0, "labels": {}, "ts": chrono::Utc::now()});
+    let batch = |n: usize| envelope("metrics", json!({"pipeline": "p", "seq": 1, "samples": vec![sample.clone(); n]}));
+    let res = agent.send_metrics(&batch(phoenix_actors::gateway::MAX_SAMPLES_PER_BATCH + 1)).await;
+    assert_eq!(refused_at(res).await, "body.samples");
+    assert_eq!(agent.send_metrics(&batch(phoenix_actors::gateway::MAX_SAMPLES_PER_BATCH)).await.status(), 202);
+}
