@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use diesel::prelude::*;
 use phoenix::config::Settings;
-use phoenix::db::schema::{deployment_versions, pipeline_deployments};
+use phoenix::db::schema::{deployment_versions, experiments, pipeline_deployments};
 use phoenix::db::{establish, Backend};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -600,4 +600,45 @@ async fn auto_promote_promotes_a_pass_and_rollback_removes_only_the_candidate() 
     let handed = agent.poll(1).await;
     let removed: Vec<&str> = handed.iter().filter_map(|t| t["body"]["payload"]["pipeline"].as_str()).collect();
     assert!(removed.contains(&format!("exp-{manual}-baseline").as_str()), "{removed:?}");
+}
+
+/// The server stops right after an `auto_promote` experiment is stored `completed` with a pass, before
+/// it is promoted: the next server to start finishes the promotion.
+#[actix_web::test]
+async fn an_automatic_promotion_cut_off_by_a_stop_is_finished_at_start_up() {
+    let (app, admin) = fast_server(Backend::Sqlite, |settings| settings.agents.offline_after_secs = Some(600)).await;
+    let agent = app.http_agent(&admin, "measures").await;
+    assert_eq!(agent.heartbeat("healthy").await.status(), 200);
+    let mut body = experiment("cut-off", synthetic("topk", json!({})), json!({"agents": [agent.id]}), 3);
+    body["warmup_secs"] = json!(0);
+    let id = create(&app, &admin, &body).await["id"].as_str().expect("id").to_string();
+    measure_until_the_window_ends(&app, &admin, &agent, &id).await;
+    let completed = wait_for_phase(&app, &admin, &id, "completed", 10).await;
+    assert_eq!(completed["results"]["verdict"], "pass", "{completed}");
+
+    // What the database holds when the stop came between the two steps: `completed`, auto_promote, no
+    // deployment. (Created without auto_promote so that this server does not promote it first.)
+    let mut conn = establish(&app.db.url).expect("db");
+    let spec: String = experiments::table.find(&id).select(experiments::spec).first(&mut conn).expect("spec");
+    let mut spec: Value = serde_json::from_str(&spec).expect("spec JSON");
+    spec["auto_promote"] = json!(true);
+    diesel::update(experiments::table.find(&id))
+        .set(experiments::spec.eq(spec.to_string()))
+        .execute(&mut conn)
+        .expect("update");
+
+    let _next = ServerProcess::start_on(
+        &app.db,
+        &crate::helpers::free_local_addr(),
+        &[("RUST_LOG", "warn,phoenix::server=info")],
+    );
+    let promoted = eventually_within("promoted by the next server", 30, async || {
+        let experiment = get(&app, &admin, &format!("/api/v1/experiments/{id}")).await;
+        (experiment["phase"] == "promoted").then_some(experiment)
+    })
+    .await;
+    assert!(promoted["deployment_id"].is_string(), "{promoted}");
+    let events = get(&app, &admin, &format!("/api/v1/experiments/{id}/events")).await;
+    let promotions = events["items"].as_array().expect("events").iter().filter(|e| e["to_phase"] == "promoted").count();
+    assert_eq!(promotions, 1, "promoted once: {events}");
 }

@@ -338,6 +338,25 @@ impl Runtime {
         if verdict != "pass" || !completed.spec.auto_promote {
             return Ok(completed);
         }
+        self.auto_promote(completed).await
+    }
+
+    /// Whether a completed experiment still owes its automatic promotion — the server stopped between
+    /// storing `completed` and promoting: a pass with `auto_promote`, no deployment, no failed attempt.
+    pub async fn owes_auto_promotion(&self, experiment: &Experiment) -> Result<bool, StoreError> {
+        let passed = experiment.results.as_ref().and_then(|r| r.get("verdict")).and_then(Value::as_str) == Some("pass");
+        if experiment.phase != Phase::Completed || !experiment.spec.auto_promote || !passed {
+            return Ok(false);
+        }
+        if experiment.deployment_id.is_some() {
+            return Ok(false);
+        }
+        let events = self.store.experiment_events(&experiment.id).await?;
+        Ok(!events.iter().any(|e| e.event_type == "auto_promote_failed"))
+    }
+
+    /// Promotes a passing `auto_promote` experiment; a refusal is recorded as an event, not an error.
+    pub async fn auto_promote(&self, completed: Experiment) -> Result<Experiment, StoreError> {
         match self.promote(completed.clone(), PromoteRequest::default(), None).await {
             Ok((promoted, _, _)) => Ok(promoted),
             Err(e) => {

@@ -13,6 +13,7 @@ use phoenix_nats::{Bus, Envelope};
 use super::actor::{needs_actor, ActorMap, Execute, ExperimentActor, Nudge};
 use super::runtime::{experiment_of_task_key, Command, CommandError, Runtime};
 use super::{Action, Experiment, NewExperiment, Phase};
+use crate::paging::{PageRequest, MAX_PAGE_SIZE};
 use crate::store::StoreError;
 use crate::tasks::Task;
 
@@ -88,7 +89,26 @@ impl Experiments {
         for experiment in active {
             self.ensure_actor(&experiment);
         }
+        self.finish_interrupted_promotions().await?;
         Ok(count)
+    }
+
+    /// Promotes the completed experiments whose automatic promotion a stop cut off.
+    async fn finish_interrupted_promotions(&self) -> Result<(), StoreError> {
+        let mut page = PageRequest { limit: MAX_PAGE_SIZE, after: None };
+        loop {
+            let found = self.runtime.store.list_experiments(Some(Phase::Completed), page.clone()).await?;
+            for experiment in found.items {
+                if self.runtime.owes_auto_promotion(&experiment).await? {
+                    tracing::info!(experiment.id = %experiment.id, "finishing an automatic promotion cut off by a stop");
+                    self.runtime.auto_promote(experiment).await?;
+                }
+            }
+            match found.next_cursor {
+                Some(cursor) => page.after = Some(cursor),
+                None => return Ok(()),
+            }
+        }
     }
 
     /// Wakes the actor of the experiment a changed task belongs to, for as long as the bus runs.
