@@ -235,6 +235,9 @@ pub struct ExperimentSettings {
     pub deploy_timeout_secs: u64,
     /// How long `stopping` waits for agents to confirm the removal.
     pub stop_timeout_secs: u64,
+    /// How often experiments that ended in the last day are checked for pipeline removals that failed
+    /// to go out (an enqueue that failed on the way to the final phase).
+    pub removal_sweep_interval_secs: u64,
     /// The experiment fails when more than this share of its agents is offline or gone, percent.
     pub max_lost_agents_pct: f64,
     /// Price per 1,000 active series per month.
@@ -252,6 +255,7 @@ impl Default for ExperimentSettings {
             apply_attempts: 3,
             deploy_timeout_secs: 300,
             stop_timeout_secs: 120,
+            removal_sweep_interval_secs: 60,
             max_lost_agents_pct: 50.0,
             // Round illustrative defaults, not any vendor's price list: set your own contract's.
             price_per_thousand_series_month: 8.0,
@@ -429,6 +433,7 @@ impl Settings {
             ("metrics.retention_hours", self.metrics.retention_hours),
             ("experiments.reconcile_interval_ms", self.experiments.reconcile_interval_ms),
             ("experiments.deploy_timeout_secs", self.experiments.deploy_timeout_secs),
+            ("experiments.removal_sweep_interval_secs", self.experiments.removal_sweep_interval_secs),
             ("deployments.reconcile_interval_ms", self.deployments.reconcile_interval_ms),
         ];
         for (key, value) in positive {
@@ -445,6 +450,7 @@ impl Settings {
             ("tasks.lease_secs", self.tasks.lease_secs, 24 * 3600),
             ("tasks.backoff_max_secs", self.tasks.backoff_max_secs, 24 * 3600),
             ("metrics.retention_hours", self.metrics.retention_hours, 10 * 366 * 24),
+            ("experiments.removal_sweep_interval_secs", self.experiments.removal_sweep_interval_secs, 24 * 3600),
         ];
         for (key, value, max) in bounded {
             if value > max {

@@ -41,6 +41,7 @@ impl From<CommandError> for ApiError {
             CommandError::Invalid(reason) => ApiError::invalid(vec![("target".into(), reason)]),
             CommandError::Conflict(reason) => ApiError::Conflict(reason),
             CommandError::Missing(what) => ApiError::NotFound(what),
+            CommandError::Unavailable(detail) => ApiError::Unavailable { detail, extra: Map::new() },
             CommandError::Store(e) => ApiError::from(e),
         }
     }

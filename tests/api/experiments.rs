@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use diesel::prelude::*;
 use phoenix::config::Settings;
-use phoenix::db::schema::{deployment_versions, experiments, pipeline_deployments};
+use phoenix::db::schema::{deployment_versions, experiments, pipeline_deployments, tasks};
 use phoenix::db::{establish, Backend};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -641,4 +641,39 @@ async fn an_automatic_promotion_cut_off_by_a_stop_is_finished_at_start_up() {
     let events = get(&app, &admin, &format!("/api/v1/experiments/{id}/events")).await;
     let promotions = events["items"].as_array().expect("events").iter().filter(|e| e["to_phase"] == "promoted").count();
     assert_eq!(promotions, 1, "promoted once: {events}");
+}
+
+/// A removal that could not be enqueued on the way to a final phase (here: deleted, as if it had never
+/// been written) is sent by the removal sweep.
+#[actix_web::test]
+async fn a_removal_lost_on_the_way_to_a_final_phase_is_sent_by_the_sweep() {
+    let (app, admin) = fast_server(Backend::Sqlite, |settings| {
+        settings.agents.offline_after_secs = Some(600);
+        settings.experiments.removal_sweep_interval_secs = 1;
+    })
+    .await;
+    let agent = app.http_agent(&admin, "measures").await;
+    assert_eq!(agent.heartbeat("healthy").await.status(), 200);
+    let mut body = experiment("swept", synthetic("topk", json!({})), json!({"agents": [agent.id]}), 3);
+    body["warmup_secs"] = json!(0);
+    let id = create(&app, &admin, &body).await["id"].as_str().expect("id").to_string();
+    measure_until_the_window_ends(&app, &admin, &agent, &id).await;
+    wait_for_phase(&app, &admin, &id, "completed", 10).await;
+    assert_eq!(act(&app, &admin, &id, "rollback").await.status(), 200);
+
+    let key = format!("exp:{id}:{}:candidate:remove", agent.id);
+    let mut conn = establish(&app.db.url).expect("db");
+    let lost = diesel::delete(tasks::table.filter(tasks::idempotency_key.eq(&key))).execute(&mut conn).expect("delete");
+    assert_eq!(lost, 1, "the rollback had sent the candidate's removal");
+    let resent: String = eventually("the sweep to send the removal again", async || {
+        tasks::table.filter(tasks::idempotency_key.eq(&key)).select(tasks::id).first(&mut conn).ok()
+    })
+    .await;
+    let handed = agent.poll(1).await;
+    let ids: Vec<&str> = handed.iter().filter_map(|t| t["body"]["task_id"].as_str()).collect();
+    assert_eq!(ids, [resent.as_str()], "the agent gets the removal, once");
+    let mut conn = establish(&app.db.url).expect("db");
+    let baseline = format!("exp:{id}:{}:baseline:remove", agent.id);
+    let kept = tasks::table.filter(tasks::idempotency_key.eq(&baseline)).count().get_result::<i64>(&mut conn);
+    assert_eq!(kept.expect("count"), 0, "a rolled-back experiment keeps its baseline running");
 }

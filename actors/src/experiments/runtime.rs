@@ -82,6 +82,9 @@ pub enum CommandError {
     /// Something the command names (other than the experiment) does not exist.
     #[error("{0}")]
     Missing(String),
+    /// It could not be done now without losing something; it may succeed if tried again.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -209,7 +212,8 @@ impl Runtime {
         let sent = self.sent(&experiment).await?;
         self.cancel_unfinished_applies(&sent).await;
         for agent in &experiment.target_agents {
-            self.send(&experiment, agent, CANDIDATE, REMOVE).await;
+            // A removal that cannot be sent now is sent by the removal sweep.
+            let _ = self.send(&experiment, agent, CANDIDATE, REMOVE).await;
         }
         let change = PhaseChange {
             message: "rolled back: the candidate was removed, the baseline keeps running".into(),
@@ -272,7 +276,8 @@ impl Runtime {
         self.announce_phase(&promoted, experiment.phase).await;
         self.events.publish("deployment", &deployment.id, "deployment.version_created", &version).await;
         // The deployment supervisor rolls the version out (it follows `deployment.version_created`).
-        self.remove_pipelines(&promoted).await;
+        // A removal that cannot be sent now is sent by the removal sweep.
+        let _ = self.remove_pipelines(&promoted).await;
         Ok((promoted, deployment, version))
     }
 
@@ -549,12 +554,57 @@ impl Runtime {
 
     /// Removes both pipelines from every agent of the experiment (idempotent: a removal already sent is
     /// not sent again).
-    pub async fn remove_pipelines(&self, experiment: &Experiment) {
+    /// `Err` when a removal could not be enqueued (the caller decides: retry, or refuse).
+    pub async fn remove_pipelines(&self, experiment: &Experiment) -> Result<(), String> {
+        let mut failed = None;
         for agent in &experiment.target_agents {
             for variant in VARIANTS {
-                self.send(experiment, agent, variant, REMOVE).await;
+                if let Err(e) = self.send(experiment, agent, variant, REMOVE).await {
+                    failed = Some(e);
+                }
             }
         }
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// The variants an ended experiment must no longer run anywhere: both, except after a rollback
+    /// (which keeps the baseline) and while `completed` (the operator has not decided yet).
+    fn variants_to_remove(phase: Phase) -> &'static [&'static str] {
+        match phase {
+            Phase::Promoted | Phase::Stopped | Phase::Failed => &VARIANTS,
+            Phase::RolledBack => &[CANDIDATE],
+            _ => &[],
+        }
+    }
+
+    /// Sends the removals an ended experiment should have sent but did not (an enqueue that failed on
+    /// the way to its final phase); returns how many it sent. Idempotent: sent ones are found by key.
+    pub async fn resend_missing_removals(&self, experiment: &Experiment) -> Result<usize, StoreError> {
+        let variants = Self::variants_to_remove(experiment.phase);
+        if variants.is_empty() {
+            return Ok(0);
+        }
+        let sent = self.sent(experiment).await?;
+        let missing = |agent: &String| {
+            variants.iter().any(|variant| !sent.0.contains_key(&task_key(&experiment.id, agent, variant, "remove")))
+        };
+        let owing: Vec<String> = experiment.target_agents.iter().filter(|a| missing(a)).cloned().collect();
+        if owing.is_empty() {
+            return Ok(0);
+        }
+        // A decommissioned agent runs nothing any more: nothing to remove there.
+        let present: BTreeSet<String> = self.store.get_agents(&owing).await?.into_iter().map(|a| a.id).collect();
+        let mut resent = 0;
+        for agent in owing.iter().filter(|a| present.contains(*a)) {
+            for variant in variants {
+                if !sent.0.contains_key(&task_key(&experiment.id, agent, variant, "remove"))
+                    && self.send(experiment, agent, variant, REMOVE).await.is_ok()
+                {
+                    resent += 1;
+                }
+            }
+        }
+        Ok(resent)
     }
 
     /// Sends `verb` for both variants to every agent that has not been sent it yet; returns those agents.
@@ -564,7 +614,7 @@ impl Runtime {
         for agent in &experiment.target_agents {
             for variant in VARIANTS {
                 if !sent.0.contains_key(&task_key(&experiment.id, agent, variant, short)) {
-                    self.send(experiment, agent, variant, verb).await;
+                    let _ = self.send(experiment, agent, variant, verb).await;
                     sent_to.push(agent.clone());
                 }
             }
@@ -572,8 +622,9 @@ impl Runtime {
         sent_to
     }
 
-    /// Enqueues one task (idempotent by its key). A failure is logged: the next reconciliation retries.
-    async fn send(&self, experiment: &Experiment, agent: &str, variant: &str, verb: &str) {
+    /// Enqueues one task (idempotent by its key). A failure is logged and returned: the next
+    /// reconciliation (or, for an ended experiment, the removal sweep) sends it again.
+    async fn send(&self, experiment: &Experiment, agent: &str, variant: &str, verb: &str) -> Result<(), String> {
         let name = pipeline_name(&experiment.id, variant);
         let (payload, ttl) = if verb == APPLY {
             let config = if variant == BASELINE { &experiment.baseline_config } else { &experiment.candidate_config };
@@ -598,9 +649,10 @@ impl Runtime {
             idempotency_key: Some(task_key(&experiment.id, agent, variant, verb.trim_start_matches("pipeline."))),
             ttl_secs: ttl,
         };
-        if let Err(e) = self.queue.enqueue(task).await {
+        self.queue.enqueue(task).await.map(|_| ()).map_err(|e| {
             tracing::warn!(experiment.id = %experiment.id, agent.id = agent, error = %e, "cannot send {verb}; retrying later");
-        }
+            e.to_string()
+        })
     }
 
     async fn cancel_unfinished_applies(&self, sent: &Sent) {

@@ -68,7 +68,10 @@ impl Experiments {
             });
         }
         if matches!(experiment.phase, Phase::Completed | Phase::RolledBack) {
-            self.runtime.remove_pipelines(&experiment).await;
+            // Once the row is gone nothing would remember these pipelines: refuse rather than lose them.
+            self.runtime.remove_pipelines(&experiment).await.map_err(|e| {
+                CommandError::Unavailable(format!("cannot send the removal of its pipelines now ({e}); try again"))
+            })?;
         }
         let deleted = self.runtime.store.delete_experiment(id).await.map_err(|e| match e {
             StoreError::Conflict(_) => CommandError::NotAllowed {
@@ -91,6 +94,39 @@ impl Experiments {
         }
         self.finish_interrupted_promotions().await?;
         Ok(count)
+    }
+
+    /// Sends, every `every`, the removals that experiments which ended within the last day should have
+    /// sent but could not (their enqueue failed on the way to the final phase). Runs until the process
+    /// ends; a day covers the task queue's default expiry, after which agents no longer hold tasks.
+    pub async fn sweep_removals(self, every: std::time::Duration) {
+        loop {
+            tokio::time::sleep(every).await;
+            match self.resend_missing_removals(Utc::now() - chrono::Duration::days(1)).await {
+                Ok(0) => {}
+                Ok(resent) => tracing::info!(tasks = resent, "sent removals that had failed to go out"),
+                Err(e) => tracing::warn!(error = %e, "removal sweep failed; trying again later"),
+            }
+        }
+    }
+
+    /// One sweep over the experiments that ended since `since`.
+    pub async fn resend_missing_removals(&self, since: chrono::DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut resent = 0;
+        for phase in [Phase::Promoted, Phase::Stopped, Phase::Failed, Phase::RolledBack] {
+            let mut page = PageRequest { limit: MAX_PAGE_SIZE, after: None };
+            loop {
+                let found = self.runtime.store.list_experiments(Some(phase), page.clone()).await?;
+                for experiment in found.items.iter().filter(|e| e.completed_at.is_some_and(|at| at >= since)) {
+                    resent += self.runtime.resend_missing_removals(experiment).await?;
+                }
+                match found.next_cursor {
+                    Some(cursor) => page.after = Some(cursor),
+                    None => break,
+                }
+            }
+        }
+        Ok(resent)
     }
 
     /// Promotes the completed experiments whose automatic promotion a stop cut off.
