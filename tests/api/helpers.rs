@@ -128,6 +128,11 @@ impl TestDb {
         TestDb { url, backend: Backend::Postgres, _dir: None, postgres: Some((admin_url, name)) }
     }
 
+    /// A database someone else owns (and cleans up): the test only points the server at it.
+    pub fn at(url: &str, backend: Backend) -> TestDb {
+        TestDb { url: url.to_string(), backend, _dir: None, postgres: None }
+    }
+
     /// Drops the PostgreSQL database now, even while the server under test still uses it.
     pub fn drop_now(&mut self) {
         if let Some((admin_url, name)) = self.postgres.take() {

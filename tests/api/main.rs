@@ -16,6 +16,7 @@ mod crash;
 mod dashboard;
 mod deployments;
 mod experiments;
+mod faults;
 mod fleet;
 mod leases;
 mod limits;

@@ -1,0 +1,136 @@
+//! Faults injected into the services Phoenix depends on, bounded in time and on loopback: PostgreSQL
+//! stopped for 30 s under a running server. The server must answer every request quickly with a 503
+//! problem document naming the database, keep `/healthz` up, and recover by itself.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use phoenix::db::Backend;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{eventually_within, free_local_addr, spawn_with, test_settings, Env, TestDb};
+
+/// How long the database stays down.
+const OUTAGE: Duration = Duration::from_secs(30);
+
+/// A PostgreSQL server of the test's own (initdb in a temporary folder, its own port), so it can be
+/// stopped without touching the one the other tests share.
+struct OwnPostgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+}
+
+impl OwnPostgres {
+    fn start() -> OwnPostgres {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL's binaries under /usr/lib/postgresql (./scripts/test installs them)")
+            .flatten()
+            .map(|version| version.path().join("bin"))
+            .find(|bin| bin.join("initdb").exists())
+            .expect("initdb");
+        let dir = tempfile::tempdir().expect("data folder");
+        if nix::unistd::geteuid().is_root() {
+            // PostgreSQL refuses to run as root: the folder and the server belong to `postgres`.
+            let postgres = nix::unistd::User::from_name("postgres").ok().flatten().expect("a postgres user");
+            nix::unistd::chown(dir.path(), Some(postgres.uid), Some(postgres.gid)).expect("chown");
+        }
+        let port: u16 = free_local_addr().rsplit_once(':').and_then(|(_, p)| p.parse().ok()).expect("port");
+        let own = OwnPostgres { dir, bin, port };
+        own.run("initdb", &["-D", &own.data(), "-A", "trust", "-U", "postgres", "--no-sync"]);
+        own.start_again();
+        own
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    /// Runs one of PostgreSQL's programs (as `postgres` when we are root).
+    fn run(&self, program: &str, args: &[&str]) {
+        let path = self.bin.join(program);
+        let mut command = if nix::unistd::geteuid().is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&path);
+            c
+        } else {
+            Command::new(&path)
+        };
+        let out = command.args(args).output().unwrap_or_else(|e| panic!("run {program}: {e}"));
+        assert!(out.status.success(), "{program} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn start_again(&self) {
+        let options =
+            format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.path().display());
+        let log = self.dir.path().join("log").display().to_string();
+        self.run("pg_ctl", &["-D", &self.data(), "-o", &options, "-l", &log, "-w", "start"]);
+    }
+
+    /// Stops at once, as a crash or a network cut would look to the clients.
+    fn stop(&self) {
+        self.run("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable", self.port)
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let _ = Command::new(self.bin.join("pg_ctl")).args(["-D", &self.data(), "-m", "immediate", "stop"]).output();
+        if nix::unistd::geteuid().is_root() {
+            let _ = Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(self.bin.join("pg_ctl"))
+                .args(["-D", &self.data(), "-m", "immediate", "stop"])
+                .output();
+        }
+    }
+}
+
+#[actix_web::test]
+async fn a_database_outage_is_503_quickly_and_heals_by_itself() {
+    let postgres = OwnPostgres::start();
+    let env = Env::local(Backend::Postgres);
+    let db = TestDb::at(&postgres.url(), Backend::Postgres);
+    let mut settings = test_settings(env, &db);
+    settings.database.connect_timeout_secs = 2;
+    let app = spawn_with(env, db, settings).await;
+    let admin = app.bootstrap_admin().await;
+    let before =
+        json!({"name": "before", "pipeline": {"template": "baseline"}, "target": {"selector": {"env": "none"}}});
+    assert_eq!(app.send_as(Method::POST, "/api/v1/pipelines/deployments", &admin, &before).await.status(), 201);
+
+    postgres.stop();
+    let down_since = Instant::now();
+    let (mut requests, mut slowest) = (0, Duration::ZERO);
+    while down_since.elapsed() < OUTAGE {
+        for (method, path) in [(Method::GET, "/api/v1/pipelines/deployments"), (Method::GET, "/api/v1/experiments")] {
+            let asked = Instant::now();
+            let res = app.send_as(method, path, &admin, &json!({})).await;
+            slowest = slowest.max(asked.elapsed());
+            requests += 1;
+            assert_eq!(res.status(), 503, "{path} while the database is down");
+            assert_eq!(res.headers()["content-type"], "application/problem+json");
+        }
+        let ready = app.get("/readyz").await;
+        assert_eq!(ready.status(), 503);
+        let checks: Value = ready.json().await.expect("readiness");
+        assert_eq!(checks["checks"]["database"]["ok"], false, "{checks}");
+        assert_eq!(app.get("/healthz").await.status(), 200, "the process itself is fine");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(slowest < Duration::from_secs(5), "every request failed fast; the slowest took {slowest:?}");
+    println!("database down {:?}: {requests} requests, all 503, slowest {slowest:?}", OUTAGE);
+
+    postgres.start_again();
+    eventually_within("ready again", 30, async || (app.get("/readyz").await.status() == 200).then_some(())).await;
+    let listed: Value = app.get_as("/api/v1/pipelines/deployments", &admin).await.json().await.expect("list");
+    assert_eq!(listed["items"][0]["name"], "before", "nothing stored before the outage was lost");
+    let after = json!({"name": "after", "pipeline": {"template": "baseline"}, "target": {"selector": {"env": "none"}}});
+    assert_eq!(app.send_as(Method::POST, "/api/v1/pipelines/deployments", &admin, &after).await.status(), 201);
+}
