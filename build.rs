@@ -7,6 +7,10 @@ fn files_under(dir: &Path, found: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let path = entry.path();
+        // Hidden files (editor swap files, .DS_Store, …) are never part of the dashboard.
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
         if path.is_dir() {
             files_under(&path, found);
         } else {

@@ -406,6 +406,9 @@ impl Settings {
         if self.listen_addr().is_err() {
             problems.push(format!("server.listen: '{}' is not an address like 127.0.0.1:8080", self.server.listen));
         }
+        if let Some(dir) = self.server.dashboard_dir.as_ref().filter(|dir| !dir.is_dir()) {
+            problems.push(format!("server.dashboard_dir: {} is not a folder", dir.display()));
+        }
         if self.server.body_limit_bytes == 0 {
             problems.push("server.body_limit_bytes: must be at least 1".into());
         }

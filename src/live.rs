@@ -32,6 +32,14 @@ pub enum LiveError {
     NotJson(String),
 }
 
+impl LiveError {
+    /// The server refused the upgrade for the token (401): a fresh one may do.
+    pub fn is_unauthorized(&self) -> bool {
+        use tokio_tungstenite::tungstenite::Error;
+        matches!(self, LiveError::Connect { source, .. } if matches!(source.as_ref(), Error::Http(r) if r.status() == 401))
+    }
+}
+
 /// One live connection.
 pub struct LiveClient {
     stream: WebSocketStream<MaybeTlsStream<TcpStream>>,

@@ -63,6 +63,9 @@ impl LabelSelector {
             validate_label_part(value)?;
             labels.insert(key.to_string(), value.to_string());
         }
+        if labels.len() > crate::limits::LABELS {
+            return Err(format!("a selector has at most {} labels", crate::limits::LABELS));
+        }
         Ok(LabelSelector(labels))
     }
 

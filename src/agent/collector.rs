@@ -159,14 +159,17 @@ impl Collectors {
     }
 
     /// Stops every collector and waits for each to exit (the agent is stopping: none may outlive it).
+    /// Each gets SIGTERM and [`STOP_GRACE`] to flush its exporters, then SIGKILL.
     pub async fn stop_all(&mut self) {
-        for supervised in self.running.values_mut() {
-            if let Some(child) = supervised.child.as_mut() {
-                let _ = child.kill().await;
-            }
-            supervised.child = None;
-            supervised.restart_at = None;
-        }
+        let children: Vec<Child> = self
+            .running
+            .values_mut()
+            .filter_map(|supervised| {
+                supervised.restart_at = None;
+                supervised.child.take()
+            })
+            .collect();
+        futures_util::future::join_all(children.into_iter().map(stop_gracefully)).await;
     }
 
     /// Restarts collectors that died (with backoff) and measures the running ones.
@@ -247,4 +250,18 @@ fn file_name(name: &str) -> String {
 /// CPU seconds since start and resident bytes of a process.
 fn process_usage(pid: u32) -> (f64, usize) {
     crate::procfs::stat(Path::new(&format!("/proc/{pid}"))).map_or((0.0, 0), |s| (s.cpu_seconds, s.rss_bytes as usize))
+}
+
+/// How long a stopping collector may take to exit on SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+async fn stop_gracefully(mut child: Child) {
+    if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) {
+        // SAFETY: kill(2) with our own, not yet reaped child's pid and a valid signal.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_ok() {
+            return;
+        }
+    }
+    let _ = child.kill().await;
 }

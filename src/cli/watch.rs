@@ -2,7 +2,8 @@
 //! showing its progress on stderr, then print its final state like `get` does.
 //!
 //! Events only say that something changed; after a quiet spell the entity is read again through the
-//! API, so an event missed while reconnecting costs at most one wait.
+//! API, so a missed event costs at most one wait. An expired session is renewed and the connection
+//! opened again; any other close ends the watch with an error (run it again).
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -32,13 +33,21 @@ fn lost(e: LiveError) -> CliError {
 }
 
 impl Follow {
-    async fn open(api: &Api, topics: Vec<String>) -> Result<Follow, CliError> {
-        let token = api.token.clone().ok_or_else(|| CliError::Auth("not logged in; run `phoenix login`".into()))?;
-        let mut live = LiveClient::connect(&api.server, &token).await.map_err(lost)?;
+    /// Connects and subscribes. A token that expired just before the upgrade is refreshed once.
+    async fn open(api: &mut Api, topics: Vec<String>) -> Result<Follow, CliError> {
+        let mut live = match Self::connect(api).await? {
+            Err(e) if e.is_unauthorized() && api.refresh().await? => Self::connect(api).await?.map_err(lost)?,
+            other => other.map_err(lost)?,
+        };
         for topic in &topics {
             live.subscribe(topic).await.map_err(lost)?;
         }
         Ok(Follow { live, topics })
+    }
+
+    async fn connect(api: &Api) -> Result<Result<LiveClient, LiveError>, CliError> {
+        let token = api.token.clone().ok_or_else(|| CliError::Auth("not logged in; run `phoenix login`".into()))?;
+        Ok(LiveClient::connect(&api.server, &token).await)
     }
 
     /// The next message from the server, or `None` when nothing came within [`QUIET`] or the connection
@@ -132,8 +141,22 @@ impl Screen {
     }
 }
 
-/// Experiment phases after which nothing happens by itself (`pending` waits for `start`).
-const EXPERIMENT_SETTLED: [&str; 6] = ["completed", "promoted", "stopped", "rolled_back", "failed", "pending"];
+/// How long a `completed` pass with `auto_promote` is watched for its promotion.
+const PROMOTION_WAIT: Duration = Duration::from_secs(30);
+
+/// Whether nothing more will happen to the experiment by itself. `pending` waits for someone to start
+/// it; a `completed` pass with `auto_promote` is promoted next, so that is waited for (a while: the
+/// promotion can be refused).
+fn experiment_settled(experiment: &Value, completed_since: &mut Option<Instant>) -> bool {
+    match experiment["phase"].as_str().unwrap_or("") {
+        "promoted" | "stopped" | "rolled_back" | "failed" => true,
+        "completed" => {
+            let promotes = experiment["auto_promote"] == true && experiment["results"]["verdict"] == "pass";
+            !promotes || completed_since.get_or_insert_with(Instant::now).elapsed() >= PROMOTION_WAIT
+        }
+        _ => false,
+    }
+}
 
 /// `phoenix experiment watch`: phase changes, the measurement window's progress and the series each
 /// variant emits (from the agents' measurements as they arrive), then the verdict.
@@ -144,18 +167,18 @@ pub async fn experiment(api: &mut Api, id: &str, format: output::Format, columns
     let mut follow = Follow::open(api, vec![topic.clone(), format!("metrics:{id}")]).await?;
     let mut screen = Screen::new(format);
     let mut series = LiveSeries::default();
-    let mut last_phase = String::new();
+    let (mut last_phase, mut completed_since) = (String::new(), None);
     loop {
         let phase = experiment["phase"].as_str().unwrap_or("").to_string();
         if phase != last_phase {
             screen.say(&format!("{phase}{}", reason(&experiment)));
             last_phase.clone_from(&phase);
         }
-        if EXPERIMENT_SETTLED.contains(&phase.as_str()) && phase != "pending" {
+        if experiment_settled(&experiment, &mut completed_since) {
             break;
         }
         if phase == "running" {
-            screen.progress(format!("{} · {}", window_progress(&experiment), series.summary()));
+            screen.progress(format!("{} · {}", window_progress(&experiment, chrono::Utc::now()), series.summary()));
         }
         match follow.next(api).await? {
             Some(message) if message["type"] == "snapshot" && message["topic"] == topic.as_str() => {
@@ -183,12 +206,11 @@ fn reason(experiment: &Value) -> String {
 }
 
 /// `[#####---------------] 25% of the measurement window`, or the warm-up's countdown.
-fn window_progress(experiment: &Value) -> String {
+fn window_progress(experiment: &Value, now: chrono::DateTime<chrono::Utc>) -> String {
     let parse = |field: &str| experiment[field].as_str().and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok());
     let (Some(from), Some(until)) = (parse("measuring_from"), parse("measuring_until")) else {
         return "waiting for the measurement window".into();
     };
-    let now = chrono::Utc::now();
     if now < from {
         return format!("warming up: measuring starts in {} s", (from - now).num_seconds());
     }
@@ -291,11 +313,11 @@ mod tests {
             "measuring_from": (now - chrono::Duration::seconds(30)).to_rfc3339(),
             "measuring_until": (now + chrono::Duration::seconds(90)).to_rfc3339(),
         });
-        assert_eq!(window_progress(&experiment), "[#####---------------] 25% of the measurement window");
+        assert_eq!(window_progress(&experiment, now), "[#####---------------] 25% of the measurement window");
         let warming = json!({
             "measuring_from": (now + chrono::Duration::seconds(61)).to_rfc3339(),
             "measuring_until": (now + chrono::Duration::seconds(120)).to_rfc3339(),
         });
-        assert!(window_progress(&warming).starts_with("warming up: measuring starts in 6"));
+        assert_eq!(window_progress(&warming, now), "warming up: measuring starts in 61 s");
     }
 }

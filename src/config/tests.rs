@@ -101,17 +101,22 @@ fn an_empty_variable_leaves_an_optional_setting_unset() {
 
 #[test]
 fn every_optional_setting_can_be_set_in_the_file_and_the_environment() {
-    let f = file(
-        "[server]\ndashboard_dir = \"/srv/ui\"\n[bus]\nnats_url = \"nats://a:4222\"\nagent_nats_url = \"nats://b:4222\"\n\
+    let ui = tempfile::tempdir().expect("a dashboard folder");
+    let ui = ui.path().display().to_string();
+    let f = file(&format!(
+        "[server]\ndashboard_dir = \"{ui}\"\n[bus]\nnats_url = \"nats://a:4222\"\nagent_nats_url = \"nats://b:4222\"\n\
          [auth]\njwt_secret = \"0123456789abcdef0123456789abcdef\"\n[agents]\noffline_after_secs = 30\n",
-    );
+    ));
     let s = Settings::load(Some(f.path()), &env(&[]), &FlagOverrides::default()).expect("valid file");
-    assert_eq!(s.server.dashboard_dir.as_deref(), Some(std::path::Path::new("/srv/ui")));
+    assert_eq!(s.server.dashboard_dir.as_deref(), Some(std::path::Path::new(&ui)));
     assert!(s.bus.nats_url.is_some() && s.bus.agent_nats_url.is_some() && s.auth.jwt_secret.is_some());
     assert_eq!(s.agents.offline_after_secs, Some(30));
-    let e = env(&[("PHOENIX_SERVER__DASHBOARD_DIR", "/work/ui")]);
+    let e = env(&[("PHOENIX_SERVER__DASHBOARD_DIR", &ui)]);
     let s = Settings::load(None, &e, &FlagOverrides::default()).expect("valid environment");
-    assert_eq!(s.server.dashboard_dir.as_deref(), Some(std::path::Path::new("/work/ui")));
+    assert_eq!(s.server.dashboard_dir.as_deref(), Some(std::path::Path::new(&ui)));
+    let e = env(&[("PHOENIX_SERVER__DASHBOARD_DIR", "/no/such/folder")]);
+    let err = Settings::load(None, &e, &FlagOverrides::default()).expect_err("a missing folder is refused");
+    assert!(err.problems.iter().any(|p| p.starts_with("server.dashboard_dir")), "{:?}", err.problems);
 }
 
 #[test]

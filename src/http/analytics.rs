@@ -120,7 +120,7 @@ pub async fn get_cost_analytics(
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "period": {"from": from, "to": until, "secs": period},
         "price_model": {
-            "currency": prices.currency,
+            "currency": currency(&state),
             "per_thousand_series_month": prices.price_per_thousand_series_month,
             "per_million_points": prices.price_per_million_points,
         },
@@ -145,13 +145,22 @@ struct PromotedSavings {
     monthly_saving: f64,
 }
 
+/// The configured currency, as reports spell it (`EUR`, whatever the case in the settings).
+fn currency(state: &AppState) -> String {
+    let interval = state.settings.agents.heartbeat_interval_secs;
+    state.settings.experiments.runtime(interval).prices.currency.to_string()
+}
+
+/// Only results priced in the configured currency are added up: a total across currencies means nothing.
 async fn promoted_savings(state: &AppState) -> Result<PromotedSavings, ApiError> {
+    let currency = currency(state);
     let mut savings = PromotedSavings::default();
     let mut page = phoenix_actors::paging::PageRequest { limit: phoenix_actors::paging::MAX_PAGE_SIZE, after: None };
     loop {
         let found =
             state.store.list_experiments(Some(phoenix_actors::experiments::Phase::Promoted), page.clone()).await?;
-        for cost in found.items.iter().filter_map(|e| e.results.as_ref()?.get("cost")) {
+        let costs = found.items.iter().filter_map(|e| e.results.as_ref()?.get("cost"));
+        for cost in costs.filter(|cost| cost.get("currency").and_then(serde_json::Value::as_str) == Some(&currency)) {
             let number = |field: &str| cost.get(field).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
             savings.promoted_experiments += 1;
             savings.monthly_cost_before += number("baseline_monthly");
@@ -175,7 +184,7 @@ pub async fn get_overview(state: web::Data<AppState>) -> Result<HttpResponse, Ap
         "experiments": counts.experiments,
         "deployments": counts.deployments,
         "savings": {
-            "currency": state.settings.experiments.currency,
+            "currency": currency(&state),
             "promoted_experiments": savings.promoted_experiments,
             "monthly_cost_before": savings.monthly_cost_before,
             "monthly_cost_after": savings.monthly_cost_after,

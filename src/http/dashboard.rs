@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use actix_web::http::header;
+use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -34,9 +35,16 @@ pub async fn get_asset(
 
 async fn serve(req: &HttpRequest, state: &AppState, name: &str) -> Result<HttpResponse, ApiError> {
     let missing = || ApiError::NotFound(format!("the dashboard has no file {name}"));
+    // Names that could leave the folder (`..`, absolute, hidden) are refused in both modes alike.
+    if !name.split('/').all(|part| !part.is_empty() && !part.starts_with('.') && !part.contains('\\')) {
+        return Err(missing());
+    }
     let body = match &state.settings.server.dashboard_dir {
-        Some(dir) => from_folder(dir, name).await.ok_or_else(missing)?,
-        None => FILES.iter().find(|(file, _)| *file == name).map(|(_, body)| body.to_vec()).ok_or_else(missing)?,
+        Some(dir) => from_folder(dir, name).await?.ok_or_else(missing)?,
+        None => {
+            let built_in = FILES.iter().find(|(file, _)| *file == name).map(|(_, body)| *body);
+            Bytes::from_static(built_in.ok_or_else(missing)?)
+        }
     };
     let etag = format!("\"{}\"", URL_SAFE_NO_PAD.encode(&Sha256::digest(&body)[..12]));
     let unchanged = req
@@ -56,14 +64,15 @@ async fn serve(req: &HttpRequest, state: &AppState, name: &str) -> Result<HttpRe
     Ok(if unchanged { response.finish() } else { response.body(body) })
 }
 
-/// A file of the dashboard folder; names that could leave it (`..`, absolute, hidden) are refused.
-async fn from_folder(dir: &Path, name: &str) -> Option<Vec<u8>> {
-    let safe = name.split('/').all(|part| !part.is_empty() && !part.starts_with('.') && !part.contains('\\'));
-    if !safe {
-        return None;
-    }
+/// A file of the dashboard folder: `None` when there is none; a file that cannot be read is a 500.
+async fn from_folder(dir: &Path, name: &str) -> Result<Option<Bytes>, ApiError> {
     let path = dir.join(name);
-    web::block(move || std::fs::read(path)).await.ok()?.ok()
+    let read = web::block(move || std::fs::read(path)).await.map_err(|e| ApiError::Internal(e.into()))?;
+    match read {
+        Ok(body) => Ok(Some(Bytes::from(body))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ApiError::Internal(anyhow::anyhow!("cannot read the dashboard file {name}: {e}"))),
+    }
 }
 
 fn content_type(name: &str) -> &'static str {
@@ -83,7 +92,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_file_of_the_dashboard_folder_is_built_in() {
+    fn the_dashboard_files_are_built_in_as_they_are_in_the_folder() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/dashboard");
         for name in ["index.html", "app.js", "live.js"] {
             let built_in = FILES.iter().find(|(file, _)| *file == name).map(|(_, body)| body.to_vec());

@@ -51,9 +51,7 @@ fn check_rollout(rollout: &Rollout, problems: &mut Vec<(String, String)>) {
 }
 
 fn check_name(name: &str, problems: &mut Vec<(String, String)>) {
-    if name.trim().is_empty() || name.chars().count() > limits::NAME_CHARS {
-        problems.push(("name".into(), format!("must be 1 to {} characters", limits::NAME_CHARS)));
-    }
+    problems.extend(limits::bad_name("name", name));
 }
 
 /// Renders and validates the pipeline; every problem of the request in one 422.

@@ -73,10 +73,9 @@ pub(super) fn check_target(target: &Target) -> Vec<(String, String)> {
 fn check_spec(spec: &ExperimentSpec, measure_interval_secs: u64) -> Vec<(String, String)> {
     let mut problems = check_target(&spec.target);
     let mut problem = |path: &str, message: String| problems.push((path.to_string(), message));
-    if spec.name.trim().is_empty() || spec.name.chars().count() > limits::NAME_CHARS {
-        problem("name", format!("must be 1 to {} characters", limits::NAME_CHARS));
-    }
-    if let Some((path, message)) = limits::too_long("description", &spec.description, limits::TEXT_CHARS) {
+    let texts =
+        [limits::bad_name("name", &spec.name), limits::too_long("description", &spec.description, limits::TEXT_CHARS)];
+    for (path, message) in texts.into_iter().flatten() {
         problem(&path, message);
     }
     if spec.duration_secs == 0 || spec.duration_secs > MAX_DURATION_SECS {
@@ -251,15 +250,11 @@ pub async fn promote_experiment(
 ) -> Result<HttpResponse, ApiError> {
     let request = body.map(web::Json::into_inner).unwrap_or_default();
     let mut problems = Vec::new();
-    if request.name.as_ref().is_some_and(|n| n.trim().is_empty() || n.chars().count() > limits::NAME_CHARS) {
-        problems.push(("name".to_string(), format!("must be 1 to {} characters", limits::NAME_CHARS)));
-    }
+    problems.extend(request.name.as_deref().and_then(|name| limits::bad_name("name", name)));
     if request.name.is_some() && request.deployment_id.is_some() {
         problems.push(("name".into(), "a new deployment's name; not with deployment_id".into()));
     }
-    if request.notes.as_ref().is_some_and(|n| n.chars().count() > limits::TEXT_CHARS) {
-        problems.push(("notes".into(), format!("must be at most {} characters", limits::TEXT_CHARS)));
-    }
+    problems.extend(request.notes.as_deref().and_then(|notes| limits::too_long("notes", notes, limits::TEXT_CHARS)));
     if !problems.is_empty() {
         return Err(ApiError::invalid(problems));
     }

@@ -209,7 +209,7 @@ fn start_experiments(settings: &Settings, store: Arc<dyn Store>, bus: Arc<dyn Bu
     let experiments = Experiments::new(runtime);
     actix_web::rt::spawn(experiments.clone().follow_tasks(bus));
     let sweep_every = Duration::from_secs(settings.experiments.removal_sweep_interval_secs);
-    actix_web::rt::spawn(experiments.clone().sweep_removals(sweep_every));
+    actix_web::rt::spawn(experiments.clone().sweep(sweep_every));
     actix_web::rt::spawn(rebuild_experiments(experiments.clone()));
     experiments
 }

@@ -139,9 +139,9 @@ pub fn check_template(template: &Template) -> Vec<Problem> {
     if !ok_name(&template.name) {
         problems.push(Problem::new("name", "must be 1 to 64 letters, digits, '_' or '-'"));
     }
-    if template.description.chars().count() > phoenix_actors::limits::TEXT_CHARS {
-        let max = phoenix_actors::limits::TEXT_CHARS;
-        problems.push(Problem::new("description", format!("must be at most {max} characters")));
+    use phoenix_actors::limits;
+    if let Some((path, message)) = limits::too_long("description", &template.description, limits::TEXT_CHARS) {
+        problems.push(Problem::new(&path, message));
     }
     let mut samples = Map::new();
     for (i, spec) in template.parameters.iter().enumerate() {

@@ -157,11 +157,18 @@ impl Browser {
         self.run(script, json!([css])).await == Value::Bool(true)
     }
 
+    /// Clicks `css`; an element replaced between finding and clicking it (a live update re-rendered
+    /// it) is found again.
     pub async fn click(&self, css: &str) {
-        let id = self.find(css).await;
-        self.command(reqwest::Method::POST, &format!("/element/{id}/click"), Some(json!({})))
-            .await
-            .unwrap_or_else(|e| panic!("click on {css}: {e}"));
+        let started = Instant::now();
+        loop {
+            let id = self.find(css).await;
+            match self.command(reqwest::Method::POST, &format!("/element/{id}/click"), Some(json!({}))).await {
+                Ok(_) => return,
+                Err(e) if e.contains("stale element") && started.elapsed() < PATIENCE => continue,
+                Err(e) => panic!("click on {css}: {e}"),
+            }
+        }
     }
 
     /// Clears the field and types `text` into it, key by key, as a person would.
@@ -243,8 +250,9 @@ impl Browser {
     /// received (source `network`); a test that provokes one on purpose must not count it.
     pub async fn console_errors(&self) -> Vec<String> {
         let logs = self.command(reqwest::Method::POST, "/se/log", Some(json!({"type": "browser"}))).await;
-        logs.ok()
-            .and_then(|l| l.as_array().cloned())
+        let logs = logs.unwrap_or_else(|e| panic!("cannot read the browser's console: {e}"));
+        logs.as_array()
+            .cloned()
             .unwrap_or_default()
             .iter()
             .filter(|entry| entry["level"] == "SEVERE" && entry["source"] != "network")

@@ -46,6 +46,16 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Waits until `n` WebSocket sessions are open on the server (a `watch` has subscribed).
+async fn wait_for_live_sessions(app: &TestApp, n: i64) {
+    crate::helpers::eventually("the watch to connect", async || {
+        let metrics = app.get("/metrics").await.text().await.ok()?;
+        let open = metrics.lines().find_map(|l| l.strip_prefix("phoenix_ws_sessions "))?.trim().parse::<i64>().ok()?;
+        (open >= n).then_some(())
+    })
+    .await;
+}
+
 async fn server(tune: impl FnOnce(&mut phoenix::config::Settings)) -> (TestApp, String) {
     let env = Env::local(Backend::Sqlite);
     let db = TestDb::new(Backend::Sqlite);
@@ -110,6 +120,7 @@ async fn an_operator_runs_watches_and_promotes_an_experiment_from_the_terminal()
         tokio::spawn(async move { phoenix(&dir, &["experiment", "watch", &id, "-o", format], "").await })
     };
     let (watcher, person) = (watch("json"), watch("table"));
+    wait_for_live_sessions(&app, 2).await;
     answer_tasks(&agent, json!({"status": "succeeded"})).await;
     for seq in 0..10 {
         agent.send_metrics(&measurement(&id, "baseline", 100.0, seq)).await;
@@ -452,7 +463,9 @@ async fn deployment_watch_follows_a_rollout_in_waves_until_it_settles() {
         let (dir, id) = (dir.clone(), id.clone());
         tokio::spawn(async move { phoenix(&dir, &["deployment", "watch", &id, "--verbose"], "").await })
     };
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    wait_for_live_sessions(&app, 1).await;
+    // Let its access token (1 s) expire under it before the rollout goes on.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let mut applied = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

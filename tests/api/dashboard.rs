@@ -36,6 +36,32 @@ async fn the_page_and_its_files_are_served_with_a_strict_policy() {
 }
 
 #[actix_web::test]
+async fn from_a_folder_only_files_inside_it_are_served() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let ui = root.path().join("ui");
+    std::fs::create_dir_all(&ui).expect("ui folder");
+    std::fs::write(ui.join("index.html"), "<p>from the folder</p>").expect("write");
+    std::fs::write(ui.join("app.js"), "export const fromTheFolder = true;").expect("write");
+    std::fs::write(ui.join(".hidden"), "hidden").expect("write");
+    std::fs::write(root.path().join("secret"), "outside the folder").expect("write");
+    let env = Env::SqliteLocal;
+    let db = TestDb::new(Backend::Sqlite);
+    let mut settings = test_settings(env, &db);
+    settings.server.dashboard_dir = Some(ui);
+    let app = spawn_with(env, db, settings).await;
+
+    assert_eq!(app.get("/").await.text().await.expect("page"), "<p>from the folder</p>");
+    assert!(app.get("/ui/app.js").await.text().await.expect("script").contains("fromTheFolder"));
+    for escape in
+        ["/ui/..%2Fsecret", "/ui/%2e%2e/secret", "/ui/a%2F..%2F..%2Fsecret", "/ui/.hidden", "/ui/%2Fetc%2Fpasswd"]
+    {
+        let res = app.get(escape).await;
+        assert_eq!(res.status(), 404, "{escape}");
+        assert!(!res.text().await.expect("body").contains("outside the folder"), "{escape}");
+    }
+}
+
+#[actix_web::test]
 async fn the_overview_counts_agents_experiments_and_deployments() {
     let app = crate::helpers::spawn_app(Env::SqliteLocal).await;
     let admin = app.bootstrap_admin().await;
@@ -105,7 +131,8 @@ async fn log_in(browser: &mut Browser, app: &TestApp, username: &str) {
 #[actix_web::test]
 async fn an_operator_runs_an_experiment_from_the_browser_and_rolls_its_deployment_back() {
     let (app, admin, _agents, _dirs) = server_with_agents().await;
-    // The fleet already runs the baseline as a deployment: promoting makes the candidate its version 2.
+    // A deployment of the baseline exists (on no agent here): promoting into it makes the candidate its
+    // version 2, so there is a version to roll back to.
     let fleet = json!({"name": "edge", "pipeline": {"template": "baseline", "parameters": {"source": "synthetic"}}, "target": {"selector": {"env": "none"}}});
     let res = app.send_as(Method::POST, "/api/v1/pipelines/deployments", &admin, &fleet).await;
     assert_eq!(res.status(), 201);
@@ -135,7 +162,7 @@ async fn an_operator_runs_an_experiment_from_the_browser_and_rolls_its_deploymen
         .wait_text("[data-error-for=\"duration_secs\"]", "say the window is too short", |t| t.contains("at least 3"))
         .await;
     browser.screenshot("form-with-a-problem").await;
-    browser.type_into("#exp-duration", "5").await;
+    browser.type_into("#exp-duration", "8").await;
     browser.click("#exp-submit").await;
 
     browser.wait_text("#exp-phase", "read pending", |t| t == "pending").await;
@@ -250,7 +277,12 @@ async fn a_viewer_sees_no_actions_and_a_refusal_reads_as_a_message() {
     assert!(browser.wait_count("#recent-events li", before + 1).await > before);
     // A reload keeps the session (the refresh token is in the tab's storage).
     browser.goto(&app.url("/#/experiments")).await;
-    browser.run("location.reload();", json!([])).await;
+    browser.run("window.__beforeTheReload = true; location.reload();", json!([])).await;
+    let reloaded = "return window.__beforeTheReload === undefined && document.readyState === 'complete';";
+    crate::helpers::eventually("the page to reload", async || {
+        (browser.run(reloaded, json!([])).await == json!(true)).then_some(())
+    })
+    .await;
     browser.wait_text("#user-name", "still name the viewer after a reload", |t| t == "watcher").await;
     browser.find("#experiments-table").await;
     assert!(!browser.visible("#new-experiment").await, "a viewer cannot create experiments");
@@ -284,14 +316,17 @@ async fn a_viewer_sees_no_actions_and_a_refusal_reads_as_a_message() {
     // On a narrow screen the pages fit its width (wide tables scroll inside themselves).
     let mut narrow = Browser::start("viewer_and_refusal_narrow", 400, 800).await;
     log_in(&mut narrow, &app, "admin").await;
-    let pages = [("overview", "#/".to_string()), ("experiments", "#/experiments".into())];
-    let pages = pages
-        .into_iter()
-        .chain([("experiment", format!("#/experiments/{id}")), ("deployment", format!("#/deployments/{deployment}"))]);
-    for (name, page) in pages {
+    // Each page with the element that proves it is the one shown (a hash change keeps the old page
+    // until the new one renders).
+    let pages = [
+        ("overview", "#/".to_string(), "#overview"),
+        ("experiments", "#/experiments".into(), "#experiments-table"),
+        ("experiment", format!("#/experiments/{id}"), "#experiment-detail"),
+        ("deployment", format!("#/deployments/{deployment}"), "#deployment-detail"),
+    ];
+    for (name, page, shown) in pages {
         narrow.goto(&app.url(&format!("/{page}"))).await;
-        narrow.find("main").await;
-        narrow.wait_text("main", &format!("render {page}"), |t| !t.is_empty()).await;
+        narrow.find(shown).await;
         let width = narrow.run("return window.innerWidth;", json!([])).await;
         assert_eq!(width, json!(400), "the screen is a phone's");
         let overflow = narrow.run("return document.documentElement.scrollWidth - window.innerWidth;", json!([])).await;

@@ -69,7 +69,8 @@ impl OwnPostgres {
         self.run("pg_ctl", &["-D", &self.data(), "-o", &options, "-l", &log, "-w", "start"]);
     }
 
-    /// Stops at once, as a crash or a network cut would look to the clients.
+    /// Stops at once, as a crash would: connections are refused until it is back. (A network cut that
+    /// leaves connections hanging is another case, not tested here.)
     fn stop(&self) {
         self.run("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
     }

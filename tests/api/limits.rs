@@ -129,6 +129,9 @@ async fn labels_per_agent_and_samples_per_batch_are_bounded() {
     });
     let res = app.send_as(Method::POST, "/api/v1/pipelines/deployments", &admin, &selector).await;
     assert_eq!(refused_at(res).await, "target.selector");
+    let query: Vec<String> = (0..=limits::LABELS).map(|i| format!("k{i}=v")).collect();
+    let res = app.get_as(&format!("/api/v1/agents?selector={}", query.join(",")), &admin).await;
+    assert!(problem(res, 400).await["detail"].as_str().is_some_and(|d| d.contains("at most")));
 
     let sample = json!({"metric": "pipeline.output.series", "value": 1.0, "labels": {}, "ts": chrono::Utc::now()});
     let batch = |n: usize| envelope("metrics", json!({"pipeline": "p", "seq": 1, "samples": vec![sample.clone(); n]}));

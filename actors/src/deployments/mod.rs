@@ -138,7 +138,11 @@ impl Deployment {
 
     /// [`Deployment::view`] as JSON.
     pub fn view_json(&self) -> serde_json::Value {
-        serde_json::to_value(self.view()).unwrap_or(serde_json::Value::Null)
+        serde_json::to_value(self.view()).unwrap_or_else(|e| {
+            // Cannot happen with these types; if it did, say so rather than pass `null` ("gone") on.
+            tracing::error!(deployment.id = %self.id, error = %e, "cannot render a deployment");
+            serde_json::json!({"id": self.id, "error": "cannot be rendered"})
+        })
     }
 
     /// The pipeline's name on the agents (stable across renames and versions).

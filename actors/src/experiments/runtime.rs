@@ -110,7 +110,7 @@ fn task_key(experiment_id: &str, agent_id: &str, variant: &str, verb: &str) -> S
 
 const APPLY: &str = "pipeline.apply";
 const REMOVE: &str = "pipeline.remove";
-const VARIANTS: [&str; 2] = [BASELINE, CANDIDATE];
+pub const VARIANTS: [&str; 2] = [BASELINE, CANDIDATE];
 
 /// The experiment's tasks, by key.
 struct Sent(BTreeMap<String, Task>);
@@ -277,7 +277,7 @@ impl Runtime {
         self.events.publish("deployment", &deployment.id, "deployment.version_created", &version).await;
         // The deployment supervisor rolls the version out (it follows `deployment.version_created`).
         // A removal that cannot be sent now is sent by the removal sweep.
-        let _ = self.remove_pipelines(&promoted).await;
+        let _ = self.send_owed_removals(&promoted, &VARIANTS).await;
         Ok((promoted, deployment, version))
     }
 
@@ -360,10 +360,17 @@ impl Runtime {
         Ok(!events.iter().any(|e| e.event_type == "auto_promote_failed"))
     }
 
-    /// Promotes a passing `auto_promote` experiment; a refusal is recorded as an event, not an error.
+    /// Promotes a passing `auto_promote` experiment. A refusal (say, a deployment of that name exists)
+    /// is recorded as an event and not tried again; a database failure is left to the sweep to retry,
+    /// and losing a race to another promotion is no failure at all.
     pub async fn auto_promote(&self, completed: Experiment) -> Result<Experiment, StoreError> {
         match self.promote(completed.clone(), PromoteRequest::default(), None).await {
             Ok((promoted, _, _)) => Ok(promoted),
+            Err(CommandError::Store(e)) => {
+                tracing::warn!(experiment.id = %completed.id, error = %e, "automatic promotion failed; the sweep retries");
+                Ok(completed)
+            }
+            Err(CommandError::NotAllowed { phase, .. }) if phase != Phase::Completed => Ok(completed),
             Err(e) => {
                 tracing::warn!(experiment.id = %completed.id, error = %e, "automatic promotion failed");
                 let message = format!("automatic promotion failed: {e}");
@@ -552,24 +559,9 @@ impl Runtime {
         Ok(Sent(tasks.into_iter().filter_map(|t| t.idempotency_key.clone().map(|k| (k, t))).collect()))
     }
 
-    /// Removes both pipelines from every agent of the experiment (idempotent: a removal already sent is
-    /// not sent again).
-    /// `Err` when a removal could not be enqueued (the caller decides: retry, or refuse).
-    pub async fn remove_pipelines(&self, experiment: &Experiment) -> Result<(), String> {
-        let mut failed = None;
-        for agent in &experiment.target_agents {
-            for variant in VARIANTS {
-                if let Err(e) = self.send(experiment, agent, variant, REMOVE).await {
-                    failed = Some(e);
-                }
-            }
-        }
-        failed.map_or(Ok(()), Err)
-    }
-
     /// The variants an ended experiment must no longer run anywhere: both, except after a rollback
     /// (which keeps the baseline) and while `completed` (the operator has not decided yet).
-    fn variants_to_remove(phase: Phase) -> &'static [&'static str] {
+    pub fn variants_to_remove(phase: Phase) -> &'static [&'static str] {
         match phase {
             Phase::Promoted | Phase::Stopped | Phase::Failed => &VARIANTS,
             Phase::RolledBack => &[CANDIDATE],
@@ -577,34 +569,36 @@ impl Runtime {
         }
     }
 
-    /// Sends the removals an ended experiment should have sent but did not (an enqueue that failed on
-    /// the way to its final phase); returns how many it sent. Idempotent: sent ones are found by key.
-    pub async fn resend_missing_removals(&self, experiment: &Experiment) -> Result<usize, StoreError> {
-        let variants = Self::variants_to_remove(experiment.phase);
-        if variants.is_empty() {
-            return Ok(0);
-        }
-        let sent = self.sent(experiment).await?;
-        let missing = |agent: &String| {
-            variants.iter().any(|variant| !sent.0.contains_key(&task_key(&experiment.id, agent, variant, "remove")))
+    /// Sends the removal of `variants` to every agent of the experiment that has not been sent it yet
+    /// (found by task key, so this is idempotent) and still exists (a decommissioned agent runs nothing).
+    /// Returns how many it sent, or `Err` when some could not be enqueued — the caller retries (the
+    /// removal sweep) or refuses (delete).
+    pub async fn send_owed_removals(&self, experiment: &Experiment, variants: &[&str]) -> Result<usize, String> {
+        let owed = |sent: &Sent, agent: &str, variant: &str| {
+            !sent.0.contains_key(&task_key(&experiment.id, agent, variant, "remove"))
         };
-        let owing: Vec<String> = experiment.target_agents.iter().filter(|a| missing(a)).cloned().collect();
+        let sent = self.sent(experiment).await.map_err(|e| e.to_string())?;
+        let owing: Vec<String> = experiment
+            .target_agents
+            .iter()
+            .filter(|agent| variants.iter().any(|variant| owed(&sent, agent, variant)))
+            .cloned()
+            .collect();
         if owing.is_empty() {
             return Ok(0);
         }
-        // A decommissioned agent runs nothing any more: nothing to remove there.
-        let present: BTreeSet<String> = self.store.get_agents(&owing).await?.into_iter().map(|a| a.id).collect();
-        let mut resent = 0;
-        for agent in owing.iter().filter(|a| present.contains(*a)) {
-            for variant in variants {
-                if !sent.0.contains_key(&task_key(&experiment.id, agent, variant, "remove"))
-                    && self.send(experiment, agent, variant, REMOVE).await.is_ok()
-                {
-                    resent += 1;
+        let present: BTreeSet<String> =
+            self.store.get_agents(&owing).await.map_err(|e| e.to_string())?.into_iter().map(|a| a.id).collect();
+        let (mut resent, mut failure) = (0, None);
+        for agent in owing.iter().filter(|agent| present.contains(*agent)) {
+            for variant in variants.iter().filter(|variant| owed(&sent, agent, variant)) {
+                match self.send(experiment, agent, variant, REMOVE).await {
+                    Ok(()) => resent += 1,
+                    Err(e) => failure = Some(e),
                 }
             }
         }
-        Ok(resent)
+        failure.map_or(Ok(resent), Err)
     }
 
     /// Sends `verb` for both variants to every agent that has not been sent it yet; returns those agents.

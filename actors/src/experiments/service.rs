@@ -11,11 +11,14 @@ use futures_util::StreamExt;
 use phoenix_nats::{Bus, Envelope};
 
 use super::actor::{needs_actor, ActorMap, Execute, ExperimentActor, Nudge};
-use super::runtime::{experiment_of_task_key, Command, CommandError, Runtime};
+use super::runtime::{experiment_of_task_key, Command, CommandError, Runtime, VARIANTS};
 use super::{Action, Experiment, NewExperiment, Phase};
 use crate::paging::{PageRequest, MAX_PAGE_SIZE};
 use crate::store::StoreError;
 use crate::tasks::Task;
+
+/// How far back the sweep looks for ended experiments that still owe something.
+const SWEEP_LOOKBACK: chrono::Duration = chrono::Duration::days(1);
 
 /// The experiments service. Cheap to clone.
 #[derive(Clone)]
@@ -67,12 +70,12 @@ impl Experiments {
                 allowed: experiment.phase.allowed_actions(),
             });
         }
-        if matches!(experiment.phase, Phase::Completed | Phase::RolledBack) {
-            // Once the row is gone nothing would remember these pipelines: refuse rather than lose them.
-            self.runtime.remove_pipelines(&experiment).await.map_err(|e| {
-                CommandError::Unavailable(format!("cannot send the removal of its pipelines now ({e}); try again"))
-            })?;
-        }
+        // Whatever it may still run goes (a `completed` or `rolled_back` one runs pipelines; an ended one
+        // may owe a removal that failed to go out). Once the row is gone nothing would remember them, so
+        // a removal that cannot be sent now refuses the delete rather than lose them.
+        self.runtime.send_owed_removals(&experiment, &VARIANTS).await.map_err(|e| {
+            CommandError::Unavailable(format!("cannot send the removal of its pipelines now ({e}); try again"))
+        })?;
         let deleted = self.runtime.store.delete_experiment(id).await.map_err(|e| match e {
             StoreError::Conflict(_) => CommandError::NotAllowed {
                 action: Action::Delete.as_str(),
@@ -92,59 +95,68 @@ impl Experiments {
         for experiment in active {
             self.ensure_actor(&experiment);
         }
-        self.finish_interrupted_promotions().await?;
+        self.finish_interrupted_promotions(Utc::now() - SWEEP_LOOKBACK).await?;
         Ok(count)
     }
 
-    /// Sends, every `every`, the removals that experiments which ended within the last day should have
-    /// sent but could not (their enqueue failed on the way to the final phase). Runs until the process
-    /// ends; a day covers the task queue's default expiry, after which agents no longer hold tasks.
-    pub async fn sweep_removals(self, every: std::time::Duration) {
+    /// Every `every`: sends the removals that recently ended experiments owe (their enqueue failed on
+    /// the way to the final phase) and finishes automatic promotions that did not happen. Looks back
+    /// [`SWEEP_LOOKBACK`]: an experiment that ended earlier was swept many times already. Runs until the
+    /// process ends.
+    pub async fn sweep(self, every: std::time::Duration) {
         loop {
             tokio::time::sleep(every).await;
-            match self.resend_missing_removals(Utc::now() - chrono::Duration::days(1)).await {
+            let since = Utc::now() - SWEEP_LOOKBACK;
+            match self.send_owed_removals(since).await {
                 Ok(0) => {}
-                Ok(resent) => tracing::info!(tasks = resent, "sent removals that had failed to go out"),
+                Ok(sent) => tracing::info!(tasks = sent, "sent removals that had failed to go out"),
                 Err(e) => tracing::warn!(error = %e, "removal sweep failed; trying again later"),
             }
+            if let Err(e) = self.finish_interrupted_promotions(since).await {
+                tracing::warn!(error = %e, "cannot finish automatic promotions yet; trying again later");
+            }
         }
     }
 
-    /// One sweep over the experiments that ended since `since`.
-    pub async fn resend_missing_removals(&self, since: chrono::DateTime<Utc>) -> Result<usize, StoreError> {
-        let mut resent = 0;
+    /// One pass over the experiments that ended since `since`: the removals they owe.
+    pub async fn send_owed_removals(&self, since: chrono::DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut sent = 0;
         for phase in [Phase::Promoted, Phase::Stopped, Phase::Failed, Phase::RolledBack] {
-            let mut page = PageRequest { limit: MAX_PAGE_SIZE, after: None };
-            loop {
-                let found = self.runtime.store.list_experiments(Some(phase), page.clone()).await?;
-                for experiment in found.items.iter().filter(|e| e.completed_at.is_some_and(|at| at >= since)) {
-                    resent += self.runtime.resend_missing_removals(experiment).await?;
-                }
-                match found.next_cursor {
-                    Some(cursor) => page.after = Some(cursor),
-                    None => break,
+            for experiment in self.ended_since(phase, since).await? {
+                let variants = Runtime::variants_to_remove(phase);
+                match self.runtime.send_owed_removals(&experiment, variants).await {
+                    Ok(n) => sent += n,
+                    Err(e) => tracing::warn!(experiment.id = %experiment.id, error = %e, "removal still owed"),
                 }
             }
         }
-        Ok(resent)
+        Ok(sent)
     }
 
-    /// Promotes the completed experiments whose automatic promotion a stop cut off.
-    async fn finish_interrupted_promotions(&self) -> Result<(), StoreError> {
+    /// The experiments in `phase` that reached it since `since`.
+    async fn ended_since(&self, phase: Phase, since: chrono::DateTime<Utc>) -> Result<Vec<Experiment>, StoreError> {
+        let mut ended = Vec::new();
         let mut page = PageRequest { limit: MAX_PAGE_SIZE, after: None };
         loop {
-            let found = self.runtime.store.list_experiments(Some(Phase::Completed), page.clone()).await?;
-            for experiment in found.items {
-                if self.runtime.owes_auto_promotion(&experiment).await? {
-                    tracing::info!(experiment.id = %experiment.id, "finishing an automatic promotion cut off by a stop");
-                    self.runtime.auto_promote(experiment).await?;
-                }
-            }
+            let found = self.runtime.store.list_experiments(Some(phase), page.clone()).await?;
+            ended.extend(found.items.into_iter().filter(|e| e.completed_at.is_some_and(|at| at >= since)));
             match found.next_cursor {
                 Some(cursor) => page.after = Some(cursor),
-                None => return Ok(()),
+                None => return Ok(ended),
             }
         }
+    }
+
+    /// Promotes the experiments completed since `since` whose automatic promotion did not happen (the
+    /// server stopped, or the database failed, between storing `completed` and promoting).
+    async fn finish_interrupted_promotions(&self, since: chrono::DateTime<Utc>) -> Result<(), StoreError> {
+        for experiment in self.ended_since(Phase::Completed, since).await? {
+            if self.runtime.owes_auto_promotion(&experiment).await? {
+                tracing::info!(experiment.id = %experiment.id, "finishing an automatic promotion that did not happen");
+                self.runtime.auto_promote(experiment).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Wakes the actor of the experiment a changed task belongs to, for as long as the bus runs.

@@ -58,6 +58,10 @@ impl Experiment {
 
     /// [`Experiment::view`] as JSON.
     pub fn view_json(&self) -> Value {
-        serde_json::to_value(self.view()).unwrap_or(Value::Null)
+        serde_json::to_value(self.view()).unwrap_or_else(|e| {
+            // Cannot happen with these types; if it did, say so rather than pass `null` ("gone") on.
+            tracing::error!(experiment.id = %self.id, error = %e, "cannot render an experiment");
+            serde_json::json!({"id": self.id, "error": "cannot be rendered"})
+        })
     }
 }

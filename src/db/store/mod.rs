@@ -67,6 +67,7 @@ impl Store for DieselStore {
                 .select((experiments::phase, count_star()))
                 .load(conn)?;
             let deployments = deployments::table
+                .filter(deployments::status.ne("deleted"))
                 .group_by(deployments::status)
                 .select((deployments::status, count_star()))
                 .load(conn)?;
