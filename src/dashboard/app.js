@@ -5,7 +5,7 @@ import * as session from "./api.js";
 import { TopicHub } from "./hub.js";
 import { refreshTimes } from "./format.js";
 import { setText, h } from "./dom.js";
-import { clearMessage, clearMessageOnNavigate, showMessage, loadFailed } from "./ui.js";
+import { announce, clearMessage, clearMessageOnNavigate, closeOpenDialogs, showMessage, loadFailed } from "./ui.js";
 import * as loginPage from "./pages/login.js";
 import * as overviewPage from "./pages/overview.js";
 import * as experimentsPage from "./pages/experiments.js";
@@ -27,18 +27,32 @@ const ROUTES = [
 ];
 
 const RECONNECTED_NOTICE_MS = 3000;
+// Restoring the session on load while the server cannot answer: wait this long before each new try.
+const RESTORE_RETRY_MS = [1000, 2000, 5000, 10_000, 30_000];
 
-const state = { hub: null, cleanup: null, returnTo: null };
+// `page` counts the pages shown, so a page that is gone cannot change the title any more.
+const state = { hub: null, cleanup: null, returnTo: null, page: 0 };
 
-/** `#/fleet?state=online` → `{path: "/fleet", query: URLSearchParams}` (the query decodes itself). */
+/**
+ * `#/fleet?state=online` → `{path: "/fleet", query: URLSearchParams}` (the query decodes itself). The
+ * path is null when it is not valid percent-encoding: such an address names no page.
+ */
 function parseHash() {
   const [pathText, queryText = ""] = location.hash.replace(/^#/, "").split("?");
-  return { path: decodeURIComponent(pathText) || "/", query: new URLSearchParams(queryText) };
+  return { path: decodePath(pathText), query: new URLSearchParams(queryText) };
+}
+
+function decodePath(text) {
+  try {
+    return decodeURIComponent(text) || "/";
+  } catch {
+    return null;
+  }
 }
 
 function route() {
   const { path, query } = parseHash();
-  const match = ROUTES.map((r) => ({ r, m: r.pattern.exec(path) })).find((x) => x.m);
+  const match = path === null ? undefined : ROUTES.map((r) => ({ r, m: r.pattern.exec(path) })).find((x) => x.m);
   if (!session.currentUser() && !match?.r.public) {
     state.returnTo = location.hash && location.hash !== "#/login" ? location.hash : null;
     return navigate("#/login", { replace: true });
@@ -48,19 +62,23 @@ function route() {
 }
 
 function show(match, query) {
+  // A dialog left open would let its old page's action run after that page was cleaned up.
+  closeOpenDialogs();
   state.cleanup?.();
   state.cleanup = null;
+  state.page += 1;
   clearMessageOnNavigate();
   markNav(match?.r.nav);
   const container = document.getElementById("app");
   container.replaceChildren();
-  if (!match) {
-    document.title = "Not found · Phoenix";
-    container.append(h("div", { class: "panel empty-state" }, h("h1", {}, "Page not found"), h("p", {}, h("a", { href: "#/" }, "Back to the overview"))));
-    return;
-  }
+  if (match) renderPage(container, match, query);
+  else notFound(container);
+  moveFocus();
+}
+
+function renderPage(container, match, query) {
   document.title = `${match.r.title} · Phoenix`;
-  const ctx = makeContext(match.m.slice(1), query);
+  const ctx = makeContext(match.m.slice(1), query, match.r.title);
   try {
     const cleanup = match.r.page.render(container, ctx);
     state.cleanup = typeof cleanup === "function" ? cleanup : null;
@@ -68,7 +86,11 @@ function show(match, query) {
     console.error(error);
     loadFailed(container, error);
   }
-  moveFocus();
+}
+
+function notFound(container) {
+  document.title = "Not found · Phoenix";
+  container.append(h("div", { class: "panel empty-state" }, h("h1", {}, "Page not found"), h("p", {}, h("a", { href: "#/" }, "Back to the overview"))));
 }
 
 /**
@@ -82,7 +104,8 @@ function moveFocus() {
   if (!pageTookFocus) document.getElementById("main").focus({ preventScroll: true });
 }
 
-function makeContext(params, query) {
+function makeContext(params, query, title) {
+  const page = state.page;
   return {
     params,
     query,
@@ -91,6 +114,10 @@ function makeContext(params, query) {
     isAdmin: session.hasRole("admin"),
     subscribe: (topic, handler) => (state.hub ? state.hub.subscribe(topic, handler) : () => {}),
     navigate,
+    /** Names the entity a detail page shows in the window's title (ignored once the page is left). */
+    setTitle: (name) => {
+      if (page === state.page) document.title = `${name} · ${title} · Phoenix`;
+    },
     afterLogin: () => {
       const target = state.returnTo || "#/";
       state.returnTo = null;
@@ -121,12 +148,17 @@ function markNav(active) {
 
 function onSession(event, user) {
   if (event === "login" || (event === "refresh" && !state.hub)) startLive();
-  if (event === "refresh") state.hub?.reauthenticate(session.accessToken());
-  if (event === "logout" || event === "expired") stopLive();
+  if (event === "refresh") state.hub?.reauthenticate(session.accessTokenNow());
+  if (["logout", "logout-elsewhere", "expired"].includes(event)) stopLive();
   renderHeader(user);
   if (event === "expired") {
     showMessage("Your session has expired. Please log in again.", "error", { keep: true });
     state.returnTo = location.hash;
+    navigate("#/login", { replace: true });
+  }
+  if (event === "logout-elsewhere") {
+    showMessage("You were logged out in another tab.", "info", { keep: true });
+    state.returnTo = null;
     navigate("#/login", { replace: true });
   }
 }
@@ -140,17 +172,20 @@ function renderHeader(user) {
 }
 
 async function onLogout() {
-  await session.logout();
+  const done = session.logout();
   clearMessage();
   state.returnTo = null;
   navigate("#/login", { replace: true });
+  await done;
 }
 
 // --- live connection and its banner ---
 
 function startLive() {
   stopLive();
-  state.hub = new TopicHub({ getToken: session.currentToken, onStatus: connectionStatus });
+  // `force` comes from the connection after repeated refused connects: the token may have been revoked.
+  const getToken = ({ force = false } = {}) => session.accessTokenRefreshedIfDue({ force });
+  state.hub = new TopicHub({ getToken, onStatus: connectionStatus });
 }
 
 function stopLive() {
@@ -180,6 +215,7 @@ function connectionBanner(text, kind) {
   banner.hidden = !text;
   banner.dataset.kind = kind ?? "";
   setText(banner, text ?? "");
+  if (text) announce(text);
 }
 
 // --- boot ---
@@ -188,14 +224,29 @@ async function boot() {
   session.onSession(onSession);
   document.getElementById("logout").addEventListener("click", onLogout);
   document.getElementById("message-close").addEventListener("click", clearMessage);
-  window.addEventListener("hashchange", route);
   setInterval(() => refreshTimes(), 10_000);
-  try {
-    await session.restoreSession();
-  } catch (error) {
-    showMessage("Cannot reach the server", "error", { keep: true });
-  }
+  await restoreSession();
+  // Routing waits for the session: until then every page would be the login page.
+  window.addEventListener("hashchange", route);
   route();
+}
+
+/** Restores the tab's session; while the server cannot answer, says so and tries again (the token is kept). */
+async function restoreSession() {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      await session.restoreSession();
+      if (attempt > 0) clearMessage();
+      return;
+    } catch {
+      if (attempt === 0) showMessage("Cannot reach the server — retrying…", "error");
+      await sleep(RESTORE_RETRY_MS[Math.min(attempt, RESTORE_RETRY_MS.length - 1)]);
+    }
+  }
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 boot();

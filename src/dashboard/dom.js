@@ -1,5 +1,6 @@
 // Tiny helpers to build the DOM safely: text always goes in as text nodes (never innerHTML), so nothing
 // the API returns can become markup. The CSP forbids inline styles, so `style` is refused here too.
+// Also the timing helpers the pages share (debounce, throttle, latest-answer-only loaders).
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 
@@ -42,19 +43,16 @@ export function append(el, children) {
   return el;
 }
 
-/** Replaces all children of `el`. */
-export function replace(el, ...children) {
-  el.replaceChildren();
-  return append(el, children);
-}
-
 /** Sets the text of `el` (when it changed, so screen readers are not told twice). */
 export function setText(el, text) {
   const value = text === null || text === undefined ? "" : String(text);
   if (el && el.textContent !== value) el.textContent = value;
 }
 
-/** Calls `fn` at most once per `ms`, with the last arguments (trailing edge). */
+/**
+ * Calls `fn` (with the last arguments) once calls have stopped for `ms`. A steady stream of calls
+ * postpones it for ever: for "refetch when something happened" use `throttle`.
+ */
 export function debounce(fn, ms) {
   let timer = null;
   const debounced = (...args) => {
@@ -65,20 +63,27 @@ export function debounce(fn, ms) {
   return debounced;
 }
 
-/** Calls `fn` at most once per `ms` (after the first call, then again for calls made meanwhile). */
+/**
+ * Calls `fn` at once, then at most once per `ms` while calls keep coming (leading and trailing edge):
+ * the last call is always followed by a run, so what `fn` fetches is never older than the last call.
+ */
 export function throttle(fn, ms) {
   let timer = null;
   let again = false;
-  const run = () => {
+  const endOfWindow = () => {
     timer = null;
     if (!again) return;
     again = false;
     fn();
-    timer = setTimeout(run, ms);
+    timer = setTimeout(endOfWindow, ms);
   };
   const throttled = () => {
-    again = true;
-    if (!timer) timer = setTimeout(run, ms);
+    if (timer) {
+      again = true;
+      return;
+    }
+    fn();
+    timer = setTimeout(endOfWindow, ms);
   };
   throttled.cancel = () => {
     clearTimeout(timer);
@@ -86,6 +91,20 @@ export function throttle(fn, ms) {
     again = false;
   };
   return throttled;
+}
+
+/**
+ * Wraps a loader so that only its latest call may apply what it fetched: `load(isLatest)` checks
+ * `isLatest()` after each await. Live events, resyncs and polling call loaders concurrently, and an
+ * older answer arriving last must not replace a newer one.
+ */
+export function latestOnly(load) {
+  let seq = 0;
+  return (...args) => {
+    seq += 1;
+    const mine = seq;
+    return load(() => mine === seq, ...args);
+  };
 }
 
 /** A labelled form field: `<div class="field"><label>…</label>{control}<p hint/><p error/></div>`. */

@@ -104,10 +104,18 @@ export function clock(ms) {
   return new Date(ms).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
 }
 
+/**
+ * `{env: "lab", region: "eu"}` → `["env=lab", "region=eu"]`: labels, selectors and parameters as the
+ * `key=value` text people type (a list value reads `a|b`).
+ */
+export function keyValues(map) {
+  return Object.entries(map ?? {}).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join("|") : v}`);
+}
+
 /** "env=lab, region=eu" from a label map. */
 export function labels(map) {
-  const entries = Object.entries(map ?? {});
-  return entries.length ? entries.map(([k, v]) => `${k}=${v}`).join(", ") : DASH;
+  const pairs = keyValues(map);
+  return pairs.length ? pairs.join(", ") : DASH;
 }
 
 /** "rolled_back" → "rolled back" for prose (badges keep the API's word). */
@@ -127,7 +135,7 @@ export function target(t) {
 export function pipeline(spec) {
   if (!spec) return DASH;
   if (spec.template) {
-    const params = Object.entries(spec.parameters ?? {}).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join("|") : v}`);
+    const params = keyValues(spec.parameters);
     return params.length ? `${spec.template} (${params.join(", ")})` : spec.template;
   }
   return "inline config";

@@ -1,14 +1,14 @@
 // One WebSocket for the whole app, shared by the pages: each page subscribes to the topics it shows
 // and gets their messages; a topic is followed on the server while at least one page wants it.
-// Handlers also get {type: "resync"} when events may have been missed (a gap in `seq`, or a reconnect:
-// list topics have no snapshot), so they refetch what they show.
+// Handlers also get {type: "resync"} when events may have been missed (a gap in `seq`), and on every
+// open of the connection, the first included: what a page loaded before its topics were subscribed
+// (or while the connection was down) may be stale, and list topics have no snapshot.
 
 import { LiveConnection } from "./live.js";
 
 export class TopicHub {
   constructor({ getToken, onStatus }) {
     this.handlers = new Map();
-    this.everOpen = false;
     this.live = new LiveConnection({
       url: location.origin,
       getToken,
@@ -64,12 +64,9 @@ export class TopicHub {
     }
   }
 
+  /** "open" comes after the topics were subscribed, so a page refetching now misses no event. */
   status(status, code, onStatus) {
-    if (status === "open") {
-      // After a reconnect everything might be stale: let every page refetch.
-      if (this.everOpen) for (const topic of this.handlers.keys()) this.emit(topic, { type: "resync", topic });
-      this.everOpen = true;
-    }
+    if (status === "open") for (const topic of [...this.handlers.keys()]) this.emit(topic, { type: "resync", topic });
     onStatus(status, code);
   }
 }

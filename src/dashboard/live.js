@@ -3,7 +3,8 @@
 //   import { LiveConnection } from "./live.js";
 //   const live = new LiveConnection({
 //     url: "http://localhost:8080",           // the server (http(s) or ws(s))
-//     getToken: async () => accessToken,      // called on every (re)connect; refresh the token here
+//     getToken: async ({ force }) => token,   // called on every (re)connect; refresh the token here
+//                                             // (`force`: refresh even if it looks valid)
 //     onMessage: (message) => { ... },        // every server message: snapshot, event, error, …
 //     onGap: (topic) => { ... },              // events of `topic` were missed: refetch its state
 //     onStatus: (status) => { ... },          // "connecting" | "open" | "closed" (with the close code)
@@ -12,10 +13,15 @@
 //   live.close();
 //
 // It reconnects with exponential backoff (0.5 s doubling to 30 s, with jitter), subscribes again to
-// every topic it had, and notices gaps with each topic's `seq`. A close for an expired token (4001)
-// reconnects at once with a fresh token from getToken().
+// every topic it had, and notices gaps with each topic's `seq`. "open" is reported once the topics are
+// subscribed again, so a refetch on "open" cannot miss an event. A close for an expired token (4001)
+// reconnects at once with a fresh token from getToken(); after a few connects in a row that failed
+// before opening (a refused upgrade reads as 1006: the token may have been revoked), getToken is asked
+// to refresh the token whatever its expiry says.
 
 const TOKEN_EXPIRED = 4001;
+const ABNORMAL_CLOSE = 1006;
+const FAILED_CONNECTS_BEFORE_REFRESH = 3;
 const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 30_000;
 
@@ -35,6 +41,7 @@ export class LiveConnection {
     this.topics = new Set();
     this.lastSeq = new Map();
     this.delay = FIRST_DELAY_MS;
+    this.failedConnects = 0;
     this.closedByUs = false;
     this.socket = null;
     this.connect();
@@ -68,7 +75,7 @@ export class LiveConnection {
     this.onStatus("connecting");
     let token;
     try {
-      token = await this.getToken();
+      token = await this.getToken({ force: this.takeForcedRefresh() });
     } catch (error) {
       return this.retry();
     }
@@ -76,18 +83,31 @@ export class LiveConnection {
     if (this.closedByUs) return;
     const socket = new this.WebSocketImpl(websocketUrl(this.url, token));
     this.socket = socket;
+    let opened = false;
     socket.onopen = () => {
+      opened = true;
       this.delay = FIRST_DELAY_MS;
-      this.onStatus("open");
+      this.failedConnects = 0;
+      // `seq` counts per server replica: this connection may be served by another one.
+      this.lastSeq.clear();
       for (const topic of this.topics) this.send({ type: "subscribe", topic });
+      this.onStatus("open");
     };
     socket.onmessage = (frame) => this.receive(frame.data);
     socket.onclose = (event) => {
+      if (!opened && event.code === ABNORMAL_CLOSE) this.failedConnects += 1;
       this.onStatus("closed", event.code);
       if (this.closedByUs) return;
       if (event.code === TOKEN_EXPIRED) return this.connect();
       this.retry();
     };
+  }
+
+  /** True once per run of failed connects long enough to suspect the token (and starts counting again). */
+  takeForcedRefresh() {
+    if (this.failedConnects < FAILED_CONNECTS_BEFORE_REFRESH) return false;
+    this.failedConnects = 0;
+    return true;
   }
 
   retry() {

@@ -3,8 +3,8 @@
 // always offered (the server refuses one with nothing to go back to, and the refusal is shown).
 
 import { h } from "../dom.js";
-import { api } from "../api.js";
-import { busy, confirm, showError, showMessage } from "../ui.js";
+import { busy, confirm, setButtonsEnabled } from "../ui.js";
+import { postAction } from "./actions.js";
 
 export function deploymentActions({ base, ctx, apply, afterChange, reload }) {
   if (!ctx.canOperate) return { el: null, update() {}, setVersions() {}, destroy() {} };
@@ -15,49 +15,52 @@ export function deploymentActions({ base, ctx, apply, afterChange, reload }) {
   const pause = h("button", { type: "button", id: "action-pause", class: "button", disabled: true }, "Pause");
   const resume = h("button", { type: "button", id: "action-resume", class: "button primary", disabled: true }, "Resume");
 
-  const post = async (path, body, done) => {
-    try {
-      const answer = await api.post(`${base}/${path}`, body);
-      apply(answer.deployment ?? answer);
-      afterChange();
-      showMessage(done, "info");
-    } catch (error) {
-      showError(error);
-      if (error.status === 409) reload();
-    }
-  };
+  const post = (path, body, done) =>
+    postAction({
+      url: `${base}/${path}`,
+      body,
+      done,
+      apply: (answer) => {
+        apply(answer.deployment ?? answer);
+        afterChange();
+      },
+      reload,
+    });
 
-  rollback.addEventListener("click", () =>
-    busy(rollback, async () => {
-      const chosen = target.value ? Number(target.value) : null;
-      const to = chosen ?? previousVersion();
-      const which = to ? `version ${to}` : "the previous version";
-      const ok = await confirm({
-        title: `Roll back “${dep.name}”?`,
-        text: `Version ${dep.current_version + 1} will be created with the configuration of ${which} and rolled out to the target agents.`,
-        yes: to ? `Roll back to v${to}` : "Roll back",
-      });
-      if (ok) await post("rollback", chosen ? { version: chosen } : {}, `Rolling back to the configuration of ${which}.`);
-    }).then(refresh),
-  );
+  rollback.addEventListener("click", () => busy(rollback, confirmRollback).then(refresh));
   pause.addEventListener("click", () => busy(pause, () => post("pause", undefined, "Rollout paused: nothing more is sent until resumed.")).then(refresh));
   resume.addEventListener("click", () => busy(resume, () => post("resume", undefined, "Rollout resumed.")).then(refresh));
 
-  /** The version a plain rollback restores (null when there is none: the server then says so). */
+  /**
+   * Names the version in the dialog and sends exactly that one: left to the server, "the previous
+   * version" would be worked out when the request arrives, after a version created meanwhile.
+   */
+  async function confirmRollback() {
+    const to = target.value ? Number(target.value) : previousVersion();
+    const ok = await confirm({
+      title: `Roll back “${dep.name}”?`,
+      text: rollbackText(dep, to),
+      yes: to >= 1 ? `Roll back to v${to}` : "Roll back",
+    });
+    if (ok) await post("rollback", { version: to }, `Rolling back to the configuration of version ${to}.`);
+  }
+
+  /** The newest version before the current one (the server refuses when there is none, and says why). */
   function previousVersion() {
     const older = versions.map((v) => v.version).filter((n) => n < dep.current_version);
-    if (older.length) return Math.max(...older);
-    return dep.current_version > 1 ? dep.current_version - 1 : null;
+    return older.length ? older.reduce((a, b) => Math.max(a, b)) : dep.current_version - 1;
   }
 
   function refresh() {
     if (!dep) return;
     const live = dep.status !== "deleted";
     // Rollback stays available even at version 1: the server explains what cannot be done.
-    if (!rollback.getAttribute("aria-busy")) rollback.disabled = !live;
-    if (!pause.getAttribute("aria-busy")) pause.disabled = !live || dep.status === "paused";
-    if (!resume.getAttribute("aria-busy")) resume.disabled = dep.status !== "paused";
-    target.disabled = rollback.disabled;
+    setButtonsEnabled([
+      [rollback, live],
+      [pause, live && dep.status !== "paused"],
+      [resume, dep.status === "paused"],
+    ]);
+    target.disabled = !live;
   }
 
   function fillTargets() {
@@ -82,4 +85,9 @@ export function deploymentActions({ base, ctx, apply, afterChange, reload }) {
     },
     destroy() {},
   };
+}
+
+function rollbackText(dep, to) {
+  if (to < 1) return `v${dep.current_version} is the first version: there is no earlier one to restore.`;
+  return `Version ${dep.current_version + 1} will be created with the configuration of version ${to} and rolled out to the target agents.`;
 }

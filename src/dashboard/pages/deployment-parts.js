@@ -65,7 +65,9 @@ export function versionsSection() {
 export function diffSection(base) {
   const from = h("select", { id: "diff-from" });
   const to = h("select", { id: "diff-to" });
-  const output = h("pre", { id: "diff-output", class: "diff", tabindex: "0", "aria-live": "polite" }, "Choose two versions.");
+  const output = h("pre", { id: "diff-output", class: "diff", tabindex: "0", "aria-describedby": "diff-summary" }, "Choose two versions.");
+  // The diff itself is not live (a screen reader would read it all): one line says what it shows.
+  const summary = h("p", { id: "diff-summary", class: "visually-hidden", role: "status" });
   let seq = 0;
   let known = "";
   // Until the reader picks versions, the diff follows the latest change (previous → current).
@@ -80,8 +82,11 @@ export function diffSection(base) {
       if (mine !== seq) return;
       if (!diff.changed) setText(output, `No differences between v${diff.from} and v${diff.to}.`);
       else renderDiff(output, diff.unified);
+      setText(summary, diffSummary(diff));
     } catch (error) {
-      if (mine === seq) setText(output, errorText(error));
+      if (mine !== seq) return;
+      setText(output, errorText(error));
+      setText(summary, `Cannot compare the versions: ${errorText(error)}`);
     }
   };
   const onPick = () => {
@@ -97,6 +102,7 @@ export function diffSection(base) {
       { class: "panel" },
       h("h2", {}, "Compare versions"),
       h("div", { class: "toolbar" }, h("label", { for: "diff-from" }, "From"), from, h("label", { for: "diff-to" }, "To"), to),
+      summary,
       output,
     ),
     /** New version list: keeps the reader's choice, else shows previous → current. */
@@ -115,6 +121,16 @@ export function diffSection(base) {
       load();
     },
   };
+}
+
+/** "v1 → v2: 3 lines added, 1 removed", for the summary read out when a diff is shown. */
+function diffSummary(diff) {
+  if (!diff.changed) return `No differences between v${diff.from} and v${diff.to}.`;
+  const lines = String(diff.unified ?? "").split("\n");
+  const added = lines.filter((l) => l.startsWith("+") && !l.startsWith("+++")).length;
+  const removed = lines.filter((l) => l.startsWith("-") && !l.startsWith("---")).length;
+  const count = (n, what) => `${n} line${n === 1 ? "" : "s"} ${what}`;
+  return `Differences from v${diff.from} to v${diff.to}: ${count(added, "added")}, ${count(removed, "removed")}.`;
 }
 
 /** The unified text, each line classed by its first character so additions and removals stand out. */

@@ -1,119 +1,157 @@
 // One deployment: status and version, rollout progress per agent, version history, the diff between
 // two versions, and Rollback / Pause / Resume. Live via `deployment:<id>`; while a rollout is in
 // progress the per-agent status is also polled (agents applying a version raise no deployment event).
+// Events, resyncs and polling run concurrently: each loader applies only its latest answer.
 
-import { h, setText, debounce } from "../dom.js";
+import { h, latestOnly, setText, throttle } from "../dom.js";
 import { api, withQuery } from "../api.js";
 import * as fmt from "../format.js";
 import { loadFailed, showError, showMessage } from "../ui.js";
 import { deploymentActions } from "./deployment-actions.js";
 import { rolloutSection, versionsSection, diffSection } from "./deployment-parts.js";
+import { historyItem } from "./history.js";
 
 const POLL_MS = 3000;
+// Under a stream of events the sections are refetched at most this often (and once after the last).
+const REFRESH_INTERVAL_MS = 1000;
 
 export function render(container, ctx) {
   const id = ctx.params[0];
-  const base = `/api/v1/pipelines/deployments/${encodeURIComponent(id)}`;
   const page = h("div", { id: "deployment-detail", dataset: { id } }, h("p", { class: "loading" }, "Loading…"));
   container.append(page);
-
-  let deployment = null;
-  let view = null;
-  let gone = false;
-  const hostnames = new Map();
-  const rollout = rolloutSection(hostnames);
-  const versions = versionsSection();
-  const diff = diffSection(base);
-  const history = h("ol", { class: "timeline", id: "dep-history" });
-
-  const guard = (fn) => async () => {
-    try {
-      await fn();
-    } catch (error) {
-      if (!gone) showError(error);
-    }
+  const detail = new DeploymentPage(id, page, ctx);
+  const stop = ctx.subscribe(`deployment:${id}`, (message) => detail.onMessage(message));
+  detail.start();
+  return () => {
+    stop();
+    detail.destroy();
   };
-  const loadStatus = guard(async () => {
-    const status = await api.get(`${base}/status`);
-    if (!gone) rollout.update(status);
-  });
-  const loadVersions = guard(async () => {
-    const list = await api.get(withQuery(`${base}/versions`, { limit: 200 }));
-    if (gone) return;
-    versions.update(list.items, deployment);
-    diff.setVersions(list.items, deployment?.current_version);
-    actions.setVersions(list.items);
-  });
-  const loadHistory = guard(async () => {
-    const events = await api.get(`${base}/events`);
-    if (!gone) history.replaceChildren(...events.items.slice().reverse().map(historyItem));
-  });
-  const loadHostnames = guard(async () => {
-    const agents = await api.get(withQuery("/api/v1/agents", { limit: 500 }));
-    for (const a of agents.items) hostnames.set(a.id, a.hostname);
-  });
-  const refreshAll = debounce(() => {
-    loadStatus();
-    loadVersions();
-    loadHistory();
-  }, 300);
+}
 
-  const apply = (next) => {
-    if (!next || gone) return;
-    if (deployment && Date.parse(next.updated_at) < Date.parse(deployment.updated_at)) return;
-    const versionChanged = deployment && deployment.current_version !== next.current_version;
-    deployment = next;
-    if (!view) view = buildView(page, { rollout, versions, diff, history, actions });
-    view.update(next);
-    actions.update(next);
-    if (versionChanged) refreshAll();
-  };
+class DeploymentPage {
+  constructor(id, page, ctx) {
+    this.ctx = ctx;
+    this.page = page;
+    this.base = `/api/v1/pipelines/deployments/${encodeURIComponent(id)}`;
+    this.deployment = null;
+    this.view = null;
+    this.gone = false;
+    this.hostnames = new Map();
+    this.rollout = rolloutSection(this.hostnames);
+    this.versions = versionsSection();
+    this.diff = diffSection(this.base);
+    this.history = h("ol", { class: "timeline", id: "dep-history" });
+    this.actions = deploymentActions({
+      base: this.base,
+      ctx,
+      apply: (next) => this.apply(next),
+      afterChange: () => this.refreshAll(),
+      reload: () => this.loadDeployment(),
+    });
+    this.loadDeployment = latestOnly((isLatest) => this.fetchDeployment(isLatest));
+    this.loadStatus = this.loader((status) => this.rollout.update(status), () => `${this.base}/status`);
+    this.loadVersions = this.loader((list) => this.showVersions(list.items), () => withQuery(`${this.base}/versions`, { limit: 200 }));
+    this.loadHistory = this.loader((events) => this.history.replaceChildren(...events.items.slice().reverse().map(historyItem)), () => `${this.base}/events`);
+    this.refreshAll = throttle(() => this.loadSections(), REFRESH_INTERVAL_MS);
+  }
 
-  const loadDeployment = async () => {
+  start() {
+    this.loadDeployment().then(async () => {
+      if (this.gone || !this.view) return;
+      await this.loadHostnames();
+      this.loadSections();
+    });
+    this.poll = setInterval(() => {
+      if (this.deployment?.status === "rolling_out") this.loadStatus();
+    }, POLL_MS);
+  }
+
+  destroy() {
+    this.gone = true;
+    clearInterval(this.poll);
+    this.refreshAll.cancel();
+    this.actions.destroy();
+  }
+
+  // --- loaders ---
+
+  /** A loader of one section: GET `url()`, and `show` the answer if it is the latest and the page is still here. */
+  loader(show, url) {
+    return latestOnly(async (isLatest) => {
+      try {
+        const answer = await api.get(url());
+        if (!this.gone && isLatest()) show(answer);
+      } catch (error) {
+        if (!this.gone && isLatest()) showError(error);
+      }
+    });
+  }
+
+  loadSections() {
+    this.loadStatus();
+    this.loadVersions();
+    this.loadHistory();
+  }
+
+  async fetchDeployment(isLatest) {
     try {
-      apply(await api.get(base));
+      const next = await api.get(this.base);
+      if (isLatest()) this.apply(next);
     } catch (error) {
-      if (gone) return;
-      if (!view) loadFailed(page, error, error.status === 404 ? null : loadDeployment);
+      if (this.gone || !isLatest()) return;
+      if (!this.view) loadFailed(this.page, error, error.status === 404 ? null : () => this.loadDeployment());
       else showError(error);
     }
-  };
+  }
 
-  const actions = deploymentActions({ base, ctx, apply, afterChange: () => refreshAll(), reload: () => loadDeployment() });
+  /** Agent names for the rollout table (it shows ids until then). */
+  async loadHostnames() {
+    try {
+      const agents = await api.get(withQuery("/api/v1/agents", { limit: 500 }));
+      for (const a of agents.items) this.hostnames.set(a.id, a.hostname);
+    } catch (error) {
+      if (!this.gone) showError(error);
+    }
+  }
 
-  const onMessage = (message) => {
+  // --- showing ---
+
+  /** Shows `next` unless what is shown is newer (the GET, the snapshot and the events race). */
+  apply(next) {
+    if (!next || this.gone) return;
+    if (this.deployment && Date.parse(next.updated_at) < Date.parse(this.deployment.updated_at)) return;
+    const versionChanged = this.deployment && this.deployment.current_version !== next.current_version;
+    this.deployment = next;
+    if (!this.view) this.view = buildView(this.page, this);
+    this.view.update(next);
+    this.actions.update(next);
+    this.ctx.setTitle(next.name);
+    if (versionChanged) this.refreshAll();
+  }
+
+  showVersions(items) {
+    this.versions.update(items);
+    this.diff.setVersions(items, this.deployment?.current_version);
+    this.actions.setVersions(items);
+  }
+
+  // --- live ---
+
+  onMessage(message) {
     if (message.type === "resync") {
-      loadDeployment();
-      return refreshAll();
+      this.loadDeployment();
+      this.refreshAll();
+      return;
     }
     if (message.type === "snapshot") {
-      if (message.data === null && view) return showMessage("This deployment no longer exists.", "error");
-      return apply(message.data);
+      if (message.data === null && this.view) showMessage("This deployment no longer exists.", "error");
+      else this.apply(message.data);
+      return;
     }
-    if (message.data?.deployment) apply(message.data.deployment);
-    if (message.event === "deployment.version_created") loadDeployment();
-    refreshAll();
-  };
-  const stop = ctx.subscribe(`deployment:${id}`, onMessage);
-
-  loadDeployment().then(async () => {
-    if (gone || !view) return;
-    await loadHostnames();
-    loadStatus();
-    loadVersions();
-    loadHistory();
-  });
-  const poll = setInterval(() => {
-    if (deployment?.status === "rolling_out") loadStatus();
-  }, POLL_MS);
-
-  return () => {
-    gone = true;
-    stop();
-    clearInterval(poll);
-    refreshAll.cancel();
-    actions.destroy();
-  };
+    if (message.data?.deployment) this.apply(message.data.deployment);
+    if (message.event === "deployment.version_created") this.loadDeployment();
+    this.refreshAll();
+  }
 }
 
 function buildView(page, { rollout, versions, diff, history, actions }) {
@@ -142,19 +180,26 @@ function buildView(page, { rollout, versions, diff, history, actions }) {
       const why = statusDetail(dep.status_detail);
       setText(detail, why);
       detail.hidden = !why;
-      info.replaceChildren(
-        ...[
-          ["Current version", `v${dep.current_version}`],
-          ["Pipeline", fmt.pipeline(dep.pipeline)],
-          ["Target", fmt.target(dep.target)],
-          ["Rollout", dep.rollout?.strategy === "waves" ? `waves: first ${dep.rollout.first_batch}, growth ×${dep.rollout.growth}, ${fmt.duration(dep.rollout.interval_secs)} apart, pause after ${dep.rollout.max_failures} failure(s)` : "all at once"],
-          ["Name on the agents", h("code", {}, dep.agent_pipeline)],
-          ["Created", fmt.timeAgo(dep.created_at)],
-          ["Updated", fmt.timeAgo(dep.updated_at)],
-        ].map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, v))),
-      );
+      info.replaceChildren(...infoRows(dep).map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, v))));
     },
   };
+}
+
+function infoRows(dep) {
+  return [
+    ["Current version", `v${dep.current_version}`],
+    ["Pipeline", fmt.pipeline(dep.pipeline)],
+    ["Target", fmt.target(dep.target)],
+    ["Rollout", rolloutText(dep.rollout)],
+    ["Name on the agents", h("code", {}, dep.agent_pipeline)],
+    ["Created", fmt.timeAgo(dep.created_at)],
+    ["Updated", fmt.timeAgo(dep.updated_at)],
+  ];
+}
+
+function rolloutText(rollout) {
+  if (rollout?.strategy !== "waves") return "all at once";
+  return `waves: first ${rollout.first_batch}, growth ×${rollout.growth}, ${fmt.duration(rollout.interval_secs)} apart, pause after ${rollout.max_failures} failure(s)`;
 }
 
 /** The `status_detail` JSON in words: its reason, and the agents that failed. */
@@ -167,13 +212,3 @@ function statusDetail(detail) {
   if (!parts.length) parts.push(Object.entries(detail).map(([k, v]) => `${fmt.words(k)}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join("; "));
   return parts.join(" — ");
 }
-
-function historyItem(e) {
-  return h(
-    "li",
-    { class: "timeline-item" },
-    h("span", { class: "timeline-time" }, fmt.timeAgo(e.created_at)),
-    h("span", { class: "timeline-body" }, h("span", { class: "badge" }, fmt.words(e.event_type)), e.version ? h("span", { class: "muted" }, ` v${e.version}`) : null, e.message ? h("span", { class: "timeline-message" }, e.message) : null),
-  );
-}
-

@@ -3,8 +3,9 @@
 import { h } from "../dom.js";
 import { api, withQuery } from "../api.js";
 import * as fmt from "../format.js";
-import { badge, pageHeader, showError } from "../ui.js";
+import { badge, pageHeader } from "../ui.js";
 import { liveTable } from "./live-table.js";
+import { pagedLoader } from "./paged-list.js";
 import { DEPLOYMENT_STATUSES } from "../constants.js";
 
 const PAGE_SIZE = 50;
@@ -27,19 +28,11 @@ export function render(container, ctx) {
   container.append(pageHeader("Deployments"), h("div", { class: "toolbar" }, h("label", { for: "status-filter" }, "Status"), filter), list.el);
 
   let gone = false;
-  let generation = 0;
-  const load = async (cursor) => {
-    const mine = cursor ? generation : ++generation;
-    try {
-      const page = await api.get(withQuery("/api/v1/pipelines/deployments", { status, limit: PAGE_SIZE, cursor }));
-      if (gone || mine !== generation) return;
-      if (cursor) list.add(page.items);
-      else list.set(page.items);
-      list.paging(page.next_cursor, () => load(page.next_cursor));
-    } catch (error) {
-      if (!gone) showError(error);
-    }
-  };
+  const { load } = pagedLoader({
+    list,
+    url: (cursor) => withQuery("/api/v1/pipelines/deployments", { status, limit: PAGE_SIZE, cursor }),
+    isGone: () => gone,
+  });
 
   function changeFilter() {
     status = filter.value;

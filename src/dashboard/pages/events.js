@@ -1,6 +1,7 @@
 // Live events (and list entries) as one line of prose for the overview's "Recent events".
 
 import { shortId, words } from "../format.js";
+import { AGENT_STATES } from "../constants.js";
 
 /** `{kind, text, href, ts, status}` for a WebSocket event, or null for one not worth a line. */
 export function describeEvent(message, deploymentNames = new Map()) {
@@ -47,7 +48,7 @@ function deploymentLine(what, data, line, names) {
 function agentLine(what, data, line) {
   const name = data.hostname ? `Agent ${data.hostname}` : `Agent ${shortId(data.id)}`;
   const href = "#/fleet";
-  if (["online", "degraded", "offline"].includes(what)) return line(`${name} is ${what}`, href, what);
+  if (AGENT_STATES.includes(what)) return line(`${name} is ${what}`, href, what);
   if (what === "enrolled") return line(`${name} enrolled`, href, data.state);
   if (what === "deleted") return line(`${name} decommissioned`, href);
   if (what === "credential_revoked") return line(`${name}: credential revoked`, href);

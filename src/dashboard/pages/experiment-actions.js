@@ -4,51 +4,33 @@
 
 import { h } from "../dom.js";
 import { api } from "../api.js";
-import { busy, confirm, showMessage, showError } from "../ui.js";
+import { busy, confirm, setButtonsEnabled, showError } from "../ui.js";
 import { promoteDialog } from "./promote-dialog.js";
+import { postAction } from "./actions.js";
 
 export function experimentActions({ base, ctx, apply, reload, onDeleted }) {
-  if (!ctx.canOperate) return { el: null, update() {}, destroy() {} };
+  if (!ctx.canOperate) return { el: null, dialog: null, update() {}, destroy() {} };
   let exp = null;
   const promote = promoteDialog();
-  const button = (action, label, className, run) => {
-    const el = h("button", { type: "button", id: `action-${action}`, class: ["button", className], disabled: true }, label);
-    // Afterwards the buttons follow the (possibly new) phase again, not their state before the click.
-    el.addEventListener("click", () => busy(el, run).then(refresh));
-    return { action, el };
-  };
-
-  // A refused action (409: the phase moved meanwhile) shows why, then the page catches up.
-  const act = async (action, body, done) => {
-    try {
-      const next = await api.post(`${base}/${action}`, body);
-      apply(next);
-      showMessage(done, "info");
-      return next;
-    } catch (error) {
-      showError(error);
-      if (error.status === 409) reload();
-      return null;
-    }
-  };
+  const act = (action, body, done) => postAction({ url: `${base}/${action}`, body, done, apply, reload });
 
   const buttons = [
-    button("start", "Start", "primary", () => act("start", undefined, "Experiment started: deploying both pipelines.")),
-    button("stop", "Stop", null, async () => {
+    actionButton("start", "Start", "primary", () => act("start", undefined, "Experiment started: deploying both pipelines.")),
+    actionButton("stop", "Stop", null, async () => {
       const ok = await confirm({ title: "Stop this experiment?", text: "Both pipelines are removed from the agents. A stopped experiment cannot be started again.", yes: "Stop experiment" });
       if (ok) await act("stop", undefined, "Stopping the experiment.");
     }),
-    button("promote", "Promote", "primary", async () => {
+    actionButton("promote", "Promote", "primary", async () => {
       const request = await promote.ask(exp);
       if (!request) return;
       const next = await act("promote", request, "Promoted: the candidate is now a deployment.");
       if (next?.deployment_id) document.getElementById("deployment-link")?.focus();
     }),
-    button("rollback", "Roll back", null, async () => {
+    actionButton("rollback", "Roll back", null, async () => {
       const ok = await confirm({ title: "Roll back this experiment?", text: "The candidate is removed from the agents and the baseline kept.", yes: "Roll back" });
       if (ok) await act("rollback", undefined, "Rolled back: the baseline is kept.");
     }),
-    button("delete", "Delete", "subtle", async () => {
+    actionButton("delete", "Delete", "subtle", async () => {
       const ok = await confirm({ title: "Delete this experiment?", text: "Its history and results are deleted too. This cannot be undone.", yes: "Delete" });
       if (!ok) return;
       try {
@@ -59,12 +41,12 @@ export function experimentActions({ base, ctx, apply, reload, onDeleted }) {
       }
     }),
   ];
+  // Afterwards the buttons follow the (possibly new) phase again, not their state before the click.
+  for (const b of buttons) b.el.addEventListener("click", () => busy(b.el, b.run).then(refresh));
 
   function refresh() {
     const allowed = new Set(exp?.allowed_actions ?? []);
-    for (const b of buttons) {
-      if (!b.el.getAttribute("aria-busy")) b.el.disabled = !allowed.has(b.action);
-    }
+    setButtonsEnabled(buttons.map((b) => [b.el, allowed.has(b.action)]));
   }
 
   return {
@@ -76,4 +58,9 @@ export function experimentActions({ base, ctx, apply, reload, onDeleted }) {
     },
     destroy: () => promote.el.remove(),
   };
+}
+
+function actionButton(action, label, className, run) {
+  const el = h("button", { type: "button", id: `action-${action}`, class: ["button", className], disabled: true }, label);
+  return { action, el, run };
 }

@@ -5,7 +5,7 @@
 import { h, field, debounce, setText } from "../dom.js";
 import { api, withQuery } from "../api.js";
 import * as fmt from "../format.js";
-import { pageHeader, showError, showMessage, loadFailed } from "../ui.js";
+import { isBusy, loadFailed, markBusy, pageHeader, showError, showMessage } from "../ui.js";
 import { parseSelector, selectorText, showFieldErrors, clearFieldErrors, splitList } from "./forms.js";
 import { pipelinePicker } from "./pipeline-picker.js";
 
@@ -39,40 +39,54 @@ export function render(container, ctx) {
 }
 
 function buildForm(container, templates, ctx) {
-  const summary = h("div", { id: "form-summary", class: "form-summary", role: "alert", tabindex: "-1", hidden: true });
-  const name = h("input", { id: "exp-name", name: "name", required: true, maxlength: "200", autocomplete: "off" });
-  const description = h("textarea", { id: "exp-description", name: "description", rows: "2" });
-  const baseline = pipelinePicker("baseline", templates, "baseline");
-  const candidate = pipelinePicker("candidate", templates, templates.find((t) => t.name !== "baseline")?.name);
-  // No default target: an empty selector means every agent, which should be a choice, not an accident.
-  const targetInput = h("input", { id: "exp-target", name: "target", placeholder: "env=lab", autocomplete: "off", spellcheck: "false" });
-  const count = h("span", { id: "target-count", class: "target-count", "aria-live": "polite" }, "…");
-  const countNote = h("span", { class: "muted" });
-  const duration = h("input", { id: "exp-duration", name: "duration_secs", type: "number", min: "1", step: "1", value: "300", inputmode: "numeric", required: true });
-  const warmup = h("input", { id: "exp-warmup", name: "warmup_secs", type: "number", min: "0", step: "1", value: "0", inputmode: "numeric" });
-  const critical = h("input", { id: "exp-critical", name: "critical_processes", placeholder: "nginx, postgres", autocomplete: "off" });
-  const criteria = criteriaInputs();
-  const autoPromote = h("input", { id: "exp-auto-promote", name: "auto_promote", type: "checkbox" });
-  const submit = h("button", { type: "submit", id: "exp-submit", class: "button primary" }, "Create experiment");
+  const fields = formFields(templates);
+  const form = formLayout(fields);
+  container.append(form);
+  const counter = targetCounter(fields);
+  form.addEventListener("submit", (event) => submitForm(event, form, fields, ctx));
+  return () => counter.cancel();
+}
 
-  const form = h(
+/** Every control of the form, by what it sets. */
+function formFields(templates) {
+  return {
+    summary: h("div", { id: "form-summary", class: "form-summary", role: "alert", tabindex: "-1", hidden: true }),
+    name: h("input", { id: "exp-name", name: "name", required: true, maxlength: "200", autocomplete: "off" }),
+    description: h("textarea", { id: "exp-description", name: "description", rows: "2" }),
+    baseline: pipelinePicker("baseline", templates, "baseline"),
+    candidate: pipelinePicker("candidate", templates, templates.find((t) => t.name !== "baseline")?.name),
+    // No default target: an empty selector means every agent, which should be a choice, not an accident.
+    target: h("input", { id: "exp-target", name: "target", placeholder: "env=lab", autocomplete: "off", spellcheck: "false" }),
+    count: h("span", { id: "target-count", class: "target-count", "aria-live": "polite" }, "…"),
+    countNote: h("span", { class: "muted" }),
+    duration: h("input", { id: "exp-duration", name: "duration_secs", type: "number", min: "1", step: "1", value: "300", inputmode: "numeric", required: true }),
+    warmup: h("input", { id: "exp-warmup", name: "warmup_secs", type: "number", min: "0", step: "1", value: "0", inputmode: "numeric" }),
+    critical: h("input", { id: "exp-critical", name: "critical_processes", placeholder: "nginx, postgres", autocomplete: "off" }),
+    criteria: criteriaInputs(),
+    autoPromote: h("input", { id: "exp-auto-promote", name: "auto_promote", type: "checkbox" }),
+    submit: h("button", { type: "submit", id: "exp-submit", class: "button primary" }, "Create experiment"),
+  };
+}
+
+function formLayout(f) {
+  return h(
     "form",
     { id: "experiment-form", class: "form", novalidate: true },
-    summary,
+    f.summary,
     h(
       "fieldset",
       { class: "panel" },
       h("legend", {}, "Experiment"),
-      field({ label: "Name", control: name, errorFor: "name" }),
-      field({ label: "Description (optional)", control: description, errorFor: "description" }),
+      field({ label: "Name", control: f.name, errorFor: "name" }),
+      field({ label: "Description (optional)", control: f.description, errorFor: "description" }),
     ),
-    h("div", { class: "pipelines" }, baseline.el, candidate.el),
+    h("div", { class: "pipelines" }, f.baseline.el, f.candidate.el),
     h(
       "fieldset",
       { class: "panel" },
       h("legend", {}, "Target"),
-      field({ label: "Agent selector", control: targetInput, hint: "Labels as key=value, separated by commas (env=lab,region=eu). Empty matches every agent.", errorFor: "target.selector" }),
-      h("p", { class: "target-line" }, count, " ", countNote),
+      field({ label: "Agent selector", control: f.target, hint: "Labels as key=value, separated by commas (env=lab,region=eu). Empty matches every agent.", errorFor: "target.selector" }),
+      h("p", { class: "target-line" }, f.count, " ", f.countNote),
     ),
     h(
       "fieldset",
@@ -81,27 +95,28 @@ function buildForm(container, templates, ctx) {
       h(
         "div",
         { class: "field-row" },
-        field({ label: "Duration (seconds)", control: duration, hint: "How long both pipelines are measured.", errorFor: "duration_secs" }),
-        field({ label: "Warm-up (seconds)", control: warmup, hint: "Time both run before measuring starts.", errorFor: "warmup_secs" }),
+        field({ label: "Duration (seconds)", control: f.duration, hint: "How long both pipelines are measured.", errorFor: "duration_secs" }),
+        field({ label: "Warm-up (seconds)", control: f.warmup, hint: "Time both run before measuring starts.", errorFor: "warmup_secs" }),
       ),
-      field({ label: "Critical processes", control: critical, hint: "Executable names whose series the candidate must keep, separated by commas.", errorFor: "critical_processes" }),
+      field({ label: "Critical processes", control: f.critical, hint: "Executable names whose series the candidate must keep, separated by commas.", errorFor: "critical_processes" }),
       h(
         "details",
         { class: "criteria" },
         h("summary", {}, "Success criteria and promotion"),
-        h("div", { class: "field-row" }, criteria.fields),
-        h("div", { class: "field checkbox" }, autoPromote, h("label", { for: "exp-auto-promote" }, "Promote the candidate automatically when the verdict is pass")),
+        h("div", { class: "field-row" }, f.criteria.fields),
+        h("div", { class: "field checkbox" }, f.autoPromote, h("label", { for: "exp-auto-promote" }, "Promote the candidate automatically when the verdict is pass")),
       ),
     ),
-    h("div", { class: "form-actions" }, submit, h("a", { class: "button", href: "#/experiments" }, "Cancel")),
+    h("div", { class: "form-actions" }, f.submit, h("a", { class: "button", href: "#/experiments" }, "Cancel")),
   );
-  container.append(form);
+}
 
-  // --- live count of the agents the selector matches ---
+/** The live count of the agents the selector matches, as it is typed; returns the debounced updater. */
+function targetCounter({ target, count, countNote }) {
   let countSeq = 0;
-  const updateCount = debounce(async () => {
+  const update = debounce(async () => {
     const seq = ++countSeq;
-    const parsed = parseSelector(targetInput.value);
+    const parsed = parseSelector(target.value);
     if (parsed.error) {
       setText(count, "—");
       setText(countNote, parsed.error);
@@ -120,58 +135,62 @@ function buildForm(container, templates, ctx) {
       setText(countNote, error.detail || error.message);
     }
   }, 300);
-  targetInput.addEventListener("input", () => {
+  target.addEventListener("input", () => {
     setText(count, "…");
-    updateCount();
+    update();
   });
-  updateCount();
+  update();
+  return update;
+}
 
-  // --- submit ---
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    clearFieldErrors(form, summary);
-    const { body, problems } = collect();
-    if (problems.length) return showFieldErrors(form, summary, problems);
-    submit.disabled = true;
-    try {
-      const created = await api.post("/api/v1/experiments", body);
-      showMessage(`Experiment “${created.name}” created.`, "info", { keep: true });
-      ctx.navigate(`#/experiments/${created.id}`);
-    } catch (error) {
-      if (error.status === 422 && error.errors.length) showFieldErrors(form, summary, error.errors);
-      else showError(error);
-    } finally {
-      submit.disabled = false;
-    }
-  });
-
-  function collect() {
-    const problems = [];
-    const selector = parseSelector(targetInput.value);
-    if (selector.error) problems.push({ path: "target.selector", message: selector.error });
-    const seconds = (input, path, fallback) => {
-      const text = input.value.trim();
-      if (text === "") return fallback;
-      const n = Number(text);
-      if (!Number.isInteger(n) || n < 0) problems.push({ path, message: "must be a whole number of seconds" });
-      return n;
-    };
-    const body = {
-      name: name.value.trim(),
-      description: description.value.trim(),
-      baseline: baseline.spec(problems),
-      candidate: candidate.spec(problems),
-      target: { selector: selector.labels ?? {} },
-      duration_secs: seconds(duration, "duration_secs", 0),
-      warmup_secs: seconds(warmup, "warmup_secs", 0),
-      critical_processes: splitList(critical.value),
-      success_criteria: criteria.values(problems),
-      auto_promote: autoPromote.checked,
-    };
-    return { body, problems };
+async function submitForm(event, form, fields, ctx) {
+  event.preventDefault();
+  const { summary, submit } = fields;
+  if (isBusy(submit)) return;
+  clearFieldErrors(form, summary);
+  const { body, problems } = collect(fields);
+  if (problems.length) {
+    showFieldErrors(form, summary, problems);
+    return;
   }
+  markBusy(submit, true);
+  try {
+    const created = await api.post("/api/v1/experiments", body);
+    showMessage(`Experiment “${created.name}” created.`, "info", { keep: true });
+    ctx.navigate(`#/experiments/${created.id}`);
+  } catch (error) {
+    if (error.status === 422 && error.errors.length) showFieldErrors(form, summary, error.errors);
+    else showError(error);
+  } finally {
+    markBusy(submit, false);
+  }
+}
 
-  return () => updateCount.cancel();
+/** The request body from the fields, with the problems found before asking the server. */
+function collect(f) {
+  const problems = [];
+  const selector = parseSelector(f.target.value);
+  if (selector.error) problems.push({ path: "target.selector", message: selector.error });
+  const seconds = (input, path, fallback) => {
+    const text = input.value.trim();
+    if (text === "") return fallback;
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < 0) problems.push({ path, message: "must be a whole number of seconds" });
+    return n;
+  };
+  const body = {
+    name: f.name.value.trim(),
+    description: f.description.value.trim(),
+    baseline: f.baseline.spec(problems),
+    candidate: f.candidate.spec(problems),
+    target: { selector: selector.labels ?? {} },
+    duration_secs: seconds(f.duration, "duration_secs", 0),
+    warmup_secs: seconds(f.warmup, "warmup_secs", 0),
+    critical_processes: splitList(f.critical.value),
+    success_criteria: f.criteria.values(problems),
+    auto_promote: f.autoPromote.checked,
+  };
+  return { body, problems };
 }
 
 function criteriaInputs() {

@@ -2,7 +2,8 @@
 // as the server aligns them), then extended by the live `metrics.sample` events, which arrive one per
 // agent and variant. A live interval is added once every agent has reported both variants for it
 // (like the server, only agents reporting both variants count). After a reconnect or a phase change the
-// page seeds again, so the live approximation never drifts from the server's numbers for long.
+// page seeds again, so the live approximation never drifts from the server's numbers for long. Samples
+// that arrive while a seed is on its way are kept and merged in after it, by time.
 
 import { h } from "../dom.js";
 import { lineChart } from "../charts.js";
@@ -17,6 +18,8 @@ const METRIC = {
   cpu: "pipeline.cpu.seconds",
   memory: "pipeline.memory.bytes",
 };
+// Samples kept while a seed is on its way (bounded, should the seed keep failing).
+const MAX_KEPT_SAMPLES = 2000;
 
 export class MetricsTimeline {
   constructor() {
@@ -24,7 +27,8 @@ export class MetricsTimeline {
     this.agents = 0;
     this.targetAgents = 0;
     this.seeded = false;
-    this.pending = [];
+    // The samples that arrived since a seed was asked for (from the start: the first seed is awaited).
+    this.arrivedDuringSeed = [];
     this.reset();
   }
 
@@ -35,17 +39,27 @@ export class MetricsTimeline {
     this.cutoff = -Infinity;
   }
 
-  /** Replaces everything with the server's timeline, then applies samples that arrived meanwhile. */
+  /** A seed has been asked for: keep the samples arriving from now on, to merge them into it. */
+  beginSeed() {
+    this.arrivedDuringSeed ??= [];
+  }
+
+  /**
+   * Replaces everything with the server's timeline, then adds the samples that arrived meanwhile and
+   * are newer than its last interval. An interval's time is its first agent's sample, so a sample less
+   * than half an interval after it belongs to that interval, which the server has already summed.
+   */
   seed(timeline) {
     this.reset();
     this.intervals = (timeline.intervals ?? []).map((i) => ({ t: Date.parse(i.at), baseline: i.baseline, candidate: i.candidate }));
     this.agents = timeline.agents ?? 0;
-    this.cutoff = this.intervals.length ? this.intervals[this.intervals.length - 1].t : -Infinity;
     this.intervalSecs = spacing(this.intervals);
+    const last = this.intervals[this.intervals.length - 1];
+    this.cutoff = last ? last.t + ((this.intervalSecs ?? 0) * 1000) / 2 : -Infinity;
     this.seeded = true;
-    const waiting = this.pending;
-    this.pending = [];
-    waiting.forEach((sample) => this.add(sample));
+    const arrived = this.arrivedDuringSeed ?? [];
+    this.arrivedDuringSeed = null;
+    arrived.sort((a, b) => Date.parse(a.ts) - Date.parse(b.ts)).forEach((sample) => this.add(sample));
   }
 
   /** How many agents the experiment runs on (its `target_agents`): a round waits for all of them. */
@@ -55,11 +69,8 @@ export class MetricsTimeline {
 
   /** Takes one `metrics.sample`; true when a new interval was added. */
   add(sample) {
-    if (!this.seeded) {
-      // Kept until the seed arrives (bounded, should the seed keep failing).
-      if (this.pending.length < 2000) this.pending.push(sample);
-      return false;
-    }
+    if (this.arrivedDuringSeed && this.arrivedDuringSeed.length < MAX_KEPT_SAMPLES) this.arrivedDuringSeed.push(sample);
+    if (!this.seeded) return false;
     const { agent_id: agent, variant } = sample;
     const t = Date.parse(sample.ts);
     if (!VARIANTS.includes(variant) || !agent || Number.isNaN(t) || t <= this.cutoff) return false;
@@ -88,7 +99,7 @@ export class MetricsTimeline {
     const both = [...this.round.values()].filter((e) => e.baseline && e.candidate);
     this.round = new Map();
     if (!both.length) return false;
-    const t = Math.min(...both.flatMap((e) => [e.baseline.t, e.candidate.t]));
+    const t = both.reduce((first, e) => Math.min(first, e.baseline.t, e.candidate.t), Infinity);
     const rate = this.intervalSecs ? 1 / this.intervalSecs : NaN;
     const sum = (variant, metric, scale = 1) => both.reduce((acc, e) => acc + (Number(e[variant].samples[metric]) || 0) * scale, 0);
     const interval = { t };

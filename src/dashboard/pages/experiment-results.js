@@ -39,10 +39,16 @@ export function resultsPanel() {
     h("div", { class: "table-scroll" }, kpiTable),
   );
 
+  let showsFinal = false;
   return {
     el,
-    /** `kpis`: the results or live KPIs (or null); `final`: whether they are the experiment's results. */
+    /**
+     * `kpis`: the results or live KPIs (or null); `final`: whether they are the experiment's results.
+     * Once the final results are shown, provisional ones (a late answer) are ignored.
+     */
     update(kpis, { final, waiting }) {
+      if (showsFinal && !final) return;
+      showsFinal = final;
       const v = final ? kpis?.verdict : null;
       verdict.replaceChildren(...(v ? [badge(v)] : []));
       verdict.dataset.verdict = v ?? "";

@@ -4,7 +4,7 @@
 import { h, setText } from "../dom.js";
 import { api } from "../api.js";
 import * as fmt from "../format.js";
-import { badge } from "../ui.js";
+import { historyItem } from "./history.js";
 
 /** Builds the page once; `update(experiment)` refreshes what changes. */
 export function buildView(page, exp, { charts, results, actions }) {
@@ -106,19 +106,4 @@ function fillInfo(dl, exp) {
   ];
   if (exp.description) rows.unshift(["Description", exp.description]);
   dl.replaceChildren(...rows.map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, v))));
-}
-
-function historyItem(e) {
-  return h(
-    "li",
-    { class: "timeline-item" },
-    h("span", { class: "timeline-time" }, fmt.timeAgo(e.created_at)),
-    h(
-      "span",
-      { class: "timeline-body" },
-      e.to_phase ? badge(e.to_phase) : h("span", { class: "badge" }, fmt.words(e.event_type)),
-      e.from_phase ? h("span", { class: "muted" }, ` from ${fmt.words(e.from_phase)}`) : null,
-      e.message ? h("span", { class: "timeline-message" }, e.message) : null,
-    ),
-  );
 }

@@ -1,8 +1,9 @@
 // One experiment: its phase and actions, what it runs, its phase history, live charts and results.
 // Everything follows the topics `experiment:<id>` (snapshot, then phase changes) and `metrics:<id>`
-// without reloading the page.
+// without reloading the page. Live events, resyncs and the page's own loads run concurrently: each
+// loader applies only its latest answer, and the experiment itself only when it is newer.
 
-import { h, debounce, throttle } from "../dom.js";
+import { h, latestOnly, throttle } from "../dom.js";
 import { api } from "../api.js";
 import { loadFailed, showError, showMessage } from "../ui.js";
 import { MetricsTimeline, experimentCharts } from "./experiment-metrics.js";
@@ -12,135 +13,182 @@ import { buildView } from "./experiment-view.js";
 
 // Phases in which the agents are measuring, so live KPIs are worth asking for.
 const MEASURING = ["running", "analyzing"];
+// Samples arrive every second or so: live KPIs at most every few seconds.
+const KPI_INTERVAL_MS = 3000;
+const HISTORY_INTERVAL_MS = 1000;
 
 export function render(container, ctx) {
   const id = ctx.params[0];
-  const base = `/api/v1/experiments/${encodeURIComponent(id)}`;
   const page = h("div", { id: "experiment-detail", dataset: { id } }, h("p", { class: "loading" }, "Loading…"));
   container.append(page);
-
-  const timeline = new MetricsTimeline();
-  const charts = experimentCharts();
-  const results = resultsPanel();
-  let view = null;
-  let experiment = null;
-  let gone = false;
-  const timers = [];
-
-  // --- data ---
-  const loadEvents = async () => {
-    try {
-      const events = await api.get(`${base}/events`);
-      if (!gone && view) view.history(events.items);
-    } catch (error) {
-      if (!gone) showError(error);
-    }
+  const detail = new ExperimentPage(id, page, ctx);
+  const stops = [ctx.subscribe(`experiment:${id}`, (m) => detail.onExperiment(m)), ctx.subscribe(`metrics:${id}`, (m) => detail.onMetrics(m))];
+  detail.start();
+  return () => {
+    stops.forEach((stop) => stop());
+    detail.destroy();
   };
-  const loadMetrics = async () => {
-    try {
-      const data = await api.get(`${base}/metrics`);
-      if (gone) return;
-      timeline.seed(data);
-      if (view) charts.draw(timeline, experiment);
-    } catch (error) {
-      if (!gone) showError(error);
-    }
-  };
-  const loadKpis = async () => {
-    if (!experiment) return;
-    if (experiment.results) return results.update(experiment.results, { final: true });
-    if (!MEASURING.includes(experiment.phase)) return results.update(null, { final: false, waiting: waitingText(experiment) });
-    try {
-      const kpis = await api.get(`${base}/kpis`);
-      if (!gone && !experiment.results) results.update(kpis, { final: false });
-    } catch (error) {
-      if (!gone) showError(error);
-    }
-  };
-  // Samples arrive every second or so: live KPIs at most every few seconds.
-  const refreshKpis = throttle(loadKpis, 3000);
-  const refreshEvents = debounce(loadEvents, 300);
+}
 
-  /** Shows `next` unless what is shown is newer (the GET and the snapshot race). */
-  const apply = (next) => {
-    if (!next || gone) return;
-    if (experiment && Date.parse(next.updated_at) < Date.parse(experiment.updated_at)) return;
-    const phaseChanged = experiment?.phase !== next.phase;
-    experiment = next;
-    timeline.expect(next.target_agents?.length ?? 0);
-    if (!view) {
-      view = buildView(page, next, { charts, results, actions, ctx });
-      charts.draw(timeline, next);
-    }
-    view.update(next);
-    if (phaseChanged) {
-      refreshEvents();
-      loadKpis();
-    }
-  };
+class ExperimentPage {
+  constructor(id, page, ctx) {
+    this.ctx = ctx;
+    this.page = page;
+    this.base = `/api/v1/experiments/${encodeURIComponent(id)}`;
+    this.experiment = null;
+    this.view = null;
+    this.gone = false;
+    this.leaving = false;
+    this.timeline = new MetricsTimeline();
+    this.charts = experimentCharts();
+    this.results = resultsPanel();
+    this.actions = experimentActions({
+      base: this.base,
+      ctx,
+      apply: (next) => this.apply(next),
+      reload: () => this.loadExperiment(),
+      onDeleted: () => this.deleted("Experiment deleted."),
+    });
+    this.loadExperiment = latestOnly((isLatest) => this.fetchExperiment(isLatest));
+    this.loadEvents = latestOnly((isLatest) => this.fetchEvents(isLatest));
+    this.loadMetrics = latestOnly((isLatest) => this.fetchMetrics(isLatest));
+    this.loadKpis = latestOnly((isLatest) => this.fetchKpis(isLatest));
+    this.refreshKpis = throttle(() => this.loadKpis(), KPI_INTERVAL_MS);
+    this.refreshEvents = throttle(() => this.loadEvents(), HISTORY_INTERVAL_MS);
+  }
 
-  const actions = experimentActions({ base, ctx, apply, reload: () => loadExperiment(), onDeleted: () => deleted("Experiment deleted.") });
+  /** The first apply() loads the history and KPIs (as every phase change does); the charts need seeding. */
+  start() {
+    this.loadExperiment().then(() => {
+      if (!this.gone && this.view) this.loadMetrics();
+    });
+    // The measurement window's progress moves with the clock, not with events.
+    this.ticker = setInterval(() => this.view?.tick(), 1000);
+  }
 
-  const loadExperiment = async () => {
+  destroy() {
+    this.gone = true;
+    clearInterval(this.ticker);
+    this.refreshKpis.cancel();
+    this.refreshEvents.cancel();
+    this.charts.destroy();
+    this.actions.destroy();
+  }
+
+  // --- loaders ---
+
+  async fetchExperiment(isLatest) {
     try {
-      apply(await api.get(base));
+      const next = await api.get(this.base);
+      if (isLatest()) this.apply(next);
     } catch (error) {
-      if (gone) return;
-      if (!view) loadFailed(page, error, error.status === 404 ? null : loadExperiment);
+      if (this.gone || !isLatest()) return;
+      if (!this.view) loadFailed(this.page, error, error.status === 404 ? null : () => this.loadExperiment());
       else showError(error);
     }
-  };
+  }
+
+  async fetchEvents(isLatest) {
+    try {
+      const events = await api.get(`${this.base}/events`);
+      if (!this.gone && isLatest() && this.view) this.view.history(events.items);
+    } catch (error) {
+      if (!this.gone && isLatest()) showError(error);
+    }
+  }
+
+  async fetchMetrics(isLatest) {
+    // Live samples arriving while the server's timeline is on its way are kept and merged into it.
+    this.timeline.beginSeed();
+    try {
+      const data = await api.get(`${this.base}/metrics`);
+      if (this.gone || !isLatest()) return;
+      this.timeline.seed(data);
+      this.drawCharts();
+    } catch (error) {
+      if (!this.gone && isLatest()) showError(error);
+    }
+  }
+
+  async fetchKpis(isLatest) {
+    const exp = this.experiment;
+    if (!exp) return;
+    if (exp.results) return this.results.update(exp.results, { final: true });
+    if (!MEASURING.includes(exp.phase)) return this.results.update(null, { final: false, waiting: waitingText(exp) });
+    try {
+      const kpis = await api.get(`${this.base}/kpis`);
+      // The final results may have arrived meanwhile: provisional KPIs never replace them.
+      if (!this.gone && isLatest() && !this.experiment.results) this.results.update(kpis, { final: false });
+    } catch (error) {
+      if (!this.gone && isLatest()) showError(error);
+    }
+    return undefined;
+  }
+
+  // --- showing ---
+
+  /** Shows `next` unless what is shown is newer (the GET, the snapshot and the events race). */
+  apply(next) {
+    if (!next || this.gone) return;
+    if (this.experiment && Date.parse(next.updated_at) < Date.parse(this.experiment.updated_at)) return;
+    const phaseChanged = this.experiment?.phase !== next.phase;
+    this.experiment = next;
+    this.timeline.expect(next.target_agents?.length ?? 0);
+    if (!this.view) {
+      this.view = buildView(this.page, next, { charts: this.charts, results: this.results, actions: this.actions });
+      this.drawCharts();
+    }
+    this.view.update(next);
+    this.ctx.setTitle(next.name);
+    if (phaseChanged) {
+      this.refreshEvents();
+      this.loadKpis();
+    }
+  }
+
+  drawCharts() {
+    if (this.view) this.charts.draw(this.timeline, this.experiment);
+  }
+
+  /** Deleted here (the action) or elsewhere (the event): either way, back to the list once. */
+  deleted(text = "This experiment was deleted.") {
+    if (this.leaving || this.gone) return;
+    this.leaving = true;
+    showMessage(text, "info", { keep: true });
+    this.ctx.navigate("#/experiments");
+  }
 
   // --- live ---
-  const onExperiment = (message) => {
+
+  onExperiment(message) {
     if (message.type === "resync") {
-      loadExperiment();
-      loadMetrics();
-      return loadEvents();
+      this.loadExperiment();
+      this.loadMetrics();
+      this.loadEvents();
+      return;
     }
     if (message.type === "snapshot") {
-      if (message.data === null && view) return deleted();
-      return apply(message.data);
+      if (message.data === null && this.view) this.deleted();
+      else this.apply(message.data);
+      return;
     }
     if (message.event === "experiment.phase_changed") {
-      apply(message.data.experiment);
+      this.apply(message.data.experiment);
       // The window's numbers are final now: take the server's own aligned timeline.
-      if (["analyzing", "completed"].includes(message.data.to)) loadMetrics();
+      if (["analyzing", "completed"].includes(message.data.to)) this.loadMetrics();
     }
-    if (message.event === "experiment.deleted") deleted();
-  };
-  const onMetrics = (message) => {
-    if (message.type === "resync") return loadMetrics();
+    if (message.event === "experiment.deleted") this.deleted();
+  }
+
+  onMetrics(message) {
+    if (message.type === "resync") {
+      this.loadMetrics();
+      return;
+    }
     if (message.event !== "metrics.sample") return;
-    if (timeline.add(message.data) && view) charts.draw(timeline, experiment);
-    if (experiment && MEASURING.includes(experiment.phase)) refreshKpis();
-  };
-  // Deleted here (the action) or elsewhere (the event): either way, back to the list once.
-  let leaving = false;
-  const deleted = (text = "This experiment was deleted.") => {
-    if (leaving || gone) return;
-    leaving = true;
-    showMessage(text, "info", { keep: true });
-    ctx.navigate("#/experiments");
-  };
-  const stops = [ctx.subscribe(`experiment:${id}`, onExperiment), ctx.subscribe(`metrics:${id}`, onMetrics)];
-
-  // The first apply() loads the history and KPIs (as every phase change does); the charts need seeding.
-  loadExperiment().then(() => {
-    if (!gone && view) loadMetrics();
-  });
-  // The measurement window's progress moves with the clock, not with events.
-  timers.push(setInterval(() => view?.tick(), 1000));
-
-  return () => {
-    gone = true;
-    stops.forEach((stop) => stop());
-    timers.forEach(clearInterval);
-    refreshKpis.cancel();
-    refreshEvents.cancel();
-    charts.destroy();
-    actions.destroy();
-  };
+    if (this.timeline.add(message.data)) this.drawCharts();
+    if (this.experiment && MEASURING.includes(this.experiment.phase)) this.refreshKpis();
+  }
 }
 
 function waitingText(exp) {

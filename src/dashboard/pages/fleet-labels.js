@@ -3,12 +3,14 @@
 
 import { h, setText, field } from "../dom.js";
 import { api } from "../api.js";
-import { errorText, openDialog } from "../ui.js";
+import { errorText, isBusy, markBusy, openDialog } from "../ui.js";
 import { parseSelector } from "./forms.js";
+import { keyValues } from "../format.js";
 
 export function labelsDialog() {
   const input = h("input", { id: "labels-input", name: "labels", autocomplete: "off", spellcheck: "false" });
-  const error = h("p", { class: "form-error", role: "alert", hidden: true });
+  // Always in the dialog (empty when there is nothing wrong), so a problem is read out when it appears.
+  const error = h("p", { id: "labels-error", class: "form-error", role: "alert" });
   const title = h("h2", { class: "dialog-title", id: "labels-title" }, "Edit labels");
   const cancel = h("button", { type: "button", class: "button" }, "Cancel");
   const save = h("button", { type: "submit", id: "labels-save", class: "button primary" }, "Save labels");
@@ -27,24 +29,32 @@ export function labelsDialog() {
   cancel.addEventListener("click", () => dialog.close());
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    if (isBusy(save)) return undefined;
     const parsed = parseSelector(input.value);
     if (parsed.error) return fail(parsed.error);
-    save.disabled = true;
+    markBusy(save, true);
     try {
       saved = await api.patch(`/api/v1/agents/${encodeURIComponent(agent.id)}`, { labels: parsed.labels });
       dialog.close("saved");
     } catch (err) {
       fail(err.errors?.length ? err.errors.map((p) => p.message).join("; ") : errorText(err));
     } finally {
-      save.disabled = false;
+      markBusy(save, false);
     }
+    return undefined;
   });
 
+  const hintId = input.getAttribute("aria-describedby");
   function fail(text) {
     setText(error, text);
-    error.hidden = false;
     input.setAttribute("aria-invalid", "true");
+    input.setAttribute("aria-describedby", `${hintId} labels-error`);
     input.focus();
+  }
+  function clearProblem() {
+    setText(error, "");
+    input.removeAttribute("aria-invalid");
+    input.setAttribute("aria-describedby", hintId);
   }
 
   return {
@@ -54,9 +64,8 @@ export function labelsDialog() {
       agent = target;
       saved = null;
       setText(title, `Labels of ${target.hostname}`);
-      input.value = Object.entries(target.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(", ");
-      error.hidden = true;
-      input.removeAttribute("aria-invalid");
+      input.value = keyValues(target.labels).join(", ");
+      clearProblem();
       const answer = await openDialog(dialog);
       return answer === "saved" ? saved : null;
     },

@@ -5,8 +5,9 @@
 import { h, debounce, setText } from "../dom.js";
 import { api, withQuery } from "../api.js";
 import * as fmt from "../format.js";
-import { badge, busy, confirm, pageHeader, showError, showMessage } from "../ui.js";
+import { badge, busy, confirm, pageHeader, showMessage } from "../ui.js";
 import { liveTable } from "./live-table.js";
+import { pagedLoader } from "./paged-list.js";
 import { parseSelector, selectorText } from "./forms.js";
 import { labelsDialog } from "./fleet-labels.js";
 import { AGENT_STATES } from "../constants.js";
@@ -15,120 +16,39 @@ const PAGE_SIZE = 100;
 const REFRESH_MS = 30_000;
 
 export function render(container, ctx) {
-  const labelFilter = h("input", { id: "label-filter", type: "search", placeholder: "env=prod", value: ctx.query.get("selector") ?? "", autocomplete: "off", spellcheck: "false", "aria-describedby": "label-filter-error" });
-  const initialState = AGENT_STATES.includes(ctx.query.get("state")) ? ctx.query.get("state") : "";
-  const stateFilter = h("select", { id: "state-filter" }, h("option", { value: "" }, "All states"), AGENT_STATES.map((st) => h("option", { value: st, selected: st === initialState }, st)));
-  const filterError = h("p", { id: "label-filter-error", class: "field-error", hidden: true });
+  const controls = filterControls(ctx.query);
   const editor = ctx.canOperate ? labelsDialog() : null;
-  const columns = ["Host", "State", "Labels", "Version", "Host CPU", "Host memory", "Agent memory", "Pipelines", "Last heartbeat"];
-  if (ctx.canOperate) columns.push({ label: "Actions", className: "actions-col" });
-  const list = liveTable({ id: "agents-table", caption: "Agents", columns, row: (agent) => agentRow(agent, ctx, { edit, decommission }), emptyText: "No agents match.", newestFirst: false });
-
-  container.append(
-    pageHeader("Fleet"),
-    h(
-      "div",
-      { class: "toolbar" },
-      h("label", { for: "label-filter" }, "Labels"),
-      labelFilter,
-      h("label", { for: "state-filter" }, "State"),
-      stateFilter,
-    ),
-    filterError,
-    list.el,
-    editor?.el,
-  );
-
   let gone = false;
-  let generation = 0;
-  const filters = () => {
-    const parsed = parseSelector(labelFilter.value);
-    setText(filterError, parsed.error ?? "");
-    filterError.hidden = !parsed.error;
-    return parsed.error ? null : { labels: parsed.labels, state: stateFilter.value };
-  };
-  const query = (f, cursor) => withQuery("/api/v1/agents", { selector: selectorText(f.labels), state: f.state, limit: PAGE_SIZE, cursor });
+  const isGone = () => gone;
+  // The filter last read without a problem: what the table shows and what live updates are held to.
+  let filter = controls.read().filter ?? null;
+  const list = agentsTable(ctx, rowActionHandlers({ editor, isGone, show, remove }));
+  container.append(pageHeader("Fleet"), controls.el, controls.problem, list.el, editor?.el);
 
-  const load = async (cursor) => {
-    const f = filters();
-    if (!f) return;
-    const mine = cursor ? generation : ++generation;
-    try {
-      const page = await api.get(query(f, cursor));
-      if (gone || mine !== generation) return;
-      if (cursor) list.add(page.items);
-      else list.set(page.items);
-      list.paging(page.next_cursor, () => load(page.next_cursor));
-    } catch (error) {
-      if (!gone) showError(error);
-    }
-  };
-  /** Fresh figures for the rows of the first page, without losing pages loaded further. */
-  const refreshRows = async () => {
-    const f = filters();
-    if (!f || document.hidden) return;
-    try {
-      const page = await api.get(query(f));
-      if (!gone) page.items.forEach((agent) => list.upsert(agent));
-    } catch {
-      // The next refresh (or a live event) will do; a failed background refresh is not worth a message.
-    }
-  };
-
+  const loader = pagedLoader({ list, url: (cursor) => (filter ? agentsUrl(filter, cursor) : null), isGone });
+  const updates = agentUpdates({ list, loader, show, currentFilter: () => filter, isGone });
   const applyFilters = () => {
-    const f = filters();
-    const params = new URLSearchParams();
-    if (labelFilter.value.trim()) params.set("selector", labelFilter.value.trim());
-    if (stateFilter.value) params.set("state", stateFilter.value);
-    history.replaceState(null, "", params.toString() ? `#/fleet?${params}` : "#/fleet");
-    if (f) load();
+    const { filter: next } = controls.read();
+    history.replaceState(null, "", controls.address());
+    if (!next) return;
+    filter = next;
+    loader.load();
   };
   const onLabelInput = debounce(applyFilters, 300);
-  labelFilter.addEventListener("input", onLabelInput);
-  stateFilter.addEventListener("change", applyFilters);
+  controls.onChange(onLabelInput, applyFilters);
 
-  const matches = (agent) => {
-    const f = filters();
-    if (!f) return false;
-    if (f.state && agent.state !== f.state) return false;
-    return Object.entries(f.labels).every(([k, v]) => agent.labels?.[k] === v);
-  };
-  const show = (agent) => (matches(agent) ? list.upsert(agent) : list.remove(agent.id));
-  const refetchOne = async (id) => {
-    try {
-      show(await api.get(`/api/v1/agents/${encodeURIComponent(id)}`));
-    } catch (error) {
-      if (error.status === 404) list.remove(id);
-    }
-  };
-  const onMessage = (message) => {
-    if (message.type === "resync") return load();
-    if (message.type !== "event") return;
-    if (message.event === "agent.deleted") return list.remove(message.data?.id);
-    if (message.data?.hostname) return show(message.data);
-    if (message.data?.id) refetchOne(message.data.id);
-  };
+  const stop = ctx.subscribe("agents", updates.onMessage);
+  const timer = setInterval(updates.refreshRows, REFRESH_MS);
+  loader.load();
 
-  async function edit(agent) {
-    const updated = await editor.edit(agent);
-    if (updated) {
-      show(updated);
-      showMessage(`Labels of ${updated.hostname} saved.`, "info");
-    }
+  // Declarations (hoisted): the rows' buttons, built before these lines, call them once clicked.
+  function show(agent) {
+    if (filter && matches(agent, filter)) list.upsert(agent);
+    else list.remove(agent.id);
   }
-  async function decommission(agent, button) {
-    const ok = await confirm({ title: `Decommission ${agent.hostname}?`, text: "Its record, credential and tasks are removed. The agent cannot connect again without a new enrolment.", yes: "Decommission" });
-    if (!ok) return;
-    await busy(button, async () => {
-      await api.del(`/api/v1/agents/${encodeURIComponent(agent.id)}`);
-      list.remove(agent.id);
-      showMessage(`${agent.hostname} was decommissioned.`, "info");
-    });
+  function remove(agentId) {
+    list.remove(agentId);
   }
-
-  const stop = ctx.subscribe("agents", onMessage);
-  const timer = setInterval(refreshRows, REFRESH_MS);
-  load();
 
   return () => {
     gone = true;
@@ -138,16 +58,119 @@ export function render(container, ctx) {
   };
 }
 
-function agentRow(agent, ctx, { edit, decommission }) {
+/** Live events (topic `agents`) and the periodic refresh of the rows shown. */
+function agentUpdates({ list, loader, show, currentFilter, isGone }) {
+  const refetchOne = async (agentId) => {
+    try {
+      const agent = await api.get(`/api/v1/agents/${encodeURIComponent(agentId)}`);
+      if (!isGone()) show(agent);
+    } catch (error) {
+      if (!isGone() && error.status === 404) list.remove(agentId);
+    }
+  };
+  return {
+    onMessage(message) {
+      if (message.type === "resync") return loader.load();
+      if (message.type !== "event") return undefined;
+      if (message.event === "agent.deleted") return list.remove(message.data?.id);
+      if (message.data?.hostname) return show(message.data);
+      if (message.data?.id) refetchOne(message.data.id);
+      return undefined;
+    },
+    /** Fresh figures for the rows of the first page, without losing pages loaded further. */
+    async refreshRows() {
+      const filter = currentFilter();
+      if (!filter || document.hidden) return;
+      const unchanged = loader.unchangedSince();
+      try {
+        const page = await api.get(agentsUrl(filter));
+        // A filter change (or a resync) meanwhile has loaded newer rows than these.
+        if (unchanged()) page.items.forEach(show);
+      } catch {
+        // The next refresh (or a live event) will do; a failed background refresh is not worth a message.
+      }
+    },
+  };
+}
+
+/** What the Labels… and Decommission buttons of a row do. */
+function rowActionHandlers({ editor, isGone, show, remove }) {
+  return {
+    async edit(agent) {
+      const updated = await editor.edit(agent);
+      if (updated && !isGone()) {
+        show(updated);
+        showMessage(`Labels of ${updated.hostname} saved.`, "info");
+      }
+    },
+    async decommission(agent, button) {
+      const ok = await confirm({ title: `Decommission ${agent.hostname}?`, text: "Its record, credential and tasks are removed. The agent cannot connect again without a new enrolment.", yes: "Decommission" });
+      if (!ok) return;
+      await busy(button, async () => {
+        await api.del(`/api/v1/agents/${encodeURIComponent(agent.id)}`);
+        remove(agent.id);
+        showMessage(`${agent.hostname} was decommissioned.`, "info");
+      });
+    },
+  };
+}
+
+/** Whether `agent` belongs in the table under `filter` ({labels, state}): the server's rule, client-side. */
+export function matches(agent, filter) {
+  if (filter.state && agent.state !== filter.state) return false;
+  return Object.entries(filter.labels).every(([k, v]) => agent.labels?.[k] === v);
+}
+
+/** The filter as the user typed it: `{filter: {labels, state}}`, or `{error}` for a selector that is not key=value. */
+export function parseFilter(selectorInput, state) {
+  const parsed = parseSelector(selectorInput);
+  return parsed.error ? { error: parsed.error } : { filter: { labels: parsed.labels, state } };
+}
+
+function agentsUrl(filter, cursor) {
+  return withQuery("/api/v1/agents", { selector: selectorText(filter.labels), state: filter.state, limit: PAGE_SIZE, cursor });
+}
+
+/** The label and state filters with their problem line; `read()` parses them and shows any problem. */
+function filterControls(query) {
+  const labelInput = h("input", { id: "label-filter", type: "search", placeholder: "env=prod", value: query.get("selector") ?? "", autocomplete: "off", spellcheck: "false", "aria-describedby": "label-filter-error" });
+  const initialState = AGENT_STATES.includes(query.get("state")) ? query.get("state") : "";
+  const stateSelect = h("select", { id: "state-filter" }, h("option", { value: "" }, "All states"), AGENT_STATES.map((st) => h("option", { value: st, selected: st === initialState }, st)));
+  const problem = h("p", { id: "label-filter-error", class: "field-error", hidden: true });
+  return {
+    el: h("div", { class: "toolbar" }, h("label", { for: "label-filter" }, "Labels"), labelInput, h("label", { for: "state-filter" }, "State"), stateSelect),
+    problem,
+    read() {
+      const parsed = parseFilter(labelInput.value, stateSelect.value);
+      setText(problem, parsed.error ?? "");
+      problem.hidden = !parsed.error;
+      if (parsed.error) labelInput.setAttribute("aria-invalid", "true");
+      else labelInput.removeAttribute("aria-invalid");
+      return parsed;
+    },
+    /** The page's address with the filters as typed (shareable, survives a reload). */
+    address() {
+      const params = new URLSearchParams();
+      if (labelInput.value.trim()) params.set("selector", labelInput.value.trim());
+      if (stateSelect.value) params.set("state", stateSelect.value);
+      return params.toString() ? `#/fleet?${params}` : "#/fleet";
+    },
+    onChange(onLabelInput, onStateChange) {
+      labelInput.addEventListener("input", onLabelInput);
+      stateSelect.addEventListener("change", onStateChange);
+    },
+  };
+}
+
+function agentsTable(ctx, handlers) {
+  const columns = ["Host", "State", "Labels", "Version", "Host CPU", "Host memory", "Agent memory", "Pipelines", "Last heartbeat"];
+  if (ctx.canOperate) columns.push({ label: "Actions", className: "actions-col" });
+  return liveTable({ id: "agents-table", caption: "Agents", columns, row: (agent) => agentRow(agent, ctx, handlers), emptyText: "No agents match.", newestFirst: false });
+}
+
+function agentRow(agent, ctx, handlers) {
   const r = agent.resources;
   const memory = r ? `${fmt.bytes(r.host_memory_used_bytes)} / ${fmt.bytes(r.host_memory_total_bytes)}` : "—";
-  const actions = [];
-  if (ctx.canOperate) actions.push(h("button", { type: "button", class: "button small", "aria-label": `Edit labels of ${agent.hostname}`, on: { click: () => edit(agent) } }, "Labels…"));
-  if (ctx.isAdmin) {
-    const button = h("button", { type: "button", class: "button small danger-text", "aria-label": `Decommission ${agent.hostname}` }, "Decommission");
-    button.addEventListener("click", () => decommission(agent, button));
-    actions.push(button);
-  }
   return h(
     "tr",
     { class: agent.credential_revoked ? "revoked" : null },
@@ -160,12 +183,22 @@ function agentRow(agent, ctx, { edit, decommission }) {
     h("td", { class: "num" }, r ? fmt.bytes(r.agent_rss_bytes) : "—"),
     h("td", { class: "num", title: (agent.pipelines ?? []).map((p) => p.name).join("\n") || null }, fmt.number(agent.pipelines?.length ?? 0)),
     h("td", {}, fmt.timeAgo(agent.last_heartbeat_at), agent.credential_revoked ? h("div", { class: "bad small" }, "credential revoked") : null),
-    ctx.canOperate ? h("td", {}, h("div", { class: "row-actions" }, actions)) : null,
+    ctx.canOperate ? h("td", {}, h("div", { class: "row-actions" }, rowActions(agent, ctx, handlers))) : null,
   );
 }
 
+function rowActions(agent, ctx, { edit, decommission }) {
+  const actions = [h("button", { type: "button", class: "button small", "aria-label": `Edit labels of ${agent.hostname}`, on: { click: () => edit(agent) } }, "Labels…")];
+  if (ctx.isAdmin) {
+    const button = h("button", { type: "button", class: "button small danger-text", "aria-label": `Decommission ${agent.hostname}` }, "Decommission");
+    button.addEventListener("click", () => decommission(agent, button));
+    actions.push(button);
+  }
+  return actions;
+}
+
 function labelChips(labels) {
-  const entries = Object.entries(labels ?? {});
-  if (!entries.length) return h("span", { class: "muted" }, "none");
-  return h("span", { class: "chips" }, entries.map(([k, v]) => h("span", { class: "chip" }, `${k}=${v}`)));
+  const pairs = fmt.keyValues(labels);
+  if (!pairs.length) return h("span", { class: "muted" }, "none");
+  return h("span", { class: "chips" }, pairs.map((pair) => h("span", { class: "chip" }, pair)));
 }

@@ -1,6 +1,7 @@
 // Form helpers: a 422's `errors[]` shown next to the fields they name, label selectors and lists.
 
 import { h, setText } from "../dom.js";
+import { keyValues } from "../format.js";
 
 /**
  * The element for an error path: the field itself (`[data-error-for="<path>"]`), else the nearest
@@ -68,7 +69,7 @@ export function parseSelector(text) {
 
 /** The selector as the API's query parameter (`env=lab,region=eu`). */
 export function selectorText(labels) {
-  return Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(",");
+  return keyValues(labels).join(",");
 }
 
 /** "a, b,, c" → ["a", "b", "c"] */

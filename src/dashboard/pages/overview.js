@@ -1,7 +1,7 @@
 // The overview: counts of agents, experiments and deployments, the promoted experiments' savings, and
-// what just happened. Counts are refetched (debounced) whenever a live event arrives.
+// what just happened. Counts are refetched (throttled) whenever a live event arrives.
 
-import { h, debounce, setText } from "../dom.js";
+import { h, throttle, setText } from "../dom.js";
 import { api, withQuery } from "../api.js";
 import * as fmt from "../format.js";
 import { pageHeader, showError } from "../ui.js";
@@ -10,6 +10,11 @@ import { AGENT_STATES, PHASES, DEPLOYMENT_STATUSES } from "../constants.js";
 
 const MAX_EVENTS = 50;
 const SEED_EVENTS = 10;
+// The lists are ordered by creation: this many of each are sorted by their last change for the seed.
+const SEED_CANDIDATES = 100;
+const COUNTS_INTERVAL_MS = 1000;
+// The server counts deleted deployments too; the dashboard lists no deleted deployment.
+const UNCOUNTED = { deployments: ["deleted"] };
 
 export function render(container, ctx) {
   const agents = statGroup("agents", AGENT_STATES, (s) => `#/fleet?state=${s}`);
@@ -33,6 +38,7 @@ export function render(container, ctx) {
   );
 
   let gone = false;
+  const isGone = () => gone;
   const loadCounts = async () => {
     try {
       const overview = await api.get("/api/v1/overview");
@@ -45,7 +51,7 @@ export function render(container, ctx) {
       if (!gone) showError(error);
     }
   };
-  const refetch = debounce(loadCounts, 400);
+  const refetch = throttle(loadCounts, COUNTS_INTERVAL_MS);
 
   const addEvent = (item, { atEnd = false } = {}) => {
     if (!item) return;
@@ -67,7 +73,7 @@ export function render(container, ctx) {
   const unsubscribe = ["experiments", "deployments", "agents"].map((topic) => ctx.subscribe(topic, onMessage));
 
   loadCounts();
-  seedEvents(names).then((items) => {
+  seedEvents(names, isGone).then((items) => {
     if (gone) return;
     if (!items.length && !events.children.length) events.append(h("li", { class: "empty muted" }, "Nothing has happened yet."));
     for (const item of items) addEvent(item, { atEnd: true });
@@ -80,19 +86,22 @@ export function render(container, ctx) {
   };
 }
 
-/** The most recently updated experiments and deployments, as events, newest first. */
-async function seedEvents(names) {
+/**
+ * The most recently updated experiments and deployments, as events, newest first. The lists come newest
+ * created first, so a page of each is fetched and sorted here by `updated_at`.
+ */
+async function seedEvents(names, isGone) {
   try {
     const [exps, deps] = await Promise.all([
-      api.get(withQuery("/api/v1/experiments", { limit: SEED_EVENTS })),
-      api.get(withQuery("/api/v1/pipelines/deployments", { limit: SEED_EVENTS })),
+      api.get(withQuery("/api/v1/experiments", { limit: SEED_CANDIDATES })),
+      api.get(withQuery("/api/v1/pipelines/deployments", { limit: SEED_CANDIDATES })),
     ]);
     for (const d of deps.items) names.set(d.id, d.name);
     const entries = [...exps.items.map((e) => ["experiment", e]), ...deps.items.map((d) => ["deployment", d])];
     entries.sort((a, b) => Date.parse(b[1].updated_at) - Date.parse(a[1].updated_at));
     return entries.slice(0, SEED_EVENTS).map(([kind, entity]) => seedEvent(kind, entity));
   } catch (error) {
-    showError(error);
+    if (!isGone()) showError(error);
     return [];
   }
 }
@@ -111,12 +120,16 @@ function card(title, body, link) {
   return h("section", { class: "panel card" }, h("div", { class: "card-head" }, h("h2", {}, title), link), body);
 }
 
-/** A list of `label: count` rows, one per known key (zero when the API has none) plus any new key. */
+/**
+ * A list of `label: count` rows, one per known key (zero when the API has none) plus any new key. Until
+ * the counts arrive (or when they cannot be loaded) each reads "—", not a zero that is not known.
+ */
 function statGroup(family, keys, hrefFor) {
   const el = h("dl", { class: "stat-list" });
   const rows = new Map();
+  const ignored = UNCOUNTED[family] ?? [];
   const row = (key) => {
-    const value = h("span", { class: "stat-value", dataset: { stat: `${family}.${key}` } }, "0");
+    const value = h("span", { class: "stat-value", dataset: { stat: `${family}.${key}` } }, "—");
     const label = hrefFor ? h("a", { href: hrefFor(key) }, fmt.words(key)) : fmt.words(key);
     const div = h("div", { class: ["stat-row", `stat-${key}`] }, h("dt", {}, h("span", { class: ["dot", `status-${key}`] }), label), h("dd", {}, value));
     el.append(div);
@@ -126,7 +139,7 @@ function statGroup(family, keys, hrefFor) {
   return {
     el,
     update(counts = {}) {
-      for (const key of Object.keys(counts)) if (!rows.has(key)) row(key);
+      for (const key of Object.keys(counts)) if (!rows.has(key) && !ignored.includes(key)) row(key);
       for (const [key, { value, div }] of rows) {
         const n = counts[key] ?? 0;
         setText(value, fmt.number(n));

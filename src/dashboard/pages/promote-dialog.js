@@ -12,7 +12,8 @@ export function promoteDialog() {
   const name = h("input", { id: "promote-name", name: "name", maxlength: "200", autocomplete: "off" });
   const nameField = field({ label: "New deployment's name", control: name, hint: "Left empty, the experiment's name is used." });
   const notes = h("textarea", { id: "promote-notes", name: "notes", rows: "3" });
-  const error = h("p", { class: "form-error", role: "alert", hidden: true });
+  // Always in the dialog (empty when there is nothing wrong), so a problem is read out when it appears.
+  const error = h("p", { class: "form-error", role: "alert" });
   const cancel = h("button", { type: "button", class: "button" }, "Cancel");
   const submit = h("button", { type: "submit", id: "promote-confirm", class: "button primary" }, "Promote");
   const form = h(
@@ -49,14 +50,13 @@ export function promoteDialog() {
       follow();
     } catch (err) {
       setText(error, `Cannot list the deployments: ${errorText(err)}`);
-      error.hidden = false;
     }
   };
 
   return {
     el: dialog,
     async ask(exp) {
-      error.hidden = true;
+      setText(error, "");
       name.placeholder = exp?.name ?? "";
       follow();
       loadDeployments();
