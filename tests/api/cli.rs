@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
 use crate::experiments::{answer_tasks, measurement};
-use crate::helpers::{spawn_with, test_settings, Env, TestApp, TestDb, PASSWORD};
+use crate::helpers::{fast_server, TestApp, PASSWORD};
 
 /// Runs the binary with its own config directory and `stdin` as input.
 async fn phoenix(config: &std::path::Path, args: &[&str], stdin: &str) -> Output {
@@ -57,16 +57,20 @@ async fn wait_for_live_sessions(app: &TestApp, n: i64) {
 }
 
 async fn server(tune: impl FnOnce(&mut phoenix::config::Settings)) -> (TestApp, String) {
-    let env = Env::local(Backend::Sqlite);
-    let db = TestDb::new(Backend::Sqlite);
-    let mut settings = test_settings(env, &db);
-    settings.agents.heartbeat_interval_secs = 1;
-    settings.agents.offline_after_secs = Some(600);
-    settings.experiments.reconcile_interval_ms = 200;
-    tune(&mut settings);
-    let app = spawn_with(env, db, settings).await;
-    let admin = app.bootstrap_admin().await;
-    (app, admin)
+    fast_server(Backend::Sqlite, |settings| {
+        settings.agents.offline_after_secs = Some(600);
+        tune(settings);
+    })
+    .await
+}
+
+/// `phoenix login` as `username` (password on stdin) into the config directory `dir`.
+async fn log_in(dir: &std::path::Path, url: &str, username: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["login", "--server", url, "--username", username, "--password-stdin"];
+    args.extend_from_slice(extra);
+    let login = phoenix(dir, &args, PASSWORD).await;
+    assert!(login.status.success(), "{}", stderr(&login));
+    login
 }
 
 #[actix_web::test]
@@ -76,8 +80,7 @@ async fn an_operator_runs_watches_and_promotes_an_experiment_from_the_terminal()
     let dir = config.path();
     let url = app.url("");
 
-    let login = phoenix(dir, &["login", "--server", &url, "--username", "admin", "--password-stdin"], PASSWORD).await;
-    assert!(login.status.success(), "{}", stderr(&login));
+    log_in(dir, &url, "admin", &[]).await;
     let file = dir.join("phoenix").join("credentials.json");
     assert_eq!(std::fs::metadata(&file).expect("credentials").permissions().mode() & 0o777, 0o600);
     let whoami = phoenix(dir, &["whoami", "-o", "json", "--verbose"], "").await;
@@ -212,8 +215,7 @@ async fn errors_say_what_went_wrong_with_an_exit_code_for_each_kind() {
     assert_eq!(nowhere.status.code(), Some(6), "{}", stderr(&nowhere));
     assert!(stderr(&nowhere).contains("cannot reach the server at http://127.0.0.1:9"), "{}", stderr(&nowhere));
 
-    let login = phoenix(dir, &["login", "--server", &url, "--username", "admin", "--password-stdin"], PASSWORD).await;
-    assert!(login.status.success(), "{}", stderr(&login));
+    log_in(dir, &url, "admin", &[]).await;
     let missing = phoenix(dir, &["experiment", "get", "no-such-id"], "").await;
     assert_eq!(missing.status.code(), Some(3), "{}", stderr(&missing));
     assert!(stderr(&missing).contains("experiment no-such-id not found"), "{}", stderr(&missing));
@@ -244,9 +246,7 @@ async fn deployments_and_pipelines_from_the_terminal() {
     let (app, _admin) = server(|_| {}).await;
     let config = tempfile::tempdir().expect("config dir");
     let dir = config.path();
-    let login =
-        phoenix(dir, &["login", "--server", &app.url(""), "--username", "admin", "--password-stdin"], PASSWORD).await;
-    assert!(login.status.success(), "{}", stderr(&login));
+    log_in(dir, &app.url(""), "admin", &[]).await;
 
     let created = phoenix(
         dir,
@@ -322,13 +322,7 @@ async fn fleet_users_contexts_and_the_flag_form_of_create() {
     let (app, admin) = server(|_| {}).await;
     let config = tempfile::tempdir().expect("config dir");
     let dir = config.path();
-    let login = phoenix(
-        dir,
-        &["login", "--server", &app.url(""), "--username", "admin", "--password-stdin", "--context", "lab"],
-        PASSWORD,
-    )
-    .await;
-    assert!(login.status.success(), "{}", stderr(&login));
+    log_in(dir, &app.url(""), "admin", &["--context", "lab"]).await;
     let contexts = phoenix(dir, &["context", "list", "-o", "json"], "").await;
     assert_eq!(json_of(&contexts)["items"][0]["name"], "lab");
     let unknown = phoenix(dir, &["context", "use", "prod"], "").await;
@@ -429,9 +423,7 @@ async fn deployment_watch_follows_a_rollout_in_waves_until_it_settles() {
     .await;
     let config = tempfile::tempdir().expect("config dir");
     let dir = config.path().to_path_buf();
-    let login =
-        phoenix(&dir, &["login", "--server", &app.url(""), "--username", "admin", "--password-stdin"], PASSWORD).await;
-    assert!(login.status.success(), "{}", stderr(&login));
+    log_in(&dir, &app.url(""), "admin", &[]).await;
     let agents = [app.http_agent(&admin, "edge-1").await, app.http_agent(&admin, "edge-2").await];
     for agent in &agents {
         agent.heartbeat("healthy").await;
@@ -499,8 +491,7 @@ async fn the_server_flag_beats_phoenix_server_which_beats_the_saved_context() {
     assert_eq!(json_of(&scripted)["username"], "admin", "no file needed: {}", stderr(&scripted));
     assert!(!dir.join("phoenix").join("credentials.json").exists(), "and none is written");
 
-    let login = phoenix(dir, &["login", "--server", &url, "--username", "admin", "--password-stdin"], PASSWORD).await;
-    assert!(login.status.success(), "{}", stderr(&login));
+    log_in(dir, &url, "admin", &[]).await;
     let elsewhere = phoenix_with(dir, &whoami, "", &[("PHOENIX_SERVER", "http://127.0.0.1:9")]).await;
     assert_eq!(elsewhere.status.code(), Some(6), "PHOENIX_SERVER beats the context: {}", stderr(&elsewhere));
     let flag = ["whoami", "-o", "json", "--server", &url];

@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::browser::Browser;
-use crate::helpers::{spawn_with, test_settings, AgentProcess, Env, TestApp, TestDb, PASSWORD};
+use crate::helpers::{fast_server, spawn_with, test_settings, AgentProcess, Env, TestApp, TestDb, PASSWORD};
 
 #[actix_web::test]
 async fn the_page_and_its_files_are_served_with_a_strict_policy() {
@@ -98,15 +98,7 @@ async fn the_overview_counts_agents_experiments_and_deployments() {
 
 /// A server whose agents measure every second, with two real agents on the synthetic source.
 async fn server_with_agents() -> (TestApp, String, Vec<AgentProcess>, Vec<tempfile::TempDir>) {
-    let env = Env::local(Backend::Sqlite);
-    let db = TestDb::new(Backend::Sqlite);
-    let mut settings = test_settings(env, &db);
-    settings.agents.heartbeat_interval_secs = 1;
-    settings.agents.offline_after_secs = Some(600);
-    settings.experiments.reconcile_interval_ms = 200;
-    settings.deployments.reconcile_interval_ms = 200;
-    let app = spawn_with(env, db, settings).await;
-    let admin = app.bootstrap_admin().await;
+    let (app, admin) = fast_server(Backend::Sqlite, |settings| settings.agents.offline_after_secs = Some(600)).await;
     let (mut agents, mut dirs) = (Vec::new(), Vec::new());
     for _ in 0..2 {
         let res = app.send_as(Method::POST, "/api/v1/agents/enrollment-tokens", &admin, &json!({})).await;

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use diesel::prelude::*;
-use phoenix::config::Settings;
 use phoenix::db::schema::{deployment_versions, experiments, pipeline_deployments, tasks};
 use phoenix::db::{establish, Backend};
 use reqwest::Method;
@@ -13,27 +12,12 @@ use serde_json::{json, Value};
 
 use crate::each_backend;
 use crate::helpers::{
-    envelope, eventually, eventually_within, spawn_with, test_settings, AgentProcess, Env, HttpAgent, ServerProcess,
-    TestApp, TestDb,
+    envelope, eventually, eventually_within, fast_server, AgentProcess, Env, HttpAgent, ServerProcess, TestApp, TestDb,
 };
 
 /// Processes each agent's synthetic source simulates; the steady profile gives 5 series per process.
 const PROCESSES: u64 = 50;
 const SERIES_PER_PROCESS: u64 = 5;
-
-/// A server measuring every second and reconciling every 200 ms, tuned further by `tune`, with its admin.
-async fn fast_server(backend: Backend, tune: impl FnOnce(&mut Settings)) -> (TestApp, String) {
-    let env = Env::local(backend);
-    let db = TestDb::new(backend);
-    let mut settings = test_settings(env, &db);
-    settings.agents.heartbeat_interval_secs = 1;
-    settings.experiments.reconcile_interval_ms = 200;
-    settings.tasks.backoff_base_secs = 1;
-    tune(&mut settings);
-    let app = spawn_with(env, db, settings).await;
-    let admin = app.bootstrap_admin().await;
-    (app, admin)
-}
 
 /// A built-in template on the synthetic source (same seed everywhere: both variants see the same load).
 fn synthetic(template: &str, extra: Value) -> Value {
@@ -602,18 +586,25 @@ async fn auto_promote_promotes_a_pass_and_rollback_removes_only_the_candidate() 
     assert!(removed.contains(&format!("exp-{manual}-baseline").as_str()), "{removed:?}");
 }
 
+/// A 3 s experiment (topk against the pass-through) run to `completed` on one fake agent; its id and
+/// final state.
+async fn completed_on(app: &TestApp, admin: &str, agent: &HttpAgent<'_>, name: &str) -> (String, Value) {
+    assert_eq!(agent.heartbeat("healthy").await.status(), 200);
+    let mut body = experiment(name, synthetic("topk", json!({})), json!({"agents": [agent.id]}), 3);
+    body["warmup_secs"] = json!(0);
+    let id = create(app, admin, &body).await["id"].as_str().expect("id").to_string();
+    measure_until_the_window_ends(app, admin, agent, &id).await;
+    let completed = wait_for_phase(app, admin, &id, "completed", 10).await;
+    (id, completed)
+}
+
 /// The server stops right after an `auto_promote` experiment is stored `completed` with a pass, before
 /// it is promoted: the next server to start finishes the promotion.
 #[actix_web::test]
 async fn an_automatic_promotion_cut_off_by_a_stop_is_finished_at_start_up() {
     let (app, admin) = fast_server(Backend::Sqlite, |settings| settings.agents.offline_after_secs = Some(600)).await;
     let agent = app.http_agent(&admin, "measures").await;
-    assert_eq!(agent.heartbeat("healthy").await.status(), 200);
-    let mut body = experiment("cut-off", synthetic("topk", json!({})), json!({"agents": [agent.id]}), 3);
-    body["warmup_secs"] = json!(0);
-    let id = create(&app, &admin, &body).await["id"].as_str().expect("id").to_string();
-    measure_until_the_window_ends(&app, &admin, &agent, &id).await;
-    let completed = wait_for_phase(&app, &admin, &id, "completed", 10).await;
+    let (id, completed) = completed_on(&app, &admin, &agent, "cut-off").await;
     assert_eq!(completed["results"]["verdict"], "pass", "{completed}");
 
     // What the database holds when the stop came between the two steps: `completed`, auto_promote, no
@@ -653,12 +644,7 @@ async fn a_removal_lost_on_the_way_to_a_final_phase_is_sent_by_the_sweep() {
     })
     .await;
     let agent = app.http_agent(&admin, "measures").await;
-    assert_eq!(agent.heartbeat("healthy").await.status(), 200);
-    let mut body = experiment("swept", synthetic("topk", json!({})), json!({"agents": [agent.id]}), 3);
-    body["warmup_secs"] = json!(0);
-    let id = create(&app, &admin, &body).await["id"].as_str().expect("id").to_string();
-    measure_until_the_window_ends(&app, &admin, &agent, &id).await;
-    wait_for_phase(&app, &admin, &id, "completed", 10).await;
+    let (id, _) = completed_on(&app, &admin, &agent, "swept").await;
     assert_eq!(act(&app, &admin, &id, "rollback").await.status(), 200);
 
     let key = format!("exp:{id}:{}:candidate:remove", agent.id);

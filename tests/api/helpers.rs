@@ -265,6 +265,23 @@ impl TestApp {
     }
 }
 
+/// A server on a fresh SQLite or PostgreSQL database whose agents measure every second, reconciling
+/// experiments and deployments every 200 ms and retrying tasks after 1 s, tuned further by `tune`;
+/// with its admin's token.
+pub async fn fast_server(backend: Backend, tune: impl FnOnce(&mut Settings)) -> (TestApp, String) {
+    let env = Env::local(backend);
+    let db = TestDb::new(backend);
+    let mut settings = test_settings(env, &db);
+    settings.agents.heartbeat_interval_secs = 1;
+    settings.experiments.reconcile_interval_ms = 200;
+    settings.deployments.reconcile_interval_ms = 200;
+    settings.tasks.backoff_base_secs = 1;
+    tune(&mut settings);
+    let app = spawn_with(env, db, settings).await;
+    let admin = app.bootstrap_admin().await;
+    (app, admin)
+}
+
 /// Starts the real server for `env` with a fresh database.
 pub async fn spawn_app(env: Env) -> TestApp {
     let db = TestDb::new(env.backend());
