@@ -5,28 +5,14 @@
 
 use std::time::Duration;
 
-use phoenix::config::Settings;
 use phoenix::db::Backend;
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::each_backend;
-use crate::helpers::{eventually_within, spawn_with, test_settings, AgentProcess, Env, ServerProcess, TestApp, TestDb};
+use crate::helpers::{eventually_within, fast_server, AgentProcess, ServerProcess, TestApp, TestDb};
 
 const BASE: &str = "/api/v1/pipelines/deployments";
-
-async fn server(backend: Backend, tune: impl FnOnce(&mut Settings)) -> (TestApp, String) {
-    let env = Env::local(backend);
-    let db = TestDb::new(backend);
-    let mut settings = test_settings(env, &db);
-    settings.agents.heartbeat_interval_secs = 1;
-    settings.deployments.reconcile_interval_ms = 200;
-    settings.tasks.backoff_base_secs = 1;
-    tune(&mut settings);
-    let app = spawn_with(env, db, settings).await;
-    let admin = app.bootstrap_admin().await;
-    (app, admin)
-}
 
 /// Real agents labelled `env=test`, online.
 async fn agents(app: &TestApp, admin: &str, n: usize) -> Vec<(AgentProcess, tempfile::TempDir)> {
@@ -86,7 +72,7 @@ async fn reported_versions(app: &TestApp, token: &str, id: &str) -> Vec<i64> {
 }
 
 async fn versions_rolled_out_all_at_once_in_waves_and_rolled_back(backend: Backend) {
-    let (app, admin) = server(backend, |_| {}).await;
+    let (app, admin) = fast_server(backend, |_| {}).await;
     let _agents = agents(&app, &admin, 3).await;
     let body = json!({"name": "edge-topk", "pipeline": topk(10), "target": {"selector": {"env": "test"}}});
     let res = app.send_as(Method::POST, BASE, &admin, &body).await;
@@ -161,7 +147,7 @@ async fn versions_rolled_out_all_at_once_in_waves_and_rolled_back(backend: Backe
 each_backend!(versions_rolled_out_all_at_once_in_waves_and_rolled_back);
 
 async fn a_failing_version_pauses_the_waves_and_resume_after_a_fix_continues(backend: Backend) {
-    let (app, admin) = server(backend, |_| {}).await;
+    let (app, admin) = fast_server(backend, |_| {}).await;
     let _agents = agents(&app, &admin, 3).await;
     let waves = json!({"strategy": "waves", "first_batch": 1, "growth": 2, "interval_secs": 0, "max_failures": 0});
     let body =
@@ -199,7 +185,7 @@ async fn a_failing_version_pauses_the_waves_and_resume_after_a_fix_continues(bac
 each_backend!(a_failing_version_pauses_the_waves_and_resume_after_a_fix_continues);
 
 async fn agents_joining_and_leaving_the_target_get_and_lose_the_pipeline(backend: Backend) {
-    let (app, admin) = server(backend, |_| {}).await;
+    let (app, admin) = fast_server(backend, |_| {}).await;
     let _first = agents(&app, &admin, 1).await;
     let body = json!({"name": "follow", "pipeline": topk(10), "target": {"selector": {"env": "test"}}});
     let created: Value = app.send_as(Method::POST, BASE, &admin, &body).await.json().await.expect("JSON");
@@ -225,7 +211,7 @@ async fn agents_joining_and_leaving_the_target_get_and_lose_the_pipeline(backend
 each_backend!(agents_joining_and_leaving_the_target_get_and_lose_the_pipeline);
 
 async fn concurrent_updates_get_contiguous_unique_versions(backend: Backend) {
-    let (app, admin) = server(backend, |_| {}).await;
+    let (app, admin) = fast_server(backend, |_| {}).await;
     let body = json!({"name": "busy", "pipeline": topk(1), "target": {"agents": ["nobody-yet"]}});
     let created: Value = app.send_as(Method::POST, BASE, &admin, &body).await.json().await.expect("JSON");
     let id = created["id"].as_str().expect("id").to_string();
@@ -247,7 +233,7 @@ each_backend!(concurrent_updates_get_contiguous_unique_versions);
 
 #[actix_web::test]
 async fn missing_ids_are_404_and_impossible_rollbacks_409() {
-    let (app, admin) = server(Backend::Sqlite, |_| {}).await;
+    let (app, admin) = fast_server(Backend::Sqlite, |_| {}).await;
     for (method, path) in [
         (Method::GET, format!("{BASE}/nope")),
         (Method::PATCH, format!("{BASE}/nope")),
