@@ -199,6 +199,17 @@ impl Browser {
 
     /// Waits until the text of `css` satisfies `wanted` (described by `what`); returns it.
     pub async fn wait_text(&self, css: &str, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+        self.wait_text_for(PATIENCE, css, what, wanted).await
+    }
+
+    /// [`Browser::wait_text`] with its own patience.
+    pub async fn wait_text_for(
+        &self,
+        patience: Duration,
+        css: &str,
+        what: &str,
+        wanted: impl Fn(&str) -> bool,
+    ) -> String {
         let started = Instant::now();
         let mut last = String::new();
         loop {
@@ -210,8 +221,8 @@ impl Browser {
                 last = text;
             }
             assert!(
-                started.elapsed() < PATIENCE,
-                "waited {PATIENCE:?} for {css} to {what}; it showed {last:?}; {}",
+                started.elapsed() < patience,
+                "waited {patience:?} for {css} to {what}; it showed {last:?}; {}",
                 self.page_summary().await
             );
             tokio::time::sleep(Duration::from_millis(150)).await;

@@ -4,12 +4,16 @@
 //! deployment and roll it back; a viewer sees no actions, and a refusal (409) shows as a message.
 //! Screenshots of every page visited: `target/tmp/dashboard/<test>/`.
 
+use std::time::Duration;
+
 use phoenix::db::Backend;
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::browser::Browser;
-use crate::helpers::{fast_server, spawn_with, test_settings, AgentProcess, Env, TestApp, TestDb, PASSWORD};
+use crate::helpers::{
+    fast_server, spawn_with, test_settings, AgentProcess, Env, ServerProcess, TestApp, TestDb, PASSWORD,
+};
 
 #[actix_web::test]
 async fn the_page_and_its_files_are_served_with_a_strict_policy() {
@@ -112,7 +116,11 @@ async fn server_with_agents() -> (TestApp, String, Vec<AgentProcess>, Vec<tempfi
 
 /// Logs in through the login page and waits for the header to show who it is.
 async fn log_in(browser: &mut Browser, app: &TestApp, username: &str) {
-    browser.goto(&app.url("/")).await;
+    log_in_at(browser, &app.url("/"), username).await;
+}
+
+async fn log_in_at(browser: &mut Browser, page: &str, username: &str) {
+    browser.goto(page).await;
     browser.type_into("#login-username", username).await;
     browser.type_into("#login-password", PASSWORD).await;
     browser.screenshot("login").await;
@@ -307,7 +315,11 @@ async fn a_viewer_sees_no_actions_and_a_refusal_reads_as_a_message() {
 
     // On a narrow screen the pages fit its width (wide tables scroll inside themselves).
     let mut narrow = Browser::start("viewer_and_refusal_narrow", 400, 800).await;
-    log_in(&mut narrow, &app, "admin").await;
+    // With the keyboard only: Enter in the password field submits the form.
+    narrow.goto(&app.url("/")).await;
+    narrow.type_into("#login-username", "admin").await;
+    narrow.type_into("#login-password", &format!("{PASSWORD}\u{E007}")).await;
+    narrow.wait_text("#user-name", "name the admin after Enter", |t| t == "admin").await;
     // Each page with the element that proves it is the one shown (a hash change keeps the old page
     // until the new one renders).
     let pages = [
@@ -326,4 +338,49 @@ async fn a_viewer_sees_no_actions_and_a_refusal_reads_as_a_message() {
         narrow.screenshot(&format!("narrow-{name}")).await;
     }
     narrow.quit().await;
+}
+
+/// The server dies under an open page: a banner says the connection is lost; when the server is back
+/// the page reconnects by itself, says so, and live updates flow again without a reload.
+#[actix_web::test]
+async fn a_lost_connection_shows_a_banner_and_live_updates_resume_when_the_server_is_back() {
+    let db = TestDb::new(Backend::Sqlite);
+    let addr = crate::helpers::free_local_addr();
+    let env =
+        [("PHOENIX_AUTH__JWT_SECRET", crate::helpers::TEST_JWT_SECRET), ("RUST_LOG", "warn,phoenix::server=info")];
+    let mut first = ServerProcess::start_on(&db, &addr, &env);
+    let admin = first.bootstrap_admin().await;
+    create_experiment_at(&first.url(""), &admin, "before").await;
+
+    let mut browser = Browser::start("connection_lost", 1280, 900).await;
+    log_in_at(&mut browser, &first.url("/"), "admin").await;
+    browser.goto(&first.url("/#/experiments")).await;
+    browser.wait_count("#experiments-table tr[data-id]", 1).await;
+    browser.run("window.__stillTheSamePage = true;", json!([])).await;
+
+    first.kill();
+    browser.wait_text("#connection-banner", "say the connection is lost", |t| t.contains("lost")).await;
+    browser.screenshot("connection-lost").await;
+    let second = ServerProcess::start_on(&db, &addr, &env);
+    let back = Duration::from_secs(45);
+    browser.wait_text_for(back, "#connection-banner", "say it is connected again", |t| t.contains("again")).await;
+    browser.screenshot("connected-again").await;
+
+    create_experiment_at(&second.url(""), &admin, "after").await;
+    browser
+        .wait_text("#experiments-table", "list the experiment created after the restart", |t| t.contains("after"))
+        .await;
+    assert_eq!(browser.run("return window.__stillTheSamePage === true;", json!([])).await, json!(true), "no reload");
+    browser.quit().await;
+}
+
+/// Creates a pending experiment through the server at `base` (a separate process here).
+async fn create_experiment_at(base: &str, token: &str, name: &str) {
+    let body = json!({
+        "name": name, "baseline": {"template": "baseline"}, "candidate": {"template": "topk"},
+        "target": {"agents": ["edge-1"]}, "duration_secs": 600,
+    });
+    let client = crate::helpers::http_client();
+    let res = client.post(format!("{base}/api/v1/experiments")).bearer_auth(token).json(&body).send().await;
+    assert_eq!(res.expect("create").status(), 201, "create {name}");
 }
