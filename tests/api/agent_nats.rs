@@ -133,7 +133,8 @@ impl Drop for Agent {
 }
 
 /// Sequence numbers of the batches stored for `pipeline` (one row per batch: its input-series sample).
-fn stored_batches(db: &TestDb, pipeline: &str) -> Vec<i64> {
+/// The sequence numbers of `pipeline`'s measurement batches stored so far, sorted.
+pub(crate) fn stored_batches(db: &TestDb, pipeline: &str) -> Vec<i64> {
     let mut conn = establish(&db.url).expect("db");
     let mut seqs: Vec<i64> = metric_samples::table
         .filter(metric_samples::pipeline.eq(pipeline))

@@ -1,6 +1,8 @@
 //! Faults injected into the services Phoenix depends on, bounded in time and on loopback: PostgreSQL
-//! stopped for 30 s under a running server. The server must answer every request quickly with a 503
-//! problem document naming the database, keep `/healthz` up, and recover by itself.
+//! stopped for 30 s under a running server (every request answered quickly with a 503 naming the
+//! database, `/healthz` up, recovery by itself), and an agent killed in the middle of a task (the task
+//! comes back to it when it returns, and runs once). NATS restarting under reporting agents is in
+//! `agent_nats.rs`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -10,7 +12,9 @@ use phoenix::db::Backend;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{eventually_within, free_local_addr, spawn_with, test_settings, Env, TestDb};
+use crate::helpers::{
+    eventually_within, fast_server, free_local_addr, spawn_with, test_settings, AgentProcess, Env, TestDb,
+};
 
 /// How long the database stays down.
 const OUTAGE: Duration = Duration::from_secs(30);
@@ -134,4 +138,65 @@ async fn a_database_outage_is_503_quickly_and_heals_by_itself() {
     assert_eq!(listed["items"][0]["name"], "before", "nothing stored before the outage was lost");
     let after = json!({"name": "after", "pipeline": {"template": "baseline"}, "target": {"selector": {"env": "none"}}});
     assert_eq!(app.send_as(Method::POST, "/api/v1/pipelines/deployments", &admin, &after).await.status(), 201);
+}
+
+/// The agent has taken a task (the long-poll answer is in its socket) but is frozen, then killed: it
+/// never acts on it. The lease runs out; when the agent comes back (same identity) it gets the task
+/// again and runs it once: the pipeline's batches are numbered from 1 with no gap and no repeat.
+#[actix_web::test]
+async fn a_task_taken_by_an_agent_killed_mid_task_is_redelivered_when_it_returns_and_runs_once() {
+    use nix::sys::signal::{kill, Signal};
+    let (app, admin) = fast_server(Backend::Sqlite, |settings| {
+        settings.agents.offline_after_secs = Some(600);
+        settings.tasks.lease_secs = 2;
+        settings.tasks.ack_window_secs = 2;
+    })
+    .await;
+    let token: Value = app
+        .send_as(Method::POST, "/api/v1/agents/enrollment-tokens", &admin, &json!({}))
+        .await
+        .json()
+        .await
+        .expect("token");
+    let state = tempfile::tempdir().expect("state dir");
+    let mut agent = AgentProcess::start(&app.url(""), state.path(), token["token"].as_str());
+    let agent_id = eventually_within("the agent enrolled", 20, async || {
+        let agents: Value = app.get_as("/api/v1/agents", &admin).await.json().await.ok()?;
+        agents["items"][0]["id"].as_str().map(str::to_string)
+    })
+    .await;
+    // Let it settle into its long-poll, then freeze it: it can no longer act on what it receives.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(agent.0.id()).expect("pid"));
+    kill(pid, Signal::SIGSTOP).expect("SIGSTOP");
+    let config = "receivers: {synthetic: {profile: steady, processes: 10}}\nexporters: {count: {}}\n\
+                  service: {pipelines: {m: {receivers: [synthetic], exporters: [count]}}}\n";
+    let task =
+        app.enqueue(&admin, &agent_id, "pipeline.apply", json!({"payload": {"pipeline": "p", "config": config}})).await;
+    let task_path = format!("/api/v1/tasks/{}", task["id"].as_str().expect("task id"));
+    eventually_within("the frozen agent's long-poll to take the task", 20, async || {
+        let task: Value = app.get_as(&task_path, &admin).await.json().await.ok()?;
+        (task["status"] != "pending").then_some(())
+    })
+    .await;
+    kill(pid, Signal::SIGKILL).expect("SIGKILL");
+    let _ = agent.0.wait();
+    drop(agent);
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _back = AgentProcess::start(&app.url(""), state.path(), None);
+    let done: Value = eventually_within("the task to succeed on the returned agent", 30, async || {
+        let task: Value = app.get_as(&task_path, &admin).await.json().await.ok()?;
+        (task["status"] == "succeeded").then_some(task)
+    })
+    .await;
+    assert!(done["attempts"].as_u64().is_some_and(|a| a <= 2), "{done}");
+    eventually_within("the pipeline to report", 20, async || {
+        (crate::agent_nats::stored_batches(&app.db, "p").len() >= 3).then_some(())
+    })
+    .await;
+    let seqs = crate::agent_nats::stored_batches(&app.db, "p");
+    let expected: Vec<i64> = (1..=*seqs.last().expect("batches")).collect();
+    assert_eq!(seqs, expected, "the pipeline started once: batches from 1, no gap, no repeat");
+    println!("agent killed holding a task: redelivered, succeeded after {} attempt(s)", done["attempts"]);
 }
