@@ -636,9 +636,8 @@ async fn an_automatic_promotion_cut_off_by_a_stop_is_finished_at_start_up() {
 
 /// A removal that could not be enqueued on the way to a final phase (here: deleted, as if it had never
 /// been written) is sent by the removal sweep.
-#[actix_web::test]
-async fn a_removal_lost_on_the_way_to_a_final_phase_is_sent_by_the_sweep() {
-    let (app, admin) = fast_server(Backend::Sqlite, |settings| {
+async fn a_removal_lost_on_the_way_to_a_final_phase_is_sent_by_the_sweep(backend: Backend) {
+    let (app, admin) = fast_server(backend, |settings| {
         settings.agents.offline_after_secs = Some(600);
         settings.experiments.removal_sweep_interval_secs = 1;
     })
@@ -663,3 +662,4 @@ async fn a_removal_lost_on_the_way_to_a_final_phase_is_sent_by_the_sweep() {
     let kept = tasks::table.filter(tasks::idempotency_key.eq(&baseline)).count().get_result::<i64>(&mut conn);
     assert_eq!(kept.expect("count"), 0, "a rolled-back experiment keeps its baseline running");
 }
+each_backend!(a_removal_lost_on_the_way_to_a_final_phase_is_sent_by_the_sweep);

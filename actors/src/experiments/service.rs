@@ -13,7 +13,6 @@ use phoenix_nats::{Bus, Envelope};
 use super::actor::{needs_actor, ActorMap, Execute, ExperimentActor, Nudge};
 use super::runtime::{experiment_of_task_key, Command, CommandError, Runtime, VARIANTS};
 use super::{Action, Experiment, NewExperiment, Phase};
-use crate::paging::{PageRequest, MAX_PAGE_SIZE};
 use crate::store::StoreError;
 use crate::tasks::Task;
 
@@ -122,7 +121,7 @@ impl Experiments {
     pub async fn send_owed_removals(&self, since: chrono::DateTime<Utc>) -> Result<usize, StoreError> {
         let mut sent = 0;
         for phase in [Phase::Promoted, Phase::Stopped, Phase::Failed, Phase::RolledBack] {
-            for experiment in self.ended_since(phase, since).await? {
+            for experiment in self.runtime.store.ended_since(phase, since).await? {
                 let variants = Runtime::variants_to_remove(phase);
                 match self.runtime.send_owed_removals(&experiment, variants).await {
                     Ok(n) => sent += n,
@@ -133,24 +132,10 @@ impl Experiments {
         Ok(sent)
     }
 
-    /// The experiments in `phase` that reached it since `since`.
-    async fn ended_since(&self, phase: Phase, since: chrono::DateTime<Utc>) -> Result<Vec<Experiment>, StoreError> {
-        let mut ended = Vec::new();
-        let mut page = PageRequest { limit: MAX_PAGE_SIZE, after: None };
-        loop {
-            let found = self.runtime.store.list_experiments(Some(phase), page.clone()).await?;
-            ended.extend(found.items.into_iter().filter(|e| e.completed_at.is_some_and(|at| at >= since)));
-            match found.next_cursor {
-                Some(cursor) => page.after = Some(cursor),
-                None => return Ok(ended),
-            }
-        }
-    }
-
     /// Promotes the experiments completed since `since` whose automatic promotion did not happen (the
     /// server stopped, or the database failed, between storing `completed` and promoting).
     async fn finish_interrupted_promotions(&self, since: chrono::DateTime<Utc>) -> Result<(), StoreError> {
-        for experiment in self.ended_since(Phase::Completed, since).await? {
+        for experiment in self.runtime.store.ended_since(Phase::Completed, since).await? {
             if self.runtime.owes_auto_promotion(&experiment).await? {
                 tracing::info!(experiment.id = %experiment.id, "finishing an automatic promotion that did not happen");
                 self.runtime.auto_promote(experiment).await?;

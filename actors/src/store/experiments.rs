@@ -47,6 +47,9 @@ pub trait ExperimentStore: Send + Sync {
     /// Every experiment an actor must own: started and not yet in a final phase.
     async fn active_experiments(&self) -> Result<Vec<Experiment>, StoreError>;
 
+    /// The experiments in `phase` that reached it at or after `since`, oldest first (for the sweep).
+    async fn ended_since(&self, phase: Phase, since: DateTime<Utc>) -> Result<Vec<Experiment>, StoreError>;
+
     /// Moves the experiment from `from` to `to` and writes the history entry, in one transaction.
     /// `Conflict` when it is no longer in `from` (another writer moved it first).
     async fn change_phase(

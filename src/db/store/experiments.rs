@@ -206,6 +206,18 @@ impl ExperimentStore for DieselStore {
         .await
     }
 
+    async fn ended_since(&self, phase: Phase, since: DateTime<Utc>) -> Result<Vec<Experiment>, StoreError> {
+        self.run(move |conn| {
+            let rows: Vec<ExperimentRow> = experiments::table
+                .filter(experiments::phase.eq(phase.as_str()))
+                .filter(experiments::completed_at.ge(to_db_time(since)))
+                .order(experiments::completed_at.asc())
+                .load(conn)?;
+            rows.into_iter().map(experiment_from_row).collect()
+        })
+        .await
+    }
+
     async fn active_experiments(&self) -> Result<Vec<Experiment>, StoreError> {
         self.run(|conn| {
             let rows: Vec<ExperimentRow> = experiments::table
