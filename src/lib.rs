@@ -25,6 +25,7 @@ pub mod http;
 pub mod live;
 pub mod metrics;
 pub mod pipeline;
+pub mod private_file;
 pub mod procfs;
 pub mod server;
 pub mod telemetry;

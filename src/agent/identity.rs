@@ -2,8 +2,6 @@
 //! reused on every later start.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -60,22 +58,10 @@ pub fn save_applied(state_dir: &Path, applied: &[super::runner::ApplyPayload]) -
     write_private(state_dir, &state_dir.join(APPLIED_FILE), &serde_json::to_string(applied)?)
 }
 
-/// Writes `text` to `file` with mode 0600, through a temporary file renamed into place, so a crash
-/// never leaves a half-written file.
+/// Writes `text` to `file` (in `state_dir`) readable by the agent's user only.
 fn write_private(state_dir: &Path, file: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(state_dir).with_context(|| format!("Failed to create {}", state_dir.display()))?;
-    let partial = file.with_extension("json.partial");
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&partial)
-        .with_context(|| format!("Failed to write {}", partial.display()))?;
-    out.write_all(text.as_bytes())?;
-    out.sync_all()?;
-    std::fs::rename(&partial, file).with_context(|| format!("Failed to write {}", file.display()))?;
-    Ok(())
+    crate::private_file::write(file, text).with_context(|| format!("Failed to write {}", file.display()))
 }
 
 /// Exchanges the enrolment token for an identity.

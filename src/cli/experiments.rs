@@ -171,10 +171,8 @@ pub async fn run(command: ExperimentCommand) -> Result<(), super::CliError> {
             (api.post(&path(&id, "/rollback"), json!({})).await?, &COLUMNS)
         }
         ExperimentAction::Delete { id, yes } => {
-            confirm(&format!("Delete experiment {id}?"), yes)?;
-            api.delete(&path(&id, "")).await?;
-            eprintln!("deleted experiment {id}");
-            return Ok(());
+            let (question, gone) = (format!("Delete experiment {id}?"), format!("deleted experiment {id}"));
+            return super::delete_confirmed(&mut api, &path(&id, ""), &question, yes, &gone).await;
         }
         ExperimentAction::Events { id } => {
             const EVENTS: [Column; 4] = [

@@ -234,6 +234,20 @@ fn prompt_hidden(question: &str) -> Result<String, CliError> {
 }
 
 /// Asks before something destructive; `--yes` skips it, and without a terminal it must be given.
+/// Deletes `path` once confirmed (or `--yes`), then says what went.
+pub async fn delete_confirmed(
+    api: &mut Api,
+    path: &str,
+    question: &str,
+    yes: bool,
+    gone: &str,
+) -> Result<(), CliError> {
+    confirm(question, yes)?;
+    api.delete(path).await?;
+    eprintln!("{gone}");
+    Ok(())
+}
+
 pub fn confirm(question: &str, yes: bool) -> Result<(), CliError> {
     if yes {
         return Ok(());

@@ -9,7 +9,7 @@ use super::client::Api;
 use super::error::CliError;
 use super::experiments::{labels, pairs};
 use super::output::{self, col, Column};
-use super::{confirm, ClientOpts};
+use super::{confirm, delete_confirmed, ClientOpts};
 
 /// Reads a pipeline given as a file (`config` inline) or a template with parameters.
 fn pipeline_spec(template: Option<String>, params: &[String], file: Option<&PathBuf>) -> Result<Value, CliError> {
@@ -249,10 +249,9 @@ pub async fn deployment(command: DeploymentCommand) -> Result<(), CliError> {
             (api.patch(&format!("{base}/{id}"), body).await?, &DEPLOYMENTS)
         }
         DeploymentAction::Delete { id, yes } => {
-            confirm(&format!("Delete deployment {id} and remove it from every agent?"), yes)?;
-            api.delete(&format!("{base}/{id}")).await?;
-            eprintln!("deleted deployment {id}");
-            return Ok(());
+            let question = format!("Delete deployment {id} and remove it from every agent?");
+            let gone = format!("deleted deployment {id}");
+            return delete_confirmed(&mut api, &format!("{base}/{id}"), &question, yes, &gone).await;
         }
         DeploymentAction::Versions { id } => {
             const VERSIONS: [Column; 5] = [
@@ -379,10 +378,8 @@ pub async fn fleet(command: FleetCommand) -> Result<(), CliError> {
             (api.patch(&format!("/api/v1/agents/{id}"), json!({"labels": labels})).await?, &AGENTS)
         }
         FleetAction::Decommission { id, yes } => {
-            confirm(&format!("Decommission agent {id}?"), yes)?;
-            api.delete(&format!("/api/v1/agents/{id}")).await?;
-            eprintln!("decommissioned agent {id}");
-            return Ok(());
+            let (question, gone) = (format!("Decommission agent {id}?"), format!("decommissioned agent {id}"));
+            return delete_confirmed(&mut api, &format!("/api/v1/agents/{id}"), &question, yes, &gone).await;
         }
         FleetAction::Token(TokenAction::Create { uses, labels }) => {
             let labels = labels.as_deref().map(super::experiments::labels).transpose()?;

@@ -2,8 +2,6 @@
 //! `~/.config/phoenix/…`), mode 0600, one named context per server, and which one is in use.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -57,22 +55,9 @@ impl Credentials {
     /// Writes the file atomically, readable by its owner only.
     pub fn save(&self) -> Result<(), CliError> {
         let path = path()?;
-        let dir = path.parent().expect("the file has a directory");
-        let failed = |e: std::io::Error| CliError::Usage(format!("cannot write {}: {e}", path.display()));
-        std::fs::create_dir_all(dir).map_err(failed)?;
-        let staging = path.with_extension("json.tmp");
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(&staging)
-            .map_err(failed)?;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(failed)?;
         let text = serde_json::to_string_pretty(self).map_err(|e| CliError::Usage(e.to_string()))?;
-        file.write_all(text.as_bytes()).map_err(failed)?;
-        file.sync_all().map_err(failed)?;
-        std::fs::rename(&staging, &path).map_err(failed)
+        crate::private_file::write(&path, &text)
+            .map_err(|e| CliError::Usage(format!("cannot write {}: {e}", path.display())))
     }
 
     /// The context in use, if any.

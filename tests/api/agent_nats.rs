@@ -11,7 +11,6 @@ use diesel::prelude::*;
 use phoenix::config::SensitiveUrl;
 use phoenix::db::schema::metric_samples;
 use phoenix::db::{establish, Backend};
-use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_with, test_settings, Env, TestApp, TestDb};
@@ -172,14 +171,9 @@ async fn the_agent_rides_out_a_nats_outage_without_losing_or_repeating_a_batch()
     settings.tasks.ack_window_secs = 2;
     let app = spawn_with(env, db, settings).await;
     let admin = app.bootstrap_admin().await;
-    let token: Value = app
-        .send_as(Method::POST, "/api/v1/agents/enrollment-tokens", &admin, &json!({}))
-        .await
-        .json()
-        .await
-        .expect("token");
+    let token = app.enrollment_token(&admin).await;
     let state = tempfile::tempdir().expect("state");
-    let mut agent = Agent::start(&app, state.path(), token["token"].as_str().expect("token"));
+    let mut agent = Agent::start(&app, state.path(), &token);
     agent.wait_for_log(&["transport switched", "to=\"nats\""], Duration::from_secs(15)).await;
 
     let agents: Value = app.get_as("/api/v1/agents", &admin).await.json().await.expect("agents");

@@ -105,10 +105,9 @@ async fn server_with_agents() -> (TestApp, String, Vec<AgentProcess>, Vec<tempfi
     let (app, admin) = fast_server(Backend::Sqlite, |settings| settings.agents.offline_after_secs = Some(600)).await;
     let (mut agents, mut dirs) = (Vec::new(), Vec::new());
     for _ in 0..2 {
-        let res = app.send_as(Method::POST, "/api/v1/agents/enrollment-tokens", &admin, &json!({})).await;
-        let token: Value = res.json().await.expect("token");
+        let token = app.enrollment_token(&admin).await;
         let dir = tempfile::tempdir().expect("state dir");
-        agents.push(AgentProcess::start(&app.url(""), dir.path(), token["token"].as_str()));
+        agents.push(AgentProcess::start(&app.url(""), dir.path(), Some(&token)));
         dirs.push(dir);
     }
     (app, admin, agents, dirs)

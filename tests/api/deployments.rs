@@ -27,10 +27,9 @@ async fn agents(app: &TestApp, admin: &str, n: usize) -> Vec<(AgentProcess, temp
 }
 
 async fn one_agent(server: &str, app: &TestApp, admin: &str) -> (AgentProcess, tempfile::TempDir) {
-    let res = app.send_as(Method::POST, "/api/v1/agents/enrollment-tokens", admin, &json!({})).await;
-    let token: Value = res.json().await.expect("token");
+    let token = app.enrollment_token(admin).await;
     let dir = tempfile::tempdir().expect("state dir");
-    (AgentProcess::start(server, dir.path(), token["token"].as_str()), dir)
+    (AgentProcess::start(server, dir.path(), Some(&token)), dir)
 }
 
 async fn count_online(app: &TestApp, admin: &str) -> usize {

@@ -75,7 +75,7 @@ async fn two_agents(app: &TestApp, admin: &str) -> (Vec<AgentProcess>, Vec<tempf
     let mut agents = Vec::new();
     let mut dirs = Vec::new();
     for _ in 0..2 {
-        let token = get_token(app, admin).await;
+        let token = app.enrollment_token(admin).await;
         let dir = tempfile::tempdir().expect("state dir");
         agents.push(AgentProcess::start(&app.url(""), dir.path(), Some(&token)));
         dirs.push(dir);
@@ -86,12 +86,6 @@ async fn two_agents(app: &TestApp, admin: &str) -> (Vec<AgentProcess>, Vec<tempf
     })
     .await;
     (agents, dirs)
-}
-
-async fn get_token(app: &TestApp, admin: &str) -> String {
-    let res = app.send_as(Method::POST, "/api/v1/agents/enrollment-tokens", admin, &json!({})).await;
-    let token: Value = res.json().await.expect("token");
-    token["token"].as_str().expect("token").to_string()
 }
 
 async fn a_topk_candidate_passes_and_is_promoted(backend: Backend) {

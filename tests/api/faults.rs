@@ -152,14 +152,9 @@ async fn a_task_taken_by_an_agent_killed_mid_task_is_redelivered_when_it_returns
         settings.tasks.ack_window_secs = 2;
     })
     .await;
-    let token: Value = app
-        .send_as(Method::POST, "/api/v1/agents/enrollment-tokens", &admin, &json!({}))
-        .await
-        .json()
-        .await
-        .expect("token");
+    let token = app.enrollment_token(&admin).await;
     let state = tempfile::tempdir().expect("state dir");
-    let mut agent = AgentProcess::start(&app.url(""), state.path(), token["token"].as_str());
+    let mut agent = AgentProcess::start(&app.url(""), state.path(), Some(&token));
     let agent_id = eventually_within("the agent enrolled", 20, async || {
         let agents: Value = app.get_as("/api/v1/agents", &admin).await.json().await.ok()?;
         agents["items"][0]["id"].as_str().map(str::to_string)

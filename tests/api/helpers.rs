@@ -254,12 +254,18 @@ impl TestApp {
         self.token(username).await
     }
 
-    /// Enrols an agent with a fresh single-use token; returns the enrolment answer.
-    pub async fn enroll_agent(&self, admin_token: &str, hostname: &str) -> Value {
+    /// A fresh single-use enrolment token, made by the admin.
+    pub async fn enrollment_token(&self, admin_token: &str) -> String {
         let res = self.send_as(Method::POST, "/api/v1/agents/enrollment-tokens", admin_token, &json!({})).await;
         assert_eq!(res.status(), 201, "enrolment token");
         let token: Value = res.json().await.expect("token JSON");
-        let res = self.post_json("/api/v1/agent/enroll", &json!({"token": token["token"], "hostname": hostname})).await;
+        token["token"].as_str().expect("token").to_string()
+    }
+
+    /// Enrols an agent with a fresh single-use token; returns the enrolment answer.
+    pub async fn enroll_agent(&self, admin_token: &str, hostname: &str) -> Value {
+        let token = self.enrollment_token(admin_token).await;
+        let res = self.post_json("/api/v1/agent/enroll", &json!({"token": token, "hostname": hostname})).await;
         assert_eq!(res.status(), 201, "enrol {hostname}");
         res.json().await.expect("enrolment JSON")
     }
