@@ -17,13 +17,4 @@ pub fn init(settings: &LogSettings) {
     let _ = result;
 }
 
-/// An error and its causes in one line (`outer: inner: root`), for logs and messages.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut source = err.source();
-    while let Some(cause) = source {
-        parts.push(cause.to_string());
-        source = cause.source();
-    }
-    parts.join(": ")
-}
+pub use phoenix_actors::error_chain;

@@ -15,6 +15,7 @@ use phoenix_nats::{Bus, BusError, DurableMessage, Envelope, Message};
 use serde::de::DeserializeOwned;
 
 use crate::agents::{AgentRegistryHandle, Transport};
+use crate::error_chain;
 use crate::events::Events;
 use crate::store::{AgentIdentity, Store, StoreError};
 use crate::tasks::{ReportOutcome, TaskQueue};
@@ -289,7 +290,8 @@ impl AgentGateway {
             match next {
                 Ok(message) => {
                     failures_in_a_row = 0;
-                    let worker = worker_for(&message.subject, senders.len());
+                    let agent = self.bus.subjects().agent_id_of(&message.subject).unwrap_or(&message.subject);
+                    let worker = worker_for(agent, senders.len());
                     if senders[worker].send(message).await.is_err() {
                         tracing::warn!("an agent results worker stopped");
                         break;
@@ -398,17 +400,6 @@ impl AgentGateway {
     }
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 /// Most samples one metrics batch may carry.
 pub const MAX_SAMPLES_PER_BATCH: usize = 10_000;
 
@@ -435,9 +426,10 @@ pub fn validate_batch(batch: &MetricsBatch) -> Vec<(String, String)> {
 /// Workers storing agent results at once.
 const RESULT_WORKERS: usize = 8;
 
-/// The worker for a result's subject (`<prefix>.agent.<id>.<kind>`): the same agent, the same worker.
-fn worker_for(subject: &str, workers: usize) -> usize {
-    let agent = subject.rsplit_once('.').map_or(subject, |(rest, _)| rest);
-    let hash = agent.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+/// The results worker of `agent`: always the same one, so each agent's reports stay in order.
+fn worker_for(agent: &str, workers: usize) -> usize {
+    use std::hash::BuildHasher;
+    // A fixed-key hasher: the same agent must map to the same worker for the life of the process.
+    let hash = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(agent);
     (hash % workers.max(1) as u64) as usize
 }

@@ -29,3 +29,14 @@ pub mod tasks;
 pub mod users;
 
 pub use store::{Store, StoreError};
+
+/// An error and its causes in one line (`outer: inner: root`), for logs and messages.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(cause) = source {
+        parts.push(cause.to_string());
+        source = cause.source();
+    }
+    parts.join(": ")
+}
