@@ -23,7 +23,7 @@ impl Default for PageRequest {
 }
 
 /// One page of a list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Page<T> {
     /// The items, in the list's order.
     pub items: Vec<T>,

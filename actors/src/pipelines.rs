@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A pipeline as a user specifies it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum PipelineSpec {
     /// A template (built-in or user) and its parameters.

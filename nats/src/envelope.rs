@@ -39,7 +39,7 @@ pub enum EnvelopeError {
 }
 
 /// A message on the bus: what it is (`kind`), a unique id, when it was made, and its body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Envelope<T = serde_json::Value> {
     /// Envelope format version, [`ENVELOPE_VERSION`] when written by this build.
     pub v: u32,

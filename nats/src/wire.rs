@@ -24,7 +24,7 @@ pub mod kinds {
 }
 
 /// What the agent says about its own health.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ReportedHealth {
     /// Every pipeline runs as asked.
@@ -34,7 +34,7 @@ pub enum ReportedHealth {
 }
 
 /// Resource usage measured by the agent.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ResourceUsage {
     /// CPU seconds the agent process has used since it started.
     pub agent_cpu_seconds: f64,
@@ -49,7 +49,7 @@ pub struct ResourceUsage {
 }
 
 /// One pipeline running on the agent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PipelineStatus {
     /// The pipeline's name on the agent (`deploy-<deployment id>`, or `exp-<experiment id>-<variant>`).
     pub name: String,
@@ -67,7 +67,7 @@ pub struct PipelineStatus {
 
 /// Agent -> server on `<prefix>.agent.<id>.heartbeat` (NATS request; the reply is a
 /// [`HeartbeatAck`]) or `POST /api/v1/agent/heartbeat`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Heartbeat {
     /// The agent's version.
     pub agent_version: String,
@@ -88,7 +88,7 @@ pub struct Heartbeat {
 }
 
 /// Server -> agent, the answer to a heartbeat.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HeartbeatAck {
     /// How often the server wants heartbeats, seconds.
     pub interval_secs: u64,
@@ -97,7 +97,7 @@ pub struct HeartbeatAck {
 }
 
 /// Server -> agent on `<prefix>.agent.<id>.tasks`, or an item of `GET /api/v1/agent/tasks`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskAssignment {
     /// The task id; a task id is run at most once by an agent.
     pub task_id: String,
@@ -112,7 +112,7 @@ pub struct TaskAssignment {
 }
 
 /// What an agent says about a task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ReportedTaskStatus {
     /// Started or still going (also extends the lease).
@@ -125,7 +125,7 @@ pub enum ReportedTaskStatus {
 
 /// Agent -> server on `<prefix>.agent.<id>.task_status` (JetStream) or
 /// `POST /api/v1/agent/tasks/{id}/status`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskStatusReport {
     /// The task reported on.
     pub task_id: String,
@@ -154,7 +154,7 @@ fn yes() -> bool {
 }
 
 /// One measured value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Sample {
     /// Metric name, e.g. `pipeline.output.series`.
     pub metric: String,
@@ -168,7 +168,7 @@ pub struct Sample {
 }
 
 /// Agent -> server on `<prefix>.agent.<id>.metrics` (JetStream) or `POST /api/v1/agent/metrics`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MetricsBatch {
     /// The pipeline measured.
     pub pipeline: String,

@@ -8,6 +8,10 @@
 #   PHOENIX_TEST_DATABASE_URL  a PostgreSQL login role with CREATEDB; tests
 #                              CREATE/DROP their own `phoenix_test_*` databases
 #
+# and, from ensure_schemathesis (called on its own, not by ensure_services):
+#
+#   PHOENIX_TEST_SCHEMATHESIS  the `schemathesis` CLI, pinned, in a venv under target/
+#
 # Either variable, when already set, is used as given and nothing is started.
 #
 # Everything here writes its progress to stderr, so stdout stays clean for
@@ -139,6 +143,59 @@ ensure_browser() {
   fi
   is_root || die "the dashboard tests need Chromium: apt-get install chromium chromium-driver"
   apt_install chromium chromium-driver
+}
+
+# --- schemathesis (API fuzzing) ----------------------------------------------
+
+# The version is pinned: its CLI flags, checks and report formats change
+# between releases, and the API fuzz test builds its command line for this one.
+PHX_SCHEMATHESIS_VERSION=4.32.5
+
+# Install schemathesis into its own venv, $ROOT/target/tools/schemathesis (so
+# `cargo clean` removes it and nothing lands in the work tree), unless the
+# pinned version is already there; export PHOENIX_TEST_SCHEMATHESIS.
+ensure_schemathesis() {
+  local root=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+  local venv="$root/target/tools/schemathesis" want=$PHX_SCHEMATHESIS_VERSION have log
+  local py="$venv/bin/python" bin="$venv/bin/schemathesis"
+  have=$("$py" -c 'import importlib.metadata as m; print(m.version("schemathesis"))' 2>/dev/null || true)
+  if [ "$have" != "$want" ] || [ ! -x "$bin" ]; then
+    command -v python3 >/dev/null 2>&1 || {
+      is_root || die "schemathesis needs python3 (3.9 or later): apt-get install python3 python3-venv"
+      apt_install python3 python3-venv
+    }
+    python3 -c 'import sys; sys.exit(sys.version_info < (3, 9))' ||
+      die "schemathesis $want needs Python 3.9 or later; python3 is $(python3 --version 2>&1)"
+    step "schemathesis: installing $want into $venv"
+    log=$(mktemp "${TMPDIR:-/tmp}/phoenix-schemathesis.XXXXXX")
+    # A venv whose Python is gone or that lacks pip is made anew.
+    if [ -n "$have" ] || ! "$py" -m pip --version >/dev/null 2>&1; then
+      rm -rf "$venv"
+      mkdir -p "$(dirname "$venv")" || die "cannot create $(dirname "$venv")"
+      if ! python3 -m venv "$venv" >"$log" 2>&1; then
+        # Debian's python3 has venv without ensurepip until python3-venv is in.
+        rm -rf "$venv"
+        if ! is_root || ! command -v apt-get >/dev/null 2>&1; then
+          cat "$log" >&2
+          die "python3 -m venv $venv failed (on Debian: apt-get install python3-venv)"
+        fi
+        apt_install python3-venv
+        if ! python3 -m venv "$venv" >"$log" 2>&1; then
+          cat "$log" >&2
+          rm -rf "$venv"
+          die "python3 -m venv $venv failed even with python3-venv installed (log: $log)"
+        fi
+      fi
+    fi
+    if ! "$py" -m pip install -q --disable-pip-version-check "schemathesis==$want" </dev/null >"$log" 2>&1; then
+      tail -n 25 "$log" >&2
+      die "pip install schemathesis==$want into $venv failed (log: $log)"
+    fi
+    rm -f "$log"
+    "$bin" --version >/dev/null 2>&1 || die "$bin does not run after installing schemathesis $want"
+  fi
+  export PHOENIX_TEST_SCHEMATHESIS="$bin"
+  note "schemathesis $want ready at $PHOENIX_TEST_SCHEMATHESIS"
 }
 
 # --- NATS ------------------------------------------------------------------

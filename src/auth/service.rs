@@ -49,11 +49,16 @@ pub enum AuthError {
 }
 
 /// What a login or refresh hands out (the wire shape of DESIGN.md §1).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Session {
+    /// Sent as `Authorization: Bearer <access_token>`.
     pub access_token: String,
+    /// Spent by `POST /api/v1/auth/refresh` for a new pair.
     pub refresh_token: String,
+    /// Always `Bearer`.
+    #[schema(value_type = String)]
     pub token_type: &'static str,
+    /// Seconds the access token is valid.
     pub expires_in: i64,
     pub user: User,
 }

@@ -8,22 +8,52 @@ use phoenix_actors::agents::Transport;
 use phoenix_actors::gateway::{validate_batch, Refusal};
 use phoenix_actors::tasks::queue::assignment;
 use phoenix_actors::tasks::ReportOutcome;
-use phoenix_nats::wire::{kinds, Heartbeat, MetricsBatch, TaskStatusReport};
+use phoenix_actors::tasks::TaskStatus;
+use phoenix_nats::wire::{kinds, Heartbeat, HeartbeatAck, MetricsBatch, TaskAssignment, TaskStatusReport};
 use phoenix_nats::{Envelope, ENVELOPE_VERSION};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::access::CurrentAgent;
 use super::{ApiError, AppState};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PollQuery {
-    /// Seconds to hold the request while there is no task (0 = answer at once).
+    /// Seconds to hold the request while there is no task (0 = answer at once; longer than the
+    /// server's `agents.long_poll_max_wait_secs` is shortened to it).
     #[serde(default)]
     wait: u64,
 }
 
+/// The tasks due now, each in a `task` envelope.
+#[derive(Serialize, ToSchema)]
+pub struct DueTasks {
+    items: Vec<Envelope<TaskAssignment>>,
+}
+
+/// What became of a task status report.
+#[derive(Serialize, ToSchema)]
+pub struct ReportAnswer {
+    task_id: String,
+    /// The task's status now.
+    status: TaskStatus,
+    /// False when the report changed nothing (repeated, or behind the task's state).
+    applied: bool,
+}
+
+/// What became of a metrics batch.
+#[derive(Serialize, ToSchema)]
+pub struct MetricsAnswer {
+    /// False when this envelope id was stored before (the batch is not stored twice).
+    stored: bool,
+    /// Samples in the batch.
+    samples: usize,
+}
+
 /// `POST /agent/heartbeat`: answers a `heartbeat_ack` envelope.
+#[utoipa::path(post, path = "/api/v1/agent/heartbeat", tag = "agent", request_body = Envelope<Heartbeat>,
+    responses((status = 200, description = "Acknowledged", body = Envelope<HeartbeatAck>)))]
 pub async fn post_heartbeat(
     state: web::Data<AppState>,
     agent: CurrentAgent,
@@ -37,6 +67,8 @@ pub async fn post_heartbeat(
 
 /// `GET /agent/tasks?wait=30`: answers at once when a task is due, else holds the request until one
 /// is enqueued or the wait ends (then `items` is empty).
+#[utoipa::path(get, path = "/api/v1/agent/tasks", tag = "agent", params(PollQuery),
+    responses((status = 200, description = "The tasks due (none when the wait ended)", body = DueTasks)))]
 pub async fn poll_tasks(
     state: web::Data<AppState>,
     agent: CurrentAgent,
@@ -47,11 +79,14 @@ pub async fn poll_tasks(
     let tasks = state.queue.poll(&agent.0.id, Duration::from_secs(wait)).await?;
     let policy = state.queue.policy();
     let items: Vec<_> = tasks.iter().map(|task| Envelope::new(kinds::TASK, assignment(task, policy))).collect();
-    Ok(HttpResponse::Ok().json(json!({ "items": items })))
+    Ok(HttpResponse::Ok().json(DueTasks { items }))
 }
 
 /// `POST /agent/tasks/{id}/status`: a repeated or backwards report changes nothing and still answers
 /// 200 (`applied: false`); a report on another agent's task is refused with 403.
+#[utoipa::path(post, path = "/api/v1/agent/tasks/{id}/status", tag = "agent",
+    params(("id" = String, Path, description = "Task id")), request_body = Envelope<TaskStatusReport>,
+    responses((status = 200, description = "Recorded (or ignored: `applied` says)", body = ReportAnswer)))]
 pub async fn post_task_status(
     state: web::Data<AppState>,
     agent: CurrentAgent,
@@ -83,10 +118,12 @@ pub async fn post_task_status(
             })
         }
     };
-    Ok(HttpResponse::Ok().json(json!({ "task_id": task.id, "status": task.status, "applied": applied })))
+    Ok(HttpResponse::Ok().json(ReportAnswer { task_id: task.id, status: task.status, applied }))
 }
 
 /// `POST /agent/metrics`: stored once per envelope id, however often it is sent.
+#[utoipa::path(post, path = "/api/v1/agent/metrics", tag = "agent", request_body = Envelope<MetricsBatch>,
+    responses((status = 202, description = "Accepted", body = MetricsAnswer)))]
 pub async fn post_metrics(
     state: web::Data<AppState>,
     agent: CurrentAgent,
@@ -99,7 +136,7 @@ pub async fn post_metrics(
         return Err(ApiError::invalid(problems));
     }
     let stored = state.gateway.handle_metrics(&agent.0.id, &envelope.id, &envelope.body).await?;
-    Ok(HttpResponse::Accepted().json(json!({ "stored": stored, "samples": envelope.body.samples.len() })))
+    Ok(HttpResponse::Accepted().json(MetricsAnswer { stored, samples: envelope.body.samples.len() }))
 }
 
 /// The envelope checks NATS makes too: the version this server reads, and the kind the route expects.

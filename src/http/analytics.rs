@@ -2,25 +2,34 @@
 
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
-use phoenix_actors::store::CardinalityQuery;
-use serde::Deserialize;
+use chrono::DateTime;
+use phoenix_actors::store::{CardinalityQuery, CardinalityReport, OverviewCounts};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::{ApiError, AppState};
 
 /// Longest window a cardinality report may cover.
 const MAX_WINDOW_SECS: u64 = 31 * 24 * 3600;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CardinalityParams {
-    /// Samples of the last this many seconds (default 300).
+    /// Samples of the last this many seconds (default 300, at most 31 days).
     window_secs: Option<u64>,
+    /// Only this experiment's samples.
     experiment_id: Option<String>,
+    /// Only this agent's samples.
     agent_id: Option<String>,
+    /// Only this pipeline's samples (its name on the agents).
     pipeline: Option<String>,
+    /// Only this variant's samples (`baseline` or `candidate`).
     variant: Option<String>,
 }
 
 /// `GET /metrics/cardinality`: active series by metric and label key, from the stored samples.
+#[utoipa::path(get, path = "/api/v1/metrics/cardinality", tag = "analytics", params(CardinalityParams),
+    responses((status = 200, description = "Active series by metric and label key", body = CardinalityAnswer)))]
 pub async fn get_cardinality(
     state: web::Data<AppState>,
     params: web::Query<CardinalityParams>,
@@ -41,14 +50,15 @@ pub async fn get_cardinality(
     Ok(HttpResponse::Ok().json(CardinalityAnswer { window_secs: window, report }))
 }
 
-#[derive(serde::Serialize)]
-struct CardinalityAnswer {
+#[derive(Serialize, ToSchema)]
+pub struct CardinalityAnswer {
     window_secs: u64,
     #[serde(flatten)]
-    report: phoenix_actors::store::CardinalityReport,
+    report: CardinalityReport,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CostParams {
     /// `1h`, `24h`, `7d`, `30d`… (a number and `h` or `d`, or plain seconds); default `24h`.
     period: Option<String>,
@@ -69,8 +79,8 @@ fn period_secs(text: &str) -> Result<u64, String> {
 }
 
 /// Per pipeline, summed over its agents.
-#[derive(Debug, Default, serde::Serialize)]
-struct PipelineCost {
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct PipelineCost {
     pipeline: String,
     agents: usize,
     /// Mean active series entering the pipeline (what would be billed without it).
@@ -82,8 +92,58 @@ struct PipelineCost {
     monthly_cost: f64,
 }
 
+/// The period a report covers.
+#[derive(Serialize, ToSchema)]
+pub struct Period {
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    secs: u64,
+}
+
+/// The prices reports use (`experiments.*` settings).
+#[derive(Serialize, ToSchema)]
+pub struct PriceModel {
+    /// Three-letter code, e.g. `USD`.
+    currency: String,
+    per_thousand_series_month: f64,
+    per_million_points: f64,
+}
+
+impl PriceModel {
+    pub(super) fn of(state: &AppState) -> PriceModel {
+        let prices = &state.settings.experiments;
+        PriceModel {
+            currency: currency(state),
+            per_thousand_series_month: prices.price_per_thousand_series_month,
+            per_million_points: prices.price_per_million_points,
+        }
+    }
+}
+
+/// Every pipeline added up.
+#[derive(Serialize, ToSchema)]
+pub struct CostTotals {
+    input_series: f64,
+    active_series: f64,
+    points_ingested: f64,
+    monthly_cost: f64,
+    /// What the promoted experiments save a month.
+    promoted_monthly_saving: f64,
+}
+
+/// What the pipelines cost over a period.
+#[derive(Serialize, ToSchema)]
+pub struct CostReport {
+    period: Period,
+    price_model: PriceModel,
+    totals: CostTotals,
+    pipelines: Vec<PipelineCost>,
+}
+
 /// `GET /cost-analytics?period=`: what the pipelines the agents ran cost over the period, from their
 /// stored measurements, and what promoted experiments saved.
+#[utoipa::path(get, path = "/api/v1/cost-analytics", tag = "analytics", params(CostParams),
+    responses((status = 200, description = "Cost per pipeline and in total", body = CostReport)))]
 pub async fn get_cost_analytics(
     state: web::Data<AppState>,
     params: web::Query<CostParams>,
@@ -116,29 +176,27 @@ pub async fn get_cost_analytics(
             + cost.points_per_sec * hours_per_month * 3600.0 / 1e6 * prices.price_per_million_points;
         items.push(cost);
     }
-    let promoted_saving = promoted_savings(&state).await?.monthly_saving;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "period": {"from": from, "to": until, "secs": period},
-        "price_model": {
-            "currency": currency(&state),
-            "per_thousand_series_month": prices.price_per_thousand_series_month,
-            "per_million_points": prices.price_per_million_points,
-        },
-        "totals": {
-            "input_series": items.iter().map(|c| c.input_series).sum::<f64>(),
-            "active_series": items.iter().map(|c| c.active_series).sum::<f64>(),
-            "points_ingested": items.iter().map(|c| c.points_ingested).sum::<f64>(),
-            "monthly_cost": items.iter().map(|c| c.monthly_cost).sum::<f64>(),
-            "promoted_monthly_saving": promoted_saving,
-        },
-        "pipelines": items,
-    })))
+    let totals = CostTotals {
+        input_series: items.iter().map(|c| c.input_series).sum(),
+        active_series: items.iter().map(|c| c.active_series).sum(),
+        points_ingested: items.iter().map(|c| c.points_ingested).sum(),
+        monthly_cost: items.iter().map(|c| c.monthly_cost).sum(),
+        promoted_monthly_saving: promoted_savings(&state).await?.monthly_saving,
+    };
+    Ok(HttpResponse::Ok().json(CostReport {
+        period: Period { from, to: until, secs: period },
+        price_model: PriceModel::of(&state),
+        totals,
+        pipelines: items,
+    }))
 }
 
 /// What the promoted experiments measured, added up: the monthly cost of their baselines and of their
 /// candidates (the candidate is what now runs).
-#[derive(Debug, Default)]
-struct PromotedSavings {
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct PromotedSavings {
+    /// The configured currency (results priced in another one are not added).
+    currency: String,
     promoted_experiments: u64,
     monthly_cost_before: f64,
     monthly_cost_after: f64,
@@ -154,7 +212,7 @@ fn currency(state: &AppState) -> String {
 /// Only results priced in the configured currency are added up: a total across currencies means nothing.
 async fn promoted_savings(state: &AppState) -> Result<PromotedSavings, ApiError> {
     let currency = currency(state);
-    let mut savings = PromotedSavings::default();
+    let mut savings = PromotedSavings { currency: currency.clone(), ..PromotedSavings::default() };
     let mut page = phoenix_actors::paging::PageRequest { limit: phoenix_actors::paging::MAX_PAGE_SIZE, after: None };
     loop {
         let found =
@@ -174,23 +232,23 @@ async fn promoted_savings(state: &AppState) -> Result<PromotedSavings, ApiError>
     }
 }
 
+/// The dashboard's first page.
+#[derive(Serialize, ToSchema)]
+pub struct Overview {
+    /// Agents by state, experiments by phase, deployments by status (only those that occur).
+    #[serde(flatten)]
+    counts: OverviewCounts,
+    savings: PromotedSavings,
+}
+
 /// `GET /overview`: agents by state, experiments by phase, deployments by status, and what the promoted
 /// experiments save — the dashboard's first page in one request.
+#[utoipa::path(get, path = "/api/v1/overview", tag = "analytics",
+    responses((status = 200, description = "Counts and savings", body = Overview)))]
 pub async fn get_overview(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let counts = state.store.overview_counts().await?;
     let savings = promoted_savings(&state).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "agents": counts.agents,
-        "experiments": counts.experiments,
-        "deployments": counts.deployments,
-        "savings": {
-            "currency": currency(&state),
-            "promoted_experiments": savings.promoted_experiments,
-            "monthly_cost_before": savings.monthly_cost_before,
-            "monthly_cost_after": savings.monthly_cost_after,
-            "monthly_saving": savings.monthly_saving,
-        },
-    })))
+    Ok(HttpResponse::Ok().json(Overview { counts, savings }))
 }
 
 #[cfg(test)]

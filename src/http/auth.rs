@@ -1,25 +1,30 @@
 //! `/api/v1/auth/*`: register, log in, refresh, log out, and who am I.
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use phoenix_actors::users::User;
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::access::CurrentUser;
 use super::{ApiError, AppState};
+use crate::auth::Session;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     username: String,
     password: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     refresh_token: String,
 }
 
 /// `POST /auth/register`: the first user becomes admin; later ones only when registration is open.
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = Credentials,
+    responses((status = 201, description = "The user", body = User)))]
 pub async fn register_user(state: web::Data<AppState>, body: web::Json<Credentials>) -> Result<HttpResponse, ApiError> {
     let user = state.auth.register(&body.username, &body.password).await?;
     tracing::info!(user.id = %user.id, user.role = user.role.as_str(), "user registered");
@@ -27,6 +32,8 @@ pub async fn register_user(state: web::Data<AppState>, body: web::Json<Credentia
 }
 
 /// `POST /auth/login`: `{access_token, refresh_token, token_type, expires_in, user}`.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = Credentials,
+    responses((status = 200, description = "A session", body = Session)))]
 pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -38,6 +45,8 @@ pub async fn login(
 }
 
 /// `POST /auth/refresh`: spends the refresh token and answers a new pair.
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses((status = 200, description = "A new session; the refresh token given is spent", body = Session)))]
 pub async fn refresh_session(
     state: web::Data<AppState>,
     body: web::Json<RefreshRequest>,
@@ -46,12 +55,14 @@ pub async fn refresh_session(
 }
 
 /// `POST /auth/logout`: revokes this access token and its refresh family.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", responses((status = 204, description = "Logged out")))]
 pub async fn logout(state: web::Data<AppState>, caller: CurrentUser) -> Result<HttpResponse, ApiError> {
     state.auth.logout(&caller.claims).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// `GET /auth/me`.
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", responses((status = 200, description = "The caller", body = User)))]
 pub async fn get_me(caller: CurrentUser) -> HttpResponse {
     HttpResponse::Ok().json(caller.user)
 }

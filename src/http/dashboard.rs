@@ -21,10 +21,20 @@ static FILES: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/dashboard_f
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
 img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
+/// The dashboard's page.
+#[utoipa::path(get, path = "/", tag = "dashboard", responses(
+    (status = 200, description = "The dashboard's HTML page", content_type = "text/html", body = String),
+    (status = 304, description = "Unchanged since the `If-None-Match` ETag")))]
 pub async fn get_index(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     serve(&req, &state, "index.html").await
 }
 
+/// One of the dashboard's scripts, styles or images.
+#[utoipa::path(get, path = "/ui/{file}", tag = "dashboard",
+    params(("file" = String, Path, description = "The file's path, e.g. `app.js` or `pages/fleet.js`")),
+    responses(
+        (status = 200, description = "The file, with its content type", content_type = "application/octet-stream", body = String),
+        (status = 304, description = "Unchanged since the `If-None-Match` ETag")))]
 pub async fn get_asset(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -2,32 +2,36 @@
 //! rollout the supervisor drives.
 
 use actix_web::{web, HttpResponse};
+use phoenix_actors::deployments::rollout::AgentRollout;
 use phoenix_actors::deployments::supervisor::Operation;
 use phoenix_actors::deployments::{
-    Deployment, DeploymentChange, DeploymentFilter, DeploymentStatus, DeploymentVersion, NewDeployment, NewVersion,
-    Rollout,
+    Deployment, DeploymentChange, DeploymentEvent, DeploymentFilter, DeploymentStatus, DeploymentVersion,
+    DeploymentView, NewDeployment, NewVersion, Rollout,
 };
 use phoenix_actors::experiments::Target;
 use phoenix_actors::limits;
+use phoenix_actors::paging::Page;
 use phoenix_actors::pipelines::PipelineSpec;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::access::CurrentUser;
 use super::experiments::check_target;
 use super::paging::PageQuery;
 use super::pipelines::resolve;
 use super::{ApiError, AppState};
-use crate::pipeline::diff::{diff_lines, unified};
+use crate::pipeline::diff::{diff_lines, unified, DiffLine};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
     name: String,
     pipeline: PipelineSpec,
     target: Target,
+    /// All at once unless given.
     #[serde(default = "all_at_once")]
     rollout: Rollout,
+    /// Notes of version 1.
     #[serde(default)]
     notes: String,
 }
@@ -86,6 +90,8 @@ async fn announce_version(state: &AppState, version: &DeploymentVersion) {
 }
 
 /// `POST /pipelines/deployments`: rendered and validated; version 1 recorded and rolled out.
+#[utoipa::path(post, path = "/api/v1/pipelines/deployments", tag = "deployments", request_body = CreateRequest,
+    responses((status = 201, description = "The deployment", body = DeploymentView)))]
 pub async fn create_deployment(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -103,16 +109,25 @@ pub async fn create_deployment(
     Ok(HttpResponse::Created().json(deployment.view()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only deployments in this status.
+    #[param(value_type = Option<DeploymentStatus>)]
     status: Option<String>,
+    /// Only the deployment of this name.
     name: Option<String>,
+    /// Only deployments whose current version comes from this template.
     template: Option<String>,
+    /// Most items on the page (1 to 500; 50 when not given).
     limit: Option<u32>,
+    /// The previous page's `next_cursor`.
     cursor: Option<String>,
 }
 
 /// `GET /pipelines/deployments?status=&name=&template=` (newest first; deleted ones are not listed)
+#[utoipa::path(get, path = "/api/v1/pipelines/deployments", tag = "deployments", params(ListQuery),
+    responses((status = 200, description = "A page of deployments", body = Page<DeploymentView>)))]
 pub async fn list_deployments(
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
@@ -130,7 +145,7 @@ pub async fn list_deployments(
     let page = PageQuery { limit: query.limit, cursor: query.cursor.clone() }.page()?;
     let found = state.store.list_deployments(&filter, page).await?;
     let items: Vec<_> = found.items.iter().map(Deployment::view).collect();
-    Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": found.next_cursor})))
+    Ok(HttpResponse::Ok().json(Page { items, next_cursor: found.next_cursor }))
 }
 
 async fn load(state: &AppState, id: &str) -> Result<Deployment, ApiError> {
@@ -147,11 +162,13 @@ async fn load_live(state: &AppState, id: &str) -> Result<Deployment, ApiError> {
 }
 
 /// `GET /pipelines/deployments/{id}` (deleted ones too, with status `deleted`)
+#[utoipa::path(get, path = "/api/v1/pipelines/deployments/{id}", tag = "deployments", params(("id" = String, Path, description = "Deployment id")),
+    responses((status = 200, description = "The deployment", body = DeploymentView)))]
 pub async fn get_deployment(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(load(&state, &id).await?.view()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchRequest {
     pipeline: Option<PipelineSpec>,
@@ -161,8 +178,19 @@ pub struct PatchRequest {
     notes: String,
 }
 
+/// A deployment after a change, and the version the change made.
+#[derive(Serialize, ToSchema)]
+pub struct Changed<'a> {
+    #[serde(flatten)]
+    deployment: DeploymentView<'a>,
+    /// The version the change created (`null` when the config did not change).
+    new_version: Option<i32>,
+}
+
 /// `PATCH /pipelines/deployments/{id}`: a new version when the rendered config changes (the same
 /// config makes none); target and rollout changes are recorded in the history.
+#[utoipa::path(patch, path = "/api/v1/pipelines/deployments/{id}", tag = "deployments", params(("id" = String, Path, description = "Deployment id")),
+    request_body = PatchRequest, responses((status = 200, description = "The deployment", body = Changed)))]
 pub async fn update_deployment(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -191,9 +219,7 @@ pub async fn update_deployment(
     } else {
         state.deployments.nudge(&deployment.id);
     }
-    let mut answer = serde_json::to_value(deployment.view()).map_err(|e| ApiError::Internal(e.into()))?;
-    answer["new_version"] = json!(created.map(|v| v.version));
-    Ok(HttpResponse::Ok().json(answer))
+    Ok(HttpResponse::Ok().json(Changed { deployment: deployment.view(), new_version: created.map(|v| v.version) }))
 }
 
 async fn operate(
@@ -207,6 +233,8 @@ async fn operate(
 }
 
 /// `DELETE /pipelines/deployments/{id}`: removes the pipeline from every agent, then marks it deleted.
+#[utoipa::path(delete, path = "/api/v1/pipelines/deployments/{id}", tag = "deployments", params(("id" = String, Path, description = "Deployment id")),
+    responses((status = 204, description = "Deleted")))]
 pub async fn delete_deployment(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -217,6 +245,9 @@ pub async fn delete_deployment(
 }
 
 /// `GET /pipelines/deployments/{id}/versions` (newest first)
+#[utoipa::path(get, path = "/api/v1/pipelines/deployments/{id}/versions", tag = "deployments",
+    params(("id" = String, Path, description = "Deployment id"), PageQuery),
+    responses((status = 200, description = "A page of versions", body = Page<DeploymentVersion>)))]
 pub async fn list_versions(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -239,17 +270,36 @@ async fn version(state: &AppState, id: &str, version: i32) -> Result<DeploymentV
 }
 
 /// `GET /pipelines/deployments/{id}/versions/{version}` (with the rendered config)
+#[utoipa::path(get, path = "/api/v1/pipelines/deployments/{id}/versions/{version}", tag = "deployments", params(("id" = String, Path, description = "Deployment id"), ("version" = i32, Path, description = "Version number")),
+    responses((status = 200, description = "The version", body = DeploymentVersion)))]
 pub async fn get_version(state: web::Data<AppState>, path: web::Path<(String, i32)>) -> Result<HttpResponse, ApiError> {
     let (id, number) = path.into_inner();
     Ok(HttpResponse::Ok().json(version(&state, &id, number).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DiffQuery {
+    /// The version compared against (the older one, usually).
     against: i32,
 }
 
+/// What changed from one version's config to another's.
+#[derive(Serialize, ToSchema)]
+pub struct Diff {
+    from: i32,
+    to: i32,
+    /// Whether the rendered configs differ.
+    changed: bool,
+    lines: Vec<DiffLine>,
+    /// The same as a unified diff.
+    unified: String,
+}
+
 /// `GET /pipelines/deployments/{id}/versions/{v}/diff?against=w`: what changed from w to v.
+#[utoipa::path(get, path = "/api/v1/pipelines/deployments/{id}/versions/{version}/diff", tag = "deployments",
+    params(("id" = String, Path, description = "Deployment id"), ("version" = i32, Path, description = "Version number"), DiffQuery),
+    responses((status = 200, description = "The diff", body = Diff)))]
 pub async fn diff_versions(
     state: web::Data<AppState>,
     path: web::Path<(String, i32)>,
@@ -259,24 +309,35 @@ pub async fn diff_versions(
     let new = version(&state, &id, number).await?;
     let old = version(&state, &id, query.against).await?;
     let lines = diff_lines(&old.config, &new.config);
-    Ok(HttpResponse::Ok().json(json!({
-        "from": old.version,
-        "to": new.version,
-        "changed": old.config_hash != new.config_hash,
-        "lines": lines,
-        "unified": unified(&lines),
-    })))
+    Ok(HttpResponse::Ok().json(Diff {
+        from: old.version,
+        to: new.version,
+        changed: old.config_hash != new.config_hash,
+        unified: unified(&lines),
+        lines,
+    }))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
+    /// The version whose config to restore; the previous one when not given.
     version: Option<i32>,
     notes: Option<String>,
 }
 
+/// The deployment after a rollback, and the version the rollback made.
+#[derive(Serialize, ToSchema)]
+pub struct RolledBack<'a> {
+    deployment: DeploymentView<'a>,
+    version: DeploymentVersion,
+}
+
 /// `POST /pipelines/deployments/{id}/rollback {version?, notes?}`: version n+1 with the config of
 /// `version` (default: the previous one); 409 when that version does not exist.
+#[utoipa::path(post, path = "/api/v1/pipelines/deployments/{id}/rollback", tag = "deployments", params(("id" = String, Path, description = "Deployment id")),
+    request_body(content = Option<RollbackRequest>, description = "May be empty"),
+    responses((status = 200, description = "The new version", body = RolledBack)))]
 pub async fn rollback_deployment(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -294,23 +355,37 @@ pub async fn rollback_deployment(
         .await
         .map_err(|e| ApiError::from(e).for_entity("deployment", &id))?;
     announce_version(&state, &version).await;
-    Ok(HttpResponse::Ok().json(json!({"deployment": deployment.view(), "version": version})))
+    Ok(HttpResponse::Ok().json(RolledBack { deployment: deployment.view(), version }))
+}
+
+/// Where a deployment's rollout stands, agent by agent.
+#[derive(Serialize, ToSchema)]
+pub struct RolloutStatus {
+    deployment_id: String,
+    status: DeploymentStatus,
+    status_detail: Option<serde_json::Value>,
+    current_version: i32,
+    agents: Vec<AgentRollout>,
 }
 
 /// `GET /pipelines/deployments/{id}/status`: per agent, the desired and applied version, state and error.
+#[utoipa::path(get, path = "/api/v1/pipelines/deployments/{id}/status", tag = "deployments", params(("id" = String, Path, description = "Deployment id")),
+    responses((status = 200, description = "The rollout, per agent", body = RolloutStatus)))]
 pub async fn get_status(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let deployment = load(&state, &id).await?;
     let agents = state.rollouts.agent_status(&deployment).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "deployment_id": deployment.id,
-        "status": deployment.status,
-        "status_detail": deployment.status_detail,
-        "current_version": deployment.current_version,
-        "agents": agents,
-    })))
+    Ok(HttpResponse::Ok().json(RolloutStatus {
+        deployment_id: deployment.id,
+        status: deployment.status,
+        status_detail: deployment.status_detail,
+        current_version: deployment.current_version,
+        agents,
+    }))
 }
 
 /// `POST /pipelines/deployments/{id}/pause`: nothing more is sent until resumed.
+#[utoipa::path(post, path = "/api/v1/pipelines/deployments/{id}/pause", tag = "deployments", params(("id" = String, Path, description = "Deployment id")),
+    responses((status = 200, description = "The deployment", body = DeploymentView)))]
 pub async fn pause_deployment(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -321,6 +396,8 @@ pub async fn pause_deployment(
 
 /// `POST /pipelines/deployments/{id}/resume`: the rollout continues; agents that failed before get
 /// another try. 409 unless paused.
+#[utoipa::path(post, path = "/api/v1/pipelines/deployments/{id}/resume", tag = "deployments", params(("id" = String, Path, description = "Deployment id")),
+    responses((status = 200, description = "The deployment", body = DeploymentView)))]
 pub async fn resume_deployment(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -330,8 +407,10 @@ pub async fn resume_deployment(
 }
 
 /// `GET /pipelines/deployments/{id}/events`: the history, oldest first.
+#[utoipa::path(get, path = "/api/v1/pipelines/deployments/{id}/events", tag = "deployments", params(("id" = String, Path, description = "Deployment id")),
+    responses((status = 200, description = "The whole history (one page)", body = Page<DeploymentEvent>)))]
 pub async fn list_events(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let events =
+    let items: Vec<DeploymentEvent> =
         state.store.deployment_events(&id).await.map_err(|e| ApiError::from(e).for_entity("deployment", &id))?;
-    Ok(HttpResponse::Ok().json(json!({"items": events, "next_cursor": null})))
+    Ok(HttpResponse::Ok().json(Page { items, next_cursor: None }))
 }

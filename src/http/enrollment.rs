@@ -2,14 +2,16 @@
 //! revocation.
 
 use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use phoenix_actors::agents::Agent;
 use phoenix_actors::labels::Labels;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::access::{CurrentAgent, CurrentUser};
 use super::{ApiError, AppState};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEnrollmentTokenRequest {
     /// How many agents may enrol with the token (default 1).
@@ -26,16 +28,41 @@ fn one() -> i32 {
     1
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollRequest {
+    /// An enrolment token from an admin.
     token: String,
     hostname: String,
+    /// Labels of the agent's own, on top of the token's.
     #[serde(default)]
     labels: Labels,
 }
 
+/// A new enrolment token. The token itself is shown in this answer only.
+#[derive(Serialize, ToSchema)]
+pub struct NewEnrollmentToken {
+    id: String,
+    token: String,
+    expires_at: DateTime<Utc>,
+    uses_left: i32,
+    labels: Labels,
+}
+
+/// What an enrolled agent keeps: its id and credential, and where to reach NATS.
+#[derive(Serialize, ToSchema)]
+pub struct Enrolled {
+    agent_id: String,
+    /// Sent as `Authorization: Bearer <credential>` (HTTP) or in the envelope's `auth` (NATS).
+    credential: String,
+    labels: Labels,
+    /// The NATS URL agents should use, when the server has one for them.
+    nats_url: Option<String>,
+}
+
 /// `POST /agents/enrollment-tokens`: the token is shown in this answer only.
+#[utoipa::path(post, path = "/api/v1/agents/enrollment-tokens", tag = "fleet", request_body = CreateEnrollmentTokenRequest,
+    responses((status = 201, description = "The token", body = NewEnrollmentToken)))]
 pub async fn create_enrollment_token(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -44,17 +71,19 @@ pub async fn create_enrollment_token(
     let body = body.into_inner();
     let (token, record) =
         state.auth.create_enrollment_token(body.uses, body.ttl_secs, body.labels, &caller.user.id).await?;
-    Ok(HttpResponse::Created().json(json!({
-        "id": record.id,
-        "token": token,
-        "expires_at": record.expires_at,
-        "uses_left": record.uses_left,
-        "labels": record.labels,
-    })))
+    Ok(HttpResponse::Created().json(NewEnrollmentToken {
+        id: record.id,
+        token,
+        expires_at: record.expires_at,
+        uses_left: record.uses_left,
+        labels: record.labels,
+    }))
 }
 
 /// `POST /agent/enroll`: exchanges an enrolment token for an agent id and credential, plus the NATS
 /// URL the agent should use when the server has one for agents.
+#[utoipa::path(post, path = "/api/v1/agent/enroll", tag = "agent", request_body = EnrollRequest,
+    responses((status = 201, description = "Enrolled", body = Enrolled)))]
 pub async fn enroll_agent(
     state: web::Data<AppState>,
     body: web::Json<EnrollRequest>,
@@ -73,20 +102,23 @@ pub async fn enroll_agent(
         Err(e) => tracing::warn!(agent.id = %enrollment.agent_id, error = %e, "cannot read the new agent back"),
     }
     let nats_url = state.settings.bus.agent_nats_url.as_ref().map(|url| url.expose().to_string());
-    Ok(HttpResponse::Created().json(json!({
-        "agent_id": enrollment.agent_id,
-        "credential": enrollment.credential,
-        "labels": enrollment.labels,
-        "nats_url": nats_url,
-    })))
+    Ok(HttpResponse::Created().json(Enrolled {
+        agent_id: enrollment.agent_id,
+        credential: enrollment.credential,
+        labels: enrollment.labels,
+        nats_url,
+    }))
 }
 
 /// `GET /agent/me`: lets an agent check its stored credential still works, and who it is.
+#[utoipa::path(get, path = "/api/v1/agent/me", tag = "agent", responses((status = 200, description = "The calling agent", body = Agent)))]
 pub async fn get_agent_me(agent: CurrentAgent) -> HttpResponse {
     HttpResponse::Ok().json(agent.0)
 }
 
 /// `DELETE /agents/{id}/credential`: every later call with the agent's credential is refused.
+#[utoipa::path(delete, path = "/api/v1/agents/{id}/credential", tag = "fleet",
+    params(("id" = String, Path, description = "Agent id")), responses((status = 204, description = "Revoked")))]
 pub async fn revoke_agent_credential(
     state: web::Data<AppState>,
     id: web::Path<String>,

@@ -45,24 +45,38 @@ pub enum ApiError {
 }
 
 /// One invalid field of a 422 answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FieldProblem {
+    /// The field, as a dotted path into the request (e.g. `success_criteria.min_accuracy_pct`).
     pub path: String,
+    /// What is wrong with it, in words.
     pub message: String,
 }
 
-/// The RFC 9457 body, plus `code` and the request id.
-#[derive(Debug, Serialize)]
+/// An error (RFC 9457 problem document), plus `code` and the request id. Some kinds carry more
+/// members: a 409 on an experiment names its `phase` and `allowed_actions`, a 503 from `/readyz` its
+/// `checks`, a 429 comes with `Retry-After`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
+    /// Always `about:blank`: `code` tells the kinds apart.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The HTTP status phrase.
     pub title: String,
     pub status: u16,
+    /// What went wrong, in words.
     pub detail: String,
+    /// Stable, machine-readable kind, e.g. `not_found`, `validation_failed`, `illegal_transition`.
+    #[schema(value_type = String)]
     pub code: &'static str,
+    /// The request's id (also the `X-Request-Id` header), to find it in the server's log.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// Every invalid field (422 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldProblem>>,
     #[serde(flatten)]
+    #[schema(ignore)]
     pub extra: Map<String, Value>,
 }
 
@@ -87,17 +101,11 @@ impl ApiError {
 
     fn problem(&self) -> Problem {
         let status = self.status_code();
-        let mut extra = Map::new();
-        match self {
-            ApiError::Unprocessable { errors, extra: more, .. } => {
-                extra.insert("errors".into(), serde_json::to_value(errors).unwrap_or(Value::Null));
-                extra.extend(more.clone());
-            }
-            ApiError::Unavailable { extra: more, .. } | ApiError::StateConflict { extra: more, .. } => {
-                extra.extend(more.clone())
-            }
-            _ => {}
-        }
+        let (errors, extra) = match self {
+            ApiError::Unprocessable { errors, extra, .. } => (Some(errors.clone()), extra.clone()),
+            ApiError::Unavailable { extra, .. } | ApiError::StateConflict { extra, .. } => (None, extra.clone()),
+            _ => (None, Map::new()),
+        };
         let code = self.code();
         Problem {
             // RFC 9457: with `about:blank` the title is the status phrase; `code` tells kinds apart.
@@ -107,6 +115,7 @@ impl ApiError {
             detail: self.to_string(),
             code,
             request_id: request_id::current(),
+            errors,
             extra,
         }
     }

@@ -3,13 +3,17 @@
 use actix_web::{web, HttpResponse};
 use phoenix_actors::experiments::kpis::MIN_INTERVALS;
 use phoenix_actors::experiments::runtime::{Command, CommandError, PromoteRequest};
-use phoenix_actors::experiments::{Action, Experiment, ExperimentSpec, NewExperiment, Phase, Target};
+use phoenix_actors::experiments::view::ExperimentView;
+use phoenix_actors::experiments::{Action, Experiment, ExperimentEvent, ExperimentSpec, NewExperiment, Phase, Target};
 use phoenix_actors::labels::validate_labels;
 use phoenix_actors::limits;
+use phoenix_actors::paging::Page;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use utoipa::IntoParams;
 
 use super::access::CurrentUser;
+use super::analytics::PriceModel;
 use super::paging::PageQuery;
 use super::pipelines::resolve;
 use super::{ApiError, AppState};
@@ -122,6 +126,8 @@ fn problems_of(error: ApiError) -> Result<Vec<(String, String)>, ApiError> {
 }
 
 /// `POST /experiments`: both pipelines rendered and validated; 422 lists every problem at once.
+#[utoipa::path(post, path = "/api/v1/experiments", tag = "experiments", request_body = ExperimentSpec,
+    responses((status = 201, description = "The experiment, `created`", body = ExperimentView)))]
 pub async fn create_experiment(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -156,16 +162,24 @@ pub async fn create_experiment(
     Ok(HttpResponse::Created().json(experiment.view()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ExperimentListQuery {
+    /// Only experiments in this phase.
+    #[param(value_type = Option<Phase>)]
     phase: Option<String>,
-    // Also accepted under its deprecated name.
+    /// Deprecated name of `phase`.
+    #[param(value_type = Option<Phase>)]
     status: Option<String>,
+    /// Most items on the page (1 to 500; 50 when not given).
     limit: Option<u32>,
+    /// The previous page's `next_cursor`.
     cursor: Option<String>,
 }
 
 /// `GET /experiments?phase=&limit=&cursor=` (newest first)
+#[utoipa::path(get, path = "/api/v1/experiments", tag = "experiments", params(ExperimentListQuery),
+    responses((status = 200, description = "A page of experiments", body = Page<ExperimentView>)))]
 pub async fn list_experiments(
     state: web::Data<AppState>,
     query: web::Query<ExperimentListQuery>,
@@ -180,7 +194,7 @@ pub async fn list_experiments(
     let page = PageQuery { limit: query.limit, cursor: query.cursor.clone() }.page()?;
     let found = state.store.list_experiments(phase, page).await?;
     let items: Vec<_> = found.items.iter().map(Experiment::view).collect();
-    Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": found.next_cursor})))
+    Ok(HttpResponse::Ok().json(Page { items, next_cursor: found.next_cursor }))
 }
 
 async fn load(state: &AppState, id: &str) -> Result<Experiment, ApiError> {
@@ -188,11 +202,15 @@ async fn load(state: &AppState, id: &str) -> Result<Experiment, ApiError> {
 }
 
 /// `GET /experiments/{id}`
+#[utoipa::path(get, path = "/api/v1/experiments/{id}", tag = "experiments", params(("id" = String, Path, description = "Experiment id")),
+    responses((status = 200, description = "The experiment", body = ExperimentView)))]
 pub async fn get_experiment(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(load(&state, &id).await?.view()))
 }
 
 /// `DELETE /experiments/{id}`: 409 while active.
+#[utoipa::path(delete, path = "/api/v1/experiments/{id}", tag = "experiments", params(("id" = String, Path, description = "Experiment id")),
+    responses((status = 204, description = "Deleted")))]
 pub async fn delete_experiment(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     state.experiments.delete(&id).await.map_err(|e| ApiError::from(e).for_entity("experiment", &id))?;
     Ok(HttpResponse::NoContent().finish())
@@ -215,6 +233,8 @@ async fn act(
 }
 
 /// `POST /experiments/{id}/start`
+#[utoipa::path(post, path = "/api/v1/experiments/{id}/start", tag = "experiments", params(("id" = String, Path, description = "Experiment id")),
+    responses((status = 200, description = "Started: `pending`, then `deploying`", body = ExperimentView)))]
 pub async fn start_experiment(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -224,6 +244,8 @@ pub async fn start_experiment(
 }
 
 /// `POST /experiments/{id}/stop`
+#[utoipa::path(post, path = "/api/v1/experiments/{id}/stop", tag = "experiments", params(("id" = String, Path, description = "Experiment id")),
+    responses((status = 200, description = "Stopping", body = ExperimentView)))]
 pub async fn stop_experiment(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -233,6 +255,8 @@ pub async fn stop_experiment(
 }
 
 /// `POST /experiments/{id}/rollback`
+#[utoipa::path(post, path = "/api/v1/experiments/{id}/rollback", tag = "experiments", params(("id" = String, Path, description = "Experiment id")),
+    responses((status = 200, description = "Rolling back", body = ExperimentView)))]
 pub async fn rollback_experiment(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -242,6 +266,9 @@ pub async fn rollback_experiment(
 }
 
 /// `POST /experiments/{id}/promote {deployment_id?, name?, notes?}` (an empty body is fine).
+#[utoipa::path(post, path = "/api/v1/experiments/{id}/promote", tag = "experiments", params(("id" = String, Path, description = "Experiment id")),
+    request_body(content = Option<PromoteRequest>, description = "May be empty: a new deployment named after the experiment"),
+    responses((status = 200, description = "Promoted: the candidate is a deployment's new version", body = ExperimentView)))]
 pub async fn promote_experiment(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -262,13 +289,15 @@ pub async fn promote_experiment(
 }
 
 /// `GET /experiments/{id}/events`: the history, oldest first.
+#[utoipa::path(get, path = "/api/v1/experiments/{id}/events", tag = "experiments", params(("id" = String, Path, description = "Experiment id")),
+    responses((status = 200, description = "The whole history (one page)", body = Page<ExperimentEvent>)))]
 pub async fn list_experiment_events(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let events =
+    let items: Vec<ExperimentEvent> =
         state.store.experiment_events(&id).await.map_err(|e| ApiError::from(e).for_entity("experiment", &id))?;
-    Ok(HttpResponse::Ok().json(json!({"items": events, "next_cursor": null})))
+    Ok(HttpResponse::Ok().json(Page { items, next_cursor: None }))
 }
 
 /// The KPIs: the stored final ones once analysed, else computed live from the window so far.
@@ -280,6 +309,9 @@ async fn current_kpis(state: &AppState, experiment: &Experiment) -> Result<Value
 }
 
 /// `GET /experiments/{id}/kpis`: live during `running`, final after.
+#[utoipa::path(get, path = "/api/v1/experiments/{id}/kpis", tag = "experiments", params(("id" = String, Path, description = "Experiment id")),
+    responses((status = 200, description = "The KPIs of both variants, the comparison and the verdict once final \
+        (`final`, `baseline`, `candidate`, `comparison`, `cost`, `verdict`, `insufficient_data`, `phase`)", body = Object)))]
 pub async fn get_experiment_kpis(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let experiment = load(&state, &id).await?;
     let mut kpis = current_kpis(&state, &experiment).await?;
@@ -288,6 +320,8 @@ pub async fn get_experiment_kpis(state: web::Data<AppState>, id: web::Path<Strin
 }
 
 /// `GET /experiments/{id}/metrics`: per-variant, per-interval measurements for charts.
+#[utoipa::path(get, path = "/api/v1/experiments/{id}/metrics", tag = "experiments", params(("id" = String, Path, description = "Experiment id")),
+    responses((status = 200, description = "Per variant, one point per measured interval", body = Object)))]
 pub async fn get_experiment_metrics(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -297,15 +331,13 @@ pub async fn get_experiment_metrics(
 }
 
 /// `GET /experiments/{id}/cost-analysis`: what each variant costs under the configured price model.
+#[utoipa::path(get, path = "/api/v1/experiments/{id}/cost-analysis", tag = "experiments", params(("id" = String, Path, description = "Experiment id")),
+    responses((status = 200, description = "Each variant's series, points and cost a month and a year, the savings, \
+        and the price model; `insufficient_data` instead while too little was measured", body = Object)))]
 pub async fn get_experiment_cost(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let experiment = load(&state, &id).await?;
     let kpis = current_kpis(&state, &experiment).await?;
-    let prices = &state.settings.experiments;
-    let price_model = json!({
-        "currency": prices.currency,
-        "per_thousand_series_month": prices.price_per_thousand_series_month,
-        "per_million_points": prices.price_per_million_points,
-    });
+    let price_model = PriceModel::of(&state);
     let body = match kpis.get("cost") {
         Some(cost) => json!({
             "final": kpis["final"],

@@ -1,30 +1,40 @@
 //! `/api/v1/agents`: the fleet as operators see it.
 
 use actix_web::{web, HttpResponse};
-use phoenix_actors::agents::{AgentFilter, AgentState};
+use phoenix_actors::agents::{Agent, AgentFilter, AgentState};
 use phoenix_actors::labels::{validate_labels, LabelSelector, Labels};
+use phoenix_actors::paging::Page;
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 
 use super::paging::PageQuery;
 use super::{ApiError, AppState};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AgentListQuery {
+    /// Only agents in this state.
+    #[param(value_type = Option<AgentState>)]
     state: Option<String>,
-    /// `env=prod,region=eu`
+    /// Only agents with all these labels: `env=prod,region=eu`.
     selector: Option<String>,
     // Written out rather than flattened: serde_urlencoded cannot parse numbers inside a flattened struct.
+    /// Most items on the page (1 to 500; 50 when not given).
     limit: Option<u32>,
+    /// The previous page's `next_cursor`.
     cursor: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateAgentRequest {
+    /// The agent's new labels (all of them).
     labels: Labels,
 }
 
 /// `GET /agents?state=&selector=&limit=&cursor=`
+#[utoipa::path(get, path = "/api/v1/agents", tag = "fleet", params(AgentListQuery),
+    responses((status = 200, description = "A page of agents", body = Page<Agent>)))]
 pub async fn list_agents(
     state: web::Data<AppState>,
     query: web::Query<AgentListQuery>,
@@ -48,12 +58,16 @@ pub async fn list_agents(
 }
 
 /// `GET /agents/{id}`
+#[utoipa::path(get, path = "/api/v1/agents/{id}", tag = "fleet", params(("id" = String, Path, description = "Agent id")),
+    responses((status = 200, description = "The agent", body = Agent)))]
 pub async fn get_agent(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let agent = state.store.get_agent(&id).await.map_err(|e| ApiError::from(e).for_entity("agent", &id))?;
     Ok(HttpResponse::Ok().json(agent))
 }
 
 /// `PATCH /agents/{id}` `{labels}`: replaces the labels.
+#[utoipa::path(patch, path = "/api/v1/agents/{id}", tag = "fleet", params(("id" = String, Path, description = "Agent id")), request_body = UpdateAgentRequest,
+    responses((status = 200, description = "The agent", body = Agent)))]
 pub async fn update_agent(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -70,6 +84,7 @@ pub async fn update_agent(
 }
 
 /// `DELETE /agents/{id}`: decommissions the agent — its record, credential and tasks are removed.
+#[utoipa::path(delete, path = "/api/v1/agents/{id}", tag = "fleet", params(("id" = String, Path, description = "Agent id")), responses((status = 204, description = "Decommissioned")))]
 pub async fn delete_agent(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     state.store.delete_agent(&id).await.map_err(|e| ApiError::from(e).for_entity("agent", &id))?;
     state.registry.forget(&id);

@@ -12,6 +12,7 @@ pub mod error;
 mod experiments;
 mod fleet;
 mod middleware;
+mod openapi;
 mod ops;
 mod paging;
 mod pipelines;

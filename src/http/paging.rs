@@ -5,9 +5,12 @@ use serde::Deserialize;
 
 use super::ApiError;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Most items on the page (1 to 500; 50 when not given).
     pub limit: Option<u32>,
+    /// The previous page's `next_cursor`.
     pub cursor: Option<String>,
 }
 

@@ -3,13 +3,15 @@
 use actix_web::{web, HttpResponse};
 use phoenix_actors::pipelines::PipelineSpec;
 use phoenix_actors::store::StoredTemplate;
+use phoenix_actors::paging::Page;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use super::access::CurrentUser;
 use super::{ApiError, AppState};
 use crate::pipeline::config::{config_hash, validate_text, PipelineConfig};
-use crate::pipeline::preview::{self, PreviewSource};
+use crate::pipeline::preview::{self, PreviewResult, PreviewSource};
 use crate::pipeline::templates::{self, ParamSpec, Template};
 use crate::pipeline::{as_pairs, Problem};
 
@@ -78,8 +80,9 @@ pub async fn resolve(state: &AppState, spec: &PipelineSpec, prefix: &str) -> Res
     }
 }
 
-#[derive(Serialize)]
-struct TemplateSummary {
+/// A template without its body.
+#[derive(Serialize, ToSchema)]
+pub struct TemplateSummary {
     name: String,
     description: String,
     parameters: Vec<ParamSpec>,
@@ -87,6 +90,8 @@ struct TemplateSummary {
 }
 
 /// `GET /pipelines/templates`: built-in templates first, then user templates by name.
+#[utoipa::path(get, path = "/api/v1/pipelines/templates", tag = "pipelines",
+    responses((status = 200, description = "Every template (one page)", body = Page<TemplateSummary>)))]
 pub async fn list_templates(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let mut all = templates::builtins();
     for stored in state.store.list_templates().await? {
@@ -101,17 +106,20 @@ pub async fn list_templates(state: web::Data<AppState>) -> Result<HttpResponse, 
             builtin: t.builtin,
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "items": items, "next_cursor": null })))
+    Ok(HttpResponse::Ok().json(Page { items, next_cursor: None }))
 }
 
 /// `GET /pipelines/templates/{name}`: with its body.
+#[utoipa::path(get, path = "/api/v1/pipelines/templates/{name}", tag = "pipelines",
+    params(("name" = String, Path, description = "Template name")),
+    responses((status = 200, description = "The template", body = Template)))]
 pub async fn get_template(state: web::Data<AppState>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let template =
         find_template(&state, &name).await?.ok_or_else(|| ApiError::NotFound(format!("template {name} not found")))?;
     Ok(HttpResponse::Ok().json(template))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTemplate {
     name: String,
@@ -123,6 +131,8 @@ pub struct NewTemplate {
 }
 
 /// `POST /pipelines/templates`: validated before it is saved (it must render into a valid config).
+#[utoipa::path(post, path = "/api/v1/pipelines/templates", tag = "pipelines", request_body = NewTemplate,
+    responses((status = 201, description = "The template", body = Template)))]
 pub async fn create_template(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -158,22 +168,37 @@ pub async fn create_template(
     Ok(HttpResponse::Created().json(template))
 }
 
+/// A pipeline that rendered and validated.
+#[derive(Serialize, ToSchema)]
+pub struct Validated {
+    /// Always true (a 422 lists the problems otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    valid: Option<bool>,
+    /// The config in YAML.
+    config: String,
+    config_hash: String,
+    warnings: Vec<crate::pipeline::Problem>,
+}
+
+impl Validated {
+    fn from(resolved: Resolved, valid: Option<bool>) -> Validated {
+        Validated { valid, config: resolved.text, config_hash: resolved.hash, warnings: resolved.warnings }
+    }
+}
+
 /// `POST /pipelines/validate` with a spec: 200 `{valid, config, config_hash, warnings}` or 422 listing
 /// every problem.
+#[utoipa::path(post, path = "/api/v1/pipelines/validate", tag = "pipelines", request_body = PipelineSpec,
+    responses((status = 200, description = "Valid: the config and its warnings", body = Validated)))]
 pub async fn validate_pipeline(
     state: web::Data<AppState>,
     body: web::Json<PipelineSpec>,
 ) -> Result<HttpResponse, ApiError> {
     let resolved = resolve(&state, &body, "").await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "valid": true,
-        "config": resolved.text,
-        "config_hash": resolved.hash,
-        "warnings": resolved.warnings,
-    })))
+    Ok(HttpResponse::Ok().json(Validated::from(resolved, Some(true))))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenderRequest {
     template: String,
@@ -182,6 +207,8 @@ pub struct RenderRequest {
 }
 
 /// `POST /pipelines/render`: `{config, config_hash, warnings}`.
+#[utoipa::path(post, path = "/api/v1/pipelines/render", tag = "pipelines", request_body = RenderRequest,
+    responses((status = 200, description = "The rendered config and its warnings", body = Validated)))]
 pub async fn render_pipeline(
     state: web::Data<AppState>,
     body: web::Json<RenderRequest>,
@@ -189,11 +216,10 @@ pub async fn render_pipeline(
     let body = body.into_inner();
     let spec = PipelineSpec::Template { template: body.template, parameters: body.parameters };
     let resolved = resolve(&state, &spec, "").await?;
-    Ok(HttpResponse::Ok()
-        .json(json!({ "config": resolved.text, "config_hash": resolved.hash, "warnings": resolved.warnings })))
+    Ok(HttpResponse::Ok().json(Validated::from(resolved, None)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewRequest {
     baseline: PipelineSpec,
@@ -208,6 +234,8 @@ fn default_intervals() -> u32 {
 }
 
 /// `POST /pipelines/preview`: both pipelines over the same synthetic input, measured.
+#[utoipa::path(post, path = "/api/v1/pipelines/preview", tag = "pipelines", request_body = PreviewRequest,
+    responses((status = 200, description = "What each pipeline emitted", body = PreviewResult)))]
 pub async fn preview_pipelines(
     state: web::Data<AppState>,
     body: web::Json<PreviewRequest>,

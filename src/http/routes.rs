@@ -9,7 +9,8 @@ use phoenix_actors::users::Role;
 use super::access::{authorize, Access};
 use super::error::method_not_allowed;
 use super::{
-    agent, analytics, auth, dashboard, deployments, enrollment, experiments, fleet, ops, pipelines, tasks, users, ws,
+    agent, analytics, auth, dashboard, deployments, enrollment, experiments, fleet, openapi, ops, pipelines, tasks,
+    users, ws,
 };
 
 /// One row of the table.
@@ -37,6 +38,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(M::GET, "/readyz", Public, web::to(ops::get_readiness)),
         endpoint(M::GET, "/metrics", Public, web::to(ops::get_metrics)),
         endpoint(M::GET, "/version", Public, web::to(ops::get_version)),
+        endpoint(M::GET, "/api/v1/openapi.json", Public, web::to(openapi::get_openapi)),
         // the dashboard: its page and its files (no data; everything it shows comes from the API)
         endpoint(M::GET, "/", Public, web::to(dashboard::get_index)),
         endpoint(M::GET, "/ui/{file:.+}", Public, web::to(dashboard::get_asset)),

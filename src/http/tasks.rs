@@ -2,24 +2,35 @@
 
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
-use phoenix_actors::tasks::{NewTask, TaskFilter, TaskStatus};
+use phoenix_actors::paging::Page;
+use phoenix_actors::tasks::{NewTask, QueueStats, Task, TaskFilter, TaskStatus};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::paging::PageQuery;
 use super::{ApiError, AppState};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TaskListQuery {
+    /// Only this agent's tasks.
     agent_id: Option<String>,
+    /// Only tasks in this status.
+    #[param(value_type = Option<TaskStatus>)]
     status: Option<String>,
+    /// Only tasks of this type.
     #[serde(rename = "type")]
     task_type: Option<String>,
     // Written out rather than flattened: serde_urlencoded cannot parse numbers inside a flattened struct.
+    /// Most items on the page (1 to 500; 50 when not given).
     limit: Option<u32>,
+    /// The previous page's `next_cursor`.
     cursor: Option<String>,
 }
 
 /// `GET /tasks?agent_id=&status=&type=&limit=&cursor=` (newest first)
+#[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks", params(TaskListQuery),
+    responses((status = 200, description = "A page of tasks", body = Page<Task>)))]
 pub async fn list_tasks(
     state: web::Data<AppState>,
     query: web::Query<TaskListQuery>,
@@ -35,6 +46,7 @@ pub async fn list_tasks(
 }
 
 /// `GET /tasks/queue`: counts by status, oldest pending age, mean wait and run times.
+#[utoipa::path(get, path = "/api/v1/tasks/queue", tag = "tasks", responses((status = 200, description = "The queue's figures", body = QueueStats)))]
 pub async fn get_queue_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(state.store.queue_stats(Utc::now()).await?))
 }
@@ -43,6 +55,8 @@ pub async fn get_queue_stats(state: web::Data<AppState>) -> Result<HttpResponse,
 const MAX_TASK_TTL_SECS: u64 = 366 * 24 * 3600;
 
 /// `POST /tasks`: enqueues a task for an agent (an idempotency key makes a retry of this call safe).
+#[utoipa::path(post, path = "/api/v1/tasks", tag = "tasks", request_body = NewTask,
+    responses((status = 201, description = "The task (the existing one for a known idempotency key)", body = Task)))]
 pub async fn create_task(state: web::Data<AppState>, body: web::Json<NewTask>) -> Result<HttpResponse, ApiError> {
     let task = body.into_inner();
     let mut problems = Vec::new();
@@ -65,12 +79,14 @@ pub async fn create_task(state: web::Data<AppState>, body: web::Json<NewTask>) -
 }
 
 /// `GET /tasks/{id}`
+#[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path, description = "Task id")), responses((status = 200, description = "The task", body = Task)))]
 pub async fn get_task(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let task = state.store.get_task(&id).await.map_err(|e| ApiError::from(e).for_entity("task", &id))?;
     Ok(HttpResponse::Ok().json(task))
 }
 
 /// `POST /tasks/{id}/cancel`: 409 when the task already ended.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/cancel", tag = "tasks", params(("id" = String, Path, description = "Task id")), responses((status = 200, description = "The cancelled task", body = Task)))]
 pub async fn cancel_task(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let task = state.queue.cancel(&id).await.map_err(|e| ApiError::from(e).for_entity("task", &id))?;
     Ok(HttpResponse::Ok().json(task))

@@ -1,13 +1,15 @@
 //! `/api/v1/users`: admins list, create, and change users.
 
 use actix_web::{web, HttpResponse};
-use phoenix_actors::users::{Role, UserChanges};
+use phoenix_actors::paging::Page;
+use phoenix_actors::users::{Role, User, UserChanges};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::paging::PageQuery;
 use super::{ApiError, AppState};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
     username: String,
@@ -15,7 +17,7 @@ pub struct CreateUserRequest {
     role: Role,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserRequest {
     role: Option<Role>,
@@ -23,11 +25,15 @@ pub struct UpdateUserRequest {
 }
 
 /// `GET /users?limit&cursor`.
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", params(PageQuery),
+    responses((status = 200, description = "A page of users", body = Page<User>)))]
 pub async fn list_users(state: web::Data<AppState>, query: web::Query<PageQuery>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(state.store.list_users(query.page()?).await?))
 }
 
 /// `POST /users`.
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = CreateUserRequest,
+    responses((status = 201, description = "The user", body = User)))]
 pub async fn create_user(
     state: web::Data<AppState>,
     body: web::Json<CreateUserRequest>,
@@ -38,11 +44,15 @@ pub async fn create_user(
 }
 
 /// `GET /users/{id}`.
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path, description = "User id")),
+    responses((status = 200, description = "The user", body = User)))]
 pub async fn get_user(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(state.store.get_user(&id).await.map_err(|e| ApiError::from(e).for_entity("user", &id))?))
 }
 
 /// `PATCH /users/{id}`: change the role or (de)activate. A deactivated user's tokens stop working at once.
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path, description = "User id")),
+    request_body = UpdateUserRequest, responses((status = 200, description = "The user", body = User)))]
 pub async fn update_user(
     state: web::Data<AppState>,
     id: web::Path<String>,

@@ -36,6 +36,9 @@ pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
 /// `GET /api/v1/ws` (token in `Authorization: Bearer` or `?access_token=`): upgrades to a session.
+#[utoipa::path(get, path = "/api/v1/ws", tag = "live",
+    params(("access_token" = Option<String>, Query, description = "The access token, for clients that cannot set headers")),
+    responses((status = 101, description = "Switching to the WebSocket protocol (messages: docs/ARCHITECTURE.md)")))]
 pub async fn connect(
     req: HttpRequest,
     body: web::Payload,

@@ -12,7 +12,7 @@ use super::sources::{self, Source};
 use super::Problem;
 
 /// What one interval of one pipeline did.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct IntervalStats {
     pub input_series: usize,
     pub input_points: usize,

@@ -16,7 +16,8 @@ pub mod templates;
 use serde::Serialize;
 
 /// One problem (or warning) in a config, with where it is: `processors.topk.k: must be ≥ 1`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = ConfigProblem)]
 pub struct Problem {
     pub path: String,
     pub message: String,

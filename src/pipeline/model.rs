@@ -25,7 +25,7 @@ impl InsertFree for FxHashMap<u64, usize> {
 }
 
 /// How values of one series combine when series are merged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MetricKind {
     /// Additive (a count, a total, bytes in use): merged series add up.

@@ -10,7 +10,7 @@ use super::config::{config_hash, validate_text};
 use super::Problem;
 
 /// The type of a template parameter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ParamType {
     Integer,
@@ -44,7 +44,7 @@ impl ParamType {
 }
 
 /// One parameter of a template.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParamSpec {
     pub name: String,
@@ -58,7 +58,7 @@ pub struct ParamSpec {
 }
 
 /// A template: a name, what it does, its parameters and its body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Template {
     pub name: String,
     pub description: String,

@@ -16,7 +16,7 @@ use crate::labels::{LabelSelector, Labels};
 pub use registry::{AgentRegistry, AgentRegistryHandle};
 
 /// Liveness of an agent as the server judges it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AgentState {
     /// Heartbeating and healthy.
@@ -52,7 +52,7 @@ impl std::str::FromStr for AgentState {
 }
 
 /// How an agent talks to the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     /// NATS: tasks are pushed.
@@ -62,7 +62,7 @@ pub enum Transport {
 }
 
 /// An enrolled agent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Agent {
     /// UUIDv7.
     pub id: String,

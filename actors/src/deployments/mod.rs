@@ -11,7 +11,7 @@ use crate::experiments::Target;
 use crate::pipelines::PipelineSpec;
 
 /// How a version reaches the agents.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "strategy", rename_all = "snake_case")]
 pub enum Rollout {
     /// Every target agent at once.
@@ -39,7 +39,7 @@ fn default_growth() -> f64 {
 }
 
 /// Where a deployment stands (stored, and announced when it changes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeploymentStatus {
     /// Agents are receiving the current version.
@@ -95,7 +95,7 @@ pub const VERSION_SUPERSEDED: &str = "superseded";
 pub const VERSION_ROLLED_BACK: &str = "rolled_back";
 
 /// A deployment's latest state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Deployment {
     /// UUIDv7.
     pub id: String,
@@ -122,7 +122,7 @@ pub struct Deployment {
 }
 
 /// A deployment as the outside world sees it (REST body, WebSocket snapshot, the `deployment` in events).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct DeploymentView<'a> {
     #[serde(flatten)]
     deployment: &'a Deployment,
@@ -157,7 +157,7 @@ pub fn agent_pipeline(id: &str) -> String {
 }
 
 /// One immutable version of a deployment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeploymentVersion {
     pub deployment_id: String,
     /// 1, 2, 3… contiguous per deployment.
@@ -205,7 +205,7 @@ pub struct DeploymentChange {
 }
 
 /// One entry of a deployment's history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeploymentEvent {
     pub id: String,
     /// e.g. `version_created`, `wave_started`, `status_changed`, `target_changed`.

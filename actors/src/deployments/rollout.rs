@@ -54,7 +54,7 @@ fn parse(deployment_id: &str, key: &str) -> Option<Sent> {
 }
 
 /// Where one agent stands with the current version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentRolloutState {
     /// It runs the current version.
@@ -70,7 +70,7 @@ pub enum AgentRolloutState {
 }
 
 /// One agent's line of `GET /deployments/{id}/status`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AgentRollout {
     pub agent_id: String,
     pub desired_version: Option<i32>,

@@ -19,7 +19,7 @@ use crate::pipelines::PipelineSpec;
 pub use phases::{Action, Phase};
 
 /// Which agents an experiment (or a deployment) runs on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Target {
     /// Every agent with these labels.
@@ -56,7 +56,7 @@ impl Target {
 }
 
 /// What the candidate must achieve.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SuccessCriteria {
     /// At least this much fewer active series than the baseline, percent.
@@ -93,7 +93,7 @@ impl Default for SuccessCriteria {
 }
 
 /// An experiment as submitted (stored and returned exactly so).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExperimentSpec {
     /// A name for people.
@@ -208,7 +208,7 @@ pub struct PhaseChange {
 }
 
 /// One entry of an experiment's history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExperimentEvent {
     /// UUIDv7.
     pub id: String,

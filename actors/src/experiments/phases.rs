@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Where an experiment is in its life. The JSON field is `phase` (and `status`, a deprecated alias).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Created, not started.

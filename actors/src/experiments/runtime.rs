@@ -56,7 +56,7 @@ pub struct Command {
 }
 
 /// `POST /experiments/{id}/promote`'s body.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PromoteRequest {
     /// Add a version to this deployment instead of creating one.

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::{Experiment, ExperimentSpec, Phase};
 
 /// Everything submitted, as submitted, plus its state. `status` is the deprecated alias of `phase`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ExperimentView<'a> {
     id: &'a str,
     #[serde(flatten)]

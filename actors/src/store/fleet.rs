@@ -25,7 +25,7 @@ pub struct NewEnrollmentToken {
 }
 
 /// An enrolment token as listed (never the token itself).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EnrollmentToken {
     /// UUIDv7.
     pub id: String,

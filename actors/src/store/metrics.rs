@@ -23,7 +23,7 @@ pub struct CardinalityQuery {
 }
 
 /// Active series of one metric.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MetricCardinality {
     /// Metric name.
     pub metric: String,
@@ -34,7 +34,7 @@ pub struct MetricCardinality {
 }
 
 /// Active series by metric and label.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CardinalityReport {
     /// Total distinct series over all metrics.
     pub total_series: u64,

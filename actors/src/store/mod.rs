@@ -63,7 +63,7 @@ pub trait Store:
 }
 
 /// Counts for the overview, keyed by state, phase and status (only those that occur).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct OverviewCounts {
     pub agents: std::collections::BTreeMap<String, u64>,
     pub experiments: std::collections::BTreeMap<String, u64>,

@@ -15,7 +15,7 @@ pub use queue::TaskQueue;
 /// `pending -> dispatched -> running -> succeeded | failed`, plus `cancelled` (by an operator) and
 /// `expired` (never picked up before its deadline). A failed attempt that may be retried goes back to
 /// `pending` with a later `not_before`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskStatus {
     /// Waiting for its agent.
@@ -77,7 +77,7 @@ impl std::str::FromStr for TaskStatus {
 }
 
 /// A task as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Task {
     /// UUIDv7.
     pub id: String,
@@ -122,7 +122,7 @@ pub struct Task {
 }
 
 /// A task to enqueue.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewTask {
     /// The agent that runs it.
     pub agent_id: String,
@@ -196,7 +196,7 @@ pub enum ReportOutcome {
 }
 
 /// Counts and timings of the queue (`GET /api/v1/tasks/queue`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueueStats {
     /// Number of tasks per status (every status listed, zeros included).
     pub by_status: std::collections::BTreeMap<String, u64>,

@@ -12,7 +12,7 @@ use crate::pipeline::Problem;
 /// Most processes a synthetic source may simulate.
 pub const MAX_PROCESSES: usize = 1_000_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Profile {
     /// The same processes, steady rates.
@@ -25,7 +25,7 @@ pub enum Profile {
     Realistic,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SyntheticConfig {
     pub profile: Profile,

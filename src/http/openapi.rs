@@ -1,0 +1,229 @@
+//! The OpenAPI 3.1 document of the API, generated from the handlers' `#[utoipa::path]` annotations and
+//! the types they take and return, served at `GET /api/v1/openapi.json`.
+//!
+//! Two things are not written on each handler but added here from one place, so they cannot drift:
+//! - who may call an operation comes from the route table (`routes::endpoints()`), as the security
+//!   requirement of each operation;
+//! - every operation may answer an error as a problem document (`default` response), since any route
+//!   can fail with 400, 401, 403, 404, 409, 413, 415, 422, 429 or 503 depending on the input and state.
+//!
+//! A unit test below fails when a row of the route table has no operation in the document.
+
+use std::sync::OnceLock;
+
+use actix_web::http::header;
+use actix_web::HttpResponse;
+use utoipa::openapi::path::{HttpMethod, Operation};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+
+use super::access::Access;
+use super::error::{FieldProblem, Problem, PROBLEM_JSON};
+use super::routes::{endpoints, Endpoint};
+use super::{agent, analytics, auth, dashboard, deployments, enrollment, experiments, fleet, ops, pipelines, tasks};
+use super::{users, ws};
+
+/// Security scheme of user access tokens (from `/api/v1/auth/login`).
+const USER_TOKEN: &str = "user_token";
+/// Security scheme of agent credentials (from `/api/v1/agent/enroll`).
+const AGENT_CREDENTIAL: &str = "agent_credential";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Phoenix",
+        description = "Control plane that cuts metrics cardinality and proves every cut with A/B pipeline \
+                       experiments. Errors are RFC 9457 problem documents (`application/problem+json`).",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    paths(
+        ops::get_health, ops::get_readiness, ops::get_metrics, ops::get_version, get_openapi,
+        dashboard::get_index, dashboard::get_asset,
+        auth::register_user, auth::login, auth::refresh_session, auth::logout, auth::get_me,
+        users::list_users, users::create_user, users::get_user, users::update_user,
+        pipelines::list_templates, pipelines::create_template, pipelines::get_template,
+        pipelines::validate_pipeline, pipelines::render_pipeline, pipelines::preview_pipelines,
+        deployments::list_deployments, deployments::create_deployment, deployments::get_deployment,
+        deployments::update_deployment, deployments::delete_deployment, deployments::list_versions,
+        deployments::get_version, deployments::diff_versions, deployments::rollback_deployment,
+        deployments::get_status, deployments::pause_deployment, deployments::resume_deployment,
+        deployments::list_events,
+        experiments::list_experiments, experiments::create_experiment, experiments::get_experiment,
+        experiments::delete_experiment, experiments::start_experiment, experiments::stop_experiment,
+        experiments::promote_experiment, experiments::rollback_experiment, experiments::list_experiment_events,
+        experiments::get_experiment_kpis, experiments::get_experiment_metrics, experiments::get_experiment_cost,
+        fleet::list_agents, enrollment::create_enrollment_token, fleet::get_agent, fleet::update_agent,
+        fleet::delete_agent, enrollment::revoke_agent_credential,
+        tasks::list_tasks, tasks::create_task, tasks::get_queue_stats, tasks::get_task, tasks::cancel_task,
+        analytics::get_cardinality, analytics::get_cost_analytics, analytics::get_overview,
+        ws::connect,
+        enrollment::enroll_agent, enrollment::get_agent_me, agent::post_heartbeat, agent::poll_tasks,
+        agent::post_task_status, agent::post_metrics,
+    ),
+    components(schemas(Problem, FieldProblem)),
+    modifiers(&FromRouteTable),
+)]
+struct ApiDoc;
+
+/// The document, built once.
+pub fn document() -> &'static Document {
+    static DOCUMENT: OnceLock<Document> = OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        let mut document = ApiDoc::openapi();
+        document.info.version = env!("CARGO_PKG_VERSION").to_string();
+        document
+    })
+}
+
+/// The document's JSON, rendered once.
+fn document_json() -> &'static str {
+    static JSON: OnceLock<String> = OnceLock::new();
+    // Serialising these types cannot fail; an empty object would still be a valid answer.
+    JSON.get_or_init(|| serde_json::to_string(document()).unwrap_or_else(|_| "{}".to_string()))
+}
+
+/// The OpenAPI 3.1 document of this API.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "ops",
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object)))]
+pub async fn get_openapi() -> HttpResponse {
+    HttpResponse::Ok().insert_header((header::CONTENT_TYPE, "application/json")).body(document_json())
+}
+
+/// Adds what the route table knows to every operation: its security and its error answer.
+struct FromRouteTable;
+
+impl Modify for FromRouteTable {
+    fn modify(&self, document: &mut Document) {
+        let components = document.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(USER_TOKEN, bearer("A user's access token, from POST /api/v1/auth/login"));
+        components.add_security_scheme(
+            AGENT_CREDENTIAL,
+            bearer("An agent's credential, from POST /api/v1/agent/enroll"),
+        );
+        for endpoint in endpoints() {
+            if let Some(operation) = operation_mut(document, &endpoint) {
+                operation.security = Some(security_of(endpoint.access));
+                add_problem_answer(operation);
+            }
+        }
+    }
+}
+
+fn bearer(description: &str) -> SecurityScheme {
+    let mut http = Http::new(HttpAuthScheme::Bearer);
+    http.description = Some(description.to_string());
+    SecurityScheme::Http(http)
+}
+
+/// Public operations need nothing (an empty list overrides any document-wide requirement).
+fn security_of(access: Access) -> Vec<SecurityRequirement> {
+    match access {
+        Access::Public => Vec::new(),
+        Access::User(_) => vec![SecurityRequirement::new(USER_TOKEN, Vec::<String>::new())],
+        Access::Agent => vec![SecurityRequirement::new(AGENT_CREDENTIAL, Vec::<String>::new())],
+    }
+}
+
+fn add_problem_answer(operation: &mut Operation) {
+    let problem = ResponseBuilder::new()
+        .description("An error, as a problem document: `code` names its kind; a 422 lists each invalid field.")
+        .content(PROBLEM_JSON, ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build())
+        .build();
+    operation.responses.responses.entry("default".to_string()).or_insert(problem.into());
+}
+
+/// The route table's path in OpenAPI's form: `{file:.+}` (an actix pattern) is `{file}`.
+pub fn openapi_path(route_path: &str) -> String {
+    let mut path = String::with_capacity(route_path.len());
+    let mut in_pattern = false;
+    for c in route_path.chars() {
+        match c {
+            ':' if path.rfind('{') > path.rfind('}') => in_pattern = true,
+            '}' => {
+                in_pattern = false;
+                path.push(c);
+            }
+            _ if in_pattern => {}
+            _ => path.push(c),
+        }
+    }
+    path
+}
+
+fn operation_mut<'a>(document: &'a mut Document, endpoint: &Endpoint) -> Option<&'a mut Operation> {
+    let item = document.paths.paths.get_mut(&openapi_path(endpoint.path))?;
+    let slot = match http_method(endpoint)? {
+        HttpMethod::Get => &mut item.get,
+        HttpMethod::Post => &mut item.post,
+        HttpMethod::Patch => &mut item.patch,
+        HttpMethod::Delete => &mut item.delete,
+        HttpMethod::Put => &mut item.put,
+        _ => return None,
+    };
+    slot.as_mut()
+}
+
+fn http_method(endpoint: &Endpoint) -> Option<HttpMethod> {
+    Some(match endpoint.method.as_str() {
+        "GET" => HttpMethod::Get,
+        "POST" => HttpMethod::Post,
+        "PATCH" => HttpMethod::Patch,
+        "DELETE" => HttpMethod::Delete,
+        "PUT" => HttpMethod::Put,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_in_the_table_has_an_operation_with_its_access() {
+        let mut document = ApiDoc::openapi();
+        let mut missing = Vec::new();
+        for endpoint in endpoints() {
+            match operation_mut(&mut document, &endpoint) {
+                None => missing.push(format!("{} {}", endpoint.method, endpoint.path)),
+                Some(operation) => {
+                    let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+                    // The modifier ran: the security matches the table and errors are documented.
+                    assert_eq!(secured, endpoint.access != Access::Public, "{} {}", endpoint.method, endpoint.path);
+                    assert!(operation.responses.responses.contains_key("default"), "{}", endpoint.path);
+                }
+            }
+        }
+        assert!(missing.is_empty(), "routes without an OpenAPI operation: {missing:?}");
+    }
+
+    #[test]
+    fn every_operation_in_the_document_is_a_route() {
+        let routes: Vec<(String, String)> =
+            endpoints().iter().map(|e| (e.method.as_str().to_lowercase(), openapi_path(e.path))).collect();
+        let json = serde_json::to_value(document()).unwrap();
+        for (path, item) in json["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys().filter(|k| *k != "parameters") {
+                assert!(routes.contains(&(method.clone(), path.clone())), "{method} {path} is documented but not routed");
+            }
+        }
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_1_and_every_reference_resolves() {
+        let json = serde_json::to_value(document()).unwrap();
+        assert_eq!(json["openapi"], "3.1.0");
+        let schemas = json["components"]["schemas"].as_object().unwrap();
+        let text = json.to_string();
+        for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = &reference[..reference.find('"').unwrap()];
+            assert!(schemas.contains_key(name), "dangling $ref to {name}");
+        }
+    }
+
+    #[test]
+    fn route_patterns_become_openapi_parameters() {
+        assert_eq!(openapi_path("/ui/{file:.+}"), "/ui/{file}");
+        assert_eq!(openapi_path("/api/v1/x/{id}/versions/{version}"), "/api/v1/x/{id}/versions/{version}");
+    }
+}
