@@ -1,8 +1,8 @@
 //! `/api/v1/metrics/*`: what the agents' measurements say.
 
 use actix_web::{web, HttpResponse};
-use chrono::Utc;
 use chrono::DateTime;
+use chrono::Utc;
 use phoenix_actors::store::{CardinalityQuery, CardinalityReport, OverviewCounts};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};

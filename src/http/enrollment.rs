@@ -3,7 +3,7 @@
 
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
-use phoenix_actors::agents::Agent;
+use phoenix_actors::store::AgentIdentity;
 use phoenix_actors::labels::Labels;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -111,7 +111,7 @@ pub async fn enroll_agent(
 }
 
 /// `GET /agent/me`: lets an agent check its stored credential still works, and who it is.
-#[utoipa::path(get, path = "/api/v1/agent/me", tag = "agent", responses((status = 200, description = "The calling agent", body = Agent)))]
+#[utoipa::path(get, path = "/api/v1/agent/me", tag = "agent", responses((status = 200, description = "The calling agent", body = AgentIdentity)))]
 pub async fn get_agent_me(agent: CurrentAgent) -> HttpResponse {
     HttpResponse::Ok().json(agent.0)
 }

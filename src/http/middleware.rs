@@ -1,13 +1,15 @@
 //! The middleware every request passes through: request id, one tracing span and one log line per
-//! request, Prometheus counters, and the early 413 for bodies announced as too large.
+//! request, Prometheus counters, the early 413 for bodies announced as too large, and the 400 for a
+//! NUL character anywhere a handler could read it.
 
 use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderValue, CONTENT_LENGTH};
+use actix_web::http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::middleware::Next;
 use actix_web::{web, Error};
+use futures_util::StreamExt;
 use tracing::Instrument;
 
 use super::error::ApiError;
@@ -34,10 +36,14 @@ pub async fn observe<B: MessageBody + 'static>(
     );
     let limit = state.as_ref().map(|s| s.settings.server.body_limit_bytes);
     let response = request_id::scope(id.clone(), async move {
-        match announced_too_large(&req, limit) {
-            Some(limit) => Ok(req.error_response(ApiError::PayloadTooLarge { limit })),
-            None => next.call(req).await.map(ServiceResponse::map_into_boxed_body),
+        if let Some(limit) = announced_too_large(&req, limit) {
+            return Ok(req.error_response(ApiError::PayloadTooLarge { limit }));
         }
+        let req = match refuse_nul(req, limit).await {
+            Ok(req) => req,
+            Err((req, error)) => return Ok(req.error_response(error)),
+        };
+        next.call(req).await.map(ServiceResponse::map_into_boxed_body)
     })
     .instrument(span.clone())
     .await;
@@ -67,6 +73,70 @@ fn announced_too_large(req: &ServiceRequest, limit: Option<usize>) -> Option<usi
     (length > limit).then_some(limit)
 }
 
+/// PostgreSQL cannot store the NUL character in text and no field has a use for it, so a request that
+/// carries one — `%00` in its path or query, `\u0000` in a JSON body — is refused here with a 400, the
+/// same on both backends, instead of failing deep inside a query. A JSON body is read (up to the body
+/// limit) and handed on unchanged.
+async fn refuse_nul(
+    mut req: ServiceRequest,
+    limit: Option<usize>,
+) -> Result<ServiceRequest, (ServiceRequest, ApiError)> {
+    let refused =
+        || ApiError::BadRequest("the request contains a NUL character (%00 or \\u0000), which no field accepts".into());
+    let target = req.uri().path_and_query().map_or("", |pq| pq.as_str());
+    if target.contains("%00") {
+        return Err((req, refused()));
+    }
+    let (Some(limit), true) = (limit, is_json(&req)) else {
+        return Ok(req);
+    };
+    let mut payload = req.parts_mut().1.take();
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let Ok(chunk) = chunk else {
+            return Err((req, ApiError::BadRequest("the request body could not be read".into())));
+        };
+        if body.len() + chunk.len() > limit {
+            return Err((req, ApiError::PayloadTooLarge { limit }));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if json_has_nul(&body) {
+        return Err((req, refused()));
+    }
+    req.set_payload(actix_web::dev::Payload::from(body.freeze()));
+    Ok(req)
+}
+
+fn is_json(req: &ServiceRequest) -> bool {
+    let Some(content_type) = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || essence.ends_with("+json")
+}
+
+/// Whether a JSON text has a `\u0000` escape inside a string (the only way valid JSON can carry NUL;
+/// an escaped backslash followed by `u0000` is text, not NUL).
+fn json_has_nul(json: &[u8]) -> bool {
+    let (mut in_string, mut i) = (false, 0);
+    while i < json.len() {
+        match json[i] {
+            b'"' => in_string = !in_string,
+            b'\\' if in_string => {
+                if json[i + 1..].starts_with(b"u0000") {
+                    return true;
+                }
+                i += 1; // the escaped character
+            }
+            0 => return true,
+            _ => {}
+        }
+        i += 1;
+    }
+    false
+}
+
 /// The method as a metric label: a client may send any token as a method, so anything unusual is
 /// `OTHER`, keeping the number of series bounded.
 fn metric_method(method: &actix_web::http::Method) -> String {
@@ -76,5 +146,19 @@ fn metric_method(method: &actix_web::http::Method) -> String {
         name.to_string()
     } else {
         "OTHER".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_has_nul;
+
+    #[test]
+    fn only_a_nul_escape_inside_a_string_is_nul() {
+        assert!(json_has_nul(br#"{"name": "a\u0000b"}"#));
+        assert!(json_has_nul(br#"["\\\u0000"]"#), "an escaped backslash, then the escape");
+        assert!(!json_has_nul(br#"{"name": "a\\u0000b"}"#), "an escaped backslash, then text");
+        assert!(!json_has_nul(br#"{"name": "a\"u0000"}"#));
+        assert!(json_has_nul(b"{\"raw\": \"\0\"}"), "a raw NUL byte (invalid JSON anyway)");
     }
 }

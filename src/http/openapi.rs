@@ -97,10 +97,8 @@ impl Modify for FromRouteTable {
     fn modify(&self, document: &mut Document) {
         let components = document.components.get_or_insert_with(Default::default);
         components.add_security_scheme(USER_TOKEN, bearer("A user's access token, from POST /api/v1/auth/login"));
-        components.add_security_scheme(
-            AGENT_CREDENTIAL,
-            bearer("An agent's credential, from POST /api/v1/agent/enroll"),
-        );
+        components
+            .add_security_scheme(AGENT_CREDENTIAL, bearer("An agent's credential, from POST /api/v1/agent/enroll"));
         for endpoint in endpoints() {
             if let Some(operation) = operation_mut(document, &endpoint) {
                 operation.security = Some(security_of(endpoint.access));
@@ -204,7 +202,10 @@ mod tests {
         let json = serde_json::to_value(document()).unwrap();
         for (path, item) in json["paths"].as_object().unwrap() {
             for method in item.as_object().unwrap().keys().filter(|k| *k != "parameters") {
-                assert!(routes.contains(&(method.clone(), path.clone())), "{method} {path} is documented but not routed");
+                assert!(
+                    routes.contains(&(method.clone(), path.clone())),
+                    "{method} {path} is documented but not routed"
+                );
             }
         }
     }

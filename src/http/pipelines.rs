@@ -1,9 +1,9 @@
 //! `/api/v1/pipelines/*`: templates, validation, rendering and preview.
 
 use actix_web::{web, HttpResponse};
+use phoenix_actors::paging::Page;
 use phoenix_actors::pipelines::PipelineSpec;
 use phoenix_actors::store::StoredTemplate;
-use phoenix_actors::paging::Page;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;

@@ -9,6 +9,7 @@ mod access;
 mod agent;
 mod agent_auth;
 mod agent_nats;
+mod api_fuzz;
 mod auth;
 mod cli;
 mod compose;

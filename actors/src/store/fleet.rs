@@ -55,7 +55,7 @@ pub struct NewAgent {
 }
 
 /// Who an authenticated agent is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AgentIdentity {
     /// The agent id.
     pub id: String,

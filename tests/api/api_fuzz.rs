@@ -1,0 +1,176 @@
+//! The API fuzzed against its own contract: schemathesis (from PyPI; `scripts/test` installs a pinned
+//! version and sets `PHOENIX_TEST_SCHEMATHESIS`) reads `/api/v1/openapi.json` from a running server and
+//! calls every operation with generated valid and invalid input, as an admin (user routes) and as an
+//! enrolled agent (agent routes): each operation gets the credential its security scheme names. The test fails on
+//! any 5xx, any status the document does not list, any content type or body that does not match it,
+//! and on a run that reached no operation (e.g. the token was refused everywhere).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use phoenix::db::Backend;
+use serde_json::Value;
+
+use crate::each_backend;
+use crate::helpers::fast_server;
+
+/// Generated cases per operation in the fuzzing phase (the coverage phase adds its own, per schema).
+const MAX_EXAMPLES: &str = "15";
+/// The run is killed after this long: a hang is a failure, not a stuck CI job.
+const RUN_LIMIT: Duration = Duration::from_secs(900);
+/// Paths left out: logging out would revoke the token the run uses; the WebSocket is not HTTP; the
+/// document itself is what the fuzzer loads first.
+const EXCLUDED: [&str; 3] = ["/api/v1/auth/logout", "/api/v1/ws", "/api/v1/openapi.json"];
+
+fn schemathesis() -> PathBuf {
+    let path = std::env::var_os("PHOENIX_TEST_SCHEMATHESIS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/schemathesis/bin/schemathesis"));
+    assert!(
+        path.is_file(),
+        "schemathesis not found at {}: run the tests with scripts/test, which installs it",
+        path.display()
+    );
+    path
+}
+
+/// A scratch folder for the run's reports and Hypothesis's files (nothing lands in the work tree).
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("schemathesis").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    dir
+}
+
+/// The bearer token of each security scheme of the document.
+struct Credentials {
+    user_token: String,
+    agent_credential: String,
+}
+
+fn command(base: &str, credentials: &Credentials, dir: &Path) -> Command {
+    // No example cache between runs; a run where an operation is refused for auth every time fails.
+    let config = dir.join("schemathesis.toml");
+    let text = format!(
+        "[cache]\nenabled = false\n\n[warnings]\nfail-on = [\"missing_auth\"]\n\n\
+         [auth.openapi.user_token]\nbearer = \"{}\"\n\n[auth.openapi.agent_credential]\nbearer = \"{}\"\n",
+        credentials.user_token, credentials.agent_credential
+    );
+    std::fs::write(&config, text).expect("config");
+    let mut cmd = Command::new(schemathesis());
+    cmd.current_dir(dir)
+        .env("HYPOTHESIS_STORAGE_DIRECTORY", dir.join("hypothesis"))
+        .arg("--config-file")
+        .arg(&config)
+        .arg("run")
+        .arg(format!("{base}/api/v1/openapi.json"))
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+        ])
+        .args(["--mode", "all", "--phases", "examples,coverage,fuzzing"])
+        .args(["--max-examples", MAX_EXAMPLES, "--seed", "20261127", "--generation-database", "none"])
+        .args(["--workers", "2", "--request-timeout", "30", "--request-retries", "0", "--no-color"])
+        .args(["--report", "junit,json"])
+        .arg("--report-junit-path")
+        .arg(dir.join("junit.xml"))
+        .arg("--report-json-path")
+        .arg(dir.join("report.json"));
+    for path in EXCLUDED {
+        cmd.args(["--exclude-path", path]);
+    }
+    cmd
+}
+
+/// Runs the command to its end or the limit, off the async threads (the server runs on them).
+async fn run(mut cmd: Command) -> (Option<i32>, String) {
+    actix_web::rt::task::spawn_blocking(move || {
+        let log_path = std::env::temp_dir().join(format!("schemathesis-{}.log", uuid::Uuid::now_v7()));
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut child = cmd
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("schemathesis starts");
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status.code();
+            }
+            if started.elapsed() > RUN_LIMIT {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let _ = std::fs::remove_file(&log_path);
+        (status, output)
+    })
+    .await
+    .expect("runner thread")
+}
+
+/// The failing operations' messages from the JUnit report (the console output is long).
+fn failures_of(junit: &str) -> String {
+    junit
+        .split("<testcase ")
+        .skip(1)
+        .filter(|case| case.contains("<failure") || case.contains("<error"))
+        .map(|case| case.chars().take(3000).collect::<String>())
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+each_backend!(every_operation_answers_as_documented_under_generated_input);
+
+async fn every_operation_answers_as_documented_under_generated_input(backend: Backend) {
+    // Long polls held at most a second: the fuzzer asks for every `wait`.
+    let (app, admin) = fast_server(backend, |s| s.agents.long_poll_max_wait_secs = 1).await;
+    let agent = app.enroll_agent(&admin, "fuzzed-agent").await;
+    let credentials = Credentials {
+        user_token: admin,
+        agent_credential: agent["credential"].as_str().expect("credential").to_string(),
+    };
+    let dir = scratch(&format!("{backend:?}").to_lowercase());
+    let (status, output) = run(command(&app.url(""), &credentials, &dir)).await;
+
+    let report: Value = std::fs::read_to_string(dir.join("report.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_else(|| panic!("schemathesis wrote no report (exit {status:?}):\n{output}"));
+    let junit = std::fs::read_to_string(dir.join("junit.xml")).unwrap_or_default();
+    let (operations, cases) = (&report["operations"], &report["test_cases"]);
+    let server_errors: u64 = report["failures"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["title"].as_str().is_some_and(|t| t.contains("Server error")))
+        .filter_map(|f| f["count"].as_u64())
+        .sum();
+    println!(
+        "API fuzzing on {backend:?}: {} operations tested of {}, {} requests generated, {} with failures, \
+         5xx seen: {server_errors}",
+        operations["tested"], operations["total"], cases["generated"], cases["with_failures"]
+    );
+    assert_eq!(status, Some(0), "schemathesis found problems:\n{}\n\nconsole:\n{output}", failures_of(&junit));
+    let documented = crate::helpers::http_client()
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .expect("document")
+        .json::<Value>()
+        .await
+        .expect("JSON");
+    let operations_documented: usize = documented["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .filter(|(path, _)| !EXCLUDED.contains(&path.as_str()))
+        .map(|(_, item)| item.as_object().map_or(0, |methods| methods.len()))
+        .sum();
+    assert_eq!(operations["tested"].as_u64(), Some(operations_documented as u64), "every operation was called");
+    assert_eq!(server_errors, 0);
+}
