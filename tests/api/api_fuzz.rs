@@ -53,7 +53,7 @@ fn command(base: &str, credentials: &Credentials, dir: &Path) -> Command {
     // No example cache between runs; a run where an operation is refused for auth every time fails.
     let config = dir.join("schemathesis.toml");
     let text = format!(
-        "[cache]\nenabled = false\n\n[warnings]\nfail-on = [\"missing_auth\"]\n\n\
+        "[cache]\nenabled = false\n\n[phases.stateful]\nmax-steps = 10\n\n[warnings]\nfail-on = [\"missing_auth\"]\n\n\
          [auth.openapi.user_token]\nbearer = \"{}\"\n\n[auth.openapi.agent_credential]\nbearer = \"{}\"\n",
         credentials.user_token, credentials.agent_credential
     );
@@ -69,7 +69,7 @@ fn command(base: &str, credentials: &Credentials, dir: &Path) -> Command {
             "--checks",
             "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
         ])
-        .args(["--mode", "all", "--phases", "examples,coverage,fuzzing"])
+        .args(["--mode", "all", "--phases", "examples,coverage,fuzzing,stateful"])
         .args(["--max-examples", MAX_EXAMPLES, "--seed", "20261127", "--generation-database", "none"])
         .args(["--workers", "2", "--request-timeout", "30", "--request-retries", "0", "--no-color"])
         .args(["--report", "junit,json"])
@@ -155,6 +155,17 @@ async fn every_operation_answers_as_documented_under_generated_input(backend: Ba
          5xx seen: {server_errors}",
         operations["tested"], operations["total"], cases["generated"], cases["with_failures"]
     );
+    // The phases' own summaries ("Coverage (in 20s)", "65 passed"…), so a passing run shows what it did.
+    let phases: Vec<&str> = output
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            ["Coverage", "Fuzzing", "Stateful", "passed", "failed", "Scenarios", "API Links"]
+                .iter()
+                .any(|w| l.contains(w))
+        })
+        .collect();
+    println!("{}", phases.join("\n"));
     assert_eq!(status, Some(0), "schemathesis found problems:\n{}\n\nconsole:\n{output}", failures_of(&junit));
     let documented = crate::helpers::http_client()
         .get(app.url("/api/v1/openapi.json"))
