@@ -26,6 +26,7 @@ mod nats_agents;
 mod ops;
 mod pipelines;
 mod protocol;
+mod rollout_crash;
 mod secrets;
 mod shutdown;
 mod storage;
