@@ -15,8 +15,11 @@ use serde_json::Value;
 use crate::each_backend;
 use crate::helpers::fast_server;
 
-/// Generated cases per operation in the fuzzing phase (the coverage phase adds its own, per schema).
-const MAX_EXAMPLES: &str = "15";
+/// Generated cases per operation in the fuzzing phase (the coverage phase adds its own, per schema):
+/// `PHOENIX_API_FUZZ_EXAMPLES`, 15 by default (100 with `scripts/test --long`).
+fn max_examples() -> String {
+    std::env::var("PHOENIX_API_FUZZ_EXAMPLES").ok().filter(|v| v.parse::<u32>().is_ok()).unwrap_or_else(|| "15".into())
+}
 /// The run is killed after this long: a hang is a failure, not a stuck CI job.
 const RUN_LIMIT: Duration = Duration::from_secs(900);
 /// Paths left out: logging out would revoke the token the run uses; the WebSocket is not HTTP; the
@@ -70,7 +73,7 @@ fn command(base: &str, credentials: &Credentials, dir: &Path) -> Command {
             "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
         ])
         .args(["--mode", "all", "--phases", "examples,coverage,fuzzing,stateful"])
-        .args(["--max-examples", MAX_EXAMPLES, "--seed", "20261127", "--generation-database", "none"])
+        .args(["--max-examples", &max_examples(), "--seed", "20261127", "--generation-database", "none"])
         .args(["--workers", "2", "--request-timeout", "30", "--request-retries", "0", "--no-color"])
         .args(["--report", "junit,json"])
         .arg("--report-junit-path")

@@ -409,6 +409,11 @@ impl ServerProcess {
         session["access_token"].as_str().expect("access token").to_string()
     }
 
+    /// The server's process id (to read its footprint from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the server has logged so far.
     pub fn logs(&mut self) -> Vec<String> {
         self.seen.extend(self.lines.try_iter());

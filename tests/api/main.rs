@@ -3,6 +3,7 @@
 //! so the workspace links only once.
 
 mod browser;
+mod fleet_sim;
 mod helpers;
 
 mod access;
@@ -29,5 +30,6 @@ mod protocol;
 mod rollout_crash;
 mod secrets;
 mod shutdown;
+mod soak;
 mod storage;
 mod ws;
