@@ -3,8 +3,8 @@
 
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
-use phoenix_actors::store::AgentIdentity;
 use phoenix_actors::labels::Labels;
+use phoenix_actors::store::AgentIdentity;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

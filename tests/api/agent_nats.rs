@@ -200,4 +200,8 @@ async fn the_agent_rides_out_a_nats_outage_without_losing_or_repeating_a_batch()
     let max = *seqs.last().expect("batches");
     let expected: Vec<i64> = (1..=max).collect();
     assert_eq!(seqs, expected, "every batch exactly once, no gap and no repeat");
+    println!(
+        "NATS stopped and restarted under a reporting agent: fell back to HTTP and returned; {max} batches \
+         stored (batch {during} at the stop, {back} at the return), lost 0, repeated 0"
+    );
 }

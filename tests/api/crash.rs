@@ -120,5 +120,9 @@ async fn reports_sent_while_the_server_was_down_are_processed_exactly_once(backe
     assert_eq!(api.samples().await, expected, "and none twice");
     let task = api.get(&format!("/api/v1/tasks/{task_id}")).await;
     assert_eq!(task["status"], "succeeded", "the task and its reports survived the crash: {task}");
+    println!(
+        "server kill -9 under a NATS agent: 10 batches and 2 reports sent while it was down; {expected} samples \
+         stored, lost 0, duplicated 0; the task succeeded"
+    );
 }
 each_backend!(reports_sent_while_the_server_was_down_are_processed_exactly_once);
