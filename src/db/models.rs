@@ -14,6 +14,15 @@ pub struct SystemSettingRow {
     pub updated_at: NaiveDateTime,
 }
 
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = leases, primary_key(name))]
+pub struct LeaseRow {
+    pub name: String,
+    pub holder: String,
+    pub token: i64,
+    pub expires_at: NaiveDateTime,
+}
+
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, AsChangeset, Identifiable)]
 #[diesel(table_name = users)]
 pub struct UserRow {

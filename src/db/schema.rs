@@ -10,6 +10,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    leases (name) {
+        name -> Text,
+        holder -> Text,
+        token -> BigInt,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Text,
         username -> Text,
@@ -234,6 +243,7 @@ diesel::joinable!(tasks -> agents (agent_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     system_settings,
+    leases,
     users,
     refresh_tokens,
     revoked_tokens,

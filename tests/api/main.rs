@@ -21,6 +21,7 @@ mod experiments;
 mod faults;
 mod fleet;
 mod leases;
+mod leases_store;
 mod limits;
 mod migrations;
 mod nats_agents;

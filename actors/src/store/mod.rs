@@ -5,6 +5,7 @@ mod auth;
 mod deployments;
 mod experiments;
 mod fleet;
+mod leases;
 mod metrics;
 mod tasks;
 mod templates;
@@ -15,6 +16,7 @@ pub use auth::{AccessStatus, NewRefreshToken, RefreshUse, SettingsStore, UserSto
 pub use deployments::{DeploymentStore, NewDeploymentEvent};
 pub use experiments::{ExperimentSample, ExperimentStore, PipelineTotal};
 pub use fleet::{AgentAuthStore, AgentIdentity, EnrollmentToken, FleetStore, NewAgent, NewEnrollmentToken};
+pub use leases::{Lease, LeaseStore};
 pub use metrics::{CardinalityQuery, CardinalityReport, MetricCardinality, MetricsStore};
 pub use tasks::TaskStore;
 pub use templates::{StoredTemplate, TemplateStore};
@@ -48,6 +50,7 @@ pub trait Store:
     + TemplateStore
     + ExperimentStore
     + DeploymentStore
+    + LeaseStore
     + Send
     + Sync
     + 'static

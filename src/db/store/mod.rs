@@ -5,6 +5,7 @@ mod convert;
 mod deployments;
 mod experiments;
 mod fleet;
+mod leases;
 mod metrics;
 mod settings;
 mod tasks;
