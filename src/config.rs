@@ -26,7 +26,26 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub experiments: ExperimentSettings,
     pub deployments: DeploymentSettings,
+    pub cluster: ClusterSettings,
     pub log: LogSettings,
+}
+
+/// Several replicas on one database (docs/OPERATIONS.md): who owns which experiment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClusterSettings {
+    /// This replica's name in the leases. By default `<host name>:<port>`: stable across restarts (a
+    /// restarted replica takes its own work back at once) and distinct among replicas.
+    pub replica_id: Option<String>,
+    /// How long a replica owns an experiment without renewing; it renews every third of this, and
+    /// another replica takes over this long after it died.
+    pub lease_ttl_secs: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings { replica_id: None, lease_ttl_secs: 15 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -438,6 +457,7 @@ impl Settings {
             ("experiments.deploy_timeout_secs", self.experiments.deploy_timeout_secs),
             ("experiments.removal_sweep_interval_secs", self.experiments.removal_sweep_interval_secs),
             ("deployments.reconcile_interval_ms", self.deployments.reconcile_interval_ms),
+            ("cluster.lease_ttl_secs", self.cluster.lease_ttl_secs),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -573,8 +593,14 @@ const NUMERIC_OPTIONAL_KEYS: &[&str] = &["agents.offline_after_secs"];
 
 /// Optional settings have no value in the defaults, so their presence and type cannot be looked up
 /// there: every `Option` field of the settings must be listed here to be settable.
-const OPTIONAL_KEYS: &[&str] =
-    &["server.dashboard_dir", "bus.nats_url", "bus.agent_nats_url", "auth.jwt_secret", "agents.offline_after_secs"];
+const OPTIONAL_KEYS: &[&str] = &[
+    "server.dashboard_dir",
+    "bus.nats_url",
+    "bus.agent_nats_url",
+    "auth.jwt_secret",
+    "agents.offline_after_secs",
+    "cluster.replica_id",
+];
 
 /// Environment values are strings; give them the type the setting has (so `PHOENIX_SERVER__WORKERS=4`
 /// is a number but `PHOENIX_LISTEN=8080` stays a string).
@@ -639,6 +665,7 @@ fn parse(merged: toml::Table, problems: &mut Vec<String>) -> Settings {
             "metrics" => settings.metrics = parse_section(&name, value, problems),
             "experiments" => settings.experiments = parse_section(&name, value, problems),
             "deployments" => settings.deployments = parse_section(&name, value, problems),
+            "cluster" => settings.cluster = parse_section(&name, value, problems),
             "log" => settings.log = parse_section(&name, value, problems),
             other => problems.push(format!("{other}: unknown section")),
         }

@@ -1,4 +1,5 @@
-//! Reading `/proc/<pid>/stat`, for the `process` source, the agent's own usage and its collectors.
+//! Reading `/proc`: `/proc/<pid>/stat` for the `process` source, the agent's own usage and its
+//! collectors; the host's name.
 
 use std::path::Path;
 
@@ -15,6 +16,13 @@ pub struct ProcStat {
 }
 
 /// Clock ticks per second and the page size (both system constants).
+/// This host's name (`unknown` when /proc does not say).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 pub fn ticks_and_page_size() -> (f64, f64) {
     // SAFETY: sysconf only reads system constants.
     let (ticks, page) = unsafe { (libc::sysconf(libc::_SC_CLK_TCK), libc::sysconf(libc::_SC_PAGESIZE)) };

@@ -22,6 +22,7 @@ pub mod gateway;
 pub mod hub;
 pub mod labels;
 pub mod limits;
+pub mod ownership;
 pub mod paging;
 pub mod pipelines;
 pub mod store;

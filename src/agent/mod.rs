@@ -125,7 +125,7 @@ async fn load_or_enroll(args: &AgentArgs, http: &reqwest::Client) -> anyhow::Res
         format!("no identity in {}: pass --enroll-token (or PHOENIX_ENROLL_TOKEN) to enrol", args.state_dir.display())
     })?;
     let labels = parse_labels(args.labels.as_deref().unwrap_or(""))?;
-    let hostname = args.hostname.clone().unwrap_or_else(local_hostname);
+    let hostname = args.hostname.clone().unwrap_or_else(crate::procfs::hostname);
     let identity = identity::enroll(http, &args.server, token, &hostname, &labels).await?;
     identity::save(&args.state_dir, &identity)?;
     tracing::info!(agent.id = %identity.agent_id, state_dir = %args.state_dir.display(), "enrolled");
@@ -142,12 +142,6 @@ pub fn parse_labels(text: &str) -> anyhow::Result<BTreeMap<String, String>> {
             Ok((key.trim().to_string(), value.trim().to_string()))
         })
         .collect()
-}
-
-fn local_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// An interval that, after a stall, resumes at the normal pace instead of firing the missed ticks

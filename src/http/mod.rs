@@ -36,6 +36,7 @@ use phoenix_actors::experiments::runtime::Runtime;
 use phoenix_actors::experiments::service::Experiments;
 use phoenix_actors::gateway::AgentGateway;
 use phoenix_actors::hub::EventHub;
+use phoenix_actors::ownership::Ownership;
 use phoenix_actors::tasks::TaskQueue;
 use phoenix_actors::Store;
 use phoenix_nats::{Bus, LocalBus, NatsBus, NatsBusOptions, Subjects};
@@ -83,8 +84,13 @@ impl Application {
         let auth =
             Arc::new(AuthService::new(store.clone(), &settings.auth).await.context("Failed to set up authentication")?);
         actix_web::rt::spawn(auth.clone().run_token_cleanup(Duration::from_secs(3600)));
+        let listener = TcpListener::bind(settings.listen_addr()?)
+            .with_context(|| format!("Failed to listen on {}", settings.server.listen))?;
+        let addr = listener.local_addr().context("Failed to read the bound address")?;
         let fleet = start_fleet(&settings, store.clone(), bus.clone(), auth.clone()).await?;
-        let experiments = start_experiments(&settings, store.clone(), bus.clone(), &fleet);
+        let ownership = Ownership::new(store.clone(), &replica_id(&settings, addr), lease_ttl(&settings));
+        tracing::info!(replica = ownership.replica(), "owning experiments through leases");
+        let experiments = start_experiments(&settings, store.clone(), bus.clone(), &fleet, ownership);
         let rollouts = Rollouts::new(
             store.clone(),
             fleet.queue.clone(),
@@ -110,9 +116,6 @@ impl Application {
             metrics: Metrics::new().context("Failed to register metrics")?,
             settings: settings.clone(),
         });
-        let listener = TcpListener::bind(settings.listen_addr()?)
-            .with_context(|| format!("Failed to listen on {}", settings.server.listen))?;
-        let addr = listener.local_addr().context("Failed to read the bound address")?;
         let server = serve(listener, state.clone(), &settings)?;
         Ok(Application { server, addr, state })
     }
@@ -198,17 +201,34 @@ async fn start_fleet(
     Ok(Fleet { registry, events, queue, gateway })
 }
 
-/// Starts the experiments service: actors rebuilt from the database (their timers from the stored
-/// timestamps), and woken by task changes announced on the bus.
-fn start_experiments(settings: &Settings, store: Arc<dyn Store>, bus: Arc<dyn Bus>, fleet: &Fleet) -> Experiments {
+/// This replica's id in the leases: as configured, else `<host name>:<port>`.
+fn replica_id(settings: &Settings, addr: SocketAddr) -> String {
+    settings.cluster.replica_id.clone().unwrap_or_else(|| format!("{}:{}", crate::procfs::hostname(), addr.port()))
+}
+
+fn lease_ttl(settings: &Settings) -> Duration {
+    Duration::from_secs(settings.cluster.lease_ttl_secs)
+}
+
+/// Starts the experiments service: the actors of the experiments this replica holds the lease of,
+/// rebuilt from the database (their timers from the stored timestamps), woken by task changes announced
+/// on the bus, and adopted from a replica that stopped renewing its leases.
+fn start_experiments(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    fleet: &Fleet,
+    ownership: Ownership,
+) -> Experiments {
     let runtime = Runtime::new(
         store,
         fleet.queue.clone(),
         fleet.events.clone(),
         settings.experiments.runtime(settings.agents.heartbeat_interval_secs),
     );
-    let experiments = Experiments::new(runtime);
+    let experiments = Experiments::new(runtime, ownership);
     actix_web::rt::spawn(experiments.clone().follow_tasks(bus));
+    actix_web::rt::spawn(experiments.clone().adopt_orphans());
     let sweep_every = Duration::from_secs(settings.experiments.removal_sweep_interval_secs);
     actix_web::rt::spawn(experiments.clone().sweep(sweep_every));
     actix_web::rt::spawn(rebuild_experiments(experiments.clone()));

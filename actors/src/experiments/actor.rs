@@ -1,6 +1,7 @@
-//! `ExperimentActor`: one per active experiment. It owns the experiment's state between database
-//! writes, serialises the operator's commands with its own reconciliation (so two steps never race),
-//! and keeps its timers: a periodic reconciliation and the exact end of the measurement window.
+//! `ExperimentActor`: one per active experiment, on the replica holding the experiment's lease. It owns
+//! the experiment's state between database writes, serialises the operator's commands with its own
+//! reconciliation (so two steps never race), and keeps its timers: a periodic reconciliation, the exact
+//! end of the measurement window, and the lease's renewal (it stops when another replica has the lease).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,6 +11,7 @@ use chrono::Utc;
 
 use super::runtime::{Command, CommandError, Runtime};
 use super::{Experiment, Phase};
+use crate::ownership::{experiment_lease, Ownership};
 use crate::store::StoreError;
 
 /// How long nudges are gathered before the experiment looks again.
@@ -30,11 +32,34 @@ pub struct ExperimentActor {
     window_end: Option<SpawnHandle>,
     /// A reconciliation asked for by nudges is scheduled: more nudges meanwhile add nothing.
     nudge_pending: bool,
+    ownership: Ownership,
+    /// Another replica holds the lease now: stopping, and the lease is not ours to release.
+    lease_lost: bool,
 }
 
 impl ExperimentActor {
-    pub fn new(experiment: Experiment, runtime: Runtime, actors: ActorMap) -> Self {
-        ExperimentActor { experiment, runtime, actors, window_end: None, nudge_pending: false }
+    pub fn new(experiment: Experiment, runtime: Runtime, actors: ActorMap, ownership: Ownership) -> Self {
+        ExperimentActor {
+            experiment,
+            runtime,
+            actors,
+            window_end: None,
+            nudge_pending: false,
+            ownership,
+            lease_lost: false,
+        }
+    }
+
+    /// Renews the lease; stops at once when another replica has it (that replica runs the experiment).
+    fn renew_lease(&mut self, ctx: &mut Context<Self>) {
+        let (ownership, lease) = (self.ownership.clone(), experiment_lease(&self.experiment.id));
+        ctx.spawn(async move { ownership.hold(&lease).await }.into_actor(self).map(|held, actor, ctx| {
+            if !held {
+                tracing::info!(experiment.id = %actor.experiment.id, "the lease is not ours any more; stopping here");
+                actor.lease_lost = true;
+                ctx.stop();
+            }
+        }));
     }
 
     fn reconcile(&mut self, ctx: &mut Context<Self>) {
@@ -104,6 +129,7 @@ impl Actor for ExperimentActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(self.runtime.settings().reconcile_interval, |actor, ctx| actor.reconcile(ctx));
+        ctx.run_interval(self.ownership.renew_every(), |actor, ctx| actor.renew_lease(ctx));
         self.schedule_window_end(ctx);
         self.reconcile(ctx);
     }
@@ -111,6 +137,11 @@ impl Actor for ExperimentActor {
     fn stopped(&mut self, _: &mut Context<Self>) {
         let mut actors = self.actors.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         actors.remove(&self.experiment.id);
+        if !self.lease_lost {
+            // Done here (a final phase, or deleted): nobody needs to wait for the lease to expire.
+            let (ownership, lease) = (self.ownership.clone(), experiment_lease(&self.experiment.id));
+            actix::spawn(async move { ownership.release(&lease).await });
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The experiments service: creates and deletes experiments, routes commands to the experiment's actor
-//! (or runs them directly when none is needed), rebuilds actors at start-up, and wakes an actor when
-//! one of its tasks changes (the queue announces every change on the bus).
+//! (or runs them directly when it has none here), rebuilds actors at start-up, adopts the experiments
+//! of a replica that died, and wakes an actor when one of its tasks changes (the queue announces every
+//! change on the bus). An actor runs on the replica that holds its experiment's lease (`ownership`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,6 +14,7 @@ use phoenix_nats::{Bus, Envelope};
 use super::actor::{needs_actor, ActorMap, Execute, ExperimentActor, Nudge};
 use super::runtime::{experiment_of_task_key, Command, CommandError, Runtime, VARIANTS};
 use super::{Action, Experiment, NewExperiment, Phase};
+use crate::ownership::{experiment_lease, Ownership};
 use crate::store::StoreError;
 use crate::tasks::Task;
 
@@ -24,11 +26,12 @@ const SWEEP_LOOKBACK: chrono::Duration = chrono::Duration::days(1);
 pub struct Experiments {
     runtime: Runtime,
     actors: ActorMap,
+    ownership: Ownership,
 }
 
 impl Experiments {
-    pub fn new(runtime: Runtime) -> Self {
-        Experiments { runtime, actors: Arc::new(Mutex::new(HashMap::new())) }
+    pub fn new(runtime: Runtime, ownership: Ownership) -> Self {
+        Experiments { runtime, actors: Arc::new(Mutex::new(HashMap::new())), ownership }
     }
 
     /// The logic (for KPIs and timelines read outside the actor).
@@ -43,8 +46,9 @@ impl Experiments {
         Ok(experiment)
     }
 
-    /// Runs an operator's command: through the experiment's actor when it has one, so it is ordered
-    /// with the actor's own steps; otherwise directly (the phase's compare-and-set guards races).
+    /// Runs an operator's command: through the experiment's actor when it has one here, so it is ordered
+    /// with the actor's own steps; otherwise directly (the phase's compare-and-set guards races with an
+    /// actor on another replica, which re-reads the experiment when its next step finds it changed).
     pub async fn command(&self, id: &str, command: Command) -> Result<Experiment, CommandError> {
         if let Some(actor) = self.actor(id) {
             if let Ok(answer) = actor.send(Execute(command.clone())).await {
@@ -54,7 +58,7 @@ impl Experiments {
         }
         let experiment = self.runtime.store.get_experiment(id).await?;
         let experiment = self.runtime.execute(experiment, command).await?;
-        self.ensure_actor(&experiment);
+        self.ensure_actor(&experiment).await;
         Ok(experiment)
     }
 
@@ -92,10 +96,26 @@ impl Experiments {
         let active = self.runtime.store.active_experiments().await?;
         let count = active.len();
         for experiment in active {
-            self.ensure_actor(&experiment);
+            self.ensure_actor(&experiment).await;
         }
         self.finish_interrupted_promotions(Utc::now() - SWEEP_LOOKBACK).await?;
         Ok(count)
+    }
+
+    /// Every time leases are renewed: starts the actors of active experiments that no live replica holds
+    /// (their replica died, or this one lost and regained the database). Runs until the process ends.
+    pub async fn adopt_orphans(self) {
+        loop {
+            tokio::time::sleep(self.ownership.renew_every()).await;
+            match self.runtime.store.active_experiments().await {
+                Ok(active) => {
+                    for experiment in active {
+                        self.ensure_actor(&experiment).await;
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "cannot look for experiments to adopt yet"),
+            }
+        }
     }
 
     /// Every `every`: sends the removals that recently ended experiments owe (their enqueue failed on
@@ -169,15 +189,21 @@ impl Experiments {
         self.lock().get(id).filter(|addr| addr.connected()).cloned()
     }
 
-    fn ensure_actor(&self, experiment: &Experiment) {
-        if !needs_actor(experiment.phase) {
+    /// Starts the experiment's actor here unless it runs already, here or (holding the lease) elsewhere.
+    async fn ensure_actor(&self, experiment: &Experiment) {
+        if !needs_actor(experiment.phase) || self.actor(&experiment.id).is_some() {
+            return;
+        }
+        if !self.ownership.hold(&experiment_lease(&experiment.id)).await {
             return;
         }
         let mut actors = self.lock();
         if actors.get(&experiment.id).is_some_and(|addr| addr.connected()) {
             return;
         }
-        let actor = ExperimentActor::new(experiment.clone(), self.runtime.clone(), self.actors.clone());
+        tracing::debug!(experiment.id = %experiment.id, replica = self.ownership.replica(), "running the experiment here");
+        let actor =
+            ExperimentActor::new(experiment.clone(), self.runtime.clone(), self.actors.clone(), self.ownership.clone());
         actors.insert(experiment.id.clone(), actor.start());
     }
 
