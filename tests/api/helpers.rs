@@ -409,6 +409,11 @@ impl ServerProcess {
         session["access_token"].as_str().expect("access token").to_string()
     }
 
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port")
+    }
+
     /// The server's process id (to read its footprint from /proc).
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -28,6 +28,7 @@ mod nats_agents;
 mod ops;
 mod pipelines;
 mod protocol;
+mod replicas;
 mod rollout_crash;
 mod secrets;
 mod shutdown;

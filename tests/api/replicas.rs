@@ -1,0 +1,134 @@
+//! Several server replicas on one PostgreSQL and one NATS: an experiment is run by exactly one of them
+//! (the one holding its lease); when that replica is killed, another takes the lease over once it
+//! expires and finishes the experiment — on time, with the right KPIs, and without sending any task or
+//! recording any phase change twice.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use phoenix::db::Backend;
+use phoenix_nats::Subjects;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::fleet_sim::{self, Api, Behaviour};
+use crate::helpers::{nats_url, unique_prefix, ServerProcess, TestDb, TEST_JWT_SECRET};
+
+const AGENTS: usize = 4;
+const LEASE_TTL_SECS: u64 = 3;
+
+/// Who holds the lease `name`, read from the database.
+fn lease_holder(db: &TestDb, name: &str) -> Option<String> {
+    use phoenix::db::schema::leases;
+    let mut conn = phoenix::db::establish(&db.url).expect("connect");
+    leases::table.find(name).select(leases::holder).first(&mut conn).optional().expect("read the lease")
+}
+
+#[actix_web::test]
+async fn a_replica_takes_over_the_experiments_of_one_that_died() {
+    let db = TestDb::new(Backend::Postgres);
+    let (prefix, nats) = (unique_prefix(), nats_url());
+    let ttl = LEASE_TTL_SECS.to_string();
+    let env = [
+        ("PHOENIX_NATS_URL", nats.as_str()),
+        ("PHOENIX_BUS__SUBJECT_PREFIX", prefix.as_str()),
+        ("PHOENIX_AUTH__JWT_SECRET", TEST_JWT_SECRET),
+        ("PHOENIX_AGENTS__HEARTBEAT_INTERVAL_SECS", "1"),
+        ("PHOENIX_EXPERIMENTS__RECONCILE_INTERVAL_MS", "200"),
+        ("PHOENIX_CLUSTER__LEASE_TTL_SECS", ttl.as_str()),
+        ("RUST_LOG", "warn,phoenix::server=info"),
+    ];
+    let _stream = phoenix_nats::testing::StreamCleanup {
+        url: nats.clone(),
+        stream: Subjects::new(&prefix).expect("prefix").agent_results_stream(),
+    };
+    let mut replicas = vec![ServerProcess::start(&db, &env), ServerProcess::start(&db, &env)];
+    let token = replicas[0].bootstrap_admin().await;
+    let apis: Vec<_> = replicas.iter().map(|r| Api::new(&r.url(""), &token)).collect();
+
+    // The agents speak NATS only: they are nobody's in particular.
+    let agents = fleet_sim::enroll(&apis[0], AGENTS, "ha", |_| json!({"group": "ha"})).await;
+    let every = Duration::from_secs(1);
+    let _fleet = fleet_sim::start(
+        &prefix,
+        &agents,
+        Behaviour { heartbeat_every: every, connections: 1, measure_every: Some(every) },
+    )
+    .await;
+
+    let synthetic = |template: &str| json!({"template": template, "parameters": {"source": "synthetic"}});
+    let body = json!({
+        "name": "failover", "baseline": synthetic("baseline"), "candidate": synthetic("topk"),
+        "target": {"selector": {"group": "ha"}}, "duration_secs": 12,
+        "success_criteria": {"max_cpu_overhead_pct": 1_000_000},
+    });
+    // Created through one replica, started through the other.
+    let created = apis[1].call(Method::POST, "/api/v1/experiments", Some(body)).await.expect("created");
+    let id = created["id"].as_str().expect("id").to_string();
+    let path = format!("/api/v1/experiments/{id}");
+    apis[0].call(Method::POST, &format!("{path}/start"), None).await.expect("started");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while apis[0].get(&path).await.expect("experiment")["phase"] != "running" {
+        assert!(Instant::now() < deadline, "the experiment did not start running");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let lease = format!("experiment:{id}");
+    let holder = lease_holder(&db, &lease).expect("a replica holds the experiment");
+    let owner = replicas.iter().position(|r| holder.ends_with(&format!(":{}", r.port()))).expect("holder is a replica");
+    let survivor = 1 - owner;
+    replicas[owner].kill();
+    let killed_at = Instant::now();
+
+    let api = &apis[survivor];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let completed = loop {
+        let experiment = api.get(&path).await.expect("the survivor answers");
+        assert_ne!(experiment["phase"], "failed", "{experiment}");
+        if experiment["phase"] == "completed" {
+            break experiment;
+        }
+        assert!(Instant::now() < deadline, "the survivor did not finish the experiment: {experiment}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let until: chrono::DateTime<chrono::Utc> =
+        completed["measuring_until"].as_str().expect("until").parse().expect("time");
+    let done: chrono::DateTime<chrono::Utc> = completed["completed_at"].as_str().expect("done").parse().expect("time");
+    let late = (done - until).num_milliseconds() as f64 / 1000.0;
+    assert!(late <= (LEASE_TTL_SECS + 3) as f64, "finished within the lease's lifetime of the window's end: {late} s");
+    let kpis = &completed["results"];
+    assert_eq!(kpis["baseline"]["series"]["mean"], json!(500.0 * AGENTS as f64), "{kpis}");
+    assert_eq!(kpis["candidate"]["series"]["mean"], json!(50.0 * AGENTS as f64), "{kpis}");
+    assert_eq!(kpis["verdict"], "pass", "{kpis}");
+    let new_holder = lease_holder(&db, &lease).expect("lease");
+    assert!(
+        new_holder.ends_with(&format!(":{}", replicas[survivor].port())),
+        "the survivor took the lease: {new_holder}"
+    );
+
+    // Nothing twice: one apply per agent and variant, each phase change recorded once.
+    let tasks = api.all("/api/v1/tasks?type=pipeline.apply").await;
+    let mut applies: HashMap<(String, String), usize> = HashMap::new();
+    for task in tasks.iter().filter(|t| t["payload"]["experiment_id"] == json!(id)) {
+        let key = (task["agent_id"].to_string(), task["payload"]["variant"].to_string());
+        *applies.entry(key).or_default() += 1;
+    }
+    assert_eq!(applies.len(), AGENTS * 2, "{applies:?}");
+    assert!(applies.values().all(|n| *n == 1), "an apply sent twice: {applies:?}");
+    let events = api.get(&format!("{path}/events")).await.expect("events");
+    let mut changes: HashMap<String, usize> = HashMap::new();
+    for event in events["items"].as_array().expect("items").iter().filter(|e| e["to_phase"].is_string()) {
+        *changes.entry(format!("{} -> {}", event["from_phase"], event["to_phase"])).or_default() += 1;
+    }
+    assert!(changes.values().all(|n| *n == 1), "a phase change recorded twice: {changes:?}");
+    println!(
+        "replica failover: the owner killed while running; the other replica took the lease and completed the \
+         experiment {late:.1} s after its window ({:.1} s after the kill); {} applies, each once; phase changes \
+         {:?}, each once",
+        killed_at.elapsed().as_secs_f64(),
+        applies.len(),
+        changes.keys().collect::<Vec<_>>()
+    );
+}
