@@ -1,13 +1,14 @@
 //! Which server replica runs what. Several replicas may share one database; each experiment's actor
-//! must run on exactly one of them. A replica runs it while it holds the experiment's lease
-//! (`LeaseStore`), renewing the lease every third of its lifetime; a replica that dies stops renewing,
-//! and once the lease expires another one takes it and rebuilds the actor from the database.
+//! and each deployment's rollout must run on exactly one of them. A replica runs it while it holds its
+//! lease (`LeaseStore`), renewing the lease every third of its lifetime; a replica that dies stops
+//! renewing, and once the lease expires another one takes it and carries on from the database.
 //!
 //! A replica's id is stable across its restarts (by default its host name and port), so a replica that
 //! restarts takes its own leases back at once instead of waiting for them to expire.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
@@ -61,4 +62,44 @@ impl Ownership {
 /// The lease of an experiment's actor.
 pub fn experiment_lease(id: &str) -> String {
     format!("experiment:{id}")
+}
+
+/// The lease of a deployment's rollout.
+pub fn deployment_lease(id: &str) -> String {
+    format!("deployment:{id}")
+}
+
+/// Leases this replica holds, asked for often (a rollout pass looks at every deployment each second):
+/// the database hears of a lease only when it is due for renewal. A lease known held is held, since it
+/// was renewed less than a third of its lifetime ago. Cheap to clone.
+#[derive(Clone)]
+pub struct HeldLeases {
+    ownership: Ownership,
+    renewed: Arc<Mutex<HashMap<String, Instant>>>,
+}
+
+impl HeldLeases {
+    pub fn new(ownership: Ownership) -> HeldLeases {
+        HeldLeases { ownership, renewed: Arc::default() }
+    }
+
+    /// Whether this replica holds `name` (taking or renewing it when due).
+    pub async fn hold(&self, name: &str) -> bool {
+        let fresh = self.lock().get(name).is_some_and(|at| at.elapsed() < self.ownership.renew_every());
+        if fresh {
+            return true;
+        }
+        let held = self.ownership.hold(name).await;
+        let mut renewed = self.lock();
+        if held {
+            renewed.insert(name.to_string(), Instant::now());
+        } else {
+            renewed.remove(name);
+        }
+        held
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.renewed.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }

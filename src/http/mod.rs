@@ -36,7 +36,7 @@ use phoenix_actors::experiments::runtime::Runtime;
 use phoenix_actors::experiments::service::Experiments;
 use phoenix_actors::gateway::AgentGateway;
 use phoenix_actors::hub::EventHub;
-use phoenix_actors::ownership::Ownership;
+use phoenix_actors::ownership::{HeldLeases, Ownership};
 use phoenix_actors::tasks::TaskQueue;
 use phoenix_actors::Store;
 use phoenix_nats::{Bus, LocalBus, NatsBus, NatsBusOptions, Subjects};
@@ -89,8 +89,8 @@ impl Application {
         let addr = listener.local_addr().context("Failed to read the bound address")?;
         let fleet = start_fleet(&settings, store.clone(), bus.clone(), auth.clone()).await?;
         let ownership = Ownership::new(store.clone(), &replica_id(&settings, addr), lease_ttl(&settings));
-        tracing::info!(replica = ownership.replica(), "owning experiments through leases");
-        let experiments = start_experiments(&settings, store.clone(), bus.clone(), &fleet, ownership);
+        tracing::info!(replica = ownership.replica(), "owning experiments and rollouts through leases");
+        let experiments = start_experiments(&settings, store.clone(), bus.clone(), &fleet, ownership.clone());
         let rollouts = Rollouts::new(
             store.clone(),
             fleet.queue.clone(),
@@ -98,7 +98,8 @@ impl Application {
             settings.deployments.apply_attempts,
         );
         let interval = Duration::from_millis(settings.deployments.reconcile_interval_ms);
-        let deployments = DeploymentSupervisor::start(rollouts.clone(), interval, bus.clone());
+        let leases = HeldLeases::new(ownership.clone());
+        let deployments = DeploymentSupervisor::start(rollouts.clone(), leases, interval, bus.clone());
         let hub = EventHub::start(bus.clone()).await.context("Failed to subscribe to events for live updates")?;
         let state = web::Data::new(AppState {
             store,

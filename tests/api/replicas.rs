@@ -1,7 +1,7 @@
-//! Several server replicas on one PostgreSQL and one NATS: an experiment is run by exactly one of them
-//! (the one holding its lease); when that replica is killed, another takes the lease over once it
-//! expires and finishes the experiment — on time, with the right KPIs, and without sending any task or
-//! recording any phase change twice.
+//! Several server replicas on one PostgreSQL and one NATS: an experiment, or a deployment's rollout, is
+//! run by exactly one of them (the one holding its lease); when that replica is killed, another takes
+//! the lease over once it expires and finishes the work — on time, with the right results, and without
+//! sending any task or recording any step twice.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -10,13 +10,65 @@ use diesel::prelude::*;
 use phoenix::db::Backend;
 use phoenix_nats::Subjects;
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::fleet_sim::{self, Api, Behaviour};
 use crate::helpers::{nats_url, unique_prefix, ServerProcess, TestDb, TEST_JWT_SECRET};
 
 const AGENTS: usize = 4;
 const LEASE_TTL_SECS: u64 = 3;
+
+/// Two replicas on one PostgreSQL and NATS, with `AGENTS` simulated NATS agents labelled `group=ha` that
+/// heartbeat and measure every second (they belong to no replica in particular).
+struct Cluster {
+    db: TestDb,
+    replicas: Vec<ServerProcess>,
+    apis: Vec<std::sync::Arc<Api>>,
+    _stream: phoenix_nats::testing::StreamCleanup,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let db = TestDb::new(Backend::Postgres);
+        let (prefix, nats) = (unique_prefix(), nats_url());
+        let ttl = LEASE_TTL_SECS.to_string();
+        let env = [
+            ("PHOENIX_NATS_URL", nats.as_str()),
+            ("PHOENIX_BUS__SUBJECT_PREFIX", prefix.as_str()),
+            ("PHOENIX_AUTH__JWT_SECRET", TEST_JWT_SECRET),
+            ("PHOENIX_AGENTS__HEARTBEAT_INTERVAL_SECS", "1"),
+            ("PHOENIX_EXPERIMENTS__RECONCILE_INTERVAL_MS", "200"),
+            ("PHOENIX_DEPLOYMENTS__RECONCILE_INTERVAL_MS", "200"),
+            ("PHOENIX_CLUSTER__LEASE_TTL_SECS", ttl.as_str()),
+            ("RUST_LOG", "warn,phoenix::server=info"),
+        ];
+        let stream = phoenix_nats::testing::StreamCleanup {
+            url: nats.clone(),
+            stream: Subjects::new(&prefix).expect("prefix").agent_results_stream(),
+        };
+        let replicas = vec![ServerProcess::start(&db, &env), ServerProcess::start(&db, &env)];
+        let token = replicas[0].bootstrap_admin().await;
+        let apis: Vec<_> = replicas.iter().map(|r| Api::new(&r.url(""), &token)).collect();
+        let agents = fleet_sim::enroll(&apis[0], AGENTS, "ha", |_| json!({"group": "ha"})).await;
+        let every = Duration::from_secs(1);
+        let behaviour = Behaviour { heartbeat_every: every, connections: 1, measure_every: Some(every) };
+        fleet_sim::start(&prefix, &agents, behaviour).await;
+        Cluster { db, replicas, apis, _stream: stream }
+    }
+
+    /// Kills the replica holding the lease `name`; returns the other one's index.
+    fn kill_the_holder_of(&mut self, name: &str) -> usize {
+        let holder = lease_holder(&self.db, name).expect("a replica holds the lease");
+        let owner = self.index_of(&holder);
+        self.replicas[owner].kill();
+        1 - owner
+    }
+
+    fn index_of(&self, holder: &str) -> usize {
+        let suffix = |r: &ServerProcess| format!(":{}", r.port());
+        self.replicas.iter().position(|r| holder.ends_with(&suffix(r))).expect("the holder is a replica")
+    }
+}
 
 /// Who holds the lease `name`, read from the database.
 fn lease_holder(db: &TestDb, name: &str) -> Option<String> {
@@ -27,36 +79,8 @@ fn lease_holder(db: &TestDb, name: &str) -> Option<String> {
 
 #[actix_web::test]
 async fn a_replica_takes_over_the_experiments_of_one_that_died() {
-    let db = TestDb::new(Backend::Postgres);
-    let (prefix, nats) = (unique_prefix(), nats_url());
-    let ttl = LEASE_TTL_SECS.to_string();
-    let env = [
-        ("PHOENIX_NATS_URL", nats.as_str()),
-        ("PHOENIX_BUS__SUBJECT_PREFIX", prefix.as_str()),
-        ("PHOENIX_AUTH__JWT_SECRET", TEST_JWT_SECRET),
-        ("PHOENIX_AGENTS__HEARTBEAT_INTERVAL_SECS", "1"),
-        ("PHOENIX_EXPERIMENTS__RECONCILE_INTERVAL_MS", "200"),
-        ("PHOENIX_CLUSTER__LEASE_TTL_SECS", ttl.as_str()),
-        ("RUST_LOG", "warn,phoenix::server=info"),
-    ];
-    let _stream = phoenix_nats::testing::StreamCleanup {
-        url: nats.clone(),
-        stream: Subjects::new(&prefix).expect("prefix").agent_results_stream(),
-    };
-    let mut replicas = vec![ServerProcess::start(&db, &env), ServerProcess::start(&db, &env)];
-    let token = replicas[0].bootstrap_admin().await;
-    let apis: Vec<_> = replicas.iter().map(|r| Api::new(&r.url(""), &token)).collect();
-
-    // The agents speak NATS only: they are nobody's in particular.
-    let agents = fleet_sim::enroll(&apis[0], AGENTS, "ha", |_| json!({"group": "ha"})).await;
-    let every = Duration::from_secs(1);
-    let _fleet = fleet_sim::start(
-        &prefix,
-        &agents,
-        Behaviour { heartbeat_every: every, connections: 1, measure_every: Some(every) },
-    )
-    .await;
-
+    let mut cluster = Cluster::start().await;
+    let apis = cluster.apis.clone();
     let synthetic = |template: &str| json!({"template": template, "parameters": {"source": "synthetic"}});
     let body = json!({
         "name": "failover", "baseline": synthetic("baseline"), "candidate": synthetic("topk"),
@@ -76,12 +100,8 @@ async fn a_replica_takes_over_the_experiments_of_one_that_died() {
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let lease = format!("experiment:{id}");
-    let holder = lease_holder(&db, &lease).expect("a replica holds the experiment");
-    let owner = replicas.iter().position(|r| holder.ends_with(&format!(":{}", r.port()))).expect("holder is a replica");
-    let survivor = 1 - owner;
-    replicas[owner].kill();
+    let survivor = cluster.kill_the_holder_of(&lease);
     let killed_at = Instant::now();
-
     let api = &apis[survivor];
     let deadline = Instant::now() + Duration::from_secs(60);
     let completed = loop {
@@ -102,11 +122,8 @@ async fn a_replica_takes_over_the_experiments_of_one_that_died() {
     assert_eq!(kpis["baseline"]["series"]["mean"], json!(500.0 * AGENTS as f64), "{kpis}");
     assert_eq!(kpis["candidate"]["series"]["mean"], json!(50.0 * AGENTS as f64), "{kpis}");
     assert_eq!(kpis["verdict"], "pass", "{kpis}");
-    let new_holder = lease_holder(&db, &lease).expect("lease");
-    assert!(
-        new_holder.ends_with(&format!(":{}", replicas[survivor].port())),
-        "the survivor took the lease: {new_holder}"
-    );
+    let new_holder = lease_holder(&cluster.db, &lease).expect("lease");
+    assert_eq!(cluster.index_of(&new_holder), survivor, "the survivor took the lease");
 
     // Nothing twice: one apply per agent and variant, each phase change recorded once.
     let tasks = api.all("/api/v1/tasks?type=pipeline.apply").await;
@@ -120,15 +137,75 @@ async fn a_replica_takes_over_the_experiments_of_one_that_died() {
     let events = api.get(&format!("{path}/events")).await.expect("events");
     let mut changes: HashMap<String, usize> = HashMap::new();
     for event in events["items"].as_array().expect("items").iter().filter(|e| e["to_phase"].is_string()) {
-        *changes.entry(format!("{} -> {}", event["from_phase"], event["to_phase"])).or_default() += 1;
+        let from = event["from_phase"].as_str().unwrap_or("-");
+        *changes.entry(format!("{from}->{}", event["to_phase"].as_str().unwrap_or_default())).or_default() += 1;
     }
     assert!(changes.values().all(|n| *n == 1), "a phase change recorded twice: {changes:?}");
     println!(
-        "replica failover: the owner killed while running; the other replica took the lease and completed the \
-         experiment {late:.1} s after its window ({:.1} s after the kill); {} applies, each once; phase changes \
-         {:?}, each once",
+        "replica failover (experiment): the owner killed while running; the other replica took the lease and \
+         completed it {late:.1} s after its window ({:.1} s after the kill); {} applies and {} phase changes, \
+         each once",
         killed_at.elapsed().as_secs_f64(),
         applies.len(),
-        changes.keys().collect::<Vec<_>>()
+        changes.len()
+    );
+}
+
+#[actix_web::test]
+async fn a_replica_takes_over_the_rollouts_of_one_that_died() {
+    let mut cluster = Cluster::start().await;
+    let apis = cluster.apis.clone();
+    // Waves of one agent, two seconds apart: the kill falls in the middle of the rollout.
+    let body = json!({
+        "name": "failover",
+        "pipeline": {"template": "topk", "parameters": {"source": "synthetic", "k": 10}},
+        "target": {"selector": {"group": "ha"}},
+        "rollout": {"strategy": "waves", "first_batch": 1, "growth": 1.0, "interval_secs": 2},
+    });
+    let created = apis[1].call(Method::POST, "/api/v1/pipelines/deployments", Some(body)).await.expect("created");
+    let id = created["id"].as_str().expect("id").to_string();
+    let status_path = format!("/api/v1/pipelines/deployments/{id}/status");
+    let applied = |status: &serde_json::Value| {
+        status["agents"].as_array().map_or(0, |agents| agents.iter().filter(|a| a["applied_version"] == 1).count())
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while applied(&apis[0].get(&status_path).await.unwrap_or_default()) == 0 {
+        assert!(Instant::now() < deadline, "the first wave was not applied");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let lease = format!("deployment:{id}");
+    let survivor = cluster.kill_the_holder_of(&lease);
+    let api = &apis[survivor];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = api.get(&status_path).await.expect("the survivor answers");
+        if status["status"] == "active" && applied(&status) == AGENTS {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the survivor did not finish the rollout: {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let new_holder = lease_holder(&cluster.db, &lease).expect("lease");
+    assert_eq!(cluster.index_of(&new_holder), survivor, "the survivor took the lease");
+
+    let versions = api.get(&format!("/api/v1/pipelines/deployments/{id}/versions")).await.expect("versions");
+    assert_eq!(versions["items"].as_array().map(Vec::len), Some(1), "no version duplicated");
+    let tasks = api.all("/api/v1/tasks?type=pipeline.apply").await;
+    let mut applies: HashMap<String, usize> = HashMap::new();
+    for task in tasks.iter().filter(|t| t["payload"]["deployment_id"] == json!(id)) {
+        *applies.entry(task["agent_id"].to_string()).or_default() += 1;
+    }
+    assert_eq!(applies.len(), AGENTS);
+    assert!(applies.values().all(|n| *n == 1), "an apply sent twice: {applies:?}");
+    let events = api.get(&format!("/api/v1/pipelines/deployments/{id}/events")).await.expect("events");
+    let waves: Vec<&serde_json::Value> =
+        events["items"].as_array().expect("items").iter().filter(|e| e["event_type"] == "wave_started").collect();
+    let mut numbers: Vec<u64> = waves.iter().filter_map(|e| e["data"]["wave"].as_u64()).collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=AGENTS as u64).collect::<Vec<_>>(), "each wave started once: {waves:?}");
+    println!(
+        "replica failover (rollout): the owner killed after the first wave; the other replica took the lease and \
+         finished it: {AGENTS} waves and {} applies, each once; 1 version",
+        applies.len()
     );
 }

@@ -21,6 +21,7 @@ use super::rollout::{self, apply_key, deployment_of_task_key, remove_key, resume
 use super::{Deployment, DeploymentStatus};
 use crate::events::Events;
 use crate::experiments::Target;
+use crate::ownership::{deployment_lease, HeldLeases};
 use crate::store::{NewDeploymentEvent, Store, StoreError};
 use crate::tasks::{NewTask, Task, TaskQueue};
 
@@ -266,6 +267,8 @@ impl SupervisorHandle {
 
 pub struct DeploymentSupervisor {
     rollouts: Rollouts,
+    /// A rollout is stepped only on the replica holding its deployment's lease.
+    leases: HeldLeases,
     interval: Duration,
     /// Deployments nudged since the last pass: a burst of task changes (thousands during a large
     /// rollout) becomes one reconciliation per deployment.
@@ -276,14 +279,16 @@ pub struct DeploymentSupervisor {
 impl DeploymentSupervisor {
     /// Starts the supervisor, and its bus subscription that nudges it when a deployment's task changes
     /// or a version is created.
-    pub fn start(rollouts: Rollouts, interval: Duration, bus: Arc<dyn Bus>) -> SupervisorHandle {
-        let addr = DeploymentSupervisor { rollouts, interval, nudged: BTreeSet::new(), pass_scheduled: false }.start();
+    pub fn start(rollouts: Rollouts, leases: HeldLeases, interval: Duration, bus: Arc<dyn Bus>) -> SupervisorHandle {
+        let supervisor =
+            DeploymentSupervisor { rollouts, leases, interval, nudged: BTreeSet::new(), pass_scheduled: false };
+        let addr = supervisor.start();
         actix::spawn(follow(bus, addr.clone()));
         SupervisorHandle(addr)
     }
 
     fn reconcile_all(&mut self, ctx: &mut Context<Self>) {
-        let rollouts = self.rollouts.clone();
+        let (rollouts, leases) = (self.rollouts.clone(), self.leases.clone());
         ctx.wait(
             async move {
                 let deployments = match rollouts.store.live_deployments().await {
@@ -291,6 +296,9 @@ impl DeploymentSupervisor {
                     Err(e) => return tracing::warn!(error = %e, "cannot read deployments; retrying"),
                 };
                 for deployment in deployments {
+                    if !leases.hold(&deployment_lease(&deployment.id)).await {
+                        continue;
+                    }
                     if let Err(e) = rollouts.reconcile(&deployment).await {
                         tracing::warn!(deployment.id = %deployment.id, error = %e, "rollout step failed; retrying");
                     }
@@ -326,10 +334,13 @@ impl DeploymentSupervisor {
     fn reconcile_nudged(&mut self, ctx: &mut Context<Self>) {
         self.pass_scheduled = false;
         let ids = std::mem::take(&mut self.nudged);
-        let rollouts = self.rollouts.clone();
+        let (rollouts, leases) = (self.rollouts.clone(), self.leases.clone());
         ctx.wait(
             async move {
                 for id in ids {
+                    if !leases.hold(&deployment_lease(&id)).await {
+                        continue;
+                    }
                     let outcome = match rollouts.store.get_deployment(&id).await {
                         Ok(deployment) => rollouts.reconcile(&deployment).await,
                         Err(e) => Err(e),
