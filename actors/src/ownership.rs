@@ -51,6 +51,17 @@ impl Ownership {
         }
     }
 
+    /// Gives up every lease of this replica (it is stopping cleanly): the others take its work over at
+    /// once instead of after the leases' lifetime.
+    pub async fn release_all(&self) {
+        match self.store.release_leases_of(&self.replica).await {
+            Ok(n) => tracing::info!(replica = %self.replica, leases = n, "leases released"),
+            Err(e) => {
+                tracing::warn!(replica = %self.replica, error = %e, "cannot release the leases; they will expire")
+            }
+        }
+    }
+
     /// Gives the lease up (the work is done, or this replica is stopping), so nobody waits for it.
     pub async fn release(&self, name: &str) {
         if let Err(e) = self.store.release_lease(name, &self.replica).await {

@@ -64,6 +64,8 @@ pub struct AppState {
     pub deployments: SupervisorHandle,
     pub hub: actix::Addr<EventHub>,
     pub metrics: Metrics,
+    /// This replica's leases (released when it stops cleanly).
+    pub ownership: Ownership,
 }
 
 /// A built server: bound to its port, not yet running.
@@ -115,6 +117,7 @@ impl Application {
             deployments,
             hub,
             metrics: Metrics::new().context("Failed to register metrics")?,
+            ownership,
             settings: settings.clone(),
         });
         let server = serve(listener, state.clone(), &settings)?;
@@ -135,6 +138,7 @@ impl Application {
     /// finish (up to `server.shutdown_timeout_secs`), then closes the bus so buffered messages are sent.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.server.await.context("HTTP server failed")?;
+        self.state.ownership.release_all().await;
         self.state.bus.close().await;
         tracing::info!("shutdown complete");
         Ok(())

@@ -35,6 +35,9 @@ pub trait LeaseStore: Send + Sync {
     /// Gives `name` up if `holder` has it (so another replica can take it at once). Whether it did.
     async fn release_lease(&self, name: &str, holder: &str) -> Result<bool, StoreError>;
 
+    /// Gives up every lease `holder` has (a replica stopping cleanly). How many.
+    async fn release_leases_of(&self, holder: &str) -> Result<usize, StoreError>;
+
     /// The lease on `name`, whoever holds it, expired or not.
     async fn get_lease(&self, name: &str) -> Result<Option<Lease>, StoreError>;
 }

@@ -82,6 +82,17 @@ impl LeaseStore for DieselStore {
         .await
     }
 
+    async fn release_leases_of(&self, holder: &str) -> Result<usize, StoreError> {
+        let holder = holder.to_string();
+        self.run(move |conn| {
+            let expired = to_db_time(DateTime::UNIX_EPOCH);
+            Ok(diesel::update(leases::table.filter(leases::holder.eq(&holder)))
+                .set(leases::expires_at.eq(expired))
+                .execute(conn)?)
+        })
+        .await
+    }
+
     async fn get_lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
         let name = name.to_string();
         self.run(move |conn| Ok(read(conn, &name)?.map(to_lease))).await
