@@ -197,6 +197,7 @@ async fn start_fleet(
     let registry = AgentRegistryHandle::start(store.clone(), events.clone(), settings.agents.offline_after());
     actix_web::rt::spawn(rebuild_sessions(store.clone(), registry.clone()));
     let queue = TaskQueue::new(store.clone(), bus.clone(), registry.clone(), events.clone(), settings.tasks.policy());
+    actix_web::rt::spawn(queue.clone().follow_enqueues());
     let interval = Duration::from_secs(settings.agents.heartbeat_interval_secs);
     let gateway = AgentGateway::new(store, bus, registry.clone(), queue.clone(), auth, interval);
     gateway.start().await.context("Failed to subscribe to agent subjects")?;

@@ -29,6 +29,11 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Cluster {
+        Cluster::start_with(&[]).await
+    }
+
+    /// Like [`start`](Self::start), with more settings for both replicas.
+    async fn start_with(extra: &[(&str, &str)]) -> Cluster {
         let db = TestDb::new(Backend::Postgres);
         let (prefix, nats) = (unique_prefix(), nats_url());
         let ttl = LEASE_TTL_SECS.to_string();
@@ -46,6 +51,7 @@ impl Cluster {
             url: nats.clone(),
             stream: Subjects::new(&prefix).expect("prefix").agent_results_stream(),
         };
+        let env: Vec<(&str, &str)> = env.iter().chain(extra).copied().collect();
         let replicas = vec![ServerProcess::start(&db, &env), ServerProcess::start(&db, &env)];
         let token = replicas[0].bootstrap_admin().await;
         let apis: Vec<_> = replicas.iter().map(|r| Api::new(&r.url(""), &token)).collect();
@@ -207,5 +213,40 @@ async fn a_replica_takes_over_the_rollouts_of_one_that_died() {
         "replica failover (rollout): the owner killed after the first wave; the other replica took the lease and \
          finished it: {AGENTS} waves and {} applies, each once; 1 version",
         applies.len()
+    );
+}
+
+#[actix_web::test]
+async fn a_long_poll_on_one_replica_is_answered_by_work_enqueued_on_another() {
+    // The queue's maintenance pass (which also wakes agents) out of the way: only the announcement can.
+    let cluster = Cluster::start_with(&[("PHOENIX_TASKS__MAINTENANCE_INTERVAL_MS", "60000")]).await;
+    let apis = cluster.apis.clone();
+    let token = apis[0].call(Method::POST, "/api/v1/agents/enrollment-tokens", Some(json!({}))).await.expect("token");
+    let enrol = json!({"token": token["token"], "hostname": "poller"});
+    let res = apis[0].client.post(format!("{}/api/v1/agent/enroll", apis[0].base)).json(&enrol).send().await;
+    let agent: serde_json::Value = res.expect("enrol").json().await.expect("enrolment");
+    let (agent_id, credential) =
+        (agent["agent_id"].as_str().expect("id").to_string(), agent["credential"].as_str().expect("cred").to_string());
+
+    // The agent long-polls replica 1 for up to 20 s…
+    let poll_url = format!("{}/api/v1/agent/tasks?wait=20", apis[1].base);
+    let client = apis[1].client.clone();
+    let started = Instant::now();
+    let poll = actix_web::rt::spawn(async move {
+        let res = client.get(poll_url).bearer_auth(credential).send().await.expect("poll");
+        (started.elapsed(), res.json::<serde_json::Value>().await.expect("tasks"))
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // …while its work is enqueued through replica 0.
+    let task = json!({"agent_id": agent_id, "task_type": "diagnostics.collect", "payload": {}});
+    let created = apis[0].call(Method::POST, "/api/v1/tasks", Some(task)).await.expect("task");
+    let (waited, answer) = poll.await.expect("poll task");
+    let items = answer["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{answer}");
+    assert_eq!(items[0]["body"]["task_id"], created["id"]);
+    assert!(waited < Duration::from_secs(3), "woken by the other replica's enqueue, not the wait's end: {waited:?}");
+    println!(
+        "cross-replica long poll: answered {:.2} s after it started (enqueued at 1 s on the other replica)",
+        waited.as_secs_f64()
     );
 }

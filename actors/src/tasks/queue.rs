@@ -55,6 +55,25 @@ impl TaskQueue {
         Ok(task)
     }
 
+    /// Wakes this replica's long-poll waiters for every task created anywhere (each creation is announced
+    /// on the bus as `task.created`): an agent may be long-polling one replica while another enqueues its
+    /// work. For as long as the bus runs.
+    pub async fn follow_enqueues(self) {
+        let subject = format!("{}.events.task.*", self.bus.subjects().prefix());
+        let mut created = match self.bus.subscribe(&subject).await {
+            Ok(created) => created,
+            Err(e) => {
+                return tracing::warn!(error = %e, "cannot follow enqueues of other replicas; their long polls wait");
+            }
+        };
+        while let Some(message) = futures_util::StreamExt::next(&mut created).await {
+            let Ok(envelope) = Envelope::<Task>::decode(&message.payload) else { continue };
+            if envelope.kind == "task.created" {
+                self.registry.work_arrived(&envelope.body.agent_id);
+            }
+        }
+    }
+
     /// Hands due work to the agent: over NATS when it is connected there, and in every case wakes
     /// its long-poll waiters (an agent on NATS may still poll, e.g. while falling back).
     pub async fn deliver(&self, agent_id: &str) {
