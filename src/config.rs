@@ -112,6 +112,9 @@ pub struct BusSettings {
     /// An agent report handed to a server that does not acknowledge it (e.g. it crashed) is handed
     /// out again after this long. Reports are idempotent, so a short wait only costs a duplicate.
     pub ack_wait_secs: u64,
+    /// Copies JetStream keeps of the agent results stream: 1 on a single NATS server, 3 on a cluster of
+    /// three or more (the stream survives the loss of a node).
+    pub stream_replicas: usize,
 }
 
 impl Default for BusSettings {
@@ -122,6 +125,7 @@ impl Default for BusSettings {
             connect_timeout_secs: 5,
             agent_nats_url: None,
             ack_wait_secs: 10,
+            stream_replicas: 1,
         }
     }
 }
@@ -447,6 +451,7 @@ impl Settings {
         self.auth.validate(problems);
         let positive = [
             ("bus.ack_wait_secs", self.bus.ack_wait_secs),
+            ("bus.stream_replicas", self.bus.stream_replicas as u64),
             ("agents.heartbeat_interval_secs", self.agents.heartbeat_interval_secs),
             ("agents.long_poll_max_wait_secs", self.agents.long_poll_max_wait_secs),
             ("tasks.lease_secs", self.tasks.lease_secs),

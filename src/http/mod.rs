@@ -169,6 +169,7 @@ async fn connect_bus(settings: &Settings) -> anyhow::Result<Arc<dyn Bus>> {
         subjects,
         name: format!("phoenix-server-{}", env!("CARGO_PKG_VERSION")),
         connect_timeout: Duration::from_secs(settings.bus.connect_timeout_secs),
+        stream_replicas: settings.bus.stream_replicas,
         ..NatsBusOptions::default()
     };
     let bus =

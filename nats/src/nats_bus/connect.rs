@@ -33,6 +33,8 @@ pub struct NatsBusOptions {
     /// Create or update the agent results stream on connect. Servers do; agents, whose NATS user may
     /// only publish their reports, do not.
     pub manage_stream: bool,
+    /// Copies of that stream JetStream keeps (3 on a cluster of three nodes or more).
+    pub stream_replicas: usize,
 }
 
 impl Default for NatsBusOptions {
@@ -44,6 +46,7 @@ impl Default for NatsBusOptions {
             token: None,
             connect_timeout: Duration::from_secs(5),
             manage_stream: true,
+            stream_replicas: 1,
         }
     }
 }
@@ -59,6 +62,7 @@ impl fmt::Debug for NatsBusOptions {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("connect_timeout", &self.connect_timeout)
             .field("manage_stream", &self.manage_stream)
+            .field("stream_replicas", &self.stream_replicas)
             .finish()
     }
 }
@@ -149,7 +153,7 @@ pub(super) async fn open(
         .map_err(|source| BusError::Connect { url: servers.display(), source: source.into() })?;
     let jetstream = jetstream::new(client.clone());
     if options.manage_stream {
-        ensure_results_stream(&jetstream, &options.subjects).await?;
+        ensure_results_stream(&jetstream, &options.subjects, options.stream_replicas).await?;
     }
     info!(
         nats.url = %servers.display(),
@@ -197,7 +201,11 @@ fn log_event(event: &Event) {
     }
 }
 
-async fn ensure_results_stream(jetstream: &jetstream::Context, subjects: &Subjects) -> Result<(), BusError> {
+async fn ensure_results_stream(
+    jetstream: &jetstream::Context,
+    subjects: &Subjects,
+    replicas: usize,
+) -> Result<(), BusError> {
     let name = subjects.agent_results_stream();
     let config = stream::Config {
         name: name.clone(),
@@ -205,6 +213,7 @@ async fn ensure_results_stream(jetstream: &jetstream::Context, subjects: &Subjec
         storage: stream::StorageType::File,
         retention: stream::RetentionPolicy::Limits,
         max_age: RESULTS_MAX_AGE,
+        num_replicas: replicas.max(1),
         ..Default::default()
     };
     jetstream
