@@ -18,7 +18,7 @@ use crate::helpers::{nats_url, unique_prefix, ServerProcess, TestDb, TEST_JWT_SE
 const AGENTS: usize = 4;
 const LEASE_TTL_SECS: u64 = 3;
 
-/// Two replicas on one PostgreSQL and NATS, with `AGENTS` simulated NATS agents labelled `group=ha` that
+/// Three replicas on one PostgreSQL and NATS, with `AGENTS` simulated NATS agents labelled `group=ha` that
 /// heartbeat and measure every second (they belong to no replica in particular).
 struct Cluster {
     db: TestDb,
@@ -52,7 +52,7 @@ impl Cluster {
             stream: Subjects::new(&prefix).expect("prefix").agent_results_stream(),
         };
         let env: Vec<(&str, &str)> = env.iter().chain(extra).copied().collect();
-        let replicas = vec![ServerProcess::start(&db, &env), ServerProcess::start(&db, &env)];
+        let replicas = (0..3).map(|_| ServerProcess::start(&db, &env)).collect::<Vec<_>>();
         let token = replicas[0].bootstrap_admin().await;
         let apis: Vec<_> = replicas.iter().map(|r| Api::new(&r.url(""), &token)).collect();
         let agents = fleet_sim::enroll(&apis[0], AGENTS, "ha", |_| json!({"group": "ha"})).await;
@@ -62,12 +62,12 @@ impl Cluster {
         Cluster { db, replicas, apis, _stream: stream }
     }
 
-    /// Kills the replica holding the lease `name`; returns the other one's index.
+    /// Kills the replica holding the lease `name`; returns its index.
     fn kill_the_holder_of(&mut self, name: &str) -> usize {
         let holder = lease_holder(&self.db, name).expect("a replica holds the lease");
         let owner = self.index_of(&holder);
         self.replicas[owner].kill();
-        1 - owner
+        owner
     }
 
     fn index_of(&self, holder: &str) -> usize {
@@ -106,17 +106,17 @@ async fn a_replica_takes_over_the_experiments_of_one_that_died() {
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let lease = format!("experiment:{id}");
-    let survivor = cluster.kill_the_holder_of(&lease);
+    let killed = cluster.kill_the_holder_of(&lease);
     let killed_at = Instant::now();
-    let api = &apis[survivor];
+    let api = &apis[(killed + 1) % apis.len()];
     let deadline = Instant::now() + Duration::from_secs(60);
     let completed = loop {
-        let experiment = api.get(&path).await.expect("the survivor answers");
+        let experiment = api.get(&path).await.expect("a live replica answers");
         assert_ne!(experiment["phase"], "failed", "{experiment}");
         if experiment["phase"] == "completed" {
             break experiment;
         }
-        assert!(Instant::now() < deadline, "the survivor did not finish the experiment: {experiment}");
+        assert!(Instant::now() < deadline, "no replica finished the experiment: {experiment}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let until: chrono::DateTime<chrono::Utc> =
@@ -129,7 +129,7 @@ async fn a_replica_takes_over_the_experiments_of_one_that_died() {
     assert_eq!(kpis["candidate"]["series"]["mean"], json!(50.0 * AGENTS as f64), "{kpis}");
     assert_eq!(kpis["verdict"], "pass", "{kpis}");
     let new_holder = lease_holder(&cluster.db, &lease).expect("lease");
-    assert_eq!(cluster.index_of(&new_holder), survivor, "the survivor took the lease");
+    assert_ne!(cluster.index_of(&new_holder), killed, "another replica took the lease");
 
     // Nothing twice: one apply per agent and variant, each phase change recorded once.
     let tasks = api.all("/api/v1/tasks?type=pipeline.apply").await;
@@ -148,7 +148,7 @@ async fn a_replica_takes_over_the_experiments_of_one_that_died() {
     }
     assert!(changes.values().all(|n| *n == 1), "a phase change recorded twice: {changes:?}");
     println!(
-        "replica failover (experiment): the owner killed while running; the other replica took the lease and \
+        "replica failover (experiment): the owner killed while running; another replica took the lease and \
          completed it {late:.1} s after its window ({:.1} s after the kill); {} applies and {} phase changes, \
          each once",
         killed_at.elapsed().as_secs_f64(),
@@ -180,19 +180,19 @@ async fn a_replica_takes_over_the_rollouts_of_one_that_died() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let lease = format!("deployment:{id}");
-    let survivor = cluster.kill_the_holder_of(&lease);
-    let api = &apis[survivor];
+    let killed = cluster.kill_the_holder_of(&lease);
+    let api = &apis[(killed + 1) % apis.len()];
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let status = api.get(&status_path).await.expect("the survivor answers");
+        let status = api.get(&status_path).await.expect("a live replica answers");
         if status["status"] == "active" && applied(&status) == AGENTS {
             break;
         }
-        assert!(Instant::now() < deadline, "the survivor did not finish the rollout: {status}");
+        assert!(Instant::now() < deadline, "no replica finished the rollout: {status}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let new_holder = lease_holder(&cluster.db, &lease).expect("lease");
-    assert_eq!(cluster.index_of(&new_holder), survivor, "the survivor took the lease");
+    assert_ne!(cluster.index_of(&new_holder), killed, "another replica took the lease");
 
     let versions = api.get(&format!("/api/v1/pipelines/deployments/{id}/versions")).await.expect("versions");
     assert_eq!(versions["items"].as_array().map(Vec::len), Some(1), "no version duplicated");
@@ -210,7 +210,7 @@ async fn a_replica_takes_over_the_rollouts_of_one_that_died() {
     numbers.sort_unstable();
     assert_eq!(numbers, (1..=AGENTS as u64).collect::<Vec<_>>(), "each wave started once: {waves:?}");
     println!(
-        "replica failover (rollout): the owner killed after the first wave; the other replica took the lease and \
+        "replica failover (rollout): the owner killed after the first wave; another replica took the lease and \
          finished it: {AGENTS} waves and {} applies, each once; 1 version",
         applies.len()
     );
