@@ -25,6 +25,7 @@ mod leases_store;
 mod limits;
 mod migrations;
 mod nats_agents;
+mod nats_cluster;
 mod ops;
 mod pipelines;
 mod protocol;
