@@ -250,3 +250,26 @@ async fn a_long_poll_on_one_replica_is_answered_by_work_enqueued_on_another() {
         waited.as_secs_f64()
     );
 }
+
+#[actix_web::test]
+async fn agents_whose_heartbeats_are_shared_among_replicas_stay_online() {
+    // Each replica hears about a third of the heartbeats (one queue group): liveness is the database's.
+    let cluster = Cluster::start().await;
+    let watch = Duration::from_secs(12);
+    let started = Instant::now();
+    let mut checks = 0;
+    while started.elapsed() < watch {
+        for api in &cluster.apis {
+            let online = api.get("/api/v1/agents?state=online").await.expect("agents");
+            let count = online["items"].as_array().map_or(0, Vec::len);
+            assert_eq!(count, AGENTS, "an agent was taken for offline after {:?}: {online}", started.elapsed());
+            checks += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!(
+        "shared heartbeats: {AGENTS} agents heartbeating every second to 3 replicas stayed online for {} s \
+         ({checks} checks, offline timeout 3 s)",
+        watch.as_secs()
+    );
+}

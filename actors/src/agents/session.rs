@@ -60,19 +60,31 @@ impl AgentSession {
         self.timer = Some(ctx.run_later(after, |session, ctx| session.go_offline(ctx)));
     }
 
+    /// The timeout passed without a heartbeat here. With several replicas the agent's heartbeats are
+    /// shared among them (a NATS queue group), so the stored last heartbeat decides: only when no
+    /// replica heard from it within the timeout is it offline.
     fn go_offline(&mut self, ctx: &mut Context<Self>) {
         self.timer = None;
         if self.state == AgentState::Offline {
             return;
         }
-        let (store, events, id) = (self.store.clone(), self.events.clone(), self.agent_id.clone());
+        let (store, events, id, timeout) =
+            (self.store.clone(), self.events.clone(), self.agent_id.clone(), self.offline_after);
         let persist_then_announce = async move {
-            let agent = store.set_agent_state(&id, AgentState::Offline, Utc::now()).await?;
+            let now = Utc::now();
+            let stored = store.get_agent(&id).await?;
+            let silent_for = stored.last_heartbeat_at.map_or(timeout, |last| (now - last).to_std().unwrap_or_default());
+            if silent_for < timeout {
+                return Ok(Some(timeout - silent_for));
+            }
+            let agent = store.set_agent_state(&id, AgentState::Offline, now).await?;
             events.publish("agent", &id, "agent.offline", &agent).await;
-            Ok::<_, StoreError>(())
+            Ok::<_, StoreError>(None)
         };
         ctx.wait(persist_then_announce.into_actor(self).map(|result, session, ctx| match result {
-            Ok(()) => {
+            // Another replica heard from it: look again when that heartbeat times out.
+            Ok(Some(remaining)) => session.schedule_offline(ctx, remaining),
+            Ok(None) => {
                 tracing::info!(agent.id = %session.agent_id, "agent offline: no heartbeat within the timeout");
                 session.state = AgentState::Offline;
                 session.transport = None;
