@@ -9,7 +9,9 @@
 //!
 //! Run: `cargo build --release && cargo run --release --example rollout_load -- --agents 1000` (then
 //! `--agents 10000`; NATS at $PHOENIX_TEST_NATS_URL or nats://127.0.0.1:4222; SQLite by default,
-//! `--database-url postgres://…` for PostgreSQL). Results: bench/RESULTS.md.
+//! `--database-url postgres://…` for PostgreSQL). `--replicas N` runs N server replicas on the same
+//! PostgreSQL database (the agents' heartbeats are shared among them; one of them, the lease holder,
+//! steps the rollout). Results: bench/RESULTS.md.
 
 #[path = "support.rs"]
 mod support;
@@ -21,24 +23,29 @@ use futures_util::StreamExt;
 use phoenix_nats::wire::TaskAssignment;
 use phoenix_nats::{Bus, Envelope, NatsBus};
 use serde_json::json;
-use support::{start_server, Api, Latencies};
+use support::{rss_mib, start_replica, start_server, Api, Latencies};
 use tokio::sync::Semaphore;
 
 struct Args {
     agents: usize,
+    replicas: usize,
     connections: usize,
     database_url: Option<String>,
     nats_url: String,
 }
 
 fn parse_args() -> Args {
-    let flags = support::Flags::parse(&["--agents", "--connections", "--database-url", "--nats-url"]);
-    Args {
+    let flags = support::Flags::parse(&["--agents", "--replicas", "--connections", "--database-url", "--nats-url"]);
+    let args = Args {
         agents: flags.number("--agents", 1000),
+        replicas: flags.number("--replicas", 1),
         connections: flags.number("--connections", 16),
         database_url: flags.text("--database-url"),
         nats_url: flags.nats_url(),
-    }
+    };
+    assert!(args.replicas >= 1, "--replicas must be at least 1");
+    assert!(args.replicas == 1 || args.database_url.is_some(), "several replicas share a --database-url (PostgreSQL)");
+    args
 }
 
 /// When each agent received its apply and sent its report, measured from `started`.
@@ -111,11 +118,17 @@ async fn main() {
     let env = [("PHOENIX_DEPLOYMENTS__RECONCILE_INTERVAL_MS", "1000"), ("PHOENIX_SERVER__WORKERS", "2")];
     let mut server = start_server(args.database_url.as_deref(), &args.nats_url, &env).await;
     let api = Arc::new(Api::new(&server.base).await);
+    let mut replicas = Vec::new();
+    for _ in 1..args.replicas {
+        let database = args.database_url.as_deref().expect("checked in parse_args");
+        replicas.push(start_replica(&server, database, &args.nats_url, &env).await);
+    }
     println!(
-        "# rollout — {} (2 cores), {}, {} NATS agents, all_at_once",
+        "# rollout — {} (2 cores), {}, {} NATS agents, all_at_once, {} replica(s)",
         chrono::Utc::now().format("%Y-%m-%d"),
         if args.database_url.is_some() { "PostgreSQL" } else { "SQLite" },
-        args.agents
+        args.agents,
+        args.replicas
     );
     let mut buses = Vec::new();
     for i in 0..args.connections {
@@ -134,8 +147,12 @@ async fn main() {
         let bus = buses[i % buses.len()].clone();
         tokio::spawn(run_agent(bus, agent.clone(), timings.clone(), ready.clone(), gate.clone()));
     }
+    let connected = Instant::now();
     let _ = ready.acquire_many(u32::try_from(agents.len()).expect("agents")).await.expect("agents ready");
-    println!("every agent connected (one NATS heartbeat each)");
+    println!(
+        "every agent connected (one NATS heartbeat each, shared among the replicas) in {:.2} s",
+        connected.elapsed().as_secs_f64()
+    );
 
     let body = json!({
         "name": "bench-rollout",
@@ -172,5 +189,14 @@ async fn main() {
         "ratio: per-agent receipt p50 / bare NATS round trip p50 = {:.0}",
         timings.received.p50_ms() / bare.p50_ms().max(0.001)
     );
+    let memory: Vec<String> = std::iter::once(&server)
+        .chain(&replicas)
+        .filter_map(|s| s.child.id())
+        .map(|pid| format!("{:.0} MiB", rss_mib(pid)))
+        .collect();
+    println!("resident memory per replica after the rollout: {}", memory.join(", "));
+    for mut replica in replicas {
+        let _ = replica.child.kill().await;
+    }
     let _ = server.child.kill().await;
 }

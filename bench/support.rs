@@ -88,10 +88,26 @@ pub async fn start_server(database_url: Option<&str>, nats_url: &str, env: &[(&s
         .map(str::to_string)
         .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
     let prefix = format!("bench{}", uuid::Uuid::now_v7().simple());
+    spawn_server(dir, &database, nats_url, &prefix, env).await
+}
+
+/// Another replica of `first`: the same database, NATS and subject prefix (its own port and replica id).
+pub async fn start_replica(first: &Server, database_url: &str, nats_url: &str, env: &[(&str, &str)]) -> Server {
+    let dir = tempfile::tempdir().expect("temp dir");
+    spawn_server(dir, database_url, nats_url, &first.prefix, env).await
+}
+
+async fn spawn_server(
+    dir: tempfile::TempDir,
+    database: &str,
+    nats_url: &str,
+    prefix: &str,
+    env: &[(&str, &str)],
+) -> Server {
     let binary = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/phoenix");
     let mut child = tokio::process::Command::new(binary)
-        .args(["server", "--listen", "127.0.0.1:0", "--database-url", &database, "--nats-url", nats_url])
-        .env("PHOENIX_BUS__SUBJECT_PREFIX", &prefix)
+        .args(["server", "--listen", "127.0.0.1:0", "--database-url", database, "--nats-url", nats_url])
+        .env("PHOENIX_BUS__SUBJECT_PREFIX", prefix)
         .env("PHOENIX_AUTH__LOGIN_MAX_FAILURES", "1000")
         .env("PHOENIX_DATABASE__POOL_SIZE", "16")
         .env("RUST_LOG", "warn,phoenix::server=info")
@@ -113,7 +129,7 @@ pub async fn start_server(database_url: Option<&str>, nats_url: &str, env: &[(&s
             eprintln!("server: {line}")
         }
     });
-    Server { child, base, prefix, _dir: dir }
+    Server { child, base, prefix: prefix.to_string(), _dir: dir }
 }
 
 /// An admin's REST client.

@@ -55,9 +55,11 @@ impl TaskQueue {
         Ok(task)
     }
 
-    /// Wakes this replica's long-poll waiters for every task created anywhere (each creation is announced
-    /// on the bus as `task.created`): an agent may be long-polling one replica while another enqueues its
-    /// work. For as long as the bus runs.
+    /// Delivers every task created anywhere (each creation is announced on the bus as `task.created`)
+    /// as if it had been created here: an agent may be long-polling this replica while another enqueues
+    /// its work, and only the replicas that took the agent's heartbeats (shared among them by a queue
+    /// group) know it is on NATS. Claiming is atomic, so the replicas that try push each task once. For
+    /// as long as the bus runs.
     pub async fn follow_enqueues(self) {
         let subject = format!("{}.events.task.*", self.bus.subjects().prefix());
         let mut created = match self.bus.subscribe(&subject).await {
@@ -69,7 +71,7 @@ impl TaskQueue {
         while let Some(message) = futures_util::StreamExt::next(&mut created).await {
             let Ok(envelope) = Envelope::<Task>::decode(&message.payload) else { continue };
             if envelope.kind == "task.created" {
-                self.registry.work_arrived(&envelope.body.agent_id);
+                self.deliver(&envelope.body.agent_id).await;
             }
         }
     }
