@@ -118,8 +118,26 @@ pub fn render(template: &Template, given: &Map<String, Value>) -> Result<Rendere
 /// Instructions one rendering may run; far beyond any real config, far below a runaway loop.
 const RENDER_FUEL: u64 = 1_000_000;
 
+/// `tojson` for YAML: every character outside ASCII escaped (`\uXXXX`, `\UXXXXXXXX`). Written raw, some
+/// of them (U+0085, U+2028, U+2029) are line breaks to YAML and would fold a parameter's text into
+/// something else (found by the template fuzzer, fuzz/fuzz_targets/template_render.rs).
+fn tojson_ascii(value: minijinja::Value) -> Result<minijinja::Value, minijinja::Error> {
+    let json = serde_json::to_string(&value)
+        .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string()))?;
+    let mut escaped = String::with_capacity(json.len());
+    for c in json.chars() {
+        match u32::from(c) {
+            0..=0x7f => escaped.push(c),
+            code @ 0x80..=0xffff => escaped.push_str(&format!("\\u{code:04x}")),
+            code => escaped.push_str(&format!("\\U{code:08x}")),
+        }
+    }
+    Ok(minijinja::Value::from_safe_string(escaped))
+}
+
 fn render_body(body: &str, parameters: &Map<String, Value>) -> Result<String, Vec<Problem>> {
     let mut env = Environment::new();
+    env.add_filter("tojson", tojson_ascii);
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     // A template is user input: bound the work (and so the output) one rendering may do.
     env.set_fuel(Some(RENDER_FUEL));
@@ -335,6 +353,20 @@ mod tests {
         assert_eq!(config.receivers["synthetic"]["processes"], serde_yaml_ng::Value::from(500));
         assert_eq!(config.exporters["file"]["path"], serde_yaml_ng::Value::from("x.jsonl"));
         assert_eq!(config.processors["adaptive_filter"]["critical"][0], serde_yaml_ng::Value::from("nginx"));
+    }
+
+    #[test]
+    fn text_parameters_arrive_as_given_whatever_their_characters() {
+        let hybrid = builtin("hybrid").expect("hybrid");
+        // U+0085 and U+2028 are line breaks to YAML; the others need no escape but get one.
+        for text in ["a\u{85}b", "a\u{2028}b", "caf\u{e9}", "\u{1f600}", "quote\"and\\back", "plain"] {
+            let given = params(json!({"exporter": "file", "path": text, "critical": [text], "metric": text}));
+            let rendered = render(&hybrid, &given).expect("render");
+            let config = super::super::config::parse(&rendered.config).expect("parse");
+            assert_eq!(config.exporters["file"]["path"], serde_yaml_ng::Value::from(text), "{}", rendered.config);
+            assert_eq!(config.processors["adaptive_filter"]["critical"][0], serde_yaml_ng::Value::from(text));
+            assert_eq!(config.processors["adaptive_filter"]["metric"], serde_yaml_ng::Value::from(text));
+        }
     }
 
     #[test]

@@ -1,0 +1,81 @@
+//! Fuzzed parameters through the built-in templates (what `POST /api/v1/templates/{name}/render` and
+//! deployments do with a user's parameters). Input: one byte choosing the built-in template, then a
+//! JSON object of parameters. Never panics, and:
+//!
+//! - rendering is deterministic; a refusal always says why;
+//! - a rendered config carries the hash of its text, is valid, and has the warnings it was returned with;
+//! - parameters cannot change the config's shape (all strings are written with `tojson`): its receiver
+//!   and exporter are the `source` and `exporter` asked for, its one pipeline is `metrics`, and every
+//!   parameter the template writes into the config reads back as the value given.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use phoenix::pipeline::config::{config_hash, parse, validate_text};
+use phoenix::pipeline::templates::{builtins, render, resolve_parameters};
+use serde_json::{Map, Value};
+use serde_yaml_ng::Value as Yaml;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&which, json)) = data.split_first() else { return };
+    let templates = builtins();
+    let template = &templates[usize::from(which) % templates.len()];
+    let Ok(given) = serde_json::from_slice::<Map<String, Value>>(json) else { return };
+
+    let result = render(template, &given);
+    assert_eq!(render(template, &given), result, "rendering is not deterministic");
+    let rendered = match result {
+        Ok(rendered) => rendered,
+        Err(problems) => {
+            assert!(!problems.is_empty(), "refused without a problem");
+            return;
+        }
+    };
+    assert_eq!(rendered.config_hash, config_hash(&rendered.config));
+    let (config, validation) = validate_text(&rendered.config);
+    assert!(validation.is_valid(), "{validation:?}");
+    assert_eq!(validation.warnings, rendered.warnings);
+    assert_eq!(parse(&rendered.config).ok(), config);
+
+    let config = config.expect("a valid config parses");
+    let params = resolve_parameters(template, &given).expect("rendered, so the parameters resolve");
+    let yaml = |name: &str| serde_yaml_ng::to_value(&params[name]).expect("JSON converts to YAML");
+    let string = |name: &str| params[name].as_str().expect("a string parameter").to_string();
+
+    let source = string("source");
+    assert_eq!(config.receivers.keys().collect::<Vec<_>>(), [&source], "{}", rendered.config);
+    let exporter = string("exporter");
+    assert_eq!(config.exporters.keys().collect::<Vec<_>>(), [&exporter], "{}", rendered.config);
+    assert_eq!(config.service.pipelines.keys().collect::<Vec<_>>(), ["metrics"], "{}", rendered.config);
+
+    let mut expected: Vec<(&Yaml, Yaml)> = Vec::new();
+    let receiver = &config.receivers[&source];
+    if source == "synthetic" {
+        for name in ["profile", "processes", "seed"] {
+            expected.push((&receiver[name], yaml(name)));
+        }
+    }
+    let exported = &config.exporters[&exporter];
+    match exporter.as_str() {
+        "prometheus" => expected.push((&exported["endpoint"], yaml("endpoint"))),
+        "file" => expected.push((&exported["path"], yaml("path"))),
+        _ => {}
+    }
+    let processor = |id: &str| &config.processors[id];
+    for (id, names) in [
+        ("topk", &["k", "metric"][..]),
+        ("adaptive_filter", &["target_series", "metric", "critical"][..]),
+        ("cardinality_limit", &["max_series"][..]),
+    ] {
+        if config.processors.contains_key(id) {
+            for &name in names {
+                expected.push((&processor(id)[name], yaml(name)));
+            }
+        }
+    }
+    if config.processors.contains_key("drop_labels") {
+        expected.push((&processor("drop_labels")["labels"], yaml("drop_labels")));
+    }
+    for (got, want) in expected {
+        assert_eq!(got, &want, "a parameter did not arrive as given in:\n{}", rendered.config);
+    }
+});
