@@ -115,7 +115,12 @@ async fn bare_nats_round_trip(bus: &NatsBus) -> Latencies {
 async fn main() {
     let args = parse_args();
     phoenix_nats::install_tls_provider();
-    let env = [("PHOENIX_DEPLOYMENTS__RECONCILE_INTERVAL_MS", "1000"), ("PHOENIX_SERVER__WORKERS", "2")];
+    // The simulated agents heartbeat once: they stay online for the whole run.
+    let env = [
+        ("PHOENIX_DEPLOYMENTS__RECONCILE_INTERVAL_MS", "1000"),
+        ("PHOENIX_SERVER__WORKERS", "2"),
+        ("PHOENIX_AGENTS__OFFLINE_AFTER_SECS", "3600"),
+    ];
     let mut server = start_server(args.database_url.as_deref(), &args.nats_url, &env).await;
     let api = Arc::new(Api::new(&server.base).await);
     let mut replicas = Vec::new();

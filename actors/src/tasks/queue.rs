@@ -1,7 +1,8 @@
 //! The task queue service: enqueue, hand out (pushed over NATS or pulled by long-poll), take reports,
 //! and the maintenance loop that redelivers expired leases and wakes agents whose retries fall due.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -24,7 +25,13 @@ pub struct TaskQueue {
     registry: AgentRegistryHandle,
     events: Events,
     policy: TaskPolicy,
+    /// Tasks created here whose announcement has not come back from the bus yet: this replica
+    /// delivered them already (see `follow_enqueues`).
+    created_here: Arc<Mutex<HashSet<String>>>,
 }
+
+/// Most ids `created_here` keeps (should announcements be lost, it must not grow without end).
+const MAX_CREATED_HERE: usize = 100_000;
 
 impl TaskQueue {
     /// A queue over `store`, delivering through `bus` (NATS agents) and `registry` (long-poll waiters).
@@ -35,7 +42,7 @@ impl TaskQueue {
         events: Events,
         policy: TaskPolicy,
     ) -> Self {
-        TaskQueue { store, bus, registry, events, policy }
+        TaskQueue { store, bus, registry, events, policy, created_here: Arc::default() }
     }
 
     /// The queue's lease, retry and deadline policy.
@@ -49,14 +56,15 @@ impl TaskQueue {
         self.store.get_agent(&task.agent_id).await?;
         let (task, created) = self.store.enqueue_task(task, &self.policy, Utc::now()).await?;
         if created {
+            self.remember_created_here(&task.id);
             self.events.publish("task", &task.id, "task.created", &task).await;
             self.deliver(&task.agent_id).await;
         }
         Ok(task)
     }
 
-    /// Delivers every task created anywhere (each creation is announced on the bus as `task.created`)
-    /// as if it had been created here: an agent may be long-polling this replica while another enqueues
+    /// Delivers every task created on another replica (each creation is announced on the bus as
+    /// `task.created`; this replica's own were delivered when created) as if it had been created here: an agent may be long-polling this replica while another enqueues
     /// its work, and only the replicas that took the agent's heartbeats (shared among them by a queue
     /// group) know it is on NATS. Claiming is atomic, so the replicas that try push each task once. For
     /// as long as the bus runs.
@@ -70,10 +78,23 @@ impl TaskQueue {
         };
         while let Some(message) = futures_util::StreamExt::next(&mut created).await {
             let Ok(envelope) = Envelope::<Task>::decode(&message.payload) else { continue };
-            if envelope.kind == "task.created" {
+            if envelope.kind == "task.created" && !self.forget_created_here(&envelope.body.id) {
                 self.deliver(&envelope.body.agent_id).await;
             }
         }
+    }
+
+    fn remember_created_here(&self, id: &str) {
+        let mut created = self.created_here.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if created.len() >= MAX_CREATED_HERE {
+            created.clear();
+        }
+        created.insert(id.to_string());
+    }
+
+    /// Whether the task was created here (its announcement is back: forgotten now).
+    fn forget_created_here(&self, id: &str) -> bool {
+        self.created_here.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(id)
     }
 
     /// Hands due work to the agent: over NATS when it is connected there, and in every case wakes
