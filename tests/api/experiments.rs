@@ -252,6 +252,11 @@ pub(crate) async fn answer_tasks(agent: &HttpAgent<'_>, outcome: Value) -> usize
 
 /// Both variants' measurements for one interval, as an agent sends them.
 pub(crate) fn measurement(experiment_id: &str, variant: &str, series: f64, seq: u64) -> Value {
+    envelope("metrics", measurement_batch(experiment_id, variant, series, seq))
+}
+
+/// One interval's self-measurement of an experiment variant with `series` active series, as agents send it.
+pub(crate) fn measurement_batch(experiment_id: &str, variant: &str, series: f64, seq: u64) -> Value {
     let ts = chrono::Utc::now().to_rfc3339();
     let samples: Vec<Value> = [
         ("pipeline.output.series", series),
@@ -263,10 +268,7 @@ pub(crate) fn measurement(experiment_id: &str, variant: &str, series: f64, seq: 
     .map(|(metric, value)| json!({"metric": metric, "value": value, "labels": {}, "ts": ts}))
     .collect();
     let pipeline = format!("exp-{experiment_id}-{variant}");
-    envelope(
-        "metrics",
-        json!({"pipeline": pipeline, "experiment_id": experiment_id, "variant": variant, "seq": seq, "samples": samples}),
-    )
+    json!({"pipeline": pipeline, "experiment_id": experiment_id, "variant": variant, "seq": seq, "samples": samples})
 }
 
 /// Starts the experiment on a fake agent that applies both variants, then sends measurements (a

@@ -207,18 +207,7 @@ impl Agent {
     /// One interval's self-measurement of a variant: the candidate keeps a tenth of the series.
     async fn measure(&self, subjects: &Subjects, experiment: &str, variant: &str, seq: u64) {
         let series = if variant == "baseline" { 500.0 } else { 50.0 };
-        let ts = chrono::Utc::now().to_rfc3339();
-        let samples: Vec<Value> = [
-            ("pipeline.output.series", series),
-            ("pipeline.output.points", series),
-            ("pipeline.cpu.seconds", 0.001),
-            ("pipeline.memory.bytes", series * 100.0),
-        ]
-        .into_iter()
-        .map(|(metric, value)| json!({"metric": metric, "value": value, "labels": {}, "ts": ts}))
-        .collect();
-        let pipeline = format!("exp-{experiment}-{variant}");
-        let batch = json!({"pipeline": pipeline, "experiment_id": experiment, "variant": variant, "seq": seq, "samples": samples});
+        let batch = crate::experiments::measurement_batch(experiment, variant, series, seq);
         let subject = subjects.agent_metrics(&self.id).expect("subject");
         if self.bus.publish_durable(&subject, self.envelope("metrics", batch)).await.is_ok() {
             self.record.batches_sent.fetch_add(1, Ordering::Relaxed);
