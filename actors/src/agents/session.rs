@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use phoenix_nats::wire::ReportedHealth;
 
 use super::messages::{GetTransport, HeartbeatRecorded, RecordHeartbeat, StopSession};
@@ -27,6 +27,9 @@ pub struct AgentSession {
     events: Events,
     /// The state and last heartbeat read from the database, for a session rebuilt at start-up.
     rehydrated_from: Option<Agent>,
+    /// The last heartbeat this session knows of (it recorded it, or read it): a later one in the
+    /// database was taken by another replica.
+    heard_at: Option<DateTime<Utc>>,
 }
 
 impl AgentSession {
@@ -41,6 +44,7 @@ impl AgentSession {
             store,
             events,
             rehydrated_from: None,
+            heard_at: None,
         }
     }
 
@@ -49,6 +53,7 @@ impl AgentSession {
     pub fn rehydrated(agent: Agent, offline_after: Duration, store: Arc<dyn FleetStore>, events: Events) -> Self {
         let mut session = AgentSession::new(agent.id.clone(), offline_after, store, events);
         session.state = agent.state;
+        session.heard_at = agent.last_heartbeat_at;
         session.rehydrated_from = Some(agent);
         session
     }
@@ -61,21 +66,23 @@ impl AgentSession {
     }
 
     /// The timeout passed without a heartbeat here. With several replicas the agent's heartbeats are
-    /// shared among them (a NATS queue group), so the stored last heartbeat decides: only when no
-    /// replica heard from it within the timeout is it offline.
+    /// shared among them (a NATS queue group): when the database holds a later heartbeat than this
+    /// session knows of, another replica heard from the agent, and the timeout runs from that one.
     fn go_offline(&mut self, ctx: &mut Context<Self>) {
         self.timer = None;
         if self.state == AgentState::Offline {
             return;
         }
-        let (store, events, id, timeout) =
-            (self.store.clone(), self.events.clone(), self.agent_id.clone(), self.offline_after);
+        let (store, events, id, timeout, known) =
+            (self.store.clone(), self.events.clone(), self.agent_id.clone(), self.offline_after, self.heard_at);
         let persist_then_announce = async move {
             let now = Utc::now();
             let stored = store.get_agent(&id).await?;
-            let silent_for = stored.last_heartbeat_at.map_or(timeout, |last| (now - last).to_std().unwrap_or_default());
-            if silent_for < timeout {
-                return Ok(Some(timeout - silent_for));
+            if let Some(last) = stored.last_heartbeat_at.filter(|last| known.is_none_or(|known| *last > known)) {
+                let silent_for = (now - last).to_std().unwrap_or_default();
+                if silent_for < timeout {
+                    return Ok(Some((timeout - silent_for, last)));
+                }
             }
             let agent = store.set_agent_state(&id, AgentState::Offline, now).await?;
             events.publish("agent", &id, "agent.offline", &agent).await;
@@ -83,7 +90,10 @@ impl AgentSession {
         };
         ctx.wait(persist_then_announce.into_actor(self).map(|result, session, ctx| match result {
             // Another replica heard from it: look again when that heartbeat times out.
-            Ok(Some(remaining)) => session.schedule_offline(ctx, remaining),
+            Ok(Some((remaining, last))) => {
+                session.heard_at = Some(last);
+                session.schedule_offline(ctx, remaining);
+            }
             Ok(None) => {
                 tracing::info!(agent.id = %session.agent_id, "agent offline: no heartbeat within the timeout");
                 session.state = AgentState::Offline;
@@ -135,6 +145,7 @@ impl Handler<RecordHeartbeat> for AgentSession {
         AtomicResponse::new(Box::pin(persist_then_announce.into_actor(self).map(move |result, session, ctx| {
             let agent = result?;
             session.state = state;
+            session.heard_at = agent.last_heartbeat_at;
             if stopping {
                 session.transport = None;
                 if let Some(timer) = session.timer.take() {
