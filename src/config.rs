@@ -2,6 +2,7 @@
 //! variables, then command-line flags. Every layer is merged into one TOML table first and parsed once,
 //! so all problems (unknown keys, wrong types, invalid values) are reported together.
 
+mod proxies;
 mod secret;
 
 use std::collections::BTreeMap;
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use phoenix_actors::experiments::kpis::Currency;
 use serde::{Deserialize, Serialize};
 
+pub use proxies::TrustedProxy;
 pub use secret::{Secret, SensitiveUrl};
 
 /// The whole settings tree of `phoenix server`.
@@ -62,6 +64,10 @@ pub struct ServerSettings {
     /// Serve the dashboard from this folder instead of the copy built into the binary (for working on
     /// the dashboard without rebuilding; point it at `src/dashboard`).
     pub dashboard_dir: Option<PathBuf>,
+    /// Load balancers (addresses or networks) whose `X-Forwarded-For` names the client: failed logins
+    /// are then counted per real client rather than per proxy. Empty: the header is ignored, since any
+    /// client could write it.
+    pub trusted_proxies: Vec<TrustedProxy>,
 }
 
 impl Default for ServerSettings {
@@ -72,6 +78,7 @@ impl Default for ServerSettings {
             shutdown_timeout_secs: 30,
             workers: 0,
             dashboard_dir: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -614,12 +621,19 @@ fn env_value(path: &str, raw: &str) -> toml::Value {
         default_value_at(path).or_else(|| NUMERIC_OPTIONAL_KEYS.contains(&path).then_some(toml::Value::Integer(0)));
     match typed_default {
         Some(toml::Value::String(_)) | None => toml::Value::String(raw.to_string()),
-        Some(_) => format!("v = {raw}")
-            .parse::<toml::Table>()
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        // A list is written as TOML (`["a", "b"]`) or, as operators write them in env files, `a,b`.
+        Some(toml::Value::Array(_)) => parse_toml_value(raw).unwrap_or_else(|| comma_separated(raw)),
+        Some(_) => parse_toml_value(raw).unwrap_or_else(|| toml::Value::String(raw.to_string())),
     }
+}
+
+fn parse_toml_value(raw: &str) -> Option<toml::Value> {
+    format!("v = {raw}").parse::<toml::Table>().ok().and_then(|mut t| t.remove("v"))
+}
+
+fn comma_separated(raw: &str) -> toml::Value {
+    let items = raw.split(',').map(str::trim).filter(|item| !item.is_empty());
+    toml::Value::Array(items.map(|item| toml::Value::String(item.to_string())).collect())
 }
 
 fn default_value_at(path: &str) -> Option<toml::Value> {

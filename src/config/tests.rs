@@ -150,3 +150,22 @@ fn log_format_and_filter_come_from_the_usual_variables() {
     assert_eq!(s.log.format, LogFormat::Json);
     assert_eq!(s.log.filter, "warn,phoenix=debug");
 }
+
+#[test]
+fn trusted_proxies_are_a_list_in_the_file_and_comma_separated_or_toml_in_the_environment() {
+    let f = file("[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n");
+    let s = Settings::load(Some(f.path()), &env(&[]), &FlagOverrides::default()).expect("valid file");
+    let shown: Vec<String> = s.server.trusted_proxies.iter().map(ToString::to_string).collect();
+    assert_eq!(shown, ["10.0.0.0/8", "::1"]);
+    for raw in ["10.0.0.0/8, 192.168.1.7", r#"["10.0.0.0/8", "192.168.1.7"]"#] {
+        let s = Settings::load(None, &env(&[("PHOENIX_SERVER__TRUSTED_PROXIES", raw)]), &FlagOverrides::default())
+            .expect("valid environment");
+        let shown: Vec<String> = s.server.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.168.1.7"], "{raw}");
+    }
+    assert!(Settings::default().server.trusted_proxies.is_empty(), "no proxy is trusted unless listed");
+    let e = env(&[("PHOENIX_SERVER__TRUSTED_PROXIES", "10.0.0.1,proxy.internal")]);
+    let err = Settings::load(None, &e, &FlagOverrides::default()).expect_err("a host name is refused");
+    let all = err.problems.join("\n");
+    assert!(all.contains("server.trusted_proxies") && all.contains("'proxy.internal'"), "{all}");
+}

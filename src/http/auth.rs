@@ -39,7 +39,7 @@ pub async fn login(
     req: HttpRequest,
     body: web::Json<Credentials>,
 ) -> Result<HttpResponse, ApiError> {
-    let client = req.peer_addr().map(|addr| addr.ip());
+    let client = super::client_addr::client_address(&req, &state.settings.server.trusted_proxies);
     let session = state.auth.login(&body.username, &body.password, client).await?;
     Ok(HttpResponse::Ok().json(session))
 }

@@ -5,6 +5,7 @@ pub mod access;
 mod agent;
 mod analytics;
 mod auth;
+mod client_addr;
 mod dashboard;
 mod deployments;
 mod enrollment;

@@ -178,6 +178,49 @@ async fn failed_logins_are_rate_limited_with_retry_after(backend: Backend) {
 }
 each_backend!(failed_logins_are_rate_limited_with_retry_after);
 
+/// Logs in as `username` with `password`, the request carrying `X-Forwarded-For: forwarded_for`.
+async fn login_forwarded(
+    app: &crate::helpers::TestApp,
+    forwarded_for: &str,
+    username: &str,
+    password: &str,
+) -> StatusCode {
+    let credentials = json!({"username": username, "password": password});
+    let request = app.client.post(app.url("/api/v1/auth/login")).header("x-forwarded-for", forwarded_for);
+    request.json(&credentials).send().await.expect("request reaches the server").status()
+}
+
+async fn behind_a_trusted_proxy_failed_logins_count_per_forwarded_client(backend: Backend) {
+    let env = Env::local(backend);
+    let db = TestDb::new(backend);
+    let mut settings = test_settings(env, &db);
+    // The test client connects from 127.0.0.1: it plays the load balancer.
+    settings.server.trusted_proxies = vec!["127.0.0.1".parse().expect("an address")];
+    let app = spawn_with(env, db, settings).await;
+    app.register("alice").await;
+    let attacker = "203.0.113.7";
+    for name in ["bob", "carol", "dave", "erin", "frank"] {
+        assert_eq!(login_forwarded(&app, attacker, name, "wrong-password").await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(login_forwarded(&app, attacker, "gina", "wrong-password").await, StatusCode::TOO_MANY_REQUESTS);
+    // Writing an address in front of the one the proxy appends does not make the attacker someone else.
+    let forged = format!("198.51.100.2, {attacker}");
+    assert_eq!(login_forwarded(&app, &forged, "gina", "wrong-password").await, StatusCode::TOO_MANY_REQUESTS);
+    // Alice, behind the same proxy, is not locked out by the attacker's failures.
+    assert_eq!(login_forwarded(&app, "198.51.100.2", "alice", PASSWORD).await, StatusCode::OK);
+}
+each_backend!(behind_a_trusted_proxy_failed_logins_count_per_forwarded_client);
+
+async fn an_untrusted_client_cannot_escape_the_limit_by_writing_x_forwarded_for(backend: Backend) {
+    let app = spawn_app(Env::local(backend)).await;
+    for (i, name) in ["bob", "carol", "dave", "erin", "frank"].into_iter().enumerate() {
+        let forged = format!("203.0.113.{i}");
+        assert_eq!(login_forwarded(&app, &forged, name, "wrong-password").await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(login_forwarded(&app, "203.0.113.99", "gina", "wrong-password").await, StatusCode::TOO_MANY_REQUESTS);
+}
+each_backend!(an_untrusted_client_cannot_escape_the_limit_by_writing_x_forwarded_for);
+
 async fn timed_login(app: &crate::helpers::TestApp, username: &str) -> (StatusCode, Value, Duration) {
     let started = Instant::now();
     let res = app.post_json("/api/v1/auth/login", &json!({"username": username, "password": "wrong-password"})).await;

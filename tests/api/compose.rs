@@ -502,6 +502,13 @@ fn the_ha_proxy_spreads_rest_websocket_and_long_polls_over_both_replicas() {
     for name in HA_REPLICAS {
         assert_eq!(proxy["depends_on"][name]["condition"], "service_healthy", "the proxy waits for {name}");
     }
+    // The replicas believe the proxy's X-Forwarded-For (failed logins are counted per client): the
+    // proxy has an address from Docker's default pools (172.17.0.0/16 to 172.31.0.0/16, 192.168.0.0/16).
+    for (name, settings) in HA_REPLICAS.iter().zip(&replicas) {
+        let trusts = |addr: &str| settings.server.trusted_proxies.iter().any(|p| p.contains(addr.parse().expect("ip")));
+        assert!(["172.17.0.2", "172.31.255.9", "192.168.16.3"].iter().all(|a| trusts(a)), "{name} trusts the proxy");
+        assert!(!trusts("203.0.113.7"), "{name} trusts public addresses");
+    }
 
     let server = conf.block("server").expect("a server block");
     let published = host_ports(proxy);
@@ -537,6 +544,8 @@ fn the_ha_proxy_spreads_rest_websocket_and_long_polls_over_both_replicas() {
             let id = block.proxy_header("X-Request-Id").unwrap_or_else(|| panic!("{}: no X-Request-Id", block.header));
             assert!(from_variable(&conf, id, "$http_x_request_id", None), "{}: X-Request-Id {id}", block.header);
             assert!(block.proxy_header("Host").is_some(), "{}: no Host", block.header);
+            let forwarded = block.proxy_header("X-Forwarded-For");
+            assert_eq!(forwarded, Some("$proxy_add_x_forwarded_for"), "{}: appends the client", block.header);
         }
     }
     assert!(!next_upstream.is_empty());
