@@ -7,7 +7,7 @@ use phoenix::db::Backend;
 use serde_json::{json, Value};
 
 use crate::each_backend;
-use crate::helpers::{nats_url, unique_prefix, NatsAgent, ServerProcess, TestDb};
+use crate::helpers::{NatsAgent, NatsServerEnv, ServerProcess, TestDb};
 
 const SAMPLES_PER_BATCH: usize = 4;
 
@@ -56,17 +56,8 @@ impl Api {
 
 async fn reports_sent_while_the_server_was_down_are_processed_exactly_once(backend: Backend) {
     let db = TestDb::new(backend);
-    let prefix = unique_prefix();
-    let nats = nats_url();
-    let env = [
-        ("PHOENIX_NATS_URL", nats.as_str()),
-        ("PHOENIX_BUS__SUBJECT_PREFIX", prefix.as_str()),
-        ("RUST_LOG", "warn,phoenix::server=info"),
-    ];
-    let _stream = phoenix_nats::testing::StreamCleanup {
-        url: nats.clone(),
-        stream: phoenix_nats::Subjects::new(&prefix).expect("prefix").agent_results_stream(),
-    };
+    let server_env = NatsServerEnv::new();
+    let (prefix, env) = (&server_env.prefix, server_env.vars());
 
     let mut first = ServerProcess::start(&db, &env);
     first.bootstrap_admin().await;
@@ -81,7 +72,7 @@ async fn reports_sent_while_the_server_was_down_are_processed_exactly_once(backe
         .expect("enroll");
     let enrolled: Value = enrolled.json().await.expect("enrolment");
     let agent = NatsAgent::connect(
-        &prefix,
+        prefix,
         enrolled["agent_id"].as_str().expect("id"),
         enrolled["credential"].as_str().expect("credential"),
     )

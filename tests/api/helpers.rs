@@ -189,6 +189,51 @@ pub fn unique_prefix() -> String {
     format!("t{}", uuid::Uuid::now_v7().simple())
 }
 
+/// The environment of `phoenix server` processes on NATS under one fresh subject prefix (processes
+/// started with the same one are replicas of one deployment), with the guard that deletes the prefix's
+/// results stream when the test ends. Test servers share [`TEST_JWT_SECRET`] and log warnings plus the
+/// server's own lifecycle lines.
+pub struct NatsServerEnv {
+    pub prefix: String,
+    vars: Vec<(&'static str, String)>,
+    _stream: phoenix_nats::testing::StreamCleanup,
+}
+
+impl NatsServerEnv {
+    /// On the NATS server the suite was given.
+    pub fn new() -> NatsServerEnv {
+        NatsServerEnv::on(&nats_url())
+    }
+
+    /// On the NATS servers at `urls` (comma-separated).
+    pub fn on(urls: &str) -> NatsServerEnv {
+        let prefix = unique_prefix();
+        let stream = phoenix_nats::testing::StreamCleanup {
+            url: urls.to_string(),
+            stream: phoenix_nats::Subjects::new(&prefix).expect("prefix").agent_results_stream(),
+        };
+        let vars = vec![
+            ("PHOENIX_NATS_URL", urls.to_string()),
+            ("PHOENIX_BUS__SUBJECT_PREFIX", prefix.clone()),
+            ("PHOENIX_AUTH__JWT_SECRET", TEST_JWT_SECRET.to_string()),
+            ("RUST_LOG", "warn,phoenix::server=info".to_string()),
+        ];
+        NatsServerEnv { prefix, vars, _stream: stream }
+    }
+
+    /// Sets one more variable (or replaces one set before).
+    pub fn with(mut self, name: &'static str, value: impl ToString) -> NatsServerEnv {
+        self.vars.retain(|(set, _)| *set != name);
+        self.vars.push((name, value.to_string()));
+        self
+    }
+
+    /// The variables, as [`ServerProcess::start`] takes them.
+    pub fn vars(&self) -> Vec<(&str, &str)> {
+        self.vars.iter().map(|(name, value)| (*name, value.as_str())).collect()
+    }
+}
+
 /// A running server and what a test needs to talk to it.
 pub struct TestApp {
     pub addr: SocketAddr,

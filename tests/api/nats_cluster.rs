@@ -14,7 +14,7 @@ use phoenix_nats::{Bus, Envelope, NatsBus, NatsBusOptions, Subjects};
 use serde_json::json;
 
 use crate::fleet_sim::{self, Api};
-use crate::helpers::{http_client, unique_prefix, ServerProcess, TestDb, TEST_JWT_SECRET};
+use crate::helpers::{http_client, unique_prefix, NatsServerEnv, ServerProcess, TestDb};
 
 const AGENTS: usize = 4;
 const PIPELINE: &str = "cluster-test";
@@ -167,16 +167,11 @@ async fn losing_one_node_of_a_three_node_nats_cluster_loses_no_report() {
     let mut cluster = NatsCluster::start();
     cluster.wait_until_ready().await;
     let db = TestDb::new(Backend::Postgres);
-    let (prefix, urls) = (unique_prefix(), cluster.urls());
-    let env = [
-        ("PHOENIX_NATS_URL", urls.as_str()),
-        ("PHOENIX_BUS__SUBJECT_PREFIX", prefix.as_str()),
-        ("PHOENIX_BUS__STREAM_REPLICAS", "3"),
-        ("PHOENIX_BUS__ACK_WAIT_SECS", "2"),
-        ("PHOENIX_AUTH__JWT_SECRET", TEST_JWT_SECRET),
-        ("RUST_LOG", "warn,phoenix::server=info"),
-    ];
-    let replicas: Vec<_> = (0..2).map(|_| ServerProcess::start(&db, &env)).collect();
+    let urls = cluster.urls();
+    let server_env =
+        NatsServerEnv::on(&urls).with("PHOENIX_BUS__STREAM_REPLICAS", 3).with("PHOENIX_BUS__ACK_WAIT_SECS", 2);
+    let prefix = server_env.prefix.clone();
+    let replicas: Vec<_> = (0..2).map(|_| ServerProcess::start(&db, &server_env.vars())).collect();
     let api = Api::new(&replicas[0].url(""), &replicas[0].bootstrap_admin().await);
     let agents = fleet_sim::enroll(&api, AGENTS, "cluster", |_| json!({})).await;
     let options = NatsBusOptions {

@@ -8,12 +8,11 @@ use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use phoenix::db::Backend;
-use phoenix_nats::Subjects;
 use reqwest::Method;
 use serde_json::json;
 
 use crate::fleet_sim::{self, Api, Behaviour};
-use crate::helpers::{nats_url, unique_prefix, ServerProcess, TestDb, TEST_JWT_SECRET};
+use crate::helpers::{NatsServerEnv, ServerProcess, TestDb};
 
 const AGENTS: usize = 4;
 const LEASE_TTL_SECS: u64 = 3;
@@ -24,7 +23,7 @@ struct Cluster {
     db: TestDb,
     replicas: Vec<ServerProcess>,
     apis: Vec<std::sync::Arc<Api>>,
-    _stream: phoenix_nats::testing::StreamCleanup,
+    _env: NatsServerEnv,
 }
 
 impl Cluster {
@@ -33,33 +32,25 @@ impl Cluster {
     }
 
     /// Like [`start`](Self::start), with more settings for both replicas.
-    async fn start_with(extra: &[(&str, &str)]) -> Cluster {
+    async fn start_with(extra: &[(&'static str, &str)]) -> Cluster {
         let db = TestDb::new(Backend::Postgres);
-        let (prefix, nats) = (unique_prefix(), nats_url());
-        let ttl = LEASE_TTL_SECS.to_string();
-        let env = [
-            ("PHOENIX_NATS_URL", nats.as_str()),
-            ("PHOENIX_BUS__SUBJECT_PREFIX", prefix.as_str()),
-            ("PHOENIX_AUTH__JWT_SECRET", TEST_JWT_SECRET),
-            ("PHOENIX_AGENTS__HEARTBEAT_INTERVAL_SECS", "1"),
-            ("PHOENIX_EXPERIMENTS__RECONCILE_INTERVAL_MS", "200"),
-            ("PHOENIX_DEPLOYMENTS__RECONCILE_INTERVAL_MS", "200"),
-            ("PHOENIX_CLUSTER__LEASE_TTL_SECS", ttl.as_str()),
-            ("RUST_LOG", "warn,phoenix::server=info"),
-        ];
-        let stream = phoenix_nats::testing::StreamCleanup {
-            url: nats.clone(),
-            stream: Subjects::new(&prefix).expect("prefix").agent_results_stream(),
-        };
-        let env: Vec<(&str, &str)> = env.iter().chain(extra).copied().collect();
+        let mut server_env = NatsServerEnv::new()
+            .with("PHOENIX_AGENTS__HEARTBEAT_INTERVAL_SECS", 1)
+            .with("PHOENIX_EXPERIMENTS__RECONCILE_INTERVAL_MS", 200)
+            .with("PHOENIX_DEPLOYMENTS__RECONCILE_INTERVAL_MS", 200)
+            .with("PHOENIX_CLUSTER__LEASE_TTL_SECS", LEASE_TTL_SECS);
+        for (name, value) in extra {
+            server_env = server_env.with(name, value);
+        }
+        let env = server_env.vars();
         let replicas = (0..3).map(|_| ServerProcess::start(&db, &env)).collect::<Vec<_>>();
         let token = replicas[0].bootstrap_admin().await;
         let apis: Vec<_> = replicas.iter().map(|r| Api::new(&r.url(""), &token)).collect();
         let agents = fleet_sim::enroll(&apis[0], AGENTS, "ha", |_| json!({"group": "ha"})).await;
         let every = Duration::from_secs(1);
         let behaviour = Behaviour { heartbeat_every: every, connections: 1, measure_every: Some(every) };
-        fleet_sim::start(&prefix, &agents, behaviour).await;
-        Cluster { db, replicas, apis, _stream: stream }
+        fleet_sim::start(&server_env.prefix, &agents, behaviour).await;
+        Cluster { db, replicas, apis, _env: server_env }
     }
 
     /// Kills the replica holding the lease `name`; returns its index.

@@ -8,12 +8,11 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use phoenix::db::Backend;
-use phoenix_nats::Subjects;
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::fleet_sim::{self, Api, Behaviour};
-use crate::helpers::{free_local_addr, nats_url, unique_prefix, ServerProcess, TestDb, TEST_JWT_SECRET};
+use crate::helpers::{free_local_addr, NatsServerEnv, ServerProcess, TestDb};
 
 const AGENTS: usize = 1000;
 
@@ -26,27 +25,19 @@ fn applied(status: &Value) -> usize {
 #[actix_web::test]
 async fn a_rollout_to_1000_agents_survives_a_kill_9_and_runs_every_task_once() {
     let db = TestDb::new(Backend::Postgres);
-    let (prefix, nats, addr) = (unique_prefix(), nats_url(), free_local_addr());
-    let env = [
-        ("PHOENIX_NATS_URL", nats.as_str()),
-        ("PHOENIX_BUS__SUBJECT_PREFIX", prefix.as_str()),
-        ("PHOENIX_AUTH__JWT_SECRET", TEST_JWT_SECRET),
-        ("PHOENIX_AGENTS__HEARTBEAT_INTERVAL_SECS", "10"),
-        ("PHOENIX_DEPLOYMENTS__RECONCILE_INTERVAL_MS", "500"),
-        ("PHOENIX_SERVER__WORKERS", "2"),
-        ("RUST_LOG", "warn,phoenix::server=info"),
-    ];
-    let _stream = phoenix_nats::testing::StreamCleanup {
-        url: nats.clone(),
-        stream: Subjects::new(&prefix).expect("prefix").agent_results_stream(),
-    };
+    let addr = free_local_addr();
+    let server_env = NatsServerEnv::new()
+        .with("PHOENIX_AGENTS__HEARTBEAT_INTERVAL_SECS", 10)
+        .with("PHOENIX_DEPLOYMENTS__RECONCILE_INTERVAL_MS", 500)
+        .with("PHOENIX_SERVER__WORKERS", 2);
+    let env = server_env.vars();
     let mut first = ServerProcess::start_on(&db, &addr, &env);
     let api = Api::new(&first.url(""), &first.bootstrap_admin().await);
 
     let started = Instant::now();
     let agents = fleet_sim::enroll(&api, AGENTS, "crash", |_| json!({})).await;
     let behaviour = Behaviour { heartbeat_every: Duration::from_secs(10), connections: 8, measure_every: None };
-    let record = fleet_sim::start(&prefix, &agents, behaviour).await;
+    let record = fleet_sim::start(&server_env.prefix, &agents, behaviour).await;
     println!("{AGENTS} agents enrolled and online over NATS in {:.1} s", started.elapsed().as_secs_f64());
 
     // Waves of 100, 200, 400, 300, two seconds apart: the kill falls inside the second wave (some of its

@@ -13,12 +13,11 @@ use std::time::{Duration, Instant};
 
 use phoenix::db::Backend;
 use phoenix::live::LiveClient;
-use phoenix_nats::Subjects;
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::fleet_sim::{self, Api, Behaviour};
-use crate::helpers::{nats_url, unique_prefix, ServerProcess, TestDb, TEST_JWT_SECRET};
+use crate::helpers::{NatsServerEnv, ServerProcess, TestDb};
 
 const AGENTS: usize = 1000;
 /// Experiments run at once, one per group.
@@ -118,22 +117,11 @@ async fn watcher(base: String, token: String, until: Instant, received: Arc<Atom
 async fn the_server_stays_flat_under_a_steady_load() {
     let duration = soak_duration();
     let db = TestDb::new(Backend::Postgres);
-    let (prefix, nats) = (unique_prefix(), nats_url());
-    let interval = INTERVAL_SECS.to_string();
-    let env = [
-        ("PHOENIX_NATS_URL", nats.as_str()),
-        ("PHOENIX_BUS__SUBJECT_PREFIX", prefix.as_str()),
-        ("PHOENIX_AUTH__JWT_SECRET", TEST_JWT_SECRET),
-        ("PHOENIX_AGENTS__HEARTBEAT_INTERVAL_SECS", interval.as_str()),
-        ("PHOENIX_EXPERIMENTS__RECONCILE_INTERVAL_MS", "500"),
-        ("PHOENIX_SERVER__WORKERS", "2"),
-        ("RUST_LOG", "warn,phoenix::server=info"),
-    ];
-    let _stream = phoenix_nats::testing::StreamCleanup {
-        url: nats.clone(),
-        stream: Subjects::new(&prefix).expect("prefix").agent_results_stream(),
-    };
-    let mut server = ServerProcess::start(&db, &env);
+    let server_env = NatsServerEnv::new()
+        .with("PHOENIX_AGENTS__HEARTBEAT_INTERVAL_SECS", INTERVAL_SECS)
+        .with("PHOENIX_EXPERIMENTS__RECONCILE_INTERVAL_MS", 500)
+        .with("PHOENIX_SERVER__WORKERS", 2);
+    let mut server = ServerProcess::start(&db, &server_env.vars());
     let pid = server.pid();
     let token = server.bootstrap_admin().await;
     let api = Api::new(&server.url(""), &token);
@@ -141,7 +129,7 @@ async fn the_server_stays_flat_under_a_steady_load() {
     let agents = fleet_sim::enroll(&api, AGENTS, "soak", |i| json!({"group": group_of(i)})).await;
     let every = Duration::from_secs(INTERVAL_SECS);
     let behaviour = Behaviour { heartbeat_every: every, connections: 8, measure_every: Some(every) };
-    let record = fleet_sim::start(&prefix, &agents, behaviour).await;
+    let record = fleet_sim::start(&server_env.prefix, &agents, behaviour).await;
 
     let started = Instant::now();
     let until = started + duration;
