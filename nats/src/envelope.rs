@@ -166,7 +166,9 @@ mod tests {
     fn numbers_survive_encode_and_decode_bit_for_bit() {
         // Metric values and progress travel as JSON numbers; a decoder that rounds the last digit
         // turns one value into its neighbour on every hop (found by the envelope fuzz target).
-        for text in ["7.777777777777777e+83", "2.2250738585072014e-308", "0.30000000000000004", "1.7976931348623157e308"] {
+        for text in
+            ["7.777777777777777e+83", "2.2250738585072014e-308", "0.30000000000000004", "1.7976931348623157e308"]
+        {
             let raw = format!(r#"{{"v":1,"kind":"x","id":"i","ts":"2026-01-01T00:00:00Z","body":{text}}}"#);
             let first = Envelope::<serde_json::Value>::decode(raw.as_bytes()).unwrap();
             let again = Envelope::<serde_json::Value>::decode(&first.encode().unwrap()).unwrap();
