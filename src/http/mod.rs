@@ -38,6 +38,7 @@ use phoenix_actors::experiments::service::Experiments;
 use phoenix_actors::gateway::AgentGateway;
 use phoenix_actors::hub::EventHub;
 use phoenix_actors::ownership::{HeldLeases, Ownership};
+use phoenix_actors::tasks::changes::{follow_task_changes, FollowsTaskChanges};
 use phoenix_actors::tasks::TaskQueue;
 use phoenix_actors::Store;
 use phoenix_nats::{Bus, LocalBus, NatsBus, NatsBusOptions, Subjects};
@@ -93,7 +94,7 @@ impl Application {
         let fleet = start_fleet(&settings, store.clone(), bus.clone(), auth.clone()).await?;
         let ownership = Ownership::new(store.clone(), &replica_id(&settings, addr), lease_ttl(&settings));
         tracing::info!(replica = ownership.replica(), "owning experiments and rollouts through leases");
-        let experiments = start_experiments(&settings, store.clone(), bus.clone(), &fleet, ownership.clone());
+        let experiments = start_experiments(&settings, store.clone(), &fleet, ownership.clone());
         let rollouts = Rollouts::new(
             store.clone(),
             fleet.queue.clone(),
@@ -103,6 +104,9 @@ impl Application {
         let interval = Duration::from_millis(settings.deployments.reconcile_interval_ms);
         let leases = HeldLeases::new(ownership.clone());
         let deployments = DeploymentSupervisor::start(rollouts.clone(), leases, interval, bus.clone());
+        let task_followers: Vec<Arc<dyn FollowsTaskChanges>> =
+            vec![Arc::new(experiments.clone()), Arc::new(deployments.clone()), fleet.queue.follower()];
+        actix_web::rt::spawn(follow_task_changes(bus.clone(), task_followers));
         let hub = EventHub::start(bus.clone()).await.context("Failed to subscribe to events for live updates")?;
         let state = web::Data::new(AppState {
             store,
@@ -199,7 +203,6 @@ async fn start_fleet(
     let registry = AgentRegistryHandle::start(store.clone(), events.clone(), settings.agents.offline_after());
     actix_web::rt::spawn(rebuild_sessions(store.clone(), registry.clone()));
     let queue = TaskQueue::new(store.clone(), bus.clone(), registry.clone(), events.clone(), settings.tasks.policy());
-    actix_web::rt::spawn(queue.clone().follow_enqueues());
     let interval = Duration::from_secs(settings.agents.heartbeat_interval_secs);
     let gateway = AgentGateway::new(store, bus, registry.clone(), queue.clone(), auth, interval);
     gateway.start().await.context("Failed to subscribe to agent subjects")?;
@@ -219,15 +222,9 @@ fn lease_ttl(settings: &Settings) -> Duration {
 }
 
 /// Starts the experiments service: the actors of the experiments this replica holds the lease of,
-/// rebuilt from the database (their timers from the stored timestamps), woken by task changes announced
-/// on the bus, and adopted from a replica that stopped renewing its leases.
-fn start_experiments(
-    settings: &Settings,
-    store: Arc<dyn Store>,
-    bus: Arc<dyn Bus>,
-    fleet: &Fleet,
-    ownership: Ownership,
-) -> Experiments {
+/// rebuilt from the database (their timers from the stored timestamps) and adopted from a replica that
+/// stopped renewing its leases. (Task changes wake them: `build` makes the service a task follower.)
+fn start_experiments(settings: &Settings, store: Arc<dyn Store>, fleet: &Fleet, ownership: Ownership) -> Experiments {
     let runtime = Runtime::new(
         store,
         fleet.queue.clone(),
@@ -235,7 +232,6 @@ fn start_experiments(
         settings.experiments.runtime(settings.agents.heartbeat_interval_secs),
     );
     let experiments = Experiments::new(runtime, ownership);
-    actix_web::rt::spawn(experiments.clone().follow_tasks(bus));
     actix_web::rt::spawn(experiments.clone().adopt_orphans());
     let sweep_every = Duration::from_secs(settings.experiments.removal_sweep_interval_secs);
     actix_web::rt::spawn(experiments.clone().sweep(sweep_every));

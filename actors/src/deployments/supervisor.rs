@@ -23,6 +23,7 @@ use crate::events::Events;
 use crate::experiments::Target;
 use crate::ownership::{deployment_lease, HeldLeases};
 use crate::store::{NewDeploymentEvent, Store, StoreError};
+use crate::tasks::changes::{FollowsTaskChanges, TaskChange};
 use crate::tasks::{NewTask, Task, TaskQueue};
 
 /// How long nudges are gathered before a deployment is reconciled.
@@ -277,13 +278,13 @@ pub struct DeploymentSupervisor {
 }
 
 impl DeploymentSupervisor {
-    /// Starts the supervisor, and its bus subscription that nudges it when a deployment's task changes
-    /// or a version is created.
+    /// Starts the supervisor, and its bus subscription that nudges it when a version is created. Task
+    /// changes reach it as a follower of [`follow_task_changes`](crate::tasks::changes::follow_task_changes).
     pub fn start(rollouts: Rollouts, leases: HeldLeases, interval: Duration, bus: Arc<dyn Bus>) -> SupervisorHandle {
         let supervisor =
             DeploymentSupervisor { rollouts, leases, interval, nudged: BTreeSet::new(), pass_scheduled: false };
         let addr = supervisor.start();
-        actix::spawn(follow(bus, addr.clone()));
+        actix::spawn(follow_versions(bus, addr.clone()));
         SupervisorHandle(addr)
     }
 
@@ -355,30 +356,32 @@ impl DeploymentSupervisor {
     }
 }
 
-/// Nudges the supervisor for every task change of a deployment and every version created.
-async fn follow(bus: Arc<dyn Bus>, supervisor: Addr<DeploymentSupervisor>) {
-    let prefix = bus.subjects().prefix().to_string();
-    let (tasks, versions) = match (
-        bus.subscribe(&format!("{prefix}.events.task.*")).await,
-        bus.subscribe(&format!("{prefix}.events.deployment.*")).await,
-    ) {
-        (Ok(tasks), Ok(versions)) => (tasks, versions),
-        (Err(e), _) | (_, Err(e)) => {
-            return tracing::warn!(error = %e, "cannot follow task changes; deployments advance on their timer only");
+/// Nudges the supervisor for every version created, for as long as the bus runs.
+async fn follow_versions(bus: Arc<dyn Bus>, supervisor: Addr<DeploymentSupervisor>) {
+    let subject = format!("{}.events.deployment.*", bus.subjects().prefix());
+    let mut versions = match bus.subscribe(&subject).await {
+        Ok(versions) => versions,
+        Err(e) => {
+            return tracing::warn!(error = %e, "cannot follow new versions; deployments advance on their timer only")
         }
     };
-    let mut messages = futures_util::stream::select(tasks, versions);
-    while let Some(message) = messages.next().await {
+    while let Some(message) = versions.next().await {
         let Ok(envelope) = Envelope::<serde_json::Value>::decode(&message.payload) else { continue };
-        let deployment = match envelope.kind.as_str() {
-            "deployment.version_created" => envelope.body["deployment_id"].as_str().map(str::to_string),
-            kind if kind.starts_with("task.") => {
-                envelope.body["idempotency_key"].as_str().and_then(deployment_of_task_key).map(str::to_string)
-            }
-            _ => None,
-        };
-        if let Some(id) = deployment {
-            supervisor.do_send(Nudge(id));
+        if envelope.kind != "deployment.version_created" {
+            continue;
+        }
+        if let Some(id) = envelope.body["deployment_id"].as_str() {
+            supervisor.do_send(Nudge(id.to_string()));
+        }
+    }
+}
+
+/// A change to one of a deployment's tasks reconciles that deployment.
+#[async_trait::async_trait]
+impl FollowsTaskChanges for SupervisorHandle {
+    async fn task_changed(&self, change: &TaskChange) {
+        if let Some(id) = change.idempotency_key.as_deref().and_then(deployment_of_task_key) {
+            self.nudge(id);
         }
     }
 }

@@ -8,15 +8,13 @@ use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 use chrono::Utc;
-use futures_util::StreamExt;
-use phoenix_nats::{Bus, Envelope};
 
 use super::actor::{needs_actor, ActorMap, Execute, ExperimentActor, Nudge};
 use super::runtime::{experiment_of_task_key, Command, CommandError, Runtime, VARIANTS};
 use super::{Action, Experiment, NewExperiment, Phase};
 use crate::ownership::{experiment_lease, Ownership};
 use crate::store::StoreError;
-use crate::tasks::Task;
+use crate::tasks::changes::{FollowsTaskChanges, TaskChange};
 
 /// How far back the sweep looks for ended experiments that still owe something.
 const SWEEP_LOOKBACK: chrono::Duration = chrono::Duration::days(1);
@@ -164,27 +162,6 @@ impl Experiments {
         Ok(())
     }
 
-    /// Wakes the actor of the experiment a changed task belongs to, for as long as the bus runs.
-    pub async fn follow_tasks(self, bus: Arc<dyn Bus>) {
-        let subject = format!("{}.events.task.*", bus.subjects().prefix());
-        let mut changes = match bus.subscribe(&subject).await {
-            Ok(changes) => changes,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot follow task changes; experiments advance on their timer only");
-                return;
-            }
-        };
-        while let Some(message) = changes.next().await {
-            let Ok(envelope) = Envelope::<Task>::decode(&message.payload) else { continue };
-            let Some(id) = envelope.body.idempotency_key.as_deref().and_then(experiment_of_task_key) else {
-                continue;
-            };
-            if let Some(actor) = self.actor(id) {
-                actor.do_send(Nudge);
-            }
-        }
-    }
-
     fn actor(&self, id: &str) -> Option<Addr<ExperimentActor>> {
         self.lock().get(id).filter(|addr| addr.connected()).cloned()
     }
@@ -209,5 +186,16 @@ impl Experiments {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Addr<ExperimentActor>>> {
         self.actors.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A change to one of an experiment's tasks wakes the experiment's actor, if it runs here.
+#[async_trait::async_trait]
+impl FollowsTaskChanges for Experiments {
+    async fn task_changed(&self, change: &TaskChange) {
+        let Some(id) = change.idempotency_key.as_deref().and_then(experiment_of_task_key) else { return };
+        if let Some(actor) = self.actor(id) {
+            actor.do_send(Nudge);
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! The task queue: work for one agent, persisted, leased, retried, and reported on.
 
+pub mod changes;
 pub mod queue;
 pub mod transitions;
 

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use phoenix_nats::wire::{kinds, TaskAssignment, TaskStatusReport};
 use phoenix_nats::{Bus, Envelope};
 
+use super::changes::{FollowsTaskChanges, TaskChange};
 use super::{NewTask, ReportOutcome, Task, TaskPolicy, TaskStatus};
 use crate::agents::{AgentRegistryHandle, Transport};
 use crate::events::Events;
@@ -26,12 +27,34 @@ pub struct TaskQueue {
     events: Events,
     policy: TaskPolicy,
     /// Tasks created here whose announcement has not come back from the bus yet: this replica
-    /// delivered them already (see `follow_enqueues`).
+    /// delivered them already (see `follower`).
     created_here: Arc<Mutex<HashSet<String>>>,
 }
 
 /// Most ids `created_here` keeps (should announcements be lost, it must not grow without end).
 const MAX_CREATED_HERE: usize = 100_000;
+
+/// Most deliveries of tasks created elsewhere waiting their turn. Past it one is dropped: the task
+/// waits for the agent's next poll (HTTP) or heartbeat (NATS) instead.
+const MAX_PENDING_DELIVERIES: usize = 65_536;
+
+/// See [`TaskQueue::follower`].
+struct RemoteEnqueues {
+    queue: TaskQueue,
+    agents: tokio::sync::mpsc::Sender<String>,
+}
+
+#[async_trait::async_trait]
+impl FollowsTaskChanges for RemoteEnqueues {
+    async fn task_changed(&self, change: &TaskChange) {
+        if change.event != "task.created" || self.queue.forget_created_here(&change.task_id) {
+            return;
+        }
+        if self.agents.try_send(change.agent_id.clone()).is_err() {
+            tracing::warn!(task.id = %change.task_id, "too many deliveries waiting; this task waits for its agent's next poll or heartbeat");
+        }
+    }
+}
 
 impl TaskQueue {
     /// A queue over `store`, delivering through `bus` (NATS agents) and `registry` (long-poll waiters).
@@ -63,27 +86,6 @@ impl TaskQueue {
         Ok(task)
     }
 
-    /// Delivers every task created on another replica (each creation is announced on the bus as
-    /// `task.created`; this replica's own were delivered when created) as if it had been created here: an agent may be long-polling this replica while another enqueues
-    /// its work, and only the replicas that took the agent's heartbeats (shared among them by a queue
-    /// group) know it is on NATS. Claiming is atomic, so the replicas that try push each task once. For
-    /// as long as the bus runs.
-    pub async fn follow_enqueues(self) {
-        let subject = format!("{}.events.task.*", self.bus.subjects().prefix());
-        let mut created = match self.bus.subscribe(&subject).await {
-            Ok(created) => created,
-            Err(e) => {
-                return tracing::warn!(error = %e, "cannot follow enqueues of other replicas; their long polls wait");
-            }
-        };
-        while let Some(message) = futures_util::StreamExt::next(&mut created).await {
-            let Ok(envelope) = Envelope::<Task>::decode(&message.payload) else { continue };
-            if envelope.kind == "task.created" && !self.forget_created_here(&envelope.body.id) {
-                self.deliver(&envelope.body.agent_id).await;
-            }
-        }
-    }
-
     fn remember_created_here(&self, id: &str) {
         let mut created = self.created_here.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if created.len() >= MAX_CREATED_HERE {
@@ -95,6 +97,24 @@ impl TaskQueue {
     /// Whether the task was created here (its announcement is back: forgotten now).
     fn forget_created_here(&self, id: &str) -> bool {
         self.created_here.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(id)
+    }
+
+    /// The follower of task changes that delivers every task created on another replica (each
+    /// creation is announced on the bus as `task.created`; this replica's own were delivered when
+    /// created) as if it had been created here: an agent may be long-polling this replica while
+    /// another enqueues its work, and only the replicas that took the agent's heartbeats (shared among
+    /// them by a queue group) know it is on NATS. Claiming is atomic, so the replicas that try push
+    /// each task once. Deliveries run one at a time on a task of their own (spawned here), so a slow
+    /// database does not hold up the other followers.
+    pub fn follower(&self) -> Arc<dyn FollowsTaskChanges> {
+        let (agents, mut due) = tokio::sync::mpsc::channel::<String>(MAX_PENDING_DELIVERIES);
+        let queue = self.clone();
+        actix::spawn(async move {
+            while let Some(agent_id) = due.recv().await {
+                queue.deliver(&agent_id).await;
+            }
+        });
+        Arc::new(RemoteEnqueues { queue: self.clone(), agents })
     }
 
     /// Hands due work to the agent: over NATS when it is connected there, and in every case wakes
