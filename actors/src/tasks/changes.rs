@@ -49,8 +49,8 @@ pub async fn follow_task_changes(bus: Arc<dyn Bus>, followers: Vec<Arc<dyn Follo
         Err(e) => {
             return tracing::warn!(
                 error = %e,
-                "cannot follow task changes: work created on other replicas waits for the maintenance loop, \
-                 experiments and rollouts advance on their timers only"
+                "cannot follow task changes: work created on other replicas waits for its agent's next poll or \
+                 heartbeat, experiments and rollouts advance on their timers only"
             );
         }
     };

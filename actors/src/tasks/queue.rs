@@ -42,16 +42,26 @@ const MAX_PENDING_DELIVERIES: usize = 65_536;
 struct RemoteEnqueues {
     queue: TaskQueue,
     agents: tokio::sync::mpsc::Sender<String>,
+    /// Set while deliveries are being dropped, so a flood logs one warning rather than one per task.
+    overflowing: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait::async_trait]
 impl FollowsTaskChanges for RemoteEnqueues {
     async fn task_changed(&self, change: &TaskChange) {
+        use std::sync::atomic::Ordering;
         if change.event != "task.created" || self.queue.forget_created_here(&change.task_id) {
             return;
         }
-        if self.agents.try_send(change.agent_id.clone()).is_err() {
-            tracing::warn!(task.id = %change.task_id, "too many deliveries waiting; this task waits for its agent's next poll or heartbeat");
+        let queued = self.agents.try_send(change.agent_id.clone()).is_ok();
+        if !queued && !self.overflowing.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                waiting = MAX_PENDING_DELIVERIES,
+                "too many deliveries of tasks created elsewhere waiting; until they drain, such tasks wait for \
+                 their agent's next poll or heartbeat"
+            );
+        } else if queued {
+            self.overflowing.store(false, Ordering::Relaxed);
         }
     }
 }
@@ -114,7 +124,7 @@ impl TaskQueue {
                 queue.deliver(&agent_id).await;
             }
         });
-        Arc::new(RemoteEnqueues { queue: self.clone(), agents })
+        Arc::new(RemoteEnqueues { queue: self.clone(), agents, overflowing: Default::default() })
     }
 
     /// Hands due work to the agent: over NATS when it is connected there, and in every case wakes
