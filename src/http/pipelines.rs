@@ -168,22 +168,28 @@ pub async fn create_template(
     Ok(HttpResponse::Created().json(template))
 }
 
-/// A pipeline that rendered and validated.
+/// A pipeline that rendered (a 422 lists the problems otherwise).
 #[derive(Serialize, ToSchema)]
-pub struct Validated {
-    /// Always true (a 422 lists the problems otherwise).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    valid: Option<bool>,
+pub struct Rendered {
     /// The config in YAML.
     config: String,
     config_hash: String,
     warnings: Vec<crate::pipeline::Problem>,
 }
 
-impl Validated {
-    fn from(resolved: Resolved, valid: Option<bool>) -> Validated {
-        Validated { valid, config: resolved.text, config_hash: resolved.hash, warnings: resolved.warnings }
+impl From<Resolved> for Rendered {
+    fn from(resolved: Resolved) -> Rendered {
+        Rendered { config: resolved.text, config_hash: resolved.hash, warnings: resolved.warnings }
     }
+}
+
+/// A pipeline that rendered and validated.
+#[derive(Serialize, ToSchema)]
+pub struct Validated {
+    /// Always true (a 422 lists the problems otherwise).
+    valid: bool,
+    #[serde(flatten)]
+    rendered: Rendered,
 }
 
 /// `POST /pipelines/validate` with a spec: 200 `{valid, config, config_hash, warnings}` or 422 listing
@@ -195,7 +201,7 @@ pub async fn validate_pipeline(
     body: web::Json<PipelineSpec>,
 ) -> Result<HttpResponse, ApiError> {
     let resolved = resolve(&state, &body, "").await?;
-    Ok(HttpResponse::Ok().json(Validated::from(resolved, Some(true))))
+    Ok(HttpResponse::Ok().json(Validated { valid: true, rendered: resolved.into() }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -208,7 +214,7 @@ pub struct RenderRequest {
 
 /// `POST /pipelines/render`: `{config, config_hash, warnings}`.
 #[utoipa::path(post, path = "/api/v1/pipelines/render", tag = "pipelines", request_body = RenderRequest,
-    responses((status = 200, description = "The rendered config and its warnings", body = Validated)))]
+    responses((status = 200, description = "The rendered config and its warnings", body = Rendered)))]
 pub async fn render_pipeline(
     state: web::Data<AppState>,
     body: web::Json<RenderRequest>,
@@ -216,7 +222,7 @@ pub async fn render_pipeline(
     let body = body.into_inner();
     let spec = PipelineSpec::Template { template: body.template, parameters: body.parameters };
     let resolved = resolve(&state, &spec, "").await?;
-    Ok(HttpResponse::Ok().json(Validated::from(resolved, None)))
+    Ok(HttpResponse::Ok().json(Rendered::from(resolved)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
