@@ -1,7 +1,7 @@
 //! The task queue service: enqueue, hand out (pushed over NATS or pulled by long-poll), take reports,
 //! and the maintenance loop that redelivers expired leases and wakes agents whose retries fall due.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,11 +28,41 @@ pub struct TaskQueue {
     policy: TaskPolicy,
     /// Tasks created here whose announcement has not come back from the bus yet: this replica
     /// delivered them already (see `follower`).
-    created_here: Arc<Mutex<HashSet<String>>>,
+    created_here: Arc<Mutex<RecentIds>>,
 }
 
 /// Most ids `created_here` keeps (should announcements be lost, it must not grow without end).
 const MAX_CREATED_HERE: usize = 100_000;
+
+/// A set of ids that forgets its oldest when full: ids whose removal never comes (an announcement
+/// lost on the bus) leave in time instead of growing the set without end.
+struct RecentIds {
+    ids: HashSet<String>,
+    /// Insertion order; may still hold ids removed since (skipped when their turn to leave comes).
+    order: VecDeque<String>,
+    capacity: usize,
+}
+
+impl RecentIds {
+    fn new(capacity: usize) -> RecentIds {
+        RecentIds { ids: HashSet::new(), order: VecDeque::new(), capacity }
+    }
+
+    fn insert(&mut self, id: &str) {
+        while self.order.len() >= self.capacity {
+            if let Some(oldest) = self.order.pop_front() {
+                self.ids.remove(&oldest);
+            }
+        }
+        self.ids.insert(id.to_string());
+        self.order.push_back(id.to_string());
+    }
+
+    /// Whether `id` was there (it is not any more).
+    fn remove(&mut self, id: &str) -> bool {
+        self.ids.remove(id)
+    }
+}
 
 /// Most deliveries of tasks created elsewhere waiting their turn. Past it one is dropped: the task
 /// waits for the agent's next poll (HTTP) or heartbeat (NATS) instead.
@@ -75,7 +105,8 @@ impl TaskQueue {
         events: Events,
         policy: TaskPolicy,
     ) -> Self {
-        TaskQueue { store, bus, registry, events, policy, created_here: Arc::default() }
+        let created_here = Arc::new(Mutex::new(RecentIds::new(MAX_CREATED_HERE)));
+        TaskQueue { store, bus, registry, events, policy, created_here }
     }
 
     /// The queue's lease, retry and deadline policy.
@@ -97,11 +128,7 @@ impl TaskQueue {
     }
 
     fn remember_created_here(&self, id: &str) {
-        let mut created = self.created_here.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if created.len() >= MAX_CREATED_HERE {
-            created.clear();
-        }
-        created.insert(id.to_string());
+        self.created_here.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(id);
     }
 
     /// Whether the task was created here (its announcement is back: forgotten now).
@@ -275,5 +302,25 @@ pub fn assignment(task: &Task, policy: &TaskPolicy) -> TaskAssignment {
         payload: task.payload.clone(),
         attempt: u32::try_from(task.attempts).unwrap_or(0),
         lease_secs: policy.lease.as_secs(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RecentIds;
+
+    #[test]
+    fn recent_ids_forget_the_oldest_when_full_and_each_id_once() {
+        let mut ids = RecentIds::new(3);
+        for id in ["a", "b", "c", "d"] {
+            ids.insert(id);
+        }
+        assert!(!ids.remove("a"), "the oldest left to make room");
+        assert!(ids.remove("b") && ids.remove("d"));
+        assert!(!ids.remove("b"), "removed once");
+        // Removed ids still take their place in the order until their turn comes: never more than 3.
+        ids.insert("e");
+        assert!(ids.order.len() <= 3 && ids.ids.len() <= 3);
+        assert!(ids.remove("c") && ids.remove("e"));
     }
 }
