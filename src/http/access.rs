@@ -22,6 +22,9 @@ pub enum Access {
     Public,
     /// A user access token with at least this role.
     User(Role),
+    /// The same, also taken from the query string as `?access_token=`: for WebSocket handshakes, on
+    /// which browsers cannot set headers. (Proxies log query strings: only where there is no other way.)
+    UserOrQueryToken(Role),
     /// An agent credential.
     Agent,
 }
@@ -45,7 +48,8 @@ pub async fn authorize(
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let checked = match access {
         Access::Public => Ok(()),
-        Access::User(required) => admit_user(&req, required).await,
+        Access::User(required) => admit_user(&req, required, false).await,
+        Access::UserOrQueryToken(required) => admit_user(&req, required, true).await,
         Access::Agent => admit_agent(&req).await,
     };
     match checked {
@@ -54,8 +58,11 @@ pub async fn authorize(
     }
 }
 
-async fn admit_user(req: &ServiceRequest, required: Role) -> Result<(), ApiError> {
-    let token = bearer_token(req)?;
+async fn admit_user(req: &ServiceRequest, required: Role, query_token_too: bool) -> Result<(), ApiError> {
+    let token = match query_token(req).filter(|_| query_token_too) {
+        Some(token) if req.headers().get(AUTHORIZATION).is_none() => token,
+        _ => bearer_token(req)?,
+    };
     let (user, claims) = state(req)?.auth.authenticate(token).await?;
     if !user.role.allows(required) {
         return Err(ApiError::Forbidden {
@@ -79,14 +86,9 @@ fn state(req: &ServiceRequest) -> Result<&web::Data<AppState>, ApiError> {
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("application state missing")))
 }
 
-/// The one route that also takes the token as `?access_token=`: browsers cannot set headers on a
-/// WebSocket handshake.
-const TOKEN_IN_QUERY_PATH: &str = "/api/v1/ws";
-
 fn bearer_token(req: &ServiceRequest) -> Result<&str, ApiError> {
     let Some(header) = req.headers().get(AUTHORIZATION) else {
-        return query_token(req)
-            .ok_or_else(|| ApiError::unauthorized("this needs a bearer token (Authorization: Bearer …)"));
+        return Err(ApiError::unauthorized("this needs a bearer token (Authorization: Bearer …)"));
     };
     header
         .to_str()
@@ -98,9 +100,6 @@ fn bearer_token(req: &ServiceRequest) -> Result<&str, ApiError> {
 }
 
 fn query_token(req: &ServiceRequest) -> Option<&str> {
-    if req.path() != TOKEN_IN_QUERY_PATH {
-        return None;
-    }
     req.query_string().split('&').find_map(|pair| pair.strip_prefix("access_token=")).filter(|token| !token.is_empty())
 }
 

@@ -118,7 +118,9 @@ fn bearer(description: &str) -> SecurityScheme {
 fn security_of(access: Access) -> Vec<SecurityRequirement> {
     match access {
         Access::Public => Vec::new(),
-        Access::User(_) => vec![SecurityRequirement::new(USER_TOKEN, Vec::<String>::new())],
+        Access::User(_) | Access::UserOrQueryToken(_) => {
+            vec![SecurityRequirement::new(USER_TOKEN, Vec::<String>::new())]
+        }
         Access::Agent => vec![SecurityRequirement::new(AGENT_CREDENTIAL, Vec::<String>::new())],
     }
 }

@@ -123,8 +123,8 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(M::GET, "/api/v1/metrics/cardinality", VIEWER, web::to(analytics::get_cardinality)),
         endpoint(M::GET, "/api/v1/cost-analytics", VIEWER, web::to(analytics::get_cost_analytics)),
         endpoint(M::GET, "/api/v1/overview", VIEWER, web::to(analytics::get_overview)),
-        // live updates (the token may also come as ?access_token=, see access.rs)
-        endpoint(M::GET, "/api/v1/ws", VIEWER, web::to(ws::connect)),
+        // live updates
+        endpoint(M::GET, "/api/v1/ws", Access::UserOrQueryToken(Role::Viewer), web::to(ws::connect)),
         // agent side
         endpoint(M::POST, "/api/v1/agent/enroll", Public, web::to(enrollment::enroll_agent)),
         endpoint(M::GET, "/api/v1/agent/me", Agent, web::to(enrollment::get_agent_me)),

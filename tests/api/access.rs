@@ -44,8 +44,10 @@ enum Expect {
 fn expected(access: Access, caller: Caller) -> Expect {
     match (access, caller) {
         (Access::Public, _) => Expect::Admitted,
-        (Access::User(required), Caller::User(role)) if role.allows(required) => Expect::Admitted,
-        (Access::User(_), Caller::User(_)) => Expect::Forbidden,
+        (Access::User(required) | Access::UserOrQueryToken(required), Caller::User(role)) if role.allows(required) => {
+            Expect::Admitted
+        }
+        (Access::User(_) | Access::UserOrQueryToken(_), Caller::User(_)) => Expect::Forbidden,
         (Access::Agent, Caller::Agent) => Expect::Admitted,
         _ => Expect::Unauthenticated,
     }
@@ -127,6 +129,35 @@ async fn every_route_answers_each_caller_as_its_access_declares(backend: Backend
     assert!(failures.is_empty(), "routes answering against their declared access:\n{}", failures.join("\n"));
 }
 each_backend!(every_route_answers_each_caller_as_its_access_declares);
+
+async fn a_token_in_the_query_string_counts_only_where_the_route_declares_it(backend: Backend) {
+    let app = spawn_app(Env::local(backend)).await;
+    let admin = app.bootstrap_admin().await;
+    let for_users =
+        |e: &&phoenix::http::routes::Endpoint| matches!(e.access, Access::User(_) | Access::UserOrQueryToken(_));
+    let mut failures = Vec::new();
+    let mut admitted = 0;
+    for endpoint in endpoints().iter().filter(for_users) {
+        let method = Method::from_bytes(endpoint.method.as_str().as_bytes()).expect("HTTP method");
+        let url = format!("{}?access_token={admin}", app.url(&concrete(endpoint.path)));
+        let mut request = app.client.request(method.clone(), url);
+        if method != Method::GET {
+            request = request.json(&json!({}));
+        }
+        let status = request.send().await.expect("request reaches the server").status();
+        let want = match endpoint.access {
+            Access::UserOrQueryToken(_) => Expect::Admitted,
+            _ => Expect::Unauthenticated,
+        };
+        admitted += usize::from(want == Expect::Admitted);
+        if classify(status) != want {
+            failures.push(format!("{} {}?access_token=…: got {status}, want {want:?}", endpoint.method, endpoint.path));
+        }
+    }
+    assert!(failures.is_empty(), "query-string tokens taken or refused against the table:\n{}", failures.join("\n"));
+    assert_eq!(admitted, 1, "only the WebSocket handshake takes its token from the query string");
+}
+each_backend!(a_token_in_the_query_string_counts_only_where_the_route_declares_it);
 
 #[test]
 fn every_non_public_route_is_under_the_api_and_only_ops_login_the_contract_and_the_dashboard_files_are_public() {
