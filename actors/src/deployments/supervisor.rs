@@ -23,11 +23,8 @@ use crate::events::Events;
 use crate::experiments::Target;
 use crate::ownership::{deployment_lease, HeldLeases};
 use crate::store::{NewDeploymentEvent, Store, StoreError};
-use crate::tasks::changes::{FollowsTaskChanges, TaskChange};
+use crate::tasks::changes::{FollowsTaskChanges, TaskChange, NUDGE_DEBOUNCE};
 use crate::tasks::{NewTask, Task, TaskQueue};
-
-/// How long nudges are gathered before a deployment is reconciled.
-const NUDGE_DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// Tasks enqueued at once during a rollout.
 const SEND_CONCURRENCY: usize = 16;

@@ -13,9 +13,7 @@ use super::runtime::{Command, CommandError, Runtime};
 use super::{Experiment, Phase};
 use crate::ownership::{experiment_lease, Ownership};
 use crate::store::StoreError;
-
-/// How long nudges are gathered before the experiment looks again.
-const NUDGE_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(50);
+use crate::tasks::changes::NUDGE_DEBOUNCE;
 
 /// The live actors by experiment id.
 pub type ActorMap = Arc<Mutex<HashMap<String, Addr<ExperimentActor>>>>;

@@ -10,6 +10,10 @@ use futures_util::StreamExt;
 use phoenix_nats::{Bus, Envelope};
 use serde::Deserialize;
 
+/// How long an actor woken by task changes gathers them before it looks again: a burst (the thousands
+/// of a large rollout) becomes one step.
+pub const NUDGE_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// What the followers read of a task event (the body is the whole task; the rest is not decoded).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct TaskChange {
