@@ -50,7 +50,7 @@ fn topics_of(kind: &str, id: &str) -> Vec<String> {
 /// One `event` message as sent on the wire, rendered once for every session of its topic.
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
-pub struct Deliver(pub Arc<str>);
+pub struct Deliver(pub bytestring::ByteString);
 
 #[derive(Serialize)]
 struct EventFrame<'a> {
@@ -80,11 +80,12 @@ pub struct Unsubscribe {
     pub topic: String,
 }
 
-/// Forget every subscription of `session` (it closed).
+/// Forget every subscription of `session` (it closed): the topics it had.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Disconnect {
     pub session: u64,
+    pub topics: Vec<String>,
 }
 
 /// An event read from the bus.
@@ -95,7 +96,8 @@ struct Published {
     payload: phoenix_nats::Bytes,
 }
 
-/// Sessions by topic, and the sequence number of each topic.
+/// Sessions by topic, and the sequence number of each topic. Only topics someone is subscribed to
+/// are kept (and counted): a topic's `seq` starts again when it is subscribed to again.
 pub struct EventHub {
     prefix: String,
     topics: HashMap<String, HashMap<u64, Recipient<Deliver>>>,
@@ -117,14 +119,19 @@ impl EventHub {
         let Some((kind, id)) = subject.strip_prefix(&self.prefix).and_then(|rest| rest.split_once('.')) else {
             return;
         };
+        let topics: Vec<String> = topics_of(kind, id).into_iter().filter(|t| self.topics.contains_key(t)).collect();
+        if topics.is_empty() {
+            // Most events (every task change of a large rollout) have no one watching: not decoded.
+            return;
+        }
         let Ok(envelope) = Envelope::<serde_json::Value>::decode(payload) else {
             tracing::debug!(nats.subject = subject, "undecodable event ignored");
             return;
         };
-        for topic in topics_of(kind, id) {
+        for topic in topics {
+            let Some(sessions) = self.topics.get(&topic) else { continue };
             let seq = self.seq.entry(topic.clone()).or_default();
             *seq += 1;
-            let Some(sessions) = self.topics.get(&topic).filter(|s| !s.is_empty()) else { continue };
             let frame = EventFrame {
                 kind: "event",
                 topic: &topic,
@@ -134,7 +141,7 @@ impl EventHub {
                 seq: *seq,
             };
             let Ok(text) = serde_json::to_string(&frame) else { continue };
-            let text: Arc<str> = Arc::from(text);
+            let text = bytestring::ByteString::from(text);
             for recipient in sessions.values() {
                 recipient.do_send(Deliver(text.clone()));
             }
@@ -158,12 +165,7 @@ impl Handler<Unsubscribe> for EventHub {
     type Result = ();
 
     fn handle(&mut self, msg: Unsubscribe, _: &mut Context<Self>) {
-        if let Some(sessions) = self.topics.get_mut(&msg.topic) {
-            sessions.remove(&msg.session);
-            if sessions.is_empty() {
-                self.topics.remove(&msg.topic);
-            }
-        }
+        self.leave(msg.session, &msg.topic);
     }
 }
 
@@ -171,10 +173,21 @@ impl Handler<Disconnect> for EventHub {
     type Result = ();
 
     fn handle(&mut self, msg: Disconnect, _: &mut Context<Self>) {
-        self.topics.retain(|_, sessions| {
-            sessions.remove(&msg.session);
-            !sessions.is_empty()
-        });
+        for topic in &msg.topics {
+            self.leave(msg.session, topic);
+        }
+    }
+}
+
+impl EventHub {
+    /// `session` no longer gets `topic`; a topic nobody gets any more is forgotten, count included.
+    fn leave(&mut self, session: u64, topic: &str) {
+        let Some(sessions) = self.topics.get_mut(topic) else { return };
+        sessions.remove(&session);
+        if sessions.is_empty() {
+            self.topics.remove(topic);
+            self.seq.remove(topic);
+        }
     }
 }
 
@@ -209,5 +222,72 @@ mod tests {
         assert_eq!(topics_of("task", "t1"), ["tasks"]);
         assert_eq!(topics_of("metrics", "e1"), ["metrics:e1"]);
         assert!(topics_of("user", "u").is_empty());
+    }
+
+    /// Keeps the frames delivered to it; `Frames` answers them once every earlier delivery is handled.
+    struct Collector(Vec<String>);
+
+    impl Actor for Collector {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Deliver> for Collector {
+        type Result = ();
+
+        fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
+            self.0.push(msg.0.to_string());
+        }
+    }
+
+    #[derive(Message)]
+    #[rtype(result = "Vec<serde_json::Value>")]
+    struct Frames;
+
+    impl Handler<Frames> for Collector {
+        type Result = Vec<serde_json::Value>;
+
+        fn handle(&mut self, _: Frames, _: &mut Context<Self>) -> Self::Result {
+            self.0.iter().map(|text| serde_json::from_str(text).unwrap()).collect()
+        }
+    }
+
+    fn created(id: &str) -> Published {
+        let payload = Envelope::new("experiment.created", serde_json::json!({"id": id})).encode().unwrap();
+        Published { subject: format!("p.events.experiment.{id}"), payload }
+    }
+
+    #[actix::test]
+    async fn only_watched_topics_are_counted_and_a_topic_everyone_left_counts_afresh() {
+        let hub = EventHub { prefix: "p.events.".into(), topics: HashMap::new(), seq: HashMap::new() }.start();
+        let collector = Collector(Vec::new()).start();
+        let subscribe =
+            || Subscribe { session: 1, topic: "experiments".into(), recipient: collector.clone().recipient() };
+        hub.send(created("e0")).await.unwrap();
+        hub.send(subscribe()).await.unwrap();
+        hub.send(created("e1")).await.unwrap();
+        hub.send(created("e2")).await.unwrap();
+        hub.send(Disconnect { session: 1, topics: vec!["experiments".into()] }).await.unwrap();
+        hub.send(created("e3")).await.unwrap();
+        hub.send(subscribe()).await.unwrap();
+        hub.send(created("e4")).await.unwrap();
+
+        let frames = collector.send(Frames).await.unwrap();
+        let seen: Vec<(&str, u64)> =
+            frames.iter().map(|f| (f["data"]["id"].as_str().unwrap(), f["seq"].as_u64().unwrap())).collect();
+        assert_eq!(seen, [("e1", 1), ("e2", 2), ("e4", 1)]);
+        let counted = hub.send(CountedTopics).await.unwrap();
+        assert_eq!(counted, 1, "only the watched topic is counted, not experiment:e0 … e4");
+    }
+
+    #[derive(Message)]
+    #[rtype(result = "usize")]
+    struct CountedTopics;
+
+    impl Handler<CountedTopics> for EventHub {
+        type Result = usize;
+
+        fn handle(&mut self, _: CountedTopics, _: &mut Context<Self>) -> usize {
+            self.seq.len()
+        }
     }
 }

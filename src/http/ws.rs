@@ -80,7 +80,8 @@ pub async fn connect(
 /// What the writer task sends.
 enum Outgoing {
     Text(String),
-    Shared(std::sync::Arc<str>),
+    /// A frame the hub rendered once for every session: written without a copy.
+    Shared(bytestring::ByteString),
     Ping,
     Pong(web::Bytes),
     Close(CloseReason),
@@ -104,7 +105,7 @@ async fn write(
         };
         let outcome = match next {
             Some(Outgoing::Text(text)) => send_or_abort(session.text(text), &mut aborted).await,
-            Some(Outgoing::Shared(text)) => send_or_abort(session.text(text.to_string()), &mut aborted).await,
+            Some(Outgoing::Shared(text)) => send_or_abort(session.text(text), &mut aborted).await,
             Some(Outgoing::Ping) => send_or_abort(session.ping(b""), &mut aborted).await,
             Some(Outgoing::Pong(bytes)) => send_or_abort(session.pong(&bytes), &mut aborted).await,
             Some(Outgoing::Close(reason)) => return close_within_grace(session, Some(reason)).await,
@@ -197,10 +198,18 @@ impl WsSession {
         }
     }
 
+    /// Takes this session off every topic it had, once (closing and stopping both call it).
+    fn leave_hub(&mut self) {
+        let topics: Vec<String> = std::mem::take(&mut self.topics).into_iter().collect();
+        if !topics.is_empty() {
+            self.hub.do_send(Disconnect { session: self.id, topics });
+        }
+    }
+
     /// Stops delivering, drops what is queued, and has the writer send `reason` at once.
     fn abort_with(&mut self, reason: CloseReason) {
         self.closing = true;
-        self.hub.do_send(Disconnect { session: self.id });
+        self.leave_hub();
         if let Some(abort) = self.abort.take() {
             let _ = abort.send(reason);
         }
@@ -228,7 +237,7 @@ impl WsSession {
         match self.queue.try_send(Outgoing::Close(reason.clone())) {
             Ok(()) => {
                 self.closing = true;
-                self.hub.do_send(Disconnect { session: self.id });
+                self.leave_hub();
                 ctx.run_later(CLOSE_GRACE, move |session, _| session.abort_with(reason));
             }
             Err(mpsc::error::TrySendError::Full(Outgoing::Close(reason))) => self.abort_with(reason),
@@ -334,7 +343,7 @@ impl Actor for WsSession {
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         self.state.metrics.ws_session_closed();
-        self.hub.do_send(Disconnect { session: self.id });
+        self.leave_hub();
     }
 }
 
