@@ -23,7 +23,7 @@ pub fn client_address(req: &HttpRequest, trusted: &[TrustedProxy]) -> Option<IpA
 /// passed it on, so garbage can only ever count against that proxy.
 fn resolve<'a>(
     peer: Option<IpAddr>,
-    forwarded_for: impl DoubleEndedIterator<Item = &'a str>,
+    forwarded_for: impl Iterator<Item = &'a str>,
     trusted: &[TrustedProxy],
 ) -> Option<IpAddr> {
     let is_trusted = |addr: IpAddr| trusted.iter().any(|proxy| proxy.contains(addr));
