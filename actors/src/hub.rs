@@ -42,6 +42,8 @@ fn topics_of(kind: &str, id: &str) -> Vec<String> {
     match kind {
         "task" => vec!["tasks".into()],
         "metrics" => vec![format!("metrics:{id}")],
+        // A rollout's progress is for the deployment's own page, not every list of deployments.
+        "rollout" => vec![format!("deployment:{id}")],
         kind if FAMILIES.contains(&kind) => vec![format!("{kind}s"), format!("{kind}:{id}")],
         _ => Vec::new(),
     }
@@ -221,6 +223,7 @@ mod tests {
         assert_eq!(topics_of("experiment", "e1"), ["experiments", "experiment:e1"]);
         assert_eq!(topics_of("task", "t1"), ["tasks"]);
         assert_eq!(topics_of("metrics", "e1"), ["metrics:e1"]);
+        assert_eq!(topics_of("rollout", "d1"), ["deployment:d1"]);
         assert!(topics_of("user", "u").is_empty());
     }
 

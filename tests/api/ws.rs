@@ -11,7 +11,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    eventually, nats_url, spawn_with, test_settings, unique_prefix, Env, HttpAgent, ServerProcess, TestApp, TestDb,
+    eventually, fast_server, nats_url, spawn_with, test_settings, unique_prefix, Env, HttpAgent, ServerProcess,
+    TestApp, TestDb,
 };
 use crate::{each_backend, each_env};
 
@@ -111,6 +112,77 @@ async fn a_subscriber_gets_the_snapshot_then_every_phase_change_in_order(env: En
     assert_eq!(client.next(Duration::from_millis(500)).await.expect("read"), None, "unsubscribed: nothing more");
 }
 each_env!(a_subscriber_gets_the_snapshot_then_every_phase_change_in_order);
+
+/// Reports every task the agent gets as succeeded, polling until it got at least one.
+async fn answer_at_least_one_task(agent: &HttpAgent<'_>) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let tasks = agent.poll(1).await;
+        for task in &tasks {
+            let id = task["body"]["task_id"].as_str().expect("task id");
+            assert_eq!(agent.report(id, json!({"status": "succeeded"})).await.status(), 200);
+        }
+        if !tasks.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "agent {} got no task within {WAIT:?}", agent.id);
+    }
+}
+
+async fn a_rollout_announces_its_progress_when_it_changes_and_only_then(backend: Backend) {
+    let (app, admin) = fast_server(backend, |_| {}).await;
+    let mut agents = Vec::new();
+    for i in 0..3 {
+        let agent = app.http_agent(&admin, &format!("edge-{i}")).await;
+        agent.heartbeat("healthy").await;
+        agents.push(agent);
+    }
+    let ids: Vec<&str> = agents.iter().map(|a| a.id.as_str()).collect();
+    let body = json!({
+        "name": "live-rollout",
+        "pipeline": {"template": "topk", "parameters": {"source": "synthetic", "k": 10}},
+        "target": {"agents": ids},
+    });
+    let res = app.send_as(Method::POST, "/api/v1/pipelines/deployments", &admin, &body).await;
+    let id = res.json::<Value>().await.expect("deployment")["id"].as_str().expect("id").to_string();
+    let mut client = live(&app, &admin).await;
+    client.subscribe(&format!("deployment:{id}")).await.expect("subscribe");
+    expect(&mut client, "subscribed").await;
+    expect(&mut client, "snapshot").await;
+
+    for agent in &agents {
+        answer_at_least_one_task(agent).await;
+    }
+    let (mut announced, mut applied) = (Vec::new(), Vec::new());
+    while applied.last() != Some(&3) {
+        let event = expect(&mut client, "event").await;
+        if event["event"] != "deployment.progress" {
+            continue;
+        }
+        let data = &event["data"];
+        assert_eq!(
+            (data["id"].as_str(), data["version"].as_i64(), data["agents"].as_u64()),
+            (Some(id.as_str()), Some(1), Some(3))
+        );
+        let by_state: u64 = ["applied", "in_progress", "failed", "waiting", "removing"]
+            .iter()
+            .map(|state| data[state].as_u64().expect("a count"))
+            .sum();
+        assert_eq!(by_state, 3, "every agent counted once: {data}");
+        applied.push(data["applied"].as_u64().expect("applied"));
+        announced.push(data.clone());
+    }
+    assert!(announced.windows(2).all(|w| w[0] != w[1]), "each announcement says something new: {announced:?}");
+    assert!(applied.windows(2).all(|w| w[0] <= w[1]), "agents applied are never taken back: {applied:?}");
+    // The supervisor reconciles every 200 ms: with nothing changing, nothing more is announced.
+    let quiet_until = Instant::now() + Duration::from_millis(1500);
+    while let Some(message) =
+        client.next_message(quiet_until.saturating_duration_since(Instant::now())).await.expect("read")
+    {
+        assert_ne!(message["event"], "deployment.progress", "announced again without a change: {message}");
+    }
+}
+each_backend!(a_rollout_announces_its_progress_when_it_changes_and_only_then);
 
 #[actix_web::test]
 async fn bad_frames_and_unknown_topics_get_errors_and_oversized_frames_close_the_connection() {

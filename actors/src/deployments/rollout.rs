@@ -280,6 +280,38 @@ pub fn plan(deployment: &Deployment, targets: &[String], tasks: &[Task], now: Da
     plan
 }
 
+/// How many of a deployment's agents stand where for its current version: the body of the
+/// `deployment.progress` event, announced whenever it changes (agents applying a version otherwise
+/// raise no deployment event).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Progress {
+    pub id: String,
+    pub version: i32,
+    /// Every agent concerned, leaving ones included.
+    pub agents: usize,
+    pub applied: usize,
+    pub in_progress: usize,
+    pub failed: usize,
+    pub waiting: usize,
+    pub removing: usize,
+}
+
+impl Progress {
+    pub fn of(deployment: &Deployment, agents: &[AgentRollout]) -> Progress {
+        let count = |state: AgentRolloutState| agents.iter().filter(|a| a.state == state).count();
+        Progress {
+            id: deployment.id.clone(),
+            version: deployment.current_version,
+            agents: agents.len(),
+            applied: count(AgentRolloutState::Applied),
+            in_progress: count(AgentRolloutState::InProgress),
+            failed: count(AgentRolloutState::Failed),
+            waiting: count(AgentRolloutState::Waiting),
+            removing: count(AgentRolloutState::Removing),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,5 +445,36 @@ mod tests {
         history.push(task(remove_key("d", "a00", 0), TaskStatus::Succeeded, None));
         let back = plan(&d, &agents(1), &history, Utc::now());
         assert_eq!(back.apply, [("a00".to_string(), 1)], "applied again, under generation 1");
+    }
+
+    #[test]
+    fn progress_counts_the_agents_by_state() {
+        let agent = |id: &str, state| AgentRollout {
+            agent_id: id.into(),
+            desired_version: Some(1),
+            applied_version: None,
+            state,
+            last_error: None,
+        };
+        let agents = [
+            agent("a", AgentRolloutState::Applied),
+            agent("b", AgentRolloutState::Applied),
+            agent("c", AgentRolloutState::InProgress),
+            agent("d", AgentRolloutState::Failed),
+            agent("e", AgentRolloutState::Waiting),
+            agent("f", AgentRolloutState::Removing),
+        ];
+        let progress = Progress::of(&deployment(Rollout::AllAtOnce), &agents);
+        let expected = Progress {
+            id: "d".into(),
+            version: 1,
+            agents: 6,
+            applied: 2,
+            in_progress: 1,
+            failed: 1,
+            waiting: 1,
+            removing: 1,
+        };
+        assert_eq!(progress, expected);
     }
 }

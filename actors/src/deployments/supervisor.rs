@@ -7,8 +7,8 @@
 //! on a timer, and one deployment at once when something happens to it (a task of it changed, a version
 //! was created, an operator acted).
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use phoenix_nats::{Bus, Envelope};
 use serde_json::json;
 
-use super::rollout::{self, apply_key, deployment_of_task_key, remove_key, resume_stamp, AgentRollout, Plan};
+use super::rollout::{self, apply_key, deployment_of_task_key, remove_key, resume_stamp, AgentRollout, Plan, Progress};
 use super::{Deployment, DeploymentStatus};
 use crate::events::Events;
 use crate::experiments::Target;
@@ -36,11 +36,13 @@ pub struct Rollouts {
     queue: TaskQueue,
     events: Events,
     apply_attempts: i32,
+    /// The progress last announced per deployment (by this replica: a new owner announces afresh).
+    announced: Arc<Mutex<HashMap<String, Progress>>>,
 }
 
 impl Rollouts {
     pub fn new(store: Arc<dyn Store>, queue: TaskQueue, events: Events, apply_attempts: i32) -> Self {
-        Rollouts { store, queue, events, apply_attempts }
+        Rollouts { store, queue, events, apply_attempts, announced: Arc::default() }
     }
 
     /// Every agent the target names now (not revoked), sorted; offline ones included — their tasks wait.
@@ -65,17 +67,44 @@ impl Rollouts {
     /// One reconciliation of one deployment.
     pub async fn reconcile(&self, deployment: &Deployment) -> Result<(), StoreError> {
         if deployment.deleted_at.is_some() {
+            self.lock_announced().remove(&deployment.id);
             return Ok(());
         }
         let targets = self.targets(&deployment.target).await?;
         let tasks = self.tasks(&deployment.id).await?;
         let plan = rollout::plan(deployment, &targets, &tasks, Utc::now());
         self.send(deployment, &plan).await?;
+        self.announce_progress(Progress::of(deployment, &plan.agents)).await;
         if let Some((status, detail)) = plan.status {
             let expected = Some((deployment.current_version, deployment.status));
             self.set_status(deployment, status, detail, false, expected, None).await?;
         }
         Ok(())
+    }
+
+    /// Publishes `deployment.progress` when the counts differ from the last announced: at most once
+    /// per reconciliation (the nudges of a large rollout are gathered), so watchers need not poll.
+    async fn announce_progress(&self, progress: Progress) {
+        {
+            let mut announced = self.lock_announced();
+            if announced.get(&progress.id) == Some(&progress) {
+                return;
+            }
+            announced.insert(progress.id.clone(), progress.clone());
+        }
+        // Its own subject family (`events.rollout.<id>`): only the deployment's topic carries it, and
+        // the followers of `events.deployment.*` are not woken by it.
+        self.events.publish("rollout", &progress.id, "deployment.progress", &progress).await;
+    }
+
+    /// Forgets the progress announced for deployments not in `live` (deleted since).
+    fn forget_progress_except(&self, live: &[Deployment]) {
+        let live: BTreeSet<&str> = live.iter().map(|d| d.id.as_str()).collect();
+        self.lock_announced().retain(|id, _| live.contains(id.as_str()));
+    }
+
+    fn lock_announced(&self) -> std::sync::MutexGuard<'_, HashMap<String, Progress>> {
+        self.announced.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Cancels what must not run any more, sends the plan's applies and removals, and records a wave
@@ -293,6 +322,7 @@ impl DeploymentSupervisor {
                     Ok(deployments) => deployments,
                     Err(e) => return tracing::warn!(error = %e, "cannot read deployments; retrying"),
                 };
+                rollouts.forget_progress_except(&deployments);
                 for deployment in deployments {
                     if !leases.hold(&deployment_lease(&deployment.id)).await {
                         continue;

@@ -1,7 +1,7 @@
 // One deployment: status and version, rollout progress per agent, version history, the diff between
-// two versions, and Rollback / Pause / Resume. Live via `deployment:<id>`; while a rollout is in
-// progress the per-agent status is also polled (agents applying a version raise no deployment event).
-// Events, resyncs and polling run concurrently: each loader applies only its latest answer.
+// two versions, and Rollback / Pause / Resume. Live via `deployment:<id>`: `deployment.progress`
+// (agents applying the version) reloads the per-agent status, other events every section.
+// Events and resyncs run concurrently: each loader applies only its latest answer.
 
 import { h, latestOnly, setText, throttle } from "../dom.js";
 import { api, withQuery } from "../api.js";
@@ -11,7 +11,6 @@ import { deploymentActions } from "./deployment-actions.js";
 import { rolloutSection, versionsSection, diffSection } from "./deployment-parts.js";
 import { historyItem } from "./history.js";
 
-const POLL_MS = 3000;
 // Under a stream of events the sections are refetched at most this often (and once after the last).
 const REFRESH_INTERVAL_MS = 1000;
 
@@ -53,6 +52,7 @@ class DeploymentPage {
     this.loadVersions = this.loader((list) => this.showVersions(list.items), () => withQuery(`${this.base}/versions`, { limit: 200 }));
     this.loadHistory = this.loader((events) => this.history.replaceChildren(...events.items.slice().reverse().map(historyItem)), () => `${this.base}/events`);
     this.refreshAll = throttle(() => this.loadSections(), REFRESH_INTERVAL_MS);
+    this.refreshStatus = throttle(() => this.loadStatus(), REFRESH_INTERVAL_MS);
   }
 
   start() {
@@ -61,15 +61,12 @@ class DeploymentPage {
       await this.loadHostnames();
       this.loadSections();
     });
-    this.poll = setInterval(() => {
-      if (this.deployment?.status === "rolling_out") this.loadStatus();
-    }, POLL_MS);
   }
 
   destroy() {
     this.gone = true;
-    clearInterval(this.poll);
     this.refreshAll.cancel();
+    this.refreshStatus.cancel();
     this.actions.destroy();
   }
 
@@ -146,6 +143,10 @@ class DeploymentPage {
     if (message.type === "snapshot") {
       if (message.data === null && this.view) showMessage("This deployment no longer exists.", "error");
       else this.apply(message.data);
+      return;
+    }
+    if (message.event === "deployment.progress") {
+      this.refreshStatus();
       return;
     }
     if (message.data?.deployment) this.apply(message.data.deployment);
