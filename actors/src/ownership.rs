@@ -80,7 +80,7 @@ pub fn deployment_lease(id: &str) -> String {
     format!("deployment:{id}")
 }
 
-/// Leases this replica holds, asked for often (a rollout pass looks at every deployment each second):
+/// Leases this replica holds, asked for often (every rollout pass looks at every deployment):
 /// the database hears of a lease only when it is due for renewal. A lease known held is held, since it
 /// was renewed less than a third of its lifetime ago. Cheap to clone.
 #[derive(Clone)]

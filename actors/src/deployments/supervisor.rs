@@ -198,7 +198,15 @@ impl Rollouts {
     }
 
     /// Carries out an operator's action (run by the supervisor, so never alongside a reconciliation).
-    async fn operate(&self, id: &str, operation: Operation, actor: Option<String>) -> Result<Deployment, StoreError> {
+    /// A resumed rollout is stepped at once only by the holder of its lease (`owner_here`); elsewhere
+    /// the owner picks the new status up on its next pass.
+    async fn operate(
+        &self,
+        id: &str,
+        operation: Operation,
+        actor: Option<String>,
+        owner_here: bool,
+    ) -> Result<Deployment, StoreError> {
         let deployment = self.store.get_deployment(id).await?;
         if deployment.deleted_at.is_some() {
             return match operation {
@@ -220,6 +228,9 @@ impl Rollouts {
                 }
                 let resumed =
                     self.set_status(&deployment, DeploymentStatus::RollingOut, None, true, None, actor).await?;
+                if !owner_here {
+                    return Ok(resumed);
+                }
                 self.reconcile(&resumed).await?;
                 self.store.get_deployment(id).await
             }
@@ -258,9 +269,13 @@ impl Handler<Operate> for DeploymentSupervisor {
     type Result = AtomicResponse<Self, Result<Deployment, StoreError>>;
 
     fn handle(&mut self, msg: Operate, _: &mut Context<Self>) -> Self::Result {
-        let rollouts = self.rollouts.clone();
+        let (rollouts, leases) = (self.rollouts.clone(), self.leases.clone());
         AtomicResponse::new(Box::pin(
-            async move { rollouts.operate(&msg.id, msg.operation, msg.actor).await }.into_actor(self),
+            async move {
+                let owner_here = leases.hold(&deployment_lease(&msg.id)).await;
+                rollouts.operate(&msg.id, msg.operation, msg.actor, owner_here).await
+            }
+            .into_actor(self),
         ))
     }
 }

@@ -17,7 +17,7 @@ pub const NUDGE_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis
 /// What the followers read of a task event (the body is the whole task; the rest is not decoded).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct TaskChange {
-    /// The event: `task.created`, `task.succeeded`, …; filled from the envelope.
+    /// The event: `task.created` or `task.updated`; filled from the envelope.
     #[serde(skip)]
     pub event: String,
     #[serde(rename = "id")]
@@ -87,7 +87,7 @@ mod tests {
             idempotency_key: Some("deployment:d1:v2:a1".into()),
         };
         assert_eq!(change, expected);
-        let without_key = TaskChange::decode(&event("task.succeeded", json!({"id": "t2", "agent_id": "a1"}))).unwrap();
+        let without_key = TaskChange::decode(&event("task.updated", json!({"id": "t2", "agent_id": "a1"}))).unwrap();
         assert_eq!(without_key.idempotency_key, None);
     }
 
