@@ -52,9 +52,13 @@ async fn a_lease_has_one_holder_until_it_expires_or_is_released(backend: Backend
     assert_eq!(c.token, 3);
     assert_eq!(store.get_lease("experiment:1").await.expect("get"), Some(c));
 
-    // A replica stopping cleanly gives up all it holds at once (here: experiment:2).
-    assert_eq!(store.release_leases_of("replica-b").await.expect("release all"), 1);
+    // A replica stopping cleanly gives up all it holds at once (here: experiment:2 and deployment:9),
+    // and nothing another replica holds.
+    assert!(store.acquire_lease("deployment:9", "replica-b", ttl, t3).await.expect("acquire").is_some());
+    assert_eq!(store.release_leases_of("replica-b").await.expect("release all"), 2);
     assert!(store.acquire_lease("experiment:2", "replica-c", ttl, t0).await.expect("acquire").is_some());
+    assert!(store.acquire_lease("deployment:9", "replica-c", ttl, t3).await.expect("acquire").is_some());
+    assert_eq!(store.get_lease("experiment:1").await.expect("get").map(|l| l.holder), Some("replica-c".into()));
 }
 each_backend!(a_lease_has_one_holder_until_it_expires_or_is_released);
 

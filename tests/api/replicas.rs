@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::fleet_sim::{self, Api, Behaviour};
-use crate::helpers::{NatsServerEnv, ServerProcess, TestDb};
+use crate::helpers::{eventually, NatsServerEnv, ServerProcess, TestDb};
 
 const AGENTS: usize = 4;
 const LEASE_TTL_SECS: u64 = 3;
@@ -31,7 +31,7 @@ impl Cluster {
         Cluster::start_with(&[]).await
     }
 
-    /// Like [`start`](Self::start), with more settings for both replicas.
+    /// Like [`start`](Self::start), with more settings for every replica.
     async fn start_with(extra: &[(&'static str, &str)]) -> Cluster {
         let db = TestDb::new(Backend::Postgres);
         let mut server_env = NatsServerEnv::new()
@@ -84,7 +84,7 @@ async fn a_replica_takes_over_the_experiments_of_one_that_died() {
         "target": {"selector": {"group": "ha"}}, "duration_secs": 12,
         "success_criteria": {"max_cpu_overhead_pct": 1_000_000},
     });
-    // Created through one replica, started through the other.
+    // Created through one replica, started through another.
     let created = apis[1].call(Method::POST, "/api/v1/experiments", Some(body)).await.expect("created");
     let id = created["id"].as_str().expect("id").to_string();
     let path = format!("/api/v1/experiments/{id}");
@@ -227,18 +227,29 @@ async fn a_long_poll_on_one_replica_is_answered_by_work_enqueued_on_another() {
         let res = client.get(poll_url).bearer_auth(credential).send().await.expect("poll");
         (started.elapsed(), res.json::<serde_json::Value>().await.expect("tasks"))
     });
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // …and is held there (replica 1 counts it)…
+    eventually("the long poll held by replica 1", async || {
+        let metrics = apis[1].client.get(format!("{}/metrics", apis[1].base)).send().await.ok()?.text().await.ok()?;
+        let held = metrics.lines().find_map(|line| line.strip_prefix("phoenix_long_poll_waiters "))?;
+        (held.trim().parse::<f64>().ok()? >= 1.0).then_some(())
+    })
+    .await;
     // …while its work is enqueued through replica 0.
+    let enqueued_at = started.elapsed();
     let task = json!({"agent_id": agent_id, "task_type": "diagnostics.collect", "payload": {}});
     let created = apis[0].call(Method::POST, "/api/v1/tasks", Some(task)).await.expect("task");
     let (waited, answer) = poll.await.expect("poll task");
     let items = answer["items"].as_array().expect("items");
     assert_eq!(items.len(), 1, "{answer}");
     assert_eq!(items[0]["body"]["task_id"], created["id"]);
-    assert!(waited < Duration::from_secs(3), "woken by the other replica's enqueue, not the wait's end: {waited:?}");
+    let after_enqueue = waited.saturating_sub(enqueued_at);
+    assert!(
+        after_enqueue < Duration::from_secs(3),
+        "woken by the other replica's enqueue, not the wait's end: answered {after_enqueue:?} after it"
+    );
     println!(
-        "cross-replica long poll: answered {:.2} s after it started (enqueued at 1 s on the other replica)",
-        waited.as_secs_f64()
+        "cross-replica long poll: held on replica 1, answered {:.2} s after its task was enqueued on replica 0",
+        after_enqueue.as_secs_f64()
     );
 }
 

@@ -11,7 +11,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    eventually, fast_server, nats_url, spawn_with, test_settings, unique_prefix, Env, HttpAgent, ServerProcess,
+    eventually, fast_server, nats_url, spawn_with, test_settings, Env, HttpAgent, NatsServerEnv, ServerProcess,
     TestApp, TestDb,
 };
 use crate::{each_backend, each_env};
@@ -37,11 +37,14 @@ async fn events(client: &mut LiveClient, n: usize) -> Vec<Value> {
     got
 }
 
-async fn answer_tasks(agent: &HttpAgent<'_>) {
-    for task in agent.poll(1).await {
+/// Reports every task the agent gets within a second as succeeded; how many.
+async fn answer_tasks(agent: &HttpAgent<'_>) -> usize {
+    let tasks = agent.poll(1).await;
+    for task in &tasks {
         let id = task["body"]["task_id"].as_str().expect("task id");
         assert_eq!(agent.report(id, json!({"status": "succeeded"})).await.status(), 200);
     }
+    tasks.len()
 }
 
 fn experiment_on(agent: &str) -> Value {
@@ -113,22 +116,6 @@ async fn a_subscriber_gets_the_snapshot_then_every_phase_change_in_order(env: En
 }
 each_env!(a_subscriber_gets_the_snapshot_then_every_phase_change_in_order);
 
-/// Reports every task the agent gets as succeeded, polling until it got at least one.
-async fn answer_at_least_one_task(agent: &HttpAgent<'_>) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let tasks = agent.poll(1).await;
-        for task in &tasks {
-            let id = task["body"]["task_id"].as_str().expect("task id");
-            assert_eq!(agent.report(id, json!({"status": "succeeded"})).await.status(), 200);
-        }
-        if !tasks.is_empty() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "agent {} got no task within {WAIT:?}", agent.id);
-    }
-}
-
 async fn a_rollout_announces_its_progress_when_it_changes_and_only_then(backend: Backend) {
     let (app, admin) = fast_server(backend, |_| {}).await;
     let mut agents = Vec::new();
@@ -150,28 +137,30 @@ async fn a_rollout_announces_its_progress_when_it_changes_and_only_then(backend:
     expect(&mut client, "subscribed").await;
     expect(&mut client, "snapshot").await;
 
-    for agent in &agents {
-        answer_at_least_one_task(agent).await;
-    }
+    // One agent at a time: each apply is announced before the next agent answers.
     let (mut announced, mut applied) = (Vec::new(), Vec::new());
-    while applied.last() != Some(&3) {
-        let event = expect(&mut client, "event").await;
-        if event["event"] != "deployment.progress" {
-            continue;
+    for (done, agent) in (1..).zip(&agents) {
+        eventually("a task for the agent", async || (answer_tasks(agent).await > 0).then_some(())).await;
+        while applied.last() != Some(&done) {
+            let event = expect(&mut client, "event").await;
+            if event["event"] != "deployment.progress" {
+                continue;
+            }
+            let data = &event["data"];
+            assert_eq!(
+                (data["id"].as_str(), data["version"].as_i64(), data["agents"].as_u64()),
+                (Some(id.as_str()), Some(1), Some(3))
+            );
+            let by_state: u64 = ["applied", "in_progress", "failed", "waiting", "removing"]
+                .iter()
+                .map(|state| data[state].as_u64().expect("a count"))
+                .sum();
+            assert_eq!(by_state, 3, "every agent counted once: {data}");
+            applied.push(data["applied"].as_u64().expect("applied"));
+            announced.push(data.clone());
         }
-        let data = &event["data"];
-        assert_eq!(
-            (data["id"].as_str(), data["version"].as_i64(), data["agents"].as_u64()),
-            (Some(id.as_str()), Some(1), Some(3))
-        );
-        let by_state: u64 = ["applied", "in_progress", "failed", "waiting", "removing"]
-            .iter()
-            .map(|state| data[state].as_u64().expect("a count"))
-            .sum();
-        assert_eq!(by_state, 3, "every agent counted once: {data}");
-        applied.push(data["applied"].as_u64().expect("applied"));
-        announced.push(data.clone());
     }
+    assert!(announced.len() >= 3, "one announcement per apply at least: {announced:?}");
     assert!(announced.windows(2).all(|w| w[0] != w[1]), "each announcement says something new: {announced:?}");
     assert!(applied.windows(2).all(|w| w[0] <= w[1]), "agents applied are never taken back: {applied:?}");
     // The supervisor reconciles every 200 ms: with nothing changing, nothing more is announced.
@@ -242,20 +231,9 @@ each_backend!(an_expired_token_gets_an_error_and_a_close);
 #[actix_web::test]
 async fn an_event_caused_on_one_server_reaches_a_client_of_another() {
     let db = TestDb::new(Backend::Postgres);
-    let prefix = unique_prefix();
-    let nats = nats_url();
-    let env = [
-        ("PHOENIX_NATS_URL", nats.as_str()),
-        ("PHOENIX_BUS__SUBJECT_PREFIX", prefix.as_str()),
-        ("PHOENIX_AUTH__JWT_SECRET", crate::helpers::TEST_JWT_SECRET),
-        ("RUST_LOG", "warn,phoenix::server=info"),
-    ];
-    let _stream = phoenix_nats::testing::StreamCleanup {
-        url: nats.clone(),
-        stream: phoenix_nats::Subjects::new(&prefix).expect("prefix").agent_results_stream(),
-    };
-    let a = ServerProcess::start(&db, &env);
-    let b = ServerProcess::start(&db, &env);
+    let server_env = NatsServerEnv::new();
+    let a = ServerProcess::start(&db, &server_env.vars());
+    let b = ServerProcess::start(&db, &server_env.vars());
     let token = &a.bootstrap_admin().await;
     let client = crate::helpers::http_client();
 
