@@ -59,9 +59,12 @@ pub async fn authorize(
 }
 
 async fn admit_user(req: &ServiceRequest, required: Role, query_token_too: bool) -> Result<(), ApiError> {
-    let token = match query_token(req).filter(|_| query_token_too) {
-        Some(token) if req.headers().get(AUTHORIZATION).is_none() => token,
-        _ => bearer_token(req)?,
+    let token = if query_token_too && !req.headers().contains_key(AUTHORIZATION) {
+        query_token(req).ok_or_else(|| {
+            ApiError::unauthorized("this needs a bearer token (Authorization: Bearer …) or ?access_token=")
+        })?
+    } else {
+        bearer_token(req)?
     };
     let (user, claims) = state(req)?.auth.authenticate(token).await?;
     if !user.role.allows(required) {
