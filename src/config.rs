@@ -181,15 +181,34 @@ pub struct AgentSettings {
     pub offline_after_secs: Option<u64>,
     /// Longest `wait` a long-poll may ask for.
     pub long_poll_max_wait_secs: u64,
+    /// Samples one agent may send per minute (and at once); past it batches are refused (429) until
+    /// the rate allows them. At least one full batch (10,000).
+    pub max_samples_per_minute: u64,
+    /// Long-polls one agent may hold at once; one more is refused (429).
+    pub max_long_polls: usize,
 }
 
 impl Default for AgentSettings {
     fn default() -> Self {
-        AgentSettings { heartbeat_interval_secs: 10, offline_after_secs: None, long_poll_max_wait_secs: 60 }
+        AgentSettings {
+            heartbeat_interval_secs: 10,
+            offline_after_secs: None,
+            long_poll_max_wait_secs: 60,
+            max_samples_per_minute: 120_000,
+            max_long_polls: 4,
+        }
     }
 }
 
 impl AgentSettings {
+    /// What one agent may use.
+    pub fn quotas(&self) -> phoenix_actors::gateway::quota::QuotaSettings {
+        phoenix_actors::gateway::quota::QuotaSettings {
+            samples_per_minute: self.max_samples_per_minute,
+            long_polls: self.max_long_polls,
+        }
+    }
+
     pub fn offline_after(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.offline_after_secs.unwrap_or(3 * self.heartbeat_interval_secs))
     }
@@ -456,11 +475,16 @@ impl Settings {
             }
         }
         self.auth.validate(problems);
+        let full_batch = phoenix_actors::gateway::MAX_SAMPLES_PER_BATCH as u64;
+        if self.agents.max_samples_per_minute < full_batch {
+            problems.push(format!("agents.max_samples_per_minute: must be at least {full_batch} (one full batch)"));
+        }
         let positive = [
             ("bus.ack_wait_secs", self.bus.ack_wait_secs),
             ("bus.stream_replicas", self.bus.stream_replicas as u64),
             ("agents.heartbeat_interval_secs", self.agents.heartbeat_interval_secs),
             ("agents.long_poll_max_wait_secs", self.agents.long_poll_max_wait_secs),
+            ("agents.max_long_polls", self.agents.max_long_polls as u64),
             ("tasks.lease_secs", self.tasks.lease_secs),
             ("tasks.ttl_secs", self.tasks.ttl_secs),
             ("tasks.maintenance_interval_ms", self.tasks.maintenance_interval_ms),

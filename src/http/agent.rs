@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
 use phoenix_actors::agents::Transport;
-use phoenix_actors::gateway::{validate_batch, Refusal};
+use phoenix_actors::gateway::Refusal;
 use phoenix_actors::tasks::queue::assignment;
 use phoenix_actors::tasks::ReportOutcome;
 use phoenix_actors::tasks::TaskStatus;
@@ -61,7 +61,7 @@ pub async fn post_heartbeat(
 ) -> Result<HttpResponse, ApiError> {
     let envelope = body.into_inner();
     expect_kind(&envelope, kinds::HEARTBEAT)?;
-    let ack = state.gateway.handle_heartbeat(&agent.0.id, envelope.body, Transport::Http).await?;
+    let ack = state.gateway.handle_heartbeat(&agent.0.id, envelope.body, Transport::Http).await.map_err(refused)?;
     Ok(HttpResponse::Ok().json(Envelope::new(kinds::HEARTBEAT_ACK, ack)))
 }
 
@@ -76,6 +76,7 @@ pub async fn poll_tasks(
 ) -> Result<HttpResponse, ApiError> {
     // A longer wait than the server allows is shortened, not refused: agents need not know the setting.
     let wait = query.wait.min(state.settings.agents.long_poll_max_wait_secs);
+    let _held = state.gateway.enter_long_poll(&agent.0.id).map_err(refused)?;
     let tasks = state.queue.poll(&agent.0.id, Duration::from_secs(wait)).await?;
     let policy = state.queue.policy();
     let items: Vec<_> = tasks.iter().map(|task| Envelope::new(kinds::TASK, assignment(task, policy))).collect();
@@ -103,10 +104,9 @@ pub async fn post_task_status(
     }
     let outcome =
         state.gateway.handle_task_status(&agent.0.id, &envelope.body).await.map_err(|refusal| match refusal {
-            Refusal::NotYourTask => ApiError::Forbidden { code: "not_your_task", detail: refusal.to_string() },
             Refusal::UnknownTask => ApiError::NotFound(format!("task {task_id} not found")),
             Refusal::Store(e) => ApiError::from(e).for_entity("task", &task_id),
-            other => ApiError::BadRequest(other.to_string()),
+            other => refused(other),
         })?;
     let (task, applied) = match outcome {
         ReportOutcome::Applied(task) => (task, true),
@@ -121,7 +121,9 @@ pub async fn post_task_status(
     Ok(HttpResponse::Ok().json(ReportAnswer { task_id: task.id, status: task.status, applied }))
 }
 
-/// `POST /agent/metrics`: stored once per envelope id, however often it is sent.
+/// `POST /agent/metrics`: stored once per envelope id, however often it is sent; refused (403
+/// `not_your_experiment` or `not_your_pipeline`) unless the agent was given the pipeline, and for an
+/// experiment, that experiment's pipeline of that variant.
 #[utoipa::path(post, path = "/api/v1/agent/metrics", tag = "agent", request_body = Envelope<MetricsBatch>,
     responses((status = 202, description = "Accepted", body = MetricsAnswer)))]
 pub async fn post_metrics(
@@ -131,12 +133,27 @@ pub async fn post_metrics(
 ) -> Result<HttpResponse, ApiError> {
     let envelope = body.into_inner();
     expect_kind(&envelope, kinds::METRICS)?;
-    let problems = validate_batch(&envelope.body);
-    if !problems.is_empty() {
-        return Err(ApiError::invalid(problems));
-    }
-    let stored = state.gateway.handle_metrics(&agent.0.id, &envelope.id, &envelope.body).await?;
+    let stored = state.gateway.handle_metrics(&agent.0.id, &envelope.id, &envelope.body).await.map_err(refused)?;
     Ok(HttpResponse::Accepted().json(MetricsAnswer { stored, samples: envelope.body.samples.len() }))
+}
+
+/// An agent message the gateway refused: 422 naming each field past its bounds, 403 when it is about
+/// someone else's work (the problem's code is the reason NATS counts), 503 when the store failed, 400
+/// otherwise.
+fn refused(refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::NotYourTask | Refusal::NotGiven(_) | Refusal::WrongAgent => {
+            ApiError::Forbidden { code: refusal.reason(), detail: refusal.to_string() }
+        }
+        Refusal::Invalid(problems) => ApiError::invalid(problems),
+        Refusal::Quota(exceeded) => ApiError::TooManyRequests {
+            code: Refusal::Quota(exceeded).reason(),
+            detail: exceeded.to_string(),
+            retry_after_secs: exceeded.retry_after_secs(),
+        },
+        Refusal::Store(e) => ApiError::from(e),
+        other => ApiError::BadRequest(other.to_string()),
+    }
 }
 
 /// The envelope checks NATS makes too: the version this server reads, and the kind the route expects.

@@ -37,7 +37,7 @@ pub enum ApiError {
     #[error("{detail}")]
     Unprocessable { detail: String, errors: Vec<FieldProblem>, extra: Map<String, Value> },
     #[error("{detail}")]
-    TooManyRequests { detail: String, retry_after_secs: u64 },
+    TooManyRequests { code: &'static str, detail: String, retry_after_secs: u64 },
     #[error("{detail}")]
     Unavailable { detail: String, extra: Map<String, Value> },
     #[error("internal error")]
@@ -85,7 +85,9 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad_request",
-            ApiError::Unauthorized { code, .. } | ApiError::Forbidden { code, .. } => code,
+            ApiError::Unauthorized { code, .. }
+            | ApiError::Forbidden { code, .. }
+            | ApiError::TooManyRequests { code, .. } => code,
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
@@ -93,7 +95,6 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unprocessable { .. } => "validation_failed",
-            ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -237,9 +238,11 @@ impl From<crate::auth::AuthError> for ApiError {
         let detail = err.to_string();
         match err {
             AuthError::InvalidCredentials => ApiError::Unauthorized { code: "invalid_credentials", detail },
-            AuthError::RateLimited { retry_after } => {
-                ApiError::TooManyRequests { detail, retry_after_secs: retry_after.as_secs().max(1) }
-            }
+            AuthError::RateLimited { retry_after } => ApiError::TooManyRequests {
+                code: "too_many_requests",
+                detail,
+                retry_after_secs: retry_after.as_secs().max(1),
+            },
             AuthError::RegistrationClosed => ApiError::Forbidden { code: "registration_closed", detail },
             AuthError::Unauthenticated(_) => ApiError::unauthorized(detail),
             AuthError::InvalidRefreshToken => ApiError::Unauthorized { code: "invalid_refresh_token", detail },

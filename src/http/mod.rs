@@ -35,7 +35,7 @@ use phoenix_actors::deployments::supervisor::{DeploymentSupervisor, Rollouts, Su
 use phoenix_actors::events::Events;
 use phoenix_actors::experiments::runtime::Runtime;
 use phoenix_actors::experiments::service::Experiments;
-use phoenix_actors::gateway::AgentGateway;
+use phoenix_actors::gateway::{AgentGateway, GatewaySettings};
 use phoenix_actors::hub::EventHub;
 use phoenix_actors::ownership::{HeldLeases, Ownership};
 use phoenix_actors::tasks::changes::{follow_task_changes, FollowsTaskChanges};
@@ -203,8 +203,11 @@ async fn start_fleet(
     let registry = AgentRegistryHandle::start(store.clone(), events.clone(), settings.agents.offline_after());
     actix_web::rt::spawn(rebuild_sessions(store.clone(), registry.clone()));
     let queue = TaskQueue::new(store.clone(), bus.clone(), registry.clone(), events.clone(), settings.tasks.policy());
-    let interval = Duration::from_secs(settings.agents.heartbeat_interval_secs);
-    let gateway = AgentGateway::new(store, bus, registry.clone(), queue.clone(), auth, interval);
+    let gateway_settings = GatewaySettings {
+        heartbeat_interval: Duration::from_secs(settings.agents.heartbeat_interval_secs),
+        quotas: settings.agents.quotas(),
+    };
+    let gateway = AgentGateway::new(store, bus, registry.clone(), queue.clone(), auth, gateway_settings);
     gateway.start().await.context("Failed to subscribe to agent subjects")?;
     actix_web::rt::spawn(queue.clone().run_maintenance(Duration::from_millis(settings.tasks.maintenance_interval_ms)));
     let retention = Duration::from_secs(settings.metrics.retention_hours * 3600);

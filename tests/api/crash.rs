@@ -78,8 +78,12 @@ async fn reports_sent_while_the_server_was_down_are_processed_exactly_once(backe
     )
     .await;
     agent.heartbeat().await;
-    let task =
-        api.post("/api/v1/tasks", json!({"agent_id": agent.id, "task_type": "pipeline.apply", "payload": {}})).await;
+    let task = api
+        .post(
+            "/api/v1/tasks",
+            json!({"agent_id": agent.id, "task_type": "pipeline.apply", "payload": {"pipeline": "crash-test"}}),
+        )
+        .await;
     let task_id = task["id"].as_str().expect("task id").to_string();
 
     for n in 0..5 {

@@ -75,7 +75,11 @@ async fn a_long_poll_answers_as_soon_as_a_task_is_enqueued_and_empty_when_the_wa
 each_env!(a_long_poll_answers_as_soon_as_a_task_is_enqueued_and_empty_when_the_wait_ends);
 
 async fn fifty_concurrent_claimers_never_receive_the_same_task_twice(env: Env) {
-    let app = spawn_app(env).await;
+    let db = TestDb::new(env.backend());
+    let mut settings = test_settings(env, &db);
+    // Every claimer is a long-poll of the same agent.
+    settings.agents.max_long_polls = 50;
+    let app = spawn_with(env, db, settings).await;
     let admin = app.bootstrap_admin().await;
     let agent = app.http_agent(&admin, "web-1").await;
     let mut enqueued = std::collections::BTreeSet::new();
@@ -172,7 +176,7 @@ async fn bad_agent_input_over_http_gets_problem_documents(env: Env) {
         .iter()
         .map(|e| e["path"].as_str().unwrap_or_default().to_string())
         .collect();
-    assert_eq!(paths, ["body.pipeline", "body.samples[0].metric"]);
+    assert_eq!(paths, ["body.pipeline", "body.samples[0].metric", "body.samples[0].ts"], "a sample of long ago too");
     let wrong_kind = agent.send_metrics(&envelope("heartbeat", json!({"pipeline": "p", "samples": []}))).await;
     assert_eq!(wrong_kind.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let mut future = envelope("metrics", json!({"pipeline": "p", "samples": []}));
@@ -192,7 +196,8 @@ async fn metrics_are_stored_once_and_cardinality_is_computed_from_them(env: Env)
         .map(|i| json!({"metric": "process.cpu.time", "value": i, "labels": {"pid": (i % 10).to_string(), "host": "web-1"}, "ts": now}))
         .chain([json!({"metric": "host.load", "value": 0.5, "labels": {}, "ts": now})])
         .collect();
-    let batch = envelope("metrics", json!({"pipeline": "baseline", "variant": "baseline", "samples": samples}));
+    agent.receive_pipeline(&admin, "baseline").await;
+    let batch = envelope("metrics", json!({"pipeline": "baseline", "samples": samples}));
     let first = body(agent.send_metrics(&batch).await).await;
     assert_eq!((first["stored"].as_bool(), first["samples"].as_u64()), (Some(true), Some(31)));
     let again = body(agent.send_metrics(&batch).await).await;

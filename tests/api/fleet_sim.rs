@@ -88,6 +88,18 @@ pub async fn enroll(api: &Arc<Api>, n: usize, fleet: &str, labels: impl Fn(usize
     agents
 }
 
+/// Hands every agent a plain pipeline named `pipeline` (an operator's `pipeline.apply`, which each
+/// agent takes with a long-poll), so that they may report on it.
+pub async fn give_pipeline(api: &Arc<Api>, agents: &[(String, String)], pipeline: &str) {
+    for (id, credential) in agents {
+        let task = json!({"agent_id": id, "task_type": "pipeline.apply", "payload": {"pipeline": pipeline}});
+        api.call(Method::POST, "/api/v1/tasks", Some(task)).await.expect("apply enqueued");
+        let polled = api.client.get(format!("{}/api/v1/agent/tasks?wait=0", api.base)).bearer_auth(credential).send();
+        let polled: Value = polled.await.expect("poll").json().await.expect("tasks JSON");
+        assert_eq!(polled["items"].as_array().map(Vec::len), Some(1), "{id} takes its apply: {polled}");
+    }
+}
+
 /// How the simulated agents behave.
 pub struct Behaviour {
     pub heartbeat_every: Duration,

@@ -570,6 +570,15 @@ impl HttpAgent<'_> {
     pub async fn send_metrics(&self, envelope: &Value) -> reqwest::Response {
         self.app.send_as(Method::POST, "/api/v1/agent/metrics", &self.credential, envelope).await
     }
+
+    /// Has an operator hand this agent a plain pipeline named `pipeline` (a `pipeline.apply` task it
+    /// receives), so it may report on it: agents speak only about pipelines they were given.
+    pub async fn receive_pipeline(&self, admin_token: &str, pipeline: &str) {
+        let payload = json!({"payload": {"pipeline": pipeline}});
+        let task = self.app.enqueue(admin_token, &self.id, "pipeline.apply", payload).await;
+        let received = self.poll(0).await;
+        assert!(received.iter().any(|t| t["body"]["task_id"] == task["id"]), "{pipeline} handed out: {received:?}");
+    }
 }
 
 /// An agent speaking NATS to a server, as a real agent would: heartbeats as requests, reports and

@@ -29,6 +29,7 @@ mod nats_cluster;
 mod ops;
 mod pipelines;
 mod protocol;
+mod provenance;
 mod replicas;
 mod rollout_crash;
 mod secrets;

@@ -59,7 +59,7 @@ async fn a_nats_agent_heartbeats_gets_tasks_pushed_and_reports_through_the_strea
     assert_eq!(ack["kind"], "heartbeat_ack");
     assert_eq!(ack["body"]["interval_secs"], 10);
 
-    let task = app.enqueue(&admin, &agent.id, "pipeline.apply", json!({})).await;
+    let task = app.enqueue(&admin, &agent.id, "pipeline.apply", json!({"payload": {"pipeline": "candidate"}})).await;
     let pushed = next_pushed_task(&mut tasks, Duration::from_secs(2)).await.expect("pushed at once");
     assert_eq!(pushed["body"]["task_id"], task["id"]);
     let id = task["id"].as_str().expect("id");
@@ -142,12 +142,33 @@ async fn hostile_nats_messages_are_dropped_counted_and_do_not_stop_the_consumer(
         .await
         .expect("publish");
 
+    // Well-formed and signed, but about work A was never given: a pipeline, an experiment's variant.
     let now = chrono::Utc::now().to_rfc3339();
+    let sample = json!([{"metric": "pipeline.output.series", "value": 1.0, "ts": now}]);
+    a.send_metrics(json!({"pipeline": "never-given", "samples": sample})).await;
+    let forged =
+        json!({"pipeline": "exp-e1-candidate", "experiment_id": "e1", "variant": "candidate", "samples": sample});
+    a.send_metrics(forged).await;
+
+    // Once an operator hands A the pipeline `after`, its batches about it are stored.
+    app.enqueue(&admin, &a.id, "pipeline.apply", json!({"payload": {"pipeline": "after"}})).await;
+    a.heartbeat().await;
     a.send_metrics(json!({"pipeline": "after", "samples": [{"metric": "m", "value": 1.0, "ts": now}]})).await;
     eventually(&app, &admin, "/api/v1/metrics/cardinality?pipeline=after", |r| r["samples"] == 1).await;
+    let never_given = app.get_as("/api/v1/metrics/cardinality?pipeline=never-given", &admin).await;
+    assert_eq!(never_given.json::<Value>().await.expect("JSON")["samples"], 0);
+    let forged = app.get_as("/api/v1/metrics/cardinality?experiment_id=e1", &admin).await;
+    assert_eq!(forged.json::<Value>().await.expect("JSON")["samples"], 0);
 
     let metrics = app.get("/metrics").await.text().await.expect("metrics text");
-    for (reason, count) in [("malformed", 4), ("unauthenticated", 1), ("wrong_agent", 1)] {
+    let dropped = [
+        ("malformed", 4),
+        ("unauthenticated", 1),
+        ("wrong_agent", 1),
+        ("not_your_pipeline", 1),
+        ("not_your_experiment", 1),
+    ];
+    for (reason, count) in dropped {
         let line = format!("phoenix_agent_messages_dropped_total{{reason=\"{reason}\"}} {count}");
         assert!(metrics.contains(&line), "missing {line} in:\n{metrics}");
     }

@@ -174,6 +174,7 @@ async fn losing_one_node_of_a_three_node_nats_cluster_loses_no_report() {
     let replicas: Vec<_> = (0..2).map(|_| ServerProcess::start(&db, &server_env.vars())).collect();
     let api = Api::new(&replicas[0].url(""), &replicas[0].bootstrap_admin().await);
     let agents = fleet_sim::enroll(&api, AGENTS, "cluster", |_| json!({})).await;
+    fleet_sim::give_pipeline(&api, &agents, PIPELINE).await;
     let options = NatsBusOptions {
         subjects: Subjects::new(&prefix).expect("prefix"),
         name: "cluster-agents".into(),

@@ -320,6 +320,10 @@ async fn experiment_measurements_stream_and_a_session_can_reauthenticate() {
     let agent = app.http_agent(&admin, "edge").await;
     agent.heartbeat("healthy").await;
     let experiment = create_experiment(&app, &admin, &agent.id).await;
+    let started =
+        app.send_as(Method::POST, &format!("/api/v1/experiments/{experiment}/start"), &admin, &json!({})).await;
+    assert_eq!(started.status(), 200);
+    assert_eq!(answer_tasks(&agent).await, 2, "the agent takes both variants: it may measure them");
     let mut client = live(&app, &admin).await;
     client.subscribe(&format!("metrics:{experiment}")).await.expect("subscribe");
     expect(&mut client, "subscribed").await;

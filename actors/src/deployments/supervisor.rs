@@ -24,7 +24,7 @@ use crate::experiments::Target;
 use crate::ownership::{deployment_lease, HeldLeases};
 use crate::store::{NewDeploymentEvent, Store, StoreError};
 use crate::tasks::changes::{FollowsTaskChanges, TaskChange, NUDGE_DEBOUNCE};
-use crate::tasks::{NewTask, Task, TaskQueue};
+use crate::tasks::{types, NewTask, Task, TaskQueue};
 
 /// Tasks enqueued at once during a rollout.
 const SEND_CONCURRENCY: usize = 16;
@@ -121,7 +121,7 @@ impl Rollouts {
             let tasks = plan.apply.iter().map(|(agent, generation)| {
                 let task = NewTask {
                     agent_id: agent.clone(),
-                    task_type: "pipeline.apply".into(),
+                    task_type: types::PIPELINE_APPLY.into(),
                     payload: json!({
                         "pipeline": deployment.agent_pipeline(),
                         "config": version.config,
@@ -142,7 +142,7 @@ impl Rollouts {
         for (agent, generation) in &plan.remove {
             let task = NewTask {
                 agent_id: agent.clone(),
-                task_type: "pipeline.remove".into(),
+                task_type: types::PIPELINE_REMOVE.into(),
                 payload: json!({"pipeline": deployment.agent_pipeline()}),
                 priority: 0,
                 max_attempts: None,

@@ -108,8 +108,7 @@ fn task_key(experiment_id: &str, agent_id: &str, variant: &str, verb: &str) -> S
     format!("exp:{experiment_id}:{agent_id}:{variant}:{verb}")
 }
 
-const APPLY: &str = "pipeline.apply";
-const REMOVE: &str = "pipeline.remove";
+use crate::tasks::types::{PIPELINE_APPLY as APPLY, PIPELINE_REMOVE as REMOVE};
 pub const VARIANTS: [&str; 2] = [BASELINE, CANDIDATE];
 
 /// The experiment's tasks, by key.

@@ -62,6 +62,11 @@ pub trait TaskStore: Send + Sync {
     /// sent, keyed by it), oldest first.
     async fn tasks_with_key_prefix(&self, prefix: &str) -> Result<Vec<Task>, StoreError>;
 
+    /// The `pipeline.apply` tasks that handed `pipeline` to `agent_id` and that it received
+    /// (dispatched, running or succeeded), newest first: what entitles an agent to speak about a
+    /// pipeline (see `gateway::grants`).
+    async fn pipeline_hand_outs(&self, agent_id: &str, pipeline: &str) -> Result<Vec<Task>, StoreError>;
+
     /// Tasks matching the filter, newest first.
     async fn list_tasks(&self, filter: &TaskFilter, page: PageRequest) -> Result<Page<Task>, StoreError>;
 

@@ -11,6 +11,15 @@ use serde::{Deserialize, Serialize};
 
 pub use queue::TaskQueue;
 
+/// The task types the server sends on its own (operators may enqueue others through the API).
+pub mod types {
+    /// Start (or replace) a named pipeline on the agent; its payload names the pipeline and, for an
+    /// experiment, the experiment and variant.
+    pub const PIPELINE_APPLY: &str = "pipeline.apply";
+    /// Stop a named pipeline.
+    pub const PIPELINE_REMOVE: &str = "pipeline.remove";
+}
+
 /// Where a task is in its life.
 ///
 /// `pending -> dispatched -> running -> succeeded | failed`, plus `cancelled` (by an operator) and

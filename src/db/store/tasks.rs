@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use phoenix_actors::paging::{Page, PageRequest};
 use phoenix_actors::store::TaskStore;
 use phoenix_actors::tasks::transitions::{chrono_duration, decide, lease_expired, Decision};
-use phoenix_actors::tasks::{NewTask, QueueStats, ReportOutcome, Task, TaskFilter, TaskPolicy, TaskStatus};
+use phoenix_actors::tasks::{types, NewTask, QueueStats, ReportOutcome, Task, TaskFilter, TaskPolicy, TaskStatus};
 use phoenix_actors::StoreError;
 use phoenix_nats::wire::TaskStatusReport;
 
@@ -16,6 +16,11 @@ use super::DieselStore;
 use crate::db::models::TaskRow;
 use crate::db::schema::tasks;
 use crate::db::{is_unique_violation, DbConnection, DbError};
+
+/// `text` as a LIKE pattern that matches it literally (its wildcards and the escape escaped).
+fn like_literal(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
 
 /// How often a report retries its optimistic update when the task changed underneath it.
 const REPORT_RETRIES: usize = 5;
@@ -385,14 +390,34 @@ impl TaskStore for DieselStore {
     }
 
     async fn tasks_with_key_prefix(&self, prefix: &str) -> Result<Vec<Task>, StoreError> {
-        // LIKE's wildcards in the prefix are escaped, so the prefix matches literally.
-        let pattern = format!("{}%", prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let pattern = format!("{}%", like_literal(prefix));
         self.run(move |conn| {
             let rows: Vec<TaskRow> = tasks::table
                 .filter(tasks::idempotency_key.like(pattern).escape('\\'))
                 .order(tasks::id.asc())
                 .load(conn)?;
             tasks_from_rows(rows)
+        })
+        .await
+    }
+
+    async fn pipeline_hand_outs(&self, agent_id: &str, pipeline: &str) -> Result<Vec<Task>, StoreError> {
+        // Payloads are stored as compact JSON, so `"pipeline":<the name as JSON>` narrows the rows down
+        // in SQL (on the agent's rows of the claim index); the parsed payload then decides exactly.
+        let named = serde_json::Value::from(pipeline).to_string();
+        let pattern = format!("%\"pipeline\":{}%", like_literal(&named));
+        let (agent_id, pipeline) = (agent_id.to_string(), pipeline.to_string());
+        let received = [TaskStatus::Dispatched, TaskStatus::Running, TaskStatus::Succeeded].map(TaskStatus::as_str);
+        self.run(move |conn| {
+            let rows: Vec<TaskRow> = tasks::table
+                .filter(tasks::agent_id.eq(&agent_id))
+                .filter(tasks::status.eq_any(received))
+                .filter(tasks::task_type.eq(types::PIPELINE_APPLY))
+                .filter(tasks::payload.like(pattern).escape('\\'))
+                .order(tasks::id.desc())
+                .load(conn)?;
+            let tasks = tasks_from_rows(rows)?;
+            Ok(tasks.into_iter().filter(|task| task.payload["pipeline"].as_str() == Some(pipeline.as_str())).collect())
         })
         .await
     }

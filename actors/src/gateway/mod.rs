@@ -1,6 +1,13 @@
 //! The one way in for agent messages, whatever the transport: NATS subscriptions (heartbeats as
 //! request/reply, task status and metrics from the durable JetStream consumer) and the HTTP handlers
 //! both end up in [`AgentGateway`]'s `handle_*` methods, so both transports behave the same.
+//! What an agent may say about which pipeline is decided in [`grants`].
+
+pub mod grants;
+pub mod input;
+pub mod quota;
+
+pub use input::MAX_SAMPLES_PER_BATCH;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use futures_util::StreamExt;
-use phoenix_nats::wire::{kinds, Heartbeat, HeartbeatAck, MetricsBatch, TaskStatusReport};
+use phoenix_nats::wire::{kinds, Heartbeat, HeartbeatAck, MetricsBatch, PipelineStatus, TaskStatusReport};
 use phoenix_nats::{Bus, BusError, DurableMessage, Envelope, Message};
 use serde::de::DeserializeOwned;
 
@@ -19,6 +26,8 @@ use crate::error_chain;
 use crate::events::Events;
 use crate::store::{AgentIdentity, Store, StoreError};
 use crate::tasks::{ReportOutcome, TaskQueue};
+use grants::{Claim, NotGiven, PipelineGrants};
+use quota::{AgentQuotas, LongPollPermit, QuotaExceeded, QuotaSettings};
 
 /// Name of the server's durable consumer and queue group (shared by every replica).
 pub const SERVER_CONSUMER: &str = "phoenix-server";
@@ -69,6 +78,9 @@ pub enum Refusal {
     /// Not a valid envelope or body.
     #[error("malformed message: {0}")]
     Malformed(String),
+    /// A body past the bounds of `input` (each problem with its path).
+    #[error("invalid message: {}", .0.iter().map(|(path, problem)| format!("{path} {problem}")).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<input::Problem>),
     /// No valid credential.
     #[error("the agent credential is missing, invalid or revoked")]
     Unauthenticated,
@@ -81,19 +93,30 @@ pub enum Refusal {
     /// A report about a task that does not exist.
     #[error("no such task")]
     UnknownTask,
+    /// Measurements or a status about a pipeline (or an experiment's variant) the agent was not given.
+    #[error(transparent)]
+    NotGiven(#[from] NotGiven),
+    /// More than the agent's quota.
+    #[error(transparent)]
+    Quota(#[from] QuotaExceeded),
     /// The store failed; the message may succeed later.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 impl Refusal {
-    fn reason(&self) -> &'static str {
+    /// The reason counted in `phoenix_agent_messages_dropped_total` (and the HTTP problem's code).
+    pub fn reason(&self) -> &'static str {
         match self {
-            Refusal::Malformed(_) => "malformed",
+            Refusal::Malformed(_) | Refusal::Invalid(_) => "malformed",
             Refusal::Unauthenticated => "unauthenticated",
             Refusal::WrongAgent => "wrong_agent",
             Refusal::NotYourTask => "not_your_task",
             Refusal::UnknownTask => "unknown_task",
+            Refusal::NotGiven(NotGiven::NotYourExperiment) => "not_your_experiment",
+            Refusal::NotGiven(NotGiven::NotYourPipeline) => "not_your_pipeline",
+            Refusal::Quota(QuotaExceeded::Samples { .. }) => "sample_quota_exceeded",
+            Refusal::Quota(QuotaExceeded::LongPolls { .. }) => "too_many_long_polls",
             Refusal::Store(_) => "store_unavailable",
         }
     }
@@ -107,25 +130,45 @@ pub struct AgentGateway {
     registry: AgentRegistryHandle,
     queue: TaskQueue,
     auth: Arc<dyn AgentAuthenticator>,
+    grants: PipelineGrants,
+    quotas: AgentQuotas,
     stats: Arc<IngestStats>,
     /// Announces experiment measurements for live charts.
     events: Events,
     heartbeat_interval: Duration,
 }
 
+/// How the gateway treats agents.
+#[derive(Debug, Clone, Copy)]
+pub struct GatewaySettings {
+    /// How often agents are told to heartbeat.
+    pub heartbeat_interval: Duration,
+    /// What one agent may use.
+    pub quotas: QuotaSettings,
+}
+
 impl AgentGateway {
-    /// A gateway feeding `registry` and `queue`; agents are told to heartbeat every `heartbeat_interval`.
+    /// A gateway feeding `registry` and `queue`.
     pub fn new(
         store: Arc<dyn Store>,
         bus: Arc<dyn Bus>,
         registry: AgentRegistryHandle,
         queue: TaskQueue,
         auth: Arc<dyn AgentAuthenticator>,
-        heartbeat_interval: Duration,
+        settings: GatewaySettings,
     ) -> Self {
         let stats = Arc::new(IngestStats::default());
         let events = Events::new(bus.clone());
-        AgentGateway { store, bus, registry, queue, auth, stats, events, heartbeat_interval }
+        let grants = PipelineGrants::new(store.clone());
+        let quotas = AgentQuotas::new(settings.quotas);
+        let heartbeat_interval = settings.heartbeat_interval;
+        AgentGateway { store, bus, registry, queue, auth, grants, quotas, stats, events, heartbeat_interval }
+    }
+
+    /// A place for one more long-poll of `agent_id`, held until the permit is dropped; refused (and
+    /// counted) when the agent holds as many as it may.
+    pub fn enter_long_poll(&self, agent_id: &str) -> Result<LongPollPermit, Refusal> {
+        self.counted(agent_id, self.quotas.enter_long_poll(agent_id).map_err(Refusal::Quota))
     }
 
     /// The counters.
@@ -134,13 +177,25 @@ impl AgentGateway {
     }
 
     /// Records a heartbeat; on NATS also pushes tasks that are due and, after a reconnect, the ones
-    /// handed out but never acknowledged.
+    /// handed out but never acknowledged. Statuses of pipelines the agent was not given are left out
+    /// (and counted): the rest of the heartbeat still says the agent is alive.
     pub async fn handle_heartbeat(
         &self,
         agent_id: &str,
         heartbeat: Heartbeat,
         transport: Transport,
-    ) -> Result<HeartbeatAck, StoreError> {
+    ) -> Result<HeartbeatAck, Refusal> {
+        self.counted(agent_id, self.heartbeat(agent_id, heartbeat, transport).await)
+    }
+
+    async fn heartbeat(
+        &self,
+        agent_id: &str,
+        mut heartbeat: Heartbeat,
+        transport: Transport,
+    ) -> Result<HeartbeatAck, Refusal> {
+        refuse_problems(input::heartbeat_problems(&heartbeat))?;
+        heartbeat.pipelines = self.given_pipelines(agent_id, heartbeat.pipelines).await?;
         let recorded = self.registry.heartbeat(agent_id, heartbeat, transport).await?;
         self.stats.heartbeats.fetch_add(1, Ordering::Relaxed);
         if transport == Transport::Nats {
@@ -160,6 +215,11 @@ impl AgentGateway {
         agent_id: &str,
         report: &TaskStatusReport,
     ) -> Result<ReportOutcome, Refusal> {
+        self.counted(agent_id, self.task_status(agent_id, report).await)
+    }
+
+    async fn task_status(&self, agent_id: &str, report: &TaskStatusReport) -> Result<ReportOutcome, Refusal> {
+        refuse_problems(input::report_problems(report))?;
         let outcome = self.queue.report(agent_id, report).await.map_err(|e| match e {
             StoreError::NotFound => Refusal::UnknownTask,
             other => Refusal::Store(other),
@@ -171,13 +231,39 @@ impl AgentGateway {
         }
     }
 
-    /// Stores a metrics batch once, however often it is delivered (`batch_id` is the envelope id).
-    pub async fn handle_metrics(
+    /// The statuses about pipelines `agent_id` was given; each other one is counted as dropped.
+    async fn given_pipelines(
         &self,
         agent_id: &str,
-        batch_id: &str,
-        batch: &MetricsBatch,
-    ) -> Result<bool, StoreError> {
+        statuses: Vec<PipelineStatus>,
+    ) -> Result<Vec<PipelineStatus>, StoreError> {
+        let mut given = Vec::with_capacity(statuses.len());
+        for status in statuses {
+            let claim = Claim { pipeline: &status.name, measures: None };
+            match self.grants.check(agent_id, &claim).await? {
+                Ok(()) => given.push(status),
+                Err(not_given) => self.stats.dropped(Refusal::NotGiven(not_given).reason()),
+            }
+        }
+        Ok(given)
+    }
+
+    /// Stores a metrics batch once, however often it is delivered (`batch_id` is the envelope id).
+    /// A batch about a pipeline the agent was not given, or for an experiment's variant it was not
+    /// sent, is refused and counted: never stored, never announced.
+    pub async fn handle_metrics(&self, agent_id: &str, batch_id: &str, batch: &MetricsBatch) -> Result<bool, Refusal> {
+        self.counted(agent_id, self.metrics(agent_id, batch_id, batch).await)
+    }
+
+    async fn metrics(&self, agent_id: &str, batch_id: &str, batch: &MetricsBatch) -> Result<bool, Refusal> {
+        refuse_problems(input::batch_problems(batch, Utc::now()))?;
+        // Metered before the grant is looked up: a flood costs no database round trips.
+        self.quotas.take_samples(agent_id, batch.samples.len())?;
+        let claim = Claim {
+            pipeline: &batch.pipeline,
+            measures: Some((batch.experiment_id.as_deref(), batch.variant.as_deref())),
+        };
+        self.grants.check(agent_id, &claim).await??;
         let stored = self.store.insert_metrics(batch_id, agent_id, batch, Utc::now()).await?;
         let counter = if stored { &self.stats.metric_batches } else { &self.stats.duplicate_batches };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -320,7 +406,8 @@ impl AgentGateway {
         } else if message.subject.ends_with(".metrics") {
             self.result_metrics(&message).await
         } else {
-            Err(Refusal::Malformed(format!("unexpected subject for {}", subjects.agent_results_stream())))
+            let unexpected = Refusal::Malformed(format!("unexpected subject for {}", subjects.agent_results_stream()));
+            self.counted(&message.subject, Err(unexpected))
         };
         match outcome {
             // Not acknowledged: JetStream delivers it again once the store is back (or the task settled).
@@ -345,18 +432,21 @@ impl AgentGateway {
     async fn result_metrics(&self, message: &DurableMessage) -> Result<(), Refusal> {
         let (agent_id, envelope) =
             self.open::<MetricsBatch>(&message.subject, &message.payload, kinds::METRICS).await?;
-        let problems = validate_batch(&envelope.body);
-        if !problems.is_empty() {
-            let listed: Vec<String> = problems.iter().map(|(path, message)| format!("{path}: {message}")).collect();
-            return Err(Refusal::Malformed(listed.join("; ")));
-        }
-        self.handle_metrics(&agent_id, &envelope.id, &envelope.body).await?;
-        Ok(())
+        self.handle_metrics(&agent_id, &envelope.id, &envelope.body).await.map(|_| ())
     }
 
     /// Decodes an agent envelope from NATS and checks that its credential belongs to the agent the
     /// subject names: the subject alone proves nothing, every agent may publish on agent subjects.
     async fn open<T: DeserializeOwned>(
+        &self,
+        subject: &str,
+        payload: &[u8],
+        kind: &str,
+    ) -> Result<(String, Envelope<T>), Refusal> {
+        self.counted(subject, self.authenticate(subject, payload, kind).await)
+    }
+
+    async fn authenticate<T: DeserializeOwned>(
         &self,
         subject: &str,
         payload: &[u8],
@@ -380,9 +470,26 @@ impl AgentGateway {
         Ok((agent_id, envelope))
     }
 
+    /// Counts and logs a refusal of an agent message, whichever transport brought it (`who` names the
+    /// agent, or the NATS subject before the agent is known). A store failure is not the agent's doing:
+    /// the transport decides what becomes of the message.
+    fn counted<T>(&self, who: &str, result: Result<T, Refusal>) -> Result<T, Refusal> {
+        if let Err(refusal) = &result {
+            if !matches!(refusal, Refusal::Store(_)) {
+                self.stats.dropped(refusal.reason());
+                tracing::warn!(agent = who, reason = refusal.reason(), error = %refusal, "agent message refused");
+            }
+        }
+        result
+    }
+
+    /// A NATS message that cannot be processed and will not be delivered again (acknowledged). Refusals
+    /// were counted where they were made; a store failure is counted here.
     fn refused(&self, subject: &str, refusal: &Refusal) {
-        self.stats.dropped(refusal.reason());
-        tracing::warn!(nats.subject = %subject, reason = refusal.reason(), error = %refusal, "agent message dropped");
+        if let Refusal::Store(e) = refusal {
+            self.stats.dropped(refusal.reason());
+            tracing::warn!(nats.subject = %subject, error = %e, "agent message dropped: the store failed");
+        }
     }
 
     /// Deletes samples older than `retention`, every `interval`, until the process ends.
@@ -400,27 +507,13 @@ impl AgentGateway {
     }
 }
 
-/// Most samples one metrics batch may carry.
-pub const MAX_SAMPLES_PER_BATCH: usize = 10_000;
-
-/// Every problem of a metrics batch, as `(path, message)`; both transports refuse a batch that has any.
-pub fn validate_batch(batch: &MetricsBatch) -> Vec<(String, String)> {
-    let mut problems = Vec::new();
-    if batch.pipeline.trim().is_empty() {
-        problems.push(("body.pipeline".into(), "must not be empty".into()));
+/// `Err(Refusal::Invalid)` when there is any problem.
+fn refuse_problems(problems: Vec<input::Problem>) -> Result<(), Refusal> {
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Refusal::Invalid(problems))
     }
-    if batch.samples.len() > MAX_SAMPLES_PER_BATCH {
-        problems.push(("body.samples".into(), format!("at most {MAX_SAMPLES_PER_BATCH} samples per batch")));
-    }
-    for (i, sample) in batch.samples.iter().enumerate().take(MAX_SAMPLES_PER_BATCH) {
-        if sample.metric.trim().is_empty() {
-            problems.push((format!("body.samples[{i}].metric"), "must not be empty".into()));
-        }
-        if !sample.value.is_finite() {
-            problems.push((format!("body.samples[{i}].value"), "must be a finite number".into()));
-        }
-    }
-    problems
 }
 
 /// Workers storing agent results at once.
