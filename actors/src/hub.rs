@@ -37,9 +37,39 @@ pub fn valid_topic(topic: &str) -> Result<(), String> {
     }
 }
 
+/// The family of the hub's own topics `session:<user id>`: each live session is on its user's, and
+/// clients cannot subscribe to it (it is no topic of [`valid_topic`]).
+pub const SESSION_FAMILY: &str = "session";
+
+/// The event that ends a user's live sessions on every replica: all of them, or those of one login
+/// session (`sid`). Published on `<prefix>.events.session.<user id>` by [`end_sessions`].
+pub const SESSION_ENDED: &str = "session.ended";
+
+/// The body of a [`SESSION_ENDED`] event.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SessionEnded {
+    /// Only the sessions opened with a token of this login session; all of the user's when absent.
+    pub sid: Option<String>,
+    /// Why, in words (the close frame's reason).
+    pub reason: String,
+}
+
+/// The control topic of `user_id`'s live sessions.
+pub fn session_topic(user_id: &str) -> String {
+    format!("{SESSION_FAMILY}:{user_id}")
+}
+
+/// Ends the live sessions of `user_id` (of its login session `sid`, or all) on every replica: after a
+/// logout, a deactivation or a role change, nobody keeps receiving events on an old right.
+pub async fn end_sessions(events: &crate::events::Events, user_id: &str, sid: Option<&str>, reason: &str) {
+    let ended = SessionEnded { sid: sid.map(str::to_string), reason: reason.to_string() };
+    events.publish(SESSION_FAMILY, user_id, SESSION_ENDED, ended).await;
+}
+
 /// The topics an event about `kind`/`id` belongs to.
 fn topics_of(kind: &str, id: &str) -> Vec<String> {
     match kind {
+        SESSION_FAMILY => vec![session_topic(id)],
         "task" => vec!["tasks".into()],
         "metrics" => vec![format!("metrics:{id}")],
         // A rollout's progress is for the deployment's own page, not every list of deployments.
@@ -49,10 +79,14 @@ fn topics_of(kind: &str, id: &str) -> Vec<String> {
     }
 }
 
-/// One `event` message as sent on the wire, rendered once for every session of its topic.
+/// One `event` message as sent on the wire, rendered once for every session of its topic (shared by
+/// all, like the topic's name).
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
-pub struct Deliver(pub bytestring::ByteString);
+pub struct Deliver {
+    pub topic: Arc<str>,
+    pub frame: bytestring::ByteString,
+}
 
 #[derive(Serialize)]
 struct EventFrame<'a> {
@@ -143,9 +177,9 @@ impl EventHub {
                 seq: *seq,
             };
             let Ok(text) = serde_json::to_string(&frame) else { continue };
-            let text = bytestring::ByteString::from(text);
+            let deliver = Deliver { topic: Arc::from(topic.as_str()), frame: bytestring::ByteString::from(text) };
             for recipient in sessions.values() {
-                recipient.do_send(Deliver(text.clone()));
+                recipient.do_send(deliver.clone());
             }
         }
     }
@@ -224,6 +258,8 @@ mod tests {
         assert_eq!(topics_of("task", "t1"), ["tasks"]);
         assert_eq!(topics_of("metrics", "e1"), ["metrics:e1"]);
         assert_eq!(topics_of("rollout", "d1"), ["deployment:d1"]);
+        assert_eq!(topics_of("session", "u1"), ["session:u1"]);
+        assert!(valid_topic("session:u1").is_err(), "no client may follow another's session");
         assert!(topics_of("user", "u").is_empty());
     }
 
@@ -238,7 +274,7 @@ mod tests {
         type Result = ();
 
         fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
-            self.0.push(msg.0.to_string());
+            self.0.push(msg.frame.to_string());
         }
     }
 

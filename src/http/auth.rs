@@ -1,6 +1,7 @@
 //! `/api/v1/auth/*`: register, log in, refresh, log out, and who am I.
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use phoenix_actors::hub::end_sessions;
 use phoenix_actors::users::User;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -54,10 +55,12 @@ pub async fn refresh_session(
     Ok(HttpResponse::Ok().json(state.auth.refresh(&body.refresh_token).await?))
 }
 
-/// `POST /auth/logout`: revokes this access token and its refresh family.
+/// `POST /auth/logout`: revokes this access token and its refresh family, and closes the live
+/// connections opened in this login session.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", responses((status = 204, description = "Logged out")))]
 pub async fn logout(state: web::Data<AppState>, caller: CurrentUser) -> Result<HttpResponse, ApiError> {
     state.auth.logout(&caller.claims).await?;
+    end_sessions(&state.events, &caller.claims.sub, Some(&caller.claims.sid), "logged out").await;
     Ok(HttpResponse::NoContent().finish())
 }
 

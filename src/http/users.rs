@@ -1,6 +1,7 @@
 //! `/api/v1/users`: admins list, create, and change users.
 
 use actix_web::{web, HttpResponse};
+use phoenix_actors::hub::end_sessions;
 use phoenix_actors::paging::Page;
 use phoenix_actors::users::{Role, User, UserChanges};
 use serde::Deserialize;
@@ -50,7 +51,8 @@ pub async fn get_user(state: web::Data<AppState>, id: web::Path<String>) -> Resu
     Ok(HttpResponse::Ok().json(state.store.get_user(&id).await.map_err(|e| ApiError::from(e).for_entity("user", &id))?))
 }
 
-/// `PATCH /users/{id}`: change the role or (de)activate. A deactivated user's tokens stop working at once.
+/// `PATCH /users/{id}`: change the role or (de)activate. A deactivated user's tokens stop working at once;
+/// a deactivation or a new role also closes the user's live connections on every replica.
 #[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path, description = "User id")),
     request_body = UpdateUserRequest, responses((status = 200, description = "The user", body = User)))]
 pub async fn update_user(
@@ -58,8 +60,20 @@ pub async fn update_user(
     id: web::Path<String>,
     body: web::Json<UpdateUserRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let not_found = |e| ApiError::from(e).for_entity("user", &id);
+    let before = state.store.get_user(&id).await.map_err(not_found)?;
     let changes = UserChanges { role: body.role, active: body.active };
-    let user = state.store.update_user(&id, changes).await.map_err(|e| ApiError::from(e).for_entity("user", &id))?;
+    let user = state.store.update_user(&id, changes).await.map_err(not_found)?;
     tracing::info!(user.id = %user.id, user.role = user.role.as_str(), user.active = user.active, "user changed");
+    let ended = if before.active && !user.active {
+        Some("the account was deactivated")
+    } else if before.role != user.role {
+        Some("the account's role changed")
+    } else {
+        None
+    };
+    if let Some(reason) = ended {
+        end_sessions(&state.events, &user.id, None, reason).await;
+    }
     Ok(HttpResponse::Ok().json(user))
 }

@@ -12,7 +12,9 @@ use actix::prelude::*;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Message, ProtocolError};
 use chrono::{DateTime, Utc};
-use phoenix_actors::hub::{valid_topic, Deliver, Disconnect, EventHub, Subscribe, Unsubscribe};
+use phoenix_actors::hub::{
+    session_topic, valid_topic, Deliver, Disconnect, EventHub, SessionEnded, Subscribe, Unsubscribe, SESSION_ENDED,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
@@ -32,6 +34,8 @@ const SILENT_LIMIT: Duration = Duration::from_secs(45);
 pub const MAX_TOPICS: usize = 100;
 /// Close code when the access token expires (application range 4000–4999).
 pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
+/// Close code when the user's session ended: logged out, deactivated, or given another role.
+pub const CLOSE_SESSION_ENDED: u16 = 4003;
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
@@ -63,8 +67,12 @@ pub async fn connect(
         topics: HashSet::new(),
         last_heard: Instant::now(),
         expires_at: caller.claims.expires_at(),
+        user_id: caller.claims.sub.clone(),
+        sid: caller.claims.sid.clone(),
+        control_topic: session_topic(&caller.claims.sub),
         expiry: None,
         closing: false,
+        left_hub: false,
     };
     let stream = stream.max_frame_size(MAX_FRAME_BYTES);
     WsSession::create(|ctx| {
@@ -172,9 +180,16 @@ pub struct WsSession {
     topics: HashSet<String>,
     last_heard: Instant,
     expires_at: DateTime<Utc>,
+    /// Whose session this is, and the login session (`sid`) of its token: a logout ends only that one.
+    user_id: String,
+    sid: String,
+    /// The hub's topic of this user's session events (`session:<user id>`).
+    control_topic: String,
     expiry: Option<SpawnHandle>,
     /// A close is under way: nothing more is read or queued.
     closing: bool,
+    /// The hub was told this session is gone.
+    left_hub: bool,
 }
 
 impl WsSession {
@@ -198,11 +213,29 @@ impl WsSession {
         }
     }
 
-    /// Takes this session off every topic it had, once (closing and stopping both call it).
+    /// Takes this session off every topic it had and its user's control topic, once (closing and
+    /// stopping both call it).
     fn leave_hub(&mut self) {
-        let topics: Vec<String> = std::mem::take(&mut self.topics).into_iter().collect();
-        if !topics.is_empty() {
-            self.hub.do_send(Disconnect { session: self.id, topics });
+        if self.left_hub {
+            return;
+        }
+        self.left_hub = true;
+        let mut topics: Vec<String> = std::mem::take(&mut self.topics).into_iter().collect();
+        topics.push(self.control_topic.clone());
+        self.hub.do_send(Disconnect { session: self.id, topics });
+    }
+
+    /// An event on the user's control topic: the session closes when it is the one that ended.
+    fn on_session_event(&mut self, frame: &str, ctx: &mut Context<Self>) {
+        let Ok(event) = serde_json::from_str::<Value>(frame) else { return };
+        if event["event"] != SESSION_ENDED {
+            return;
+        }
+        let Ok(ended) = serde_json::from_value::<SessionEnded>(event["data"].clone()) else { return };
+        if ended.sid.as_ref().is_none_or(|sid| *sid == self.sid) {
+            tracing::info!(ws.session = self.id, user.id = %self.user_id, reason = %ended.reason, "live session ended");
+            self.error("session_ended", format!("{}; log in again", ended.reason), ctx);
+            self.close(CloseCode::Other(CLOSE_SESSION_ENDED), &ended.reason, ctx);
         }
     }
 
@@ -300,7 +333,11 @@ impl WsSession {
         let state = self.state.clone();
         ctx.wait(async move { state.auth.authenticate(&token).await }.into_actor(self).map(|checked, session, ctx| {
             match checked {
+                Ok((_, claims)) if claims.sub != session.user_id => {
+                    session.error("unauthenticated", "the token belongs to another user".into(), ctx)
+                }
                 Ok((_, claims)) => {
+                    session.sid = claims.sid.clone();
                     session.expires_at = claims.expires_at();
                     session.schedule_expiry(ctx);
                     session.reply("authenticated", None, json!({"expires_at": session.expires_at}), ctx);
@@ -331,6 +368,8 @@ impl Actor for WsSession {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.state.metrics.ws_session_opened();
+        let recipient = ctx.address().recipient();
+        self.hub.do_send(Subscribe { session: self.id, topic: self.control_topic.clone(), recipient });
         self.schedule_expiry(ctx);
         ctx.run_interval(PING_EVERY, |session, ctx| {
             if session.last_heard.elapsed() > SILENT_LIMIT {
@@ -351,7 +390,10 @@ impl Handler<Deliver> for WsSession {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
-        self.send(Outgoing::Shared(msg.0), ctx);
+        if *msg.topic == *self.control_topic {
+            return self.on_session_event(&msg.frame, ctx);
+        }
+        self.send(Outgoing::Shared(msg.frame), ctx);
     }
 }
 

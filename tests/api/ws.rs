@@ -365,3 +365,60 @@ async fn the_javascript_client_reconnects_and_subscribes_again() {
     assert_eq!(snapshots, 2, "a snapshot before and after the reconnect:\n{stdout}");
     assert!(stdout.contains(r#""step":"resubscribed""#), "{stdout}");
 }
+
+/// Reads until the server closes the connection (answering nothing else); the close code.
+async fn closed_with(client: &mut LiveClient) -> u16 {
+    loop {
+        match client.next(WAIT).await.expect("read") {
+            Some(Received::Message(message)) if message["type"] == "error" => {
+                assert_eq!(message["data"]["code"], "session_ended", "{message}");
+            }
+            Some(Received::Message(_)) => continue,
+            Some(Received::Closed(code, _)) => return code,
+            None => panic!("the connection stayed open for {WAIT:?}"),
+        }
+    }
+}
+
+/// Live sessions end with the user's right to them: a logout closes the connections of that login
+/// session within a second (not the user's other sessions), a role change and a deactivation close
+/// all of them — on whichever replica they are, since the end is an event on the bus.
+async fn a_logout_a_role_change_and_a_deactivation_close_the_users_live_sessions(env: Env) {
+    let app = crate::helpers::spawn_app(env).await;
+    let admin = app.bootstrap_admin().await;
+    app.user_with_role(&admin, "ops", "operator").await;
+    let (first, second) = (app.token("ops").await, app.token("ops").await);
+    let me: Value = app.get_as("/api/v1/auth/me", &first).await.json().await.expect("me");
+    let user = format!("/api/v1/users/{}", me["id"].as_str().expect("id"));
+    let mut clients = Vec::new();
+    for token in [&first, &second, &second] {
+        let mut client = live(&app, token).await;
+        client.subscribe("experiments").await.expect("subscribe");
+        expect(&mut client, "subscribed").await;
+        clients.push(client);
+    }
+    let [on_first, on_second, on_second_too] = &mut clients[..] else { unreachable!() };
+
+    assert_eq!(app.send_as(Method::POST, "/api/v1/auth/logout", &first, &json!({})).await.status(), 204);
+    let logged_out = Instant::now();
+    assert_eq!(closed_with(on_first).await, 4003);
+    assert!(logged_out.elapsed() < Duration::from_secs(1), "closed after {:?}", logged_out.elapsed());
+    on_second.send(&json!({"type": "ping"})).await.expect("send");
+    expect(on_second, "pong").await;
+
+    let demoted = app.send_as(Method::PATCH, &user, &admin, &json!({"role": "viewer"})).await;
+    assert_eq!(demoted.status(), 200);
+    assert_eq!(closed_with(on_second).await, 4003, "a new role: reconnect to be checked against it");
+    assert_eq!(closed_with(on_second_too).await, 4003);
+
+    let third = app.token("ops").await;
+    let mut on_third = live(&app, &third).await;
+    let unchanged = app.send_as(Method::PATCH, &user, &admin, &json!({"role": "viewer"})).await;
+    assert_eq!(unchanged.status(), 200);
+    on_third.send(&json!({"type": "ping"})).await.expect("send");
+    expect(&mut on_third, "pong").await;
+    let deactivated = app.send_as(Method::PATCH, &user, &admin, &json!({"active": false})).await;
+    assert_eq!(deactivated.status(), 200);
+    assert_eq!(closed_with(&mut on_third).await, 4003, "the role unchanged kept it open; a deactivation does not");
+}
+each_env!(a_logout_a_role_change_and_a_deactivation_close_the_users_live_sessions);
