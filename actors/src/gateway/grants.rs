@@ -99,7 +99,7 @@ impl PipelineGrants {
     /// Whether `agent_id` may say `claim`.
     pub async fn check(&self, agent_id: &str, claim: &Claim<'_>) -> Result<Result<(), NotGiven>, StoreError> {
         let key = (agent_id.to_string(), claim.pipeline.to_string());
-        if let Some(verdict) = self.from_kept(&key, claim) {
+        if let Some(verdict) = self.kept_verdict(&key, claim) {
             return Ok(verdict);
         }
         let tasks = self.store.pipeline_hand_outs(agent_id, claim.pipeline).await?;
@@ -109,7 +109,7 @@ impl PipelineGrants {
         Ok(verdict)
     }
 
-    fn from_kept(&self, key: &(String, String), claim: &Claim) -> Option<Result<(), NotGiven>> {
+    fn kept_verdict(&self, key: &(String, String), claim: &Claim) -> Option<Result<(), NotGiven>> {
         let kept = self.kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let entry = kept.get(key)?;
         let verdict = judge(&entry.hand_outs, claim);

@@ -310,7 +310,7 @@ impl AgentGateway {
         let result = async {
             let (agent_id, envelope) =
                 self.open::<Heartbeat>(&message.subject, &message.payload, kinds::HEARTBEAT).await?;
-            Ok::<_, Refusal>(self.handle_heartbeat(&agent_id, envelope.body, Transport::Nats).await?)
+            self.handle_heartbeat(&agent_id, envelope.body, Transport::Nats).await
         }
         .await;
         match result {
