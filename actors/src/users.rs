@@ -90,6 +90,20 @@ pub struct UserChanges {
     pub active: Option<bool>,
 }
 
+impl User {
+    /// Why a change from `before` to this ends the user's live sessions, if it does: they were opened
+    /// on a right the user no longer has (deactivated, or another role to be checked against).
+    pub fn sessions_end_reason(&self, before: &User) -> Option<&'static str> {
+        if before.active && !self.active {
+            Some("the account was deactivated")
+        } else if before.role != self.role {
+            Some("the account's role changed")
+        } else {
+            None
+        }
+    }
+}
+
 /// What a self-registration becomes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Registration {
@@ -111,5 +125,24 @@ mod tests {
         assert!(!Role::Operator.allows(Role::Admin));
         assert_eq!("operator".parse::<Role>(), Ok(Role::Operator));
         assert!("root".parse::<Role>().is_err());
+    }
+
+    #[test]
+    fn a_deactivation_or_a_new_role_ends_the_live_sessions_and_nothing_else_does() {
+        let now = Utc::now();
+        let user = |role: Role, active: bool| User {
+            id: "u1".into(),
+            username: "ops".into(),
+            role,
+            active,
+            created_at: now,
+            updated_at: now,
+        };
+        let before = user(Role::Operator, true);
+        assert_eq!(user(Role::Operator, false).sessions_end_reason(&before), Some("the account was deactivated"));
+        assert_eq!(user(Role::Viewer, true).sessions_end_reason(&before), Some("the account's role changed"));
+        assert_eq!(user(Role::Operator, true).sessions_end_reason(&before), None, "nothing changed");
+        let inactive = user(Role::Operator, false);
+        assert_eq!(user(Role::Operator, true).sessions_end_reason(&inactive), None, "a reactivation has none open");
     }
 }

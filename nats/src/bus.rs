@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 
@@ -64,13 +65,26 @@ pub struct DurableMessage {
     pub subject: String,
     /// Its bytes, usually an encoded [`Envelope`](crate::Envelope).
     pub payload: Bytes,
+    published_at: DateTime<Utc>,
     delivered: u64,
     acker: Box<dyn Acknowledge>,
 }
 
 impl DurableMessage {
-    pub(crate) fn new(subject: String, payload: Bytes, delivered: u64, acker: Box<dyn Acknowledge>) -> Self {
-        Self { subject, payload, delivered, acker }
+    pub(crate) fn new(
+        subject: String,
+        payload: Bytes,
+        published_at: DateTime<Utc>,
+        delivered: u64,
+        acker: Box<dyn Acknowledge>,
+    ) -> Self {
+        Self { subject, payload, published_at, delivered, acker }
+    }
+
+    /// When the bus took the message in (on NATS, the JetStream server's clock): when its sender sent
+    /// it, however long it then waited for a consumer.
+    pub fn published_at(&self) -> DateTime<Utc> {
+        self.published_at
     }
 
     /// How many times this message has been delivered to this consumer, this time included
@@ -90,6 +104,7 @@ impl fmt::Debug for DurableMessage {
         f.debug_struct("DurableMessage")
             .field("subject", &self.subject)
             .field("payload_len", &self.payload.len())
+            .field("published_at", &self.published_at)
             .field("delivered", &self.delivered)
             .finish_non_exhaustive()
     }

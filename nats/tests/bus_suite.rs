@@ -211,6 +211,23 @@ mod cases {
         fourth.ack().await.unwrap();
     }
 
+    /// The gateway judges sample times against this: a message that waited for a consumer (a server
+    /// down for an hour) keeps the time it was sent, not the time it was taken.
+    pub async fn a_durable_message_keeps_the_time_it_was_published(h: &Harness) {
+        let bus = &h.bus;
+        let metrics = bus.subjects().agent_metrics("a1").unwrap();
+        let before = chrono::Utc::now();
+        bus.publish_durable(&metrics, numbered(9)).await.unwrap();
+        let after = chrono::Utc::now();
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let mut consumer = bus.consume_durable("c3").await.unwrap();
+        let message = next_durable(&mut consumer).await;
+        let slack = chrono::Duration::milliseconds(100);
+        let published = message.published_at();
+        assert!(published >= before - slack && published <= after + slack, "{before} <= {published} <= {after}");
+        message.ack().await.unwrap();
+    }
+
     pub async fn unacked_durable_message_is_redelivered_to_a_restarted_consumer(h: &Harness) {
         let bus = &h.bus;
         let metrics = bus.subjects().agent_metrics("a1").unwrap();
@@ -292,6 +309,7 @@ for_each_bus!(
     request_to_a_silent_responder_times_out,
     durable_messages_wait_for_a_consumer_and_are_delivered_once,
     unacked_durable_message_is_redelivered_to_a_restarted_consumer,
+    a_durable_message_keeps_the_time_it_was_published,
     invalid_and_non_durable_subjects_are_rejected,
     close_ends_subscriptions_and_health_reports_it,
 );

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
+use chrono::Utc;
 use phoenix_actors::agents::Transport;
 use phoenix_actors::gateway::Refusal;
 use phoenix_actors::tasks::queue::assignment;
@@ -133,7 +134,8 @@ pub async fn post_metrics(
 ) -> Result<HttpResponse, ApiError> {
     let envelope = body.into_inner();
     expect_kind(&envelope, kinds::METRICS)?;
-    let stored = state.gateway.handle_metrics(&agent.0.id, &envelope.id, &envelope.body).await.map_err(refused)?;
+    let stored =
+        state.gateway.handle_metrics(&agent.0.id, &envelope.id, &envelope.body, Utc::now()).await.map_err(refused)?;
     Ok(HttpResponse::Accepted().json(MetricsAnswer { stored, samples: envelope.body.samples.len() }))
 }
 
@@ -141,16 +143,13 @@ pub async fn post_metrics(
 /// someone else's work (the problem's code is the reason NATS counts), 503 when the store failed, 400
 /// otherwise.
 fn refused(refusal: Refusal) -> ApiError {
+    let (code, detail) = (refusal.reason(), refusal.to_string());
     match refusal {
-        Refusal::NotYourTask | Refusal::NotGiven(_) | Refusal::WrongAgent => {
-            ApiError::Forbidden { code: refusal.reason(), detail: refusal.to_string() }
-        }
+        Refusal::NotYourTask | Refusal::NotGiven(_) | Refusal::WrongAgent => ApiError::Forbidden { code, detail },
         Refusal::Invalid(problems) => ApiError::invalid(problems),
-        Refusal::Quota(exceeded) => ApiError::TooManyRequests {
-            code: Refusal::Quota(exceeded).reason(),
-            detail: exceeded.to_string(),
-            retry_after_secs: exceeded.retry_after_secs(),
-        },
+        Refusal::Quota(exceeded) => {
+            ApiError::TooManyRequests { code, detail, retry_after_secs: exceeded.retry_after_secs() }
+        }
         Refusal::Store(e) => ApiError::from(e),
         other => ApiError::BadRequest(other.to_string()),
     }

@@ -65,14 +65,7 @@ pub async fn update_user(
     let changes = UserChanges { role: body.role, active: body.active };
     let user = state.store.update_user(&id, changes).await.map_err(not_found)?;
     tracing::info!(user.id = %user.id, user.role = user.role.as_str(), user.active = user.active, "user changed");
-    let ended = if before.active && !user.active {
-        Some("the account was deactivated")
-    } else if before.role != user.role {
-        Some("the account's role changed")
-    } else {
-        None
-    };
-    if let Some(reason) = ended {
+    if let Some(reason) = user.sessions_end_reason(&before) {
         end_sessions(&state.events, &user.id, None, reason).await;
     }
     Ok(HttpResponse::Ok().json(user))

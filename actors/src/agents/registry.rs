@@ -117,7 +117,9 @@ impl Handler<CountSessions> for AgentRegistry {
     type Result = MessageResult<CountSessions>;
 
     fn handle(&mut self, _: CountSessions, _: &mut Context<Self>) -> Self::Result {
-        MessageResult((self.sessions.len(), self.waiters.values().map(Vec::len).sum()))
+        // A waiter whose poll ended stays in its list until the agent's next poll or work: not counted.
+        let waiting = self.waiters.values().flatten().filter(|tx| !tx.is_closed()).count();
+        MessageResult((self.sessions.len(), waiting))
     }
 }
 

@@ -38,8 +38,9 @@ pub const REPORT_DETAIL_BYTES: usize = 64 * 1024;
 /// How far ahead of the server's clock a sample may be stamped.
 pub const SAMPLE_LEAD_SECS: i64 = 5 * 60;
 
-/// How long after it was taken a sample is still accepted (an agent's outbox keeps batches through an
-/// outage; older ones could only ever fall outside an experiment window).
+/// How long before its batch was sent a sample may have been taken (an agent's outbox keeps batches
+/// while it cannot reach the server). Judged against when the batch reached Phoenix — over NATS when
+/// JetStream took it in — so batches that waited in the stream through a server outage still count.
 pub const SAMPLE_AGE_SECS: i64 = 60 * 60;
 
 /// The states a pipeline status may have.
@@ -84,7 +85,7 @@ pub fn report_problems(report: &TaskStatusReport) -> Vec<Problem> {
     problems
 }
 
-/// Every problem of a metrics batch received at `now`.
+/// Every problem of a metrics batch that reached Phoenix at `now`.
 pub fn batch_problems(batch: &MetricsBatch, now: DateTime<Utc>) -> Vec<Problem> {
     let mut problems: Vec<Problem> = name_problem("body.pipeline", &batch.pipeline).into_iter().collect();
     for (field, value) in [("experiment_id", &batch.experiment_id), ("variant", &batch.variant)] {

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use phoenix_nats::wire::{kinds, Heartbeat, HeartbeatAck, MetricsBatch, PipelineStatus, TaskStatusReport};
 use phoenix_nats::{Bus, BusError, DurableMessage, Envelope, Message};
@@ -105,7 +105,8 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// The reason counted in `phoenix_agent_messages_dropped_total` (and the HTTP problem's code).
+    /// The reason counted in `phoenix_agent_messages_dropped_total`; over HTTP also the problem's code of a
+    /// 403 or 429 (a 422 is `validation_failed` with every field named).
     pub fn reason(&self) -> &'static str {
         match self {
             Refusal::Malformed(_) | Refusal::Invalid(_) => "malformed",
@@ -251,12 +252,26 @@ impl AgentGateway {
     /// Stores a metrics batch once, however often it is delivered (`batch_id` is the envelope id).
     /// A batch about a pipeline the agent was not given, or for an experiment's variant it was not
     /// sent, is refused and counted: never stored, never announced.
-    pub async fn handle_metrics(&self, agent_id: &str, batch_id: &str, batch: &MetricsBatch) -> Result<bool, Refusal> {
-        self.counted(agent_id, self.metrics(agent_id, batch_id, batch).await)
+    /// `sent_at` is when the batch reached Phoenix (over NATS, when JetStream took it in): its sample
+    /// times are judged against it, so batches that waited out a server outage in the stream still count.
+    pub async fn handle_metrics(
+        &self,
+        agent_id: &str,
+        batch_id: &str,
+        batch: &MetricsBatch,
+        sent_at: DateTime<Utc>,
+    ) -> Result<bool, Refusal> {
+        self.counted(agent_id, self.metrics(agent_id, batch_id, batch, sent_at).await)
     }
 
-    async fn metrics(&self, agent_id: &str, batch_id: &str, batch: &MetricsBatch) -> Result<bool, Refusal> {
-        refuse_problems(input::batch_problems(batch, Utc::now()))?;
+    async fn metrics(
+        &self,
+        agent_id: &str,
+        batch_id: &str,
+        batch: &MetricsBatch,
+        sent_at: DateTime<Utc>,
+    ) -> Result<bool, Refusal> {
+        refuse_problems(input::batch_problems(batch, sent_at))?;
         // Metered before the grant is looked up: a flood costs no database round trips.
         self.quotas.take_samples(agent_id, batch.samples.len())?;
         let claim = Claim {
@@ -264,7 +279,7 @@ impl AgentGateway {
             measures: Some((batch.experiment_id.as_deref(), batch.variant.as_deref())),
         };
         self.grants.check(agent_id, &claim).await??;
-        let stored = self.store.insert_metrics(batch_id, agent_id, batch, Utc::now()).await?;
+        let stored = self.store.insert_metrics(batch_id, agent_id, batch, sent_at).await?;
         let counter = if stored { &self.stats.metric_batches } else { &self.stats.duplicate_batches };
         counter.fetch_add(1, Ordering::Relaxed);
         if let (true, Some(experiment)) = (stored, &batch.experiment_id) {
@@ -432,7 +447,7 @@ impl AgentGateway {
     async fn result_metrics(&self, message: &DurableMessage) -> Result<(), Refusal> {
         let (agent_id, envelope) =
             self.open::<MetricsBatch>(&message.subject, &message.payload, kinds::METRICS).await?;
-        self.handle_metrics(&agent_id, &envelope.id, &envelope.body).await.map(|_| ())
+        self.handle_metrics(&agent_id, &envelope.id, &envelope.body, message.published_at()).await.map(|_| ())
     }
 
     /// Decodes an agent envelope from NATS and checks that its credential belongs to the agent the

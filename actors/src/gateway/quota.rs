@@ -83,8 +83,12 @@ impl AgentQuotas {
         let capacity = self.settings.samples_per_minute;
         let mut buckets = self.samples.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if buckets.len() > MAX_BUCKETS {
-            // Full buckets hold no information: a new one starts full too.
+            // An idle bucket has refilled: forgetting it changes nothing, a new one starts full too.
             buckets.retain(|_, bucket| now.saturating_duration_since(bucket.at) < Duration::from_secs(60));
+            if buckets.len() > MAX_BUCKETS {
+                // All busy: start every agent afresh rather than walk them all on every batch.
+                buckets.clear();
+            }
         }
         let bucket = buckets.entry(agent_id.to_string()).or_insert(Bucket { tokens: capacity as f64, at: now });
         bucket

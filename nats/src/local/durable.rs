@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use futures_util::stream;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -39,6 +40,7 @@ struct StoreState {
 struct Stored {
     subject: String,
     payload: Bytes,
+    published_at: DateTime<Utc>,
 }
 
 /// Messages one consumer has not acknowledged yet, by sequence number.
@@ -99,7 +101,7 @@ impl DurableStore {
         }
         let seq = state.next_seq;
         state.next_seq += 1;
-        let stored = Stored { subject: subject.to_owned(), payload };
+        let stored = Stored { subject: subject.to_owned(), payload, published_at: Utc::now() };
         state.log.insert(seq, stored);
         for consumer in state.consumers.values_mut() {
             consumer.pending.insert(seq, Delivery::default());
@@ -172,6 +174,7 @@ impl DurableStore {
         Next::Deliver(DurableMessage::new(
             stored.subject.clone(),
             stored.payload.clone(),
+            stored.published_at,
             delivery.delivered,
             Box::new(acker),
         ))

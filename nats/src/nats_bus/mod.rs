@@ -14,6 +14,7 @@ use async_nats::connection::State;
 use async_nats::jetstream::{self, consumer};
 use async_trait::async_trait;
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use tracing::{debug, info, warn};
 
@@ -120,11 +121,16 @@ fn request_error(subject: &str, timeout: Duration, error: client::RequestError) 
 fn to_durable(message: jetstream::Message) -> DurableMessage {
     // Info only fails on a reply subject that is not a JetStream ack subject; count it as a
     // first delivery rather than losing the message.
-    let delivered = message.info().ok().and_then(|info| u64::try_from(info.delivered).ok()).unwrap_or(1);
+    let info = message.info().ok();
+    let delivered = info.as_ref().and_then(|info| u64::try_from(info.delivered).ok()).unwrap_or(1);
+    // The stream's own time of the message; without info, now (the message is being delivered).
+    let published_at = info
+        .and_then(|info| i64::try_from(info.published.unix_timestamp_nanos()).ok())
+        .map_or_else(Utc::now, DateTime::from_timestamp_nanos);
     let (message, acker) = message.split();
     let subject = message.subject.to_string();
     let acker = NatsAck { subject: subject.clone(), acker };
-    DurableMessage::new(subject, message.payload, delivered, Box::new(acker))
+    DurableMessage::new(subject, message.payload, published_at, delivered, Box::new(acker))
 }
 
 /// Acknowledges one JetStream message and waits for the server to confirm.
