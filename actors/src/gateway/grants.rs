@@ -27,12 +27,21 @@ const MAX_KEPT: usize = 100_000;
 
 /// What an agent claims a message is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Claim<'a> {
-    /// The pipeline's name on the agent.
-    pub pipeline: &'a str,
-    /// For a measurement batch: the experiment and variant it says it measures (both `None` for a
-    /// deployed pipeline). `None` for a pipeline status, which names the pipeline alone.
-    pub measures: Option<(Option<&'a str>, Option<&'a str>)>,
+pub enum Claim<'a> {
+    /// A heartbeat's status of a pipeline: it names the pipeline alone.
+    Status { pipeline: &'a str },
+    /// A measurement batch: the pipeline and the experiment and variant it says it measures (both
+    /// `None` for a deployed pipeline or an operator's own).
+    Batch { pipeline: &'a str, experiment_id: Option<&'a str>, variant: Option<&'a str> },
+}
+
+impl Claim<'_> {
+    /// The pipeline the claim is about.
+    pub fn pipeline(&self) -> &str {
+        match self {
+            Claim::Status { pipeline } | Claim::Batch { pipeline, .. } => pipeline,
+        }
+    }
 }
 
 /// Why a claim is refused.
@@ -66,16 +75,17 @@ impl HandOut {
 /// The rule: a claim is granted by a hand-out of its pipeline to this agent, and a measurement batch
 /// only by one for the same experiment and variant.
 pub fn judge(hand_outs: &[HandOut], claim: &Claim) -> Result<(), NotGiven> {
-    let granted = match claim.measures {
-        None => !hand_outs.is_empty(),
-        Some((experiment, variant)) => {
-            hand_outs.iter().any(|h| h.experiment_id.as_deref() == experiment && h.variant.as_deref() == variant)
+    match *claim {
+        Claim::Status { .. } if !hand_outs.is_empty() => Ok(()),
+        Claim::Batch { experiment_id, variant, .. }
+            if hand_outs
+                .iter()
+                .any(|h| h.experiment_id.as_deref() == experiment_id && h.variant.as_deref() == variant) =>
+        {
+            Ok(())
         }
-    };
-    match (granted, claim.measures) {
-        (true, _) => Ok(()),
-        (false, Some((Some(_), _))) => Err(NotGiven::NotYourExperiment),
-        (false, _) => Err(NotGiven::NotYourPipeline),
+        Claim::Batch { experiment_id: Some(_), .. } => Err(NotGiven::NotYourExperiment),
+        _ => Err(NotGiven::NotYourPipeline),
     }
 }
 
@@ -98,11 +108,11 @@ impl PipelineGrants {
 
     /// Whether `agent_id` may say `claim`.
     pub async fn check(&self, agent_id: &str, claim: &Claim<'_>) -> Result<Result<(), NotGiven>, StoreError> {
-        let key = (agent_id.to_string(), claim.pipeline.to_string());
+        let key = (agent_id.to_string(), claim.pipeline().to_string());
         if let Some(verdict) = self.kept_verdict(&key, claim) {
             return Ok(verdict);
         }
-        let tasks = self.store.pipeline_hand_outs(agent_id, claim.pipeline).await?;
+        let tasks = self.store.pipeline_hand_outs(agent_id, claim.pipeline()).await?;
         let hand_outs: Vec<HandOut> = tasks.iter().map(|task| HandOut::from_payload(&task.payload)).collect();
         let verdict = judge(&hand_outs, claim);
         self.keep(key, hand_outs);
@@ -138,7 +148,7 @@ mod tests {
     }
 
     fn batch<'a>(experiment: Option<&'a str>, variant: Option<&'a str>) -> Claim<'a> {
-        Claim { pipeline: "exp-e1-candidate", measures: Some((experiment, variant)) }
+        Claim::Batch { pipeline: "exp-e1-candidate", experiment_id: experiment, variant }
     }
 
     #[test]
@@ -154,17 +164,21 @@ mod tests {
     fn nothing_handed_out_grants_nothing() {
         assert_eq!(judge(&[], &batch(Some("e1"), Some("candidate"))), Err(NotGiven::NotYourExperiment));
         assert_eq!(judge(&[], &batch(None, None)), Err(NotGiven::NotYourPipeline));
-        let status = Claim { pipeline: "deploy-d1", measures: None };
+        let status = Claim::Status { pipeline: "deploy-d1" };
         assert_eq!(judge(&[], &status), Err(NotGiven::NotYourPipeline));
     }
 
     #[test]
     fn a_deployed_pipeline_grants_plain_batches_and_statuses() {
         let given = [HandOut::default()];
-        assert_eq!(judge(&given, &Claim { pipeline: "deploy-d1", measures: Some((None, None)) }), Ok(()));
-        assert_eq!(judge(&given, &Claim { pipeline: "deploy-d1", measures: None }), Ok(()));
+        let plain = Claim::Batch { pipeline: "deploy-d1", experiment_id: None, variant: None };
+        assert_eq!(judge(&given, &plain), Ok(()));
+        assert_eq!(judge(&given, &Claim::Status { pipeline: "deploy-d1" }), Ok(()));
         assert_eq!(
-            judge(&given, &Claim { pipeline: "deploy-d1", measures: Some((Some("e1"), Some("candidate"))) }),
+            judge(
+                &given,
+                &Claim::Batch { pipeline: "deploy-d1", experiment_id: Some("e1"), variant: Some("candidate") }
+            ),
             Err(NotGiven::NotYourExperiment),
             "a deployed pipeline cannot report for an experiment"
         );

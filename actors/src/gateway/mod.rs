@@ -240,7 +240,7 @@ impl AgentGateway {
     ) -> Result<Vec<PipelineStatus>, StoreError> {
         let mut given = Vec::with_capacity(statuses.len());
         for status in statuses {
-            let claim = Claim { pipeline: &status.name, measures: None };
+            let claim = Claim::Status { pipeline: &status.name };
             match self.grants.check(agent_id, &claim).await? {
                 Ok(()) => given.push(status),
                 Err(not_given) => self.stats.dropped(Refusal::NotGiven(not_given).reason()),
@@ -274,9 +274,10 @@ impl AgentGateway {
         refuse_problems(input::batch_problems(batch, sent_at))?;
         // Metered before the grant is looked up: a flood costs no database round trips.
         self.quotas.take_samples(agent_id, batch.samples.len())?;
-        let claim = Claim {
+        let claim = Claim::Batch {
             pipeline: &batch.pipeline,
-            measures: Some((batch.experiment_id.as_deref(), batch.variant.as_deref())),
+            experiment_id: batch.experiment_id.as_deref(),
+            variant: batch.variant.as_deref(),
         };
         self.grants.check(agent_id, &claim).await??;
         let stored = self.store.insert_metrics(batch_id, agent_id, batch, sent_at).await?;
@@ -492,7 +493,7 @@ impl AgentGateway {
         if let Err(refusal) = &result {
             if !matches!(refusal, Refusal::Store(_)) {
                 self.stats.dropped(refusal.reason());
-                tracing::warn!(agent = who, reason = refusal.reason(), error = %refusal, "agent message refused");
+                tracing::warn!(from = who, reason = refusal.reason(), error = %refusal, "agent message refused");
             }
         }
         result
