@@ -64,7 +64,7 @@ impl Metrics {
             &["kind"],
         )?;
         let agent_messages_dropped = IntCounterVec::new(
-            Opts::new("agent_messages_dropped_total", "Agent messages from NATS dropped, by reason"),
+            Opts::new("agent_messages_dropped_total", "Agent messages refused (HTTP) or dropped (NATS), by reason"),
             &["reason"],
         )?;
         registry.register(Box::new(bus_connected.clone()))?;

@@ -5,7 +5,7 @@
 //! API, so a missed event costs at most one wait. An expired session is renewed and the connection
 //! opened again; any other close ends the watch with an error (run it again).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -256,35 +256,51 @@ impl LiveSeries {
     }
 }
 
-/// `phoenix deployment watch`: the status and each wave as it starts, until the rollout settles.
+/// `phoenix deployment watch`: the status and each wave of the current version, until the rollout
+/// settles. Waves are read from the deployment's stored history whenever it changed, not taken from the
+/// live events, so a wave announced while the connection was being renewed is still shown.
 pub async fn deployment(api: &mut Api, id: &str, format: output::Format, columns: &[Column]) -> Result<(), CliError> {
     let path = format!("/api/v1/pipelines/deployments/{id}");
+    let history = format!("{path}/events");
     let mut deployment = api.get(&path).await?;
     let mut follow = Follow::open(api, vec![format!("deployment:{id}")]).await?;
     let mut screen = Screen::new(format);
     let mut last_status = String::new();
+    let mut waves_shown = HashSet::new();
     loop {
         let status = format!("v{} {}", deployment["current_version"], deployment["status"].as_str().unwrap_or(""));
         if status != last_status {
             screen.say(&status);
             last_status = status;
         }
+        for wave in new_waves(&api.get(&history).await?, &deployment["current_version"], &mut waves_shown) {
+            screen.say(&wave);
+        }
         if deployment["status"] != "rolling_out" {
             break;
         }
-        match follow.next(api).await? {
-            Some(message) if message["event"] == "deployment.wave_started" => {
-                let agents = message["data"]["agents"].as_array().map_or(0, Vec::len);
-                screen.say(&format!("wave {}: {agents} agent(s)", message["data"]["wave"]));
-                deployment = api.get(&path).await?;
+        // Any event, or a quiet spell or a renewed connection (`None`): read it again.
+        while let Some(message) = follow.next(api).await? {
+            if message["type"] == "event" {
+                break;
             }
-            Some(message) if message["type"] == "event" => deployment = api.get(&path).await?,
-            Some(_) => {}
-            None => deployment = api.get(&path).await?,
         }
+        deployment = api.get(&path).await?;
     }
     follow.close().await;
     output::print(&deployment, format, columns)
+}
+
+/// The `wave N: k agent(s)` lines of `version`'s waves in a deployment's history that are not in
+/// `shown` yet (which then holds them).
+fn new_waves(history: &Value, version: &Value, shown: &mut HashSet<String>) -> Vec<String> {
+    let events = history["items"].as_array().map(Vec::as_slice).unwrap_or_default();
+    events
+        .iter()
+        .filter(|event| event["event_type"] == "wave_started" && event["version"] == *version)
+        .filter(|event| shown.insert(event["id"].as_str().unwrap_or_default().to_string()))
+        .filter_map(|event| event["message"].as_str().map(str::to_string))
+        .collect()
 }
 
 #[cfg(test)]
@@ -304,6 +320,24 @@ mod tests {
         series.record(&sample("a", "candidate", 40.0));
         series.record(&json!({"agent_id": "a", "variant": "candidate", "samples": {}}));
         assert_eq!(series.summary(), "series: baseline 400, candidate 40 (-90.0%)");
+    }
+
+    #[test]
+    fn each_wave_of_the_current_version_is_shown_once() {
+        let history = json!({"items": [
+            {"id": "e1", "event_type": "version_created", "version": 2, "message": "version 2"},
+            {"id": "e2", "event_type": "wave_started", "version": 1, "message": "wave 1: 3 agent(s)"},
+            {"id": "e3", "event_type": "wave_started", "version": 2, "message": "wave 1: 1 agent(s)"},
+        ]});
+        let mut shown = HashSet::new();
+        assert_eq!(new_waves(&history, &json!(2), &mut shown), ["wave 1: 1 agent(s)"], "not version 1's");
+        let mut later = history.clone();
+        later["items"]
+            .as_array_mut()
+            .expect("items")
+            .push(json!({"id": "e4", "event_type": "wave_started", "version": 2, "message": "wave 2: 2 agent(s)"}));
+        assert_eq!(new_waves(&later, &json!(2), &mut shown), ["wave 2: 2 agent(s)"], "only the new one");
+        assert!(new_waves(&later, &json!(2), &mut shown).is_empty());
     }
 
     #[test]

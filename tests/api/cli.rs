@@ -472,8 +472,9 @@ async fn deployment_watch_follows_a_rollout_in_waves_until_it_settles() {
     let progress = stderr(&watched);
     assert!(progress.contains("live connection renewed"), "the watch renewed its expired session: {progress}");
     assert!(progress.contains("v1 rolling_out"), "it followed the rollout while under way: {progress}");
-    // Wave 1 may start before the watch subscribes; wave 2 waits for wave 1's agent, answered after.
-    assert!(progress.contains("wave 2: 1 agent(s)"), "{progress}");
+    // Waves come from the stored history: wave 1 is shown even if it started before the watch
+    // subscribed, wave 2 even if it was announced while the watch renewed its connection.
+    assert!(progress.contains("wave 1: 1 agent(s)") && progress.contains("wave 2: 1 agent(s)"), "{progress}");
     let detail = String::from_utf8_lossy(&watched.stdout);
     let field = |name: &str| detail.lines().find(|l| l.starts_with(name)).map(|l| l[name.len()..].trim().to_string());
     assert_eq!((field("NAME"), field("STATUS")), (Some("waves".into()), Some("active".into())), "{detail}");
