@@ -7,6 +7,8 @@
 //! - [`subjects`]: [`Subjects`], the only place subjects are built, from a configurable prefix.
 //! - [`envelope`]: [`Envelope`], the versioned `{v, kind, id, ts, body}` wrapper of every payload.
 //! - [`error`]: [`BusError`], with kinds a caller can match on.
+//! - [`trust`]: per-agent NATS identities (operator mode): the keys, the JWTs Phoenix signs, and the
+//!   account updates that revoke an agent on the NATS servers.
 //! - [`wire`]: the messages between agents and the server (heartbeats, tasks, reports, metrics).
 //!
 //! This is the only crate in the workspace that names `async-nats`.
@@ -21,6 +23,7 @@ pub mod nats_bus;
 pub mod subjects;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod trust;
 pub mod wire;
 
 pub use bus::{Bus, BusHealth, DurableMessage, DurableSubscription, Message, Subscription};

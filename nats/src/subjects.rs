@@ -96,6 +96,13 @@ impl Subjects {
         self.agent(agent_id, "metrics")
     }
 
+    /// `_INBOX.agent.<agent_id>`: the reply-inbox prefix of one agent's requests. With per-agent NATS
+    /// identities an agent may subscribe below it only, so it never sees another client's replies
+    /// (the server's own inboxes are `_INBOX.<random>`, never `_INBOX.agent.…`).
+    pub fn agent_inbox_prefix(&self, agent_id: &str) -> Result<String, SubjectError> {
+        Ok(format!("_INBOX.agent.{}", token(agent_id)?))
+    }
+
     /// `<p>.agent.*.heartbeat`: the heartbeats of every agent.
     pub fn all_agent_heartbeats(&self) -> String {
         self.all_agents("heartbeat")

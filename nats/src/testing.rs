@@ -27,3 +27,90 @@ impl Drop for StreamCleanup {
         }
     }
 }
+
+/// A nats-server of the test's own in operator mode (per-agent NATS identities): it trusts `trust`'s
+/// operator, listens on a free loopback port with JetStream, and is stopped (its files removed) when
+/// dropped. The binary is `$PHOENIX_TEST_NATS_SERVER_BIN`, else `nats-server` on the PATH.
+pub struct OperatorNats {
+    /// `nats://127.0.0.1:<port>`.
+    pub url: String,
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl OperatorNats {
+    /// Starts it and waits until it accepts connections. Panics with the server's log when it cannot.
+    pub fn start(trust: &crate::trust::NatsTrust) -> OperatorNats {
+        let dir = std::env::temp_dir().join(format!("phoenix-operator-nats-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).expect("create the NATS test directory");
+        let resolver = dir.join("jwt");
+        let include = trust.server_config(&resolver.to_string_lossy()).expect("server config");
+        std::fs::write(dir.join("trust.conf"), include).expect("write trust.conf");
+        let mut last_log = String::new();
+        // The free port is found by binding port 0 and letting it go, which can race another test:
+        // a start that fails is retried on another port.
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+            let config = format!(
+                "listen: \"127.0.0.1:{port}\"\ninclude \"trust.conf\"\njetstream {{ store_dir: {:?} }}\n",
+                dir.join("js").to_string_lossy()
+            );
+            let conf = dir.join("nats-server.conf");
+            std::fs::write(&conf, config).expect("write nats-server.conf");
+            let log = dir.join("nats-server.log");
+            let bin = std::env::var("PHOENIX_TEST_NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
+            let child = std::process::Command::new(&bin)
+                .arg("-c")
+                .arg(&conf)
+                .arg("-l")
+                .arg(&log)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {bin} (install the nats-server package): {e}"));
+            let mut server = OperatorNats { url: format!("nats://127.0.0.1:{port}"), child, dir: dir.clone() };
+            if server.wait_ready(std::time::Duration::from_secs(10)) {
+                return server;
+            }
+            last_log = std::fs::read_to_string(&log).unwrap_or_default();
+            let _ = server.child.kill();
+            let _ = server.child.wait();
+            std::mem::forget(server); // the directory is reused by the next try
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        panic!("nats-server in operator mode did not start:\n{last_log}");
+    }
+
+    /// The server's log so far (for a failing test's message).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("nats-server.log")).unwrap_or_default()
+    }
+
+    fn wait_ready(&mut self, within: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        let addr = self.url.trim_start_matches("nats://").to_owned();
+        while std::time::Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return false;
+            }
+            // Ready once it answers the client protocol's greeting.
+            if let Ok(stream) = std::net::TcpStream::connect(&addr) {
+                let mut greeting = [0u8; 4];
+                let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(1)));
+                if std::io::Read::read_exact(&mut &stream, &mut greeting).is_ok() && &greeting == b"INFO" {
+                    return true;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+impl Drop for OperatorNats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

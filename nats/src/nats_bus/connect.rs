@@ -10,6 +10,7 @@ use tracing::{debug, info, warn};
 use super::jetstream_error;
 use crate::error::BusError;
 use crate::subjects::Subjects;
+use crate::trust::UserCredential;
 
 /// How long the agent results stream keeps a message.
 pub const RESULTS_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 60 * 60);
@@ -28,6 +29,11 @@ pub struct NatsBusOptions {
     pub credentials: Option<(String, String)>,
     /// Authentication token, when the server requires one.
     pub token: Option<String>,
+    /// A user JWT and its key (NATS operator mode), instead of a password or token.
+    pub jwt: Option<UserCredential>,
+    /// The prefix of this client's reply inboxes (`_INBOX` when unset). An agent with its own NATS
+    /// identity may only receive replies below its own prefix.
+    pub inbox_prefix: Option<String>,
     /// How long the initial connection may take.
     pub connect_timeout: Duration,
     /// Create or update the agent results stream on connect. Servers do; agents, whose NATS user may
@@ -44,6 +50,8 @@ impl Default for NatsBusOptions {
             name: "phoenix".to_owned(),
             credentials: None,
             token: None,
+            jwt: None,
+            inbox_prefix: None,
             connect_timeout: Duration::from_secs(5),
             manage_stream: true,
             stream_replicas: 1,
@@ -60,6 +68,8 @@ impl fmt::Debug for NatsBusOptions {
             .field("user", &self.credentials.as_ref().map(|(user, _)| user))
             .field("password", &self.credentials.as_ref().map(|_| "<redacted>"))
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("jwt", &self.jwt)
+            .field("inbox_prefix", &self.inbox_prefix)
             .field("connect_timeout", &self.connect_timeout)
             .field("manage_stream", &self.manage_stream)
             .field("stream_replicas", &self.stream_replicas)
@@ -77,7 +87,7 @@ enum UrlAuth {
 /// A comma-separated server list with its credentials taken out (async-nats ignores them,
 /// nats-io/nats.rs#1623), so the rest can be logged.
 #[derive(Debug, PartialEq, Eq)]
-struct ServerList {
+pub(crate) struct ServerList {
     servers: Vec<String>,
     auth: Option<UrlAuth>,
 }
@@ -95,7 +105,7 @@ impl ServerList {
     }
 
     /// The servers without credentials, safe to log.
-    fn display(&self) -> String {
+    pub(crate) fn display(&self) -> String {
         self.servers.join(",")
     }
 }
@@ -144,13 +154,7 @@ pub(super) async fn open(
     urls: &str,
     options: &NatsBusOptions,
 ) -> Result<(async_nats::Client, jetstream::Context), BusError> {
-    install_crypto_provider();
-    let servers = ServerList::parse(urls);
-    let connect = connect_options(options, servers.auth.as_ref());
-    let client = connect
-        .connect(servers.servers.as_slice())
-        .await
-        .map_err(|source| BusError::Connect { url: servers.display(), source: source.into() })?;
+    let (client, servers) = connect_client(urls, options).await?;
     let jetstream = jetstream::new(client.clone());
     if options.manage_stream {
         ensure_results_stream(&jetstream, &options.subjects, options.stream_replicas).await?;
@@ -163,6 +167,21 @@ pub(super) async fn open(
     Ok((client, jetstream))
 }
 
+/// Opens a plain client connection (credentials taken out of the URLs); the server list, safe to log.
+pub(crate) async fn connect_client(
+    urls: &str,
+    options: &NatsBusOptions,
+) -> Result<(async_nats::Client, ServerList), BusError> {
+    install_crypto_provider();
+    let servers = ServerList::parse(urls);
+    let connect = connect_options(options, servers.auth.as_ref());
+    let client = connect
+        .connect(servers.servers.as_slice())
+        .await
+        .map_err(|source| BusError::Connect { url: servers.display(), source: source.into() })?;
+    Ok((client, servers))
+}
+
 /// Installs rustls's ring provider once per process; async-nats panics on TLS connections when
 /// two providers are compiled in and none is installed (see STACK.md).
 pub(crate) fn install_crypto_provider() {
@@ -173,7 +192,14 @@ pub(crate) fn install_crypto_provider() {
 }
 
 fn connect_options(options: &NatsBusOptions, url_auth: Option<&UrlAuth>) -> ConnectOptions {
-    let mut connect = ConnectOptions::new()
+    let mut connect = match &options.jwt {
+        Some(credential) => jwt_auth(credential),
+        None => ConnectOptions::new(),
+    };
+    if let Some(prefix) = &options.inbox_prefix {
+        connect = connect.custom_inbox_prefix(prefix);
+    }
+    connect = connect
         .name(&options.name)
         .connection_timeout(options.connect_timeout)
         .event_callback(|event| async move { log_event(&event) });
@@ -190,6 +216,15 @@ fn connect_options(options: &NatsBusOptions, url_auth: Option<&UrlAuth>) -> Conn
         connect = connect.token(token.clone());
     }
     connect
+}
+
+/// Proves the JWT's key by signing the server's nonce with it.
+fn jwt_auth(credential: &UserCredential) -> ConnectOptions {
+    let key = credential.key.clone();
+    ConnectOptions::with_jwt(credential.jwt.clone(), move |nonce| {
+        let key = key.clone();
+        async move { key.sign(&nonce).map_err(async_nats::AuthError::new) }
+    })
 }
 
 fn log_event(event: &Event) {

@@ -23,7 +23,7 @@ use crate::error::{BoxError, BusError};
 use crate::subjects::{self, SubjectError, Subjects};
 
 mod connect;
-pub(crate) use connect::install_crypto_provider;
+pub(crate) use connect::{connect_client, install_crypto_provider};
 
 pub use connect::{NatsBusOptions, RESULTS_MAX_AGE};
 

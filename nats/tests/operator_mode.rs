@@ -1,0 +1,148 @@
+//! Per-agent NATS identities on a real nats-server in operator mode (one of the test's own, trusting
+//! a freshly generated operator): the server replica may do everything, an agent only what concerns
+//! itself, and a revoked agent is cut off by the NATS server itself.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use phoenix_nats::testing::OperatorNats;
+use phoenix_nats::trust::resolver::{sync_revocations, Sync};
+use phoenix_nats::trust::NatsTrust;
+use phoenix_nats::{Bus, Bytes, NatsBus, NatsBusOptions, Subjects};
+use tokio::sync::mpsc;
+
+const WITHIN: Duration = Duration::from_secs(5);
+
+/// An agent's raw connection with its own JWT, and everything the NATS server told it.
+struct AgentConnection {
+    client: async_nats::Client,
+    events: mpsc::UnboundedReceiver<async_nats::Event>,
+    public_key: String,
+}
+
+async fn connect_agent(url: &str, trust: &NatsTrust, subjects: &Subjects, agent_id: &str) -> AgentConnection {
+    let key = Arc::new(nkeys::KeyPair::new_user());
+    let jwt = trust.agent_user_jwt(subjects, agent_id, &key.public_key()).expect("agent jwt");
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let signer = key.clone();
+    let client = async_nats::ConnectOptions::with_jwt(jwt, move |nonce| {
+        let signer = signer.clone();
+        async move { signer.sign(&nonce).map_err(async_nats::AuthError::new) }
+    })
+    .custom_inbox_prefix(subjects.agent_inbox_prefix(agent_id).expect("inbox"))
+    .max_reconnects(Some(2))
+    .event_callback(move |event| {
+        let events_tx = events_tx.clone();
+        async move {
+            let _ = events_tx.send(event);
+        }
+    })
+    .connect(url)
+    .await
+    .expect("the agent connects with its own JWT");
+    AgentConnection { client, events, public_key: key.public_key() }
+}
+
+/// Waits for a server event whose text contains `needle`.
+async fn expect_event(agent: &mut AgentConnection, needle: &str) -> String {
+    let seen = tokio::time::timeout(WITHIN, async {
+        while let Some(event) = agent.events.recv().await {
+            let text = event.to_string();
+            if text.to_lowercase().contains(&needle.to_lowercase()) {
+                return text;
+            }
+        }
+        panic!("event stream ended before {needle:?}");
+    })
+    .await;
+    seen.unwrap_or_else(|_| panic!("no NATS event containing {needle:?} within {WITHIN:?}"))
+}
+
+async fn server_bus(nats: &OperatorNats, trust: &NatsTrust, subjects: &Subjects) -> NatsBus {
+    let options = NatsBusOptions {
+        subjects: subjects.clone(),
+        name: "phoenix-operator-test".into(),
+        jwt: Some(trust.server_user("test-server").expect("server user")),
+        ..Default::default()
+    };
+    NatsBus::connect(&nats.url, options).await.unwrap_or_else(|e| panic!("server connects: {e:#}\n{}", nats.log()))
+}
+
+#[tokio::test]
+async fn an_agent_may_use_its_own_subjects_and_nothing_of_another_agents() {
+    let trust = NatsTrust::generate();
+    let nats = OperatorNats::start(&trust);
+    let subjects = Subjects::new("p").expect("prefix");
+    let server = server_bus(&nats, &trust, &subjects).await;
+    let mut a = connect_agent(&nats.url, &trust, &subjects, "a").await;
+
+    // Its own tasks arrive, and its heartbeat request gets the server's answer on its own inbox.
+    let mut tasks = a.client.subscribe(subjects.agent_tasks("a").expect("subject")).await.expect("subscribe");
+    a.client.flush().await.expect("flush");
+    server.publish(&subjects.agent_tasks("a").expect("subject"), Bytes::from_static(b"task")).await.expect("push");
+    let task = tokio::time::timeout(WITHIN, tasks.next()).await.expect("task in time").expect("task");
+    assert_eq!(&task.payload[..], b"task");
+    let server = Arc::new(server);
+    let mut heartbeats = server.subscribe(&subjects.all_agent_heartbeats()).await.expect("server subscribes");
+    let responder = server.clone();
+    let answer_heartbeats = tokio::spawn(async move {
+        while let Some(message) = heartbeats.next().await {
+            let reply = message.reply.expect("a heartbeat asks for an answer");
+            responder.publish(&reply, Bytes::from(reply.clone())).await.expect("answer");
+        }
+    });
+    let answer = a.client.request(subjects.agent_heartbeat("a").expect("subject"), "hb".into());
+    let answer = tokio::time::timeout(WITHIN, answer).await.expect("answered in time").expect("answered");
+    let inbox = String::from_utf8_lossy(&answer.payload).to_string();
+    assert!(inbox.starts_with("_INBOX.agent.a."), "the answer came to the agent's own inbox: {inbox}");
+    answer_heartbeats.abort();
+
+    // Its results go into the JetStream stream, acknowledged on its own inbox.
+    let jetstream = async_nats::jetstream::new(a.client.clone());
+    let ack = jetstream.publish(subjects.agent_metrics("a").expect("subject"), "m".into()).await.expect("publish");
+    ack.await.expect("JetStream acknowledges the agent's own metrics");
+
+    // Another agent's tasks and subjects: the NATS server refuses and says so.
+    let _spy = a.client.subscribe(subjects.agent_tasks("b").expect("subject")).await.expect("sent");
+    a.client.flush().await.expect("flush");
+    let refused = expect_event(&mut a, "permissions violation").await;
+    assert!(refused.contains("p.agent.b.tasks"), "{refused}");
+    a.client.publish(subjects.agent_heartbeat("b").expect("subject"), "forged".into()).await.expect("sent");
+    a.client.flush().await.expect("flush");
+    let refused = expect_event(&mut a, "permissions violation").await;
+    assert!(refused.contains("p.agent.b.heartbeat"), "{refused}");
+    // Nor may it read the server's replies or use the JetStream API.
+    let _ = a.client.subscribe("_INBOX.>").await.expect("sent");
+    a.client.flush().await.expect("flush");
+    let refused = expect_event(&mut a, "permissions violation").await;
+    assert!(refused.contains("_INBOX.>"), "{refused}");
+    drop(server);
+}
+
+#[tokio::test]
+async fn a_revoked_agent_is_disconnected_and_cannot_come_back_while_others_stay() {
+    let trust = NatsTrust::generate();
+    let nats = OperatorNats::start(&trust);
+    let subjects = Subjects::new("p").expect("prefix");
+    let mut a = connect_agent(&nats.url, &trust, &subjects, "a").await;
+    let b = connect_agent(&nats.url, &trust, &subjects, "b").await;
+
+    // Nothing revoked yet: the account the server holds already says so.
+    let none = BTreeMap::new();
+    assert_eq!(sync_revocations(&nats.url, &trust, &none, WITHIN).await.expect("sync"), Sync::Unchanged);
+
+    let revoked = BTreeMap::from([(a.public_key.clone(), chrono::Utc::now().timestamp())]);
+    assert_eq!(sync_revocations(&nats.url, &trust, &revoked, WITHIN).await.expect("sync"), Sync::Pushed);
+    expect_event(&mut a, "disconnected").await;
+    // Its reconnects are refused by the server: its JWT is revoked.
+    let refused = expect_event(&mut a, "authorization").await;
+    assert!(!refused.is_empty());
+    assert_eq!(b.client.connection_state(), async_nats::connection::State::Connected, "b is not affected");
+    b.client.publish(subjects.agent_metrics("b").expect("subject"), "m".into()).await.expect("b publishes");
+    b.client.flush().await.expect("b still connected");
+
+    // The same revocations again: nothing to push.
+    assert_eq!(sync_revocations(&nats.url, &trust, &revoked, WITHIN).await.expect("sync"), Sync::Unchanged);
+}
