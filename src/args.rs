@@ -29,6 +29,12 @@ pub enum Command {
         after_help = "Examples:\n  phoenix server\n  phoenix server --database-url postgres://phoenix@db/phoenix --nats-url nats://nats:4222"
     )]
     Server(ServerArgs),
+    /// Make the keys for per-agent NATS identities (NATS operator mode), once per installation.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  phoenix nats init --dir /etc/phoenix/nats --resolver-dir /data/jwt"
+    )]
+    Nats(NatsCommand),
     /// Run the agent on this host: enrol, heartbeat, run pipelines, report what they cost.
     #[command(
         after_help = "Example:\n  phoenix agent --server http://phoenix:8080 --enroll-token \"$TOKEN\" --labels env=prod,region=eu"
@@ -67,6 +73,23 @@ pub enum Command {
     Completion { shell: clap_complete::Shell },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum NatsCommand {
+    /// Write the trust file for Phoenix (`bus.nats_trust_file`) and the configuration nats-server
+    /// includes to trust it. Refuses to replace existing files: new keys lock every agent out.
+    Init(NatsInitArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct NatsInitArgs {
+    /// Where to write `nats-trust.json` (Phoenix's, mode 0600) and `nats-trust.conf` (nats-server's).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Where nats-server keeps account JWTs, as nats-server sees it (e.g. in its container).
+    #[arg(long, default_value = "/data/jwt")]
+    pub resolver_dir: String,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct AgentArgs {
     /// The Phoenix server, e.g. http://phoenix:8080.
@@ -87,9 +110,9 @@ pub struct AgentArgs {
     /// Seconds between heartbeats and measurements (the server may change it).
     #[arg(long, env = "PHOENIX_AGENT_INTERVAL", default_value_t = 10)]
     pub interval: u64,
-    /// The server's NATS subject prefix.
-    #[arg(long, env = "PHOENIX_SUBJECT_PREFIX", default_value = "phoenix")]
-    pub subject_prefix: String,
+    /// The server's NATS subject prefix (default: what the server said at enrolment, else phoenix).
+    #[arg(long, env = "PHOENIX_SUBJECT_PREFIX")]
+    pub subject_prefix: Option<String>,
     /// Hostname to enrol with (default: this host's).
     #[arg(long)]
     pub hostname: Option<String>,

@@ -122,6 +122,10 @@ pub struct BusSettings {
     /// Copies JetStream keeps of the agent results stream: 1 on a single NATS server, 3 on a cluster of
     /// three or more (the stream survives the loss of a node).
     pub stream_replicas: usize,
+    /// Per-agent NATS identities (NATS operator mode): the keys written by `phoenix nats init`. With it
+    /// the server connects as a user it signs itself, and each agent gets a JWT that allows only its
+    /// own subjects; `nats_url` and `agent_nats_url` then carry no credentials.
+    pub nats_trust_file: Option<PathBuf>,
 }
 
 impl Default for BusSettings {
@@ -133,6 +137,7 @@ impl Default for BusSettings {
             agent_nats_url: None,
             ack_wait_secs: 10,
             stream_replicas: 1,
+            nats_trust_file: None,
         }
     }
 }
@@ -401,6 +406,7 @@ const ENV_ALIASES: &[(&str, &str)] = &[
     ("PHOENIX_LISTEN", "server.listen"),
     ("PHOENIX_DATABASE_URL", "database.url"),
     ("PHOENIX_NATS_URL", "bus.nats_url"),
+    ("PHOENIX_NATS_TRUST_FILE", "bus.nats_trust_file"),
     ("LOG_FORMAT", "log.format"),
     ("RUST_LOG", "log.filter"),
 ];
@@ -474,6 +480,7 @@ impl Settings {
                 problems.push(format!("{key}: must start with nats://, tls://, ws:// or wss://"));
             }
         }
+        self.validate_nats_trust(problems);
         self.auth.validate(problems);
         let full_batch = phoenix_actors::gateway::MAX_SAMPLES_PER_BATCH as u64;
         if self.agents.max_samples_per_minute < full_batch {
@@ -551,6 +558,26 @@ impl Settings {
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
             problems.push(format!("log.filter: {e}"));
+        }
+    }
+
+    /// With per-agent NATS identities the JWTs are the credentials: a password in a URL would be a
+    /// second, shared way in.
+    fn validate_nats_trust(&self, problems: &mut Vec<String>) {
+        let Some(file) = &self.bus.nats_trust_file else { return };
+        if self.bus.nats_url.is_none() {
+            problems.push("bus.nats_trust_file: needs bus.nats_url (the NATS servers that trust it)".into());
+        }
+        if !file.is_file() {
+            problems.push(format!(
+                "bus.nats_trust_file: {} is not a file (make one with `phoenix nats init`)",
+                file.display()
+            ));
+        }
+        for (key, url) in [("bus.nats_url", &self.bus.nats_url), ("bus.agent_nats_url", &self.bus.agent_nats_url)] {
+            if url.as_ref().is_some_and(|url| phoenix_nats::nats_bus::urls_carry_credentials(url.expose())) {
+                problems.push(format!("{key}: must carry no credentials when bus.nats_trust_file is set"));
+            }
         }
     }
 }
@@ -633,6 +660,7 @@ const OPTIONAL_KEYS: &[&str] = &[
     "server.dashboard_dir",
     "bus.nats_url",
     "bus.agent_nats_url",
+    "bus.nats_trust_file",
     "auth.jwt_secret",
     "agents.offline_after_secs",
     "cluster.replica_id",

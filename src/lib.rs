@@ -24,6 +24,7 @@ pub mod db;
 pub mod http;
 pub mod live;
 pub mod metrics;
+pub mod nats_identity;
 pub mod pipeline;
 pub mod private_file;
 pub mod procfs;

@@ -11,6 +11,7 @@ async fn main() -> ExitCode {
     phoenix_nats::install_tls_provider();
     match cli.command {
         Command::Server(args) => phoenix::server::run(args).await,
+        Command::Nats(phoenix::args::NatsCommand::Init(args)) => cli::finish(cli::nats_init(&args)).await,
         Command::Agent(args) => phoenix::agent::run(args).await,
         Command::Login(args) => cli::finish(cli::login(args).await).await,
         Command::Logout(opts) => cli::finish(cli::logout(opts).await).await,

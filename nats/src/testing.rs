@@ -50,7 +50,8 @@ impl OperatorNats {
         // The free port is found by binding port 0 and letting it go, which can race another test:
         // a start that fails is retried on another port.
         for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+            let port =
+                std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
             let config = format!(
                 "listen: \"127.0.0.1:{port}\"\ninclude \"trust.conf\"\njetstream {{ store_dir: {:?} }}\n",
                 dir.join("js").to_string_lossy()
@@ -112,5 +113,58 @@ impl Drop for OperatorNats {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A bare client connected with a user JWT (as a third-party agent would), with every event the NATS
+/// server sent it, so a test can see a permission violation or a disconnect.
+pub struct ObservedClient {
+    /// The connection.
+    pub client: async_nats::Client,
+    events: tokio::sync::mpsc::UnboundedReceiver<async_nats::Event>,
+}
+
+impl ObservedClient {
+    /// Connects to `url` as `credential`'s user, with replies below `inbox_prefix`; gives up
+    /// reconnecting after two tries (a revoked user's tries are refused).
+    pub async fn connect(
+        url: &str,
+        credential: &crate::trust::UserCredential,
+        inbox_prefix: &str,
+    ) -> Result<ObservedClient, async_nats::ConnectError> {
+        let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
+        let key = credential.key.clone();
+        let client = async_nats::ConnectOptions::with_jwt(credential.jwt.clone(), move |nonce| {
+            let key = key.clone();
+            async move { key.sign(&nonce).map_err(async_nats::AuthError::new) }
+        })
+        .custom_inbox_prefix(inbox_prefix)
+        .max_reconnects(Some(2))
+        .event_callback(move |event| {
+            let events_tx = events_tx.clone();
+            async move {
+                let _ = events_tx.send(event);
+            }
+        })
+        .connect(url)
+        .await?;
+        Ok(ObservedClient { client, events })
+    }
+
+    /// Waits for an event whose text contains `needle` (case-insensitive) and returns its text;
+    /// panics after `within`.
+    pub async fn expect_event(&mut self, needle: &str, within: std::time::Duration) -> String {
+        let needle = needle.to_lowercase();
+        let seen = tokio::time::timeout(within, async {
+            while let Some(event) = self.events.recv().await {
+                let text = event.to_string();
+                if text.to_lowercase().contains(&needle) {
+                    return text;
+                }
+            }
+            panic!("the connection's events ended before one with {needle:?}");
+        })
+        .await;
+        seen.unwrap_or_else(|_| panic!("no NATS event with {needle:?} within {within:?}"))
     }
 }

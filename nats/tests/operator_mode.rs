@@ -7,57 +7,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use phoenix_nats::testing::OperatorNats;
+use phoenix_nats::testing::{ObservedClient, OperatorNats};
 use phoenix_nats::trust::resolver::{sync_revocations, Sync};
-use phoenix_nats::trust::NatsTrust;
+use phoenix_nats::trust::{NatsTrust, UserCredential};
 use phoenix_nats::{Bus, Bytes, NatsBus, NatsBusOptions, Subjects};
-use tokio::sync::mpsc;
 
 const WITHIN: Duration = Duration::from_secs(5);
 
-/// An agent's raw connection with its own JWT, and everything the NATS server told it.
-struct AgentConnection {
-    client: async_nats::Client,
-    events: mpsc::UnboundedReceiver<async_nats::Event>,
-    public_key: String,
-}
-
-async fn connect_agent(url: &str, trust: &NatsTrust, subjects: &Subjects, agent_id: &str) -> AgentConnection {
+/// An agent's bare connection with its own JWT, and its public key.
+async fn connect_agent(url: &str, trust: &NatsTrust, subjects: &Subjects, agent_id: &str) -> (ObservedClient, String) {
     let key = Arc::new(nkeys::KeyPair::new_user());
     let jwt = trust.agent_user_jwt(subjects, agent_id, &key.public_key()).expect("agent jwt");
-    let (events_tx, events) = mpsc::unbounded_channel();
-    let signer = key.clone();
-    let client = async_nats::ConnectOptions::with_jwt(jwt, move |nonce| {
-        let signer = signer.clone();
-        async move { signer.sign(&nonce).map_err(async_nats::AuthError::new) }
-    })
-    .custom_inbox_prefix(subjects.agent_inbox_prefix(agent_id).expect("inbox"))
-    .max_reconnects(Some(2))
-    .event_callback(move |event| {
-        let events_tx = events_tx.clone();
-        async move {
-            let _ = events_tx.send(event);
-        }
-    })
-    .connect(url)
-    .await
-    .expect("the agent connects with its own JWT");
-    AgentConnection { client, events, public_key: key.public_key() }
-}
-
-/// Waits for a server event whose text contains `needle`.
-async fn expect_event(agent: &mut AgentConnection, needle: &str) -> String {
-    let seen = tokio::time::timeout(WITHIN, async {
-        while let Some(event) = agent.events.recv().await {
-            let text = event.to_string();
-            if text.to_lowercase().contains(&needle.to_lowercase()) {
-                return text;
-            }
-        }
-        panic!("event stream ended before {needle:?}");
-    })
-    .await;
-    seen.unwrap_or_else(|_| panic!("no NATS event containing {needle:?} within {WITHIN:?}"))
+    let public_key = key.public_key();
+    let inbox = subjects.agent_inbox_prefix(agent_id).expect("inbox");
+    let client = ObservedClient::connect(url, &UserCredential { jwt, key }, &inbox).await.expect("the agent connects");
+    (client, public_key)
 }
 
 async fn server_bus(nats: &OperatorNats, trust: &NatsTrust, subjects: &Subjects) -> NatsBus {
@@ -76,7 +40,7 @@ async fn an_agent_may_use_its_own_subjects_and_nothing_of_another_agents() {
     let nats = OperatorNats::start(&trust);
     let subjects = Subjects::new("p").expect("prefix");
     let server = server_bus(&nats, &trust, &subjects).await;
-    let mut a = connect_agent(&nats.url, &trust, &subjects, "a").await;
+    let (mut a, _) = connect_agent(&nats.url, &trust, &subjects, "a").await;
 
     // Its own tasks arrive, and its heartbeat request gets the server's answer on its own inbox.
     let mut tasks = a.client.subscribe(subjects.agent_tasks("a").expect("subject")).await.expect("subscribe");
@@ -107,16 +71,16 @@ async fn an_agent_may_use_its_own_subjects_and_nothing_of_another_agents() {
     // Another agent's tasks and subjects: the NATS server refuses and says so.
     let _spy = a.client.subscribe(subjects.agent_tasks("b").expect("subject")).await.expect("sent");
     a.client.flush().await.expect("flush");
-    let refused = expect_event(&mut a, "permissions violation").await;
+    let refused = a.expect_event("permissions violation", WITHIN).await;
     assert!(refused.contains("p.agent.b.tasks"), "{refused}");
     a.client.publish(subjects.agent_heartbeat("b").expect("subject"), "forged".into()).await.expect("sent");
     a.client.flush().await.expect("flush");
-    let refused = expect_event(&mut a, "permissions violation").await;
+    let refused = a.expect_event("permissions violation", WITHIN).await;
     assert!(refused.contains("p.agent.b.heartbeat"), "{refused}");
     // Nor may it read the server's replies or use the JetStream API.
     let _ = a.client.subscribe("_INBOX.>").await.expect("sent");
     a.client.flush().await.expect("flush");
-    let refused = expect_event(&mut a, "permissions violation").await;
+    let refused = a.expect_event("permissions violation", WITHIN).await;
     assert!(refused.contains("_INBOX.>"), "{refused}");
     drop(server);
 }
@@ -126,18 +90,18 @@ async fn a_revoked_agent_is_disconnected_and_cannot_come_back_while_others_stay(
     let trust = NatsTrust::generate();
     let nats = OperatorNats::start(&trust);
     let subjects = Subjects::new("p").expect("prefix");
-    let mut a = connect_agent(&nats.url, &trust, &subjects, "a").await;
-    let b = connect_agent(&nats.url, &trust, &subjects, "b").await;
+    let (mut a, a_key) = connect_agent(&nats.url, &trust, &subjects, "a").await;
+    let (b, _) = connect_agent(&nats.url, &trust, &subjects, "b").await;
 
     // Nothing revoked yet: the account the server holds already says so.
     let none = BTreeMap::new();
     assert_eq!(sync_revocations(&nats.url, &trust, &none, WITHIN).await.expect("sync"), Sync::Unchanged);
 
-    let revoked = BTreeMap::from([(a.public_key.clone(), chrono::Utc::now().timestamp())]);
+    let revoked = BTreeMap::from([(a_key, chrono::Utc::now().timestamp())]);
     assert_eq!(sync_revocations(&nats.url, &trust, &revoked, WITHIN).await.expect("sync"), Sync::Pushed);
-    expect_event(&mut a, "disconnected").await;
+    a.expect_event("disconnected", WITHIN).await;
     // Its reconnects are refused by the server: its JWT is revoked.
-    let refused = expect_event(&mut a, "authorization").await;
+    let refused = a.expect_event("authorization", WITHIN).await;
     assert!(!refused.is_empty());
     assert_eq!(b.client.connection_state(), async_nats::connection::State::Connected, "b is not affected");
     b.client.publish(subjects.agent_metrics("b").expect("subject"), "m".into()).await.expect("b publishes");

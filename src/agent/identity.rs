@@ -20,6 +20,9 @@ pub struct Identity {
     pub server: String,
     /// The NATS URL the server handed out at enrolment, if any.
     pub nats_url: Option<String>,
+    /// The server's NATS subject prefix, from the enrolment answer (absent in older identities).
+    #[serde(default)]
+    pub nats_subject_prefix: Option<String>,
 }
 
 fn path(state_dir: &Path) -> PathBuf {
@@ -87,6 +90,7 @@ pub async fn enroll(
         credential: text("credential")?,
         server: server.trim_end_matches('/').to_string(),
         nats_url: answer["nats_url"].as_str().map(str::to_string),
+        nats_subject_prefix: answer["nats_subject_prefix"].as_str().map(str::to_string),
     })
 }
 
@@ -105,6 +109,7 @@ mod tests {
             credential: "phx_agt_x".into(),
             server: "http://s".into(),
             nats_url: None,
+            nats_subject_prefix: None,
         };
         save(dir.path(), &identity).expect("save");
         let mode = std::fs::metadata(dir.path().join(IDENTITY_FILE)).expect("meta").permissions().mode();

@@ -2,6 +2,8 @@
 //! (heartbeats as requests, reports and metrics through JetStream, tasks pushed) and HTTP (the same
 //! as requests, tasks by long-poll).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -13,6 +15,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::identity::Identity;
+use super::nats_auth::{IssuedCredential, NatsUserAuth};
 
 /// How long a long-poll holds on the server.
 const POLL_WAIT_SECS: u64 = 30;
@@ -54,12 +57,40 @@ impl Link {
         }
     }
 
-    /// Starts feeding the tasks this transport receives into `tasks`; the feed stops when aborted.
-    pub async fn feed_tasks(&self, tasks: mpsc::Sender<TaskAssignment>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    /// Starts feeding the tasks this transport receives into `tasks`.
+    pub async fn feed_tasks(&self, tasks: mpsc::Sender<TaskAssignment>) -> anyhow::Result<TaskFeed> {
         match self {
-            Link::Http(http) => Ok(tokio::spawn(http.clone().poll_forever(tasks))),
-            Link::Nats(nats) => nats.subscribe_tasks(tasks).await,
+            Link::Http(http) => {
+                let stop = Arc::new(AtomicBool::new(false));
+                let handle = tokio::spawn(http.clone().poll_forever(tasks, stop.clone()));
+                Ok(TaskFeed { handle, stop_after_poll: Some(stop) })
+            }
+            Link::Nats(nats) => Ok(TaskFeed { handle: nats.subscribe_tasks(tasks).await?, stop_after_poll: None }),
         }
+    }
+}
+
+/// The tasks arriving on one transport, fed to the runner.
+pub struct TaskFeed {
+    handle: tokio::task::JoinHandle<()>,
+    /// Set for a long-poll feed: ends it once the poll in flight has answered.
+    stop_after_poll: Option<Arc<AtomicBool>>,
+}
+
+impl TaskFeed {
+    /// Ends the feed because the agent moved to another transport. A long-poll in flight is let
+    /// finish: the server cannot tell that the agent left it and may hand it a task, which would
+    /// otherwise wait out its lease before being sent again.
+    pub fn retire(self) {
+        match self.stop_after_poll {
+            Some(stop) => stop.store(true, Ordering::Relaxed),
+            None => self.handle.abort(),
+        }
+    }
+
+    /// Ends the feed at once (the agent is stopping).
+    pub fn abort(&self) {
+        self.handle.abort();
     }
 }
 
@@ -102,6 +133,28 @@ impl HttpLink {
         Ok(res.json().await?)
     }
 
+    /// Asks the server to sign a NATS user JWT for the agent's key.
+    pub async fn nats_credential(&self, public_key: &str) -> anyhow::Result<NatsCredentialAnswer> {
+        let res = self
+            .http
+            .post(format!("{}/nats-credentials", self.base))
+            .bearer_auth(&self.credential)
+            .json(&serde_json::json!({"public_key": public_key}))
+            .send()
+            .await?;
+        let status = res.status();
+        if status.is_success() {
+            return Ok(NatsCredentialAnswer::Issued(res.json().await?));
+        }
+        let detail: Value = res.json().await.unwrap_or_default();
+        let detail = detail["detail"].as_str().unwrap_or("").to_string();
+        match status.as_u16() {
+            404 => Ok(NatsCredentialAnswer::NotOffered),
+            409 | 422 => Ok(NatsCredentialAnswer::KeyRefused(detail)),
+            _ => bail!("/nats-credentials: {status}: {detail}"),
+        }
+    }
+
     async fn heartbeat(&self, heartbeat: Heartbeat) -> anyhow::Result<HeartbeatAck> {
         let ack: Envelope<HeartbeatAck> = self.post("/heartbeat", &Envelope::new(kinds::HEARTBEAT, heartbeat)).await?;
         Ok(ack.body)
@@ -128,9 +181,9 @@ impl HttpLink {
         items.into_iter().map(|item| Ok(serde_json::from_value::<Envelope<TaskAssignment>>(item)?.body)).collect()
     }
 
-    async fn poll_forever(self, tasks: mpsc::Sender<TaskAssignment>) {
+    async fn poll_forever(self, tasks: mpsc::Sender<TaskAssignment>, stop: Arc<AtomicBool>) {
         let mut backoff = Backoff::default();
-        loop {
+        while !stop.load(Ordering::Relaxed) {
             match self.poll().await {
                 Ok(received) => {
                     backoff.reset();
@@ -149,6 +202,16 @@ impl HttpLink {
     }
 }
 
+/// The server's answer when asked for a NATS credential.
+pub enum NatsCredentialAnswer {
+    /// A JWT for the key.
+    Issued(IssuedCredential),
+    /// The server gives agents no NATS identity of their own: the NATS URL is used as it is.
+    NotOffered,
+    /// The key was revoked or is someone else's: make a new one.
+    KeyRefused(String),
+}
+
 /// NATS, with the credential in every envelope.
 pub struct NatsLink {
     bus: NatsBus,
@@ -158,13 +221,25 @@ pub struct NatsLink {
 }
 
 impl NatsLink {
-    pub async fn connect(url: &str, prefix: &str, identity: &Identity) -> anyhow::Result<NatsLink> {
+    /// Connects as the agent's own NATS user when `auth` is given, else with what the URL carries.
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        identity: &Identity,
+        auth: Option<NatsUserAuth>,
+    ) -> anyhow::Result<NatsLink> {
         let subjects = Subjects::new(prefix)?;
+        let (jwt, inbox_prefix) = match auth {
+            Some(auth) => (Some(auth.credential), Some(auth.inbox_prefix)),
+            None => (None, None),
+        };
         let options = NatsBusOptions {
             subjects: subjects.clone(),
             name: format!("phoenix-agent-{}", identity.agent_id),
             connect_timeout: Duration::from_secs(5),
             manage_stream: false,
+            jwt,
+            inbox_prefix,
             ..Default::default()
         };
         let bus = NatsBus::connect(url, options).await.context("Failed to connect to NATS")?;

@@ -7,6 +7,7 @@
 pub mod collector;
 pub mod identity;
 pub mod link;
+mod nats_auth;
 pub mod resources;
 pub mod runner;
 
@@ -23,7 +24,8 @@ use tokio::sync::mpsc;
 
 use self::collector::Collectors;
 use self::identity::Identity;
-use self::link::{HttpLink, Link, NatsLink};
+use self::link::{HttpLink, Link, NatsCredentialAnswer, NatsLink, TaskFeed};
+use self::nats_auth::NatsUserAuth;
 use self::resources::ResourceMeter;
 use self::runner::Runner;
 use crate::args::AgentArgs;
@@ -41,7 +43,7 @@ struct Agent {
     identity: Identity,
     http: reqwest::Client,
     link: Link,
-    feed: tokio::task::JoinHandle<()>,
+    feed: TaskFeed,
     tasks_tx: mpsc::Sender<TaskAssignment>,
     runner: Runner,
     /// Set with `--collector-bin`: pipelines run as supervised external collectors.
@@ -357,7 +359,14 @@ impl Agent {
     /// next try (1 s doubling to a minute, with jitter, so a fleet does not reconnect in lockstep).
     async fn try_nats(&mut self) {
         let Some(url) = self.args.nats_url.clone().or_else(|| self.identity.nats_url.clone()) else { return };
-        match NatsLink::connect(&url, &self.args.subject_prefix, &self.identity).await {
+        let connected = match self.nats_user_auth(&url).await {
+            Ok(auth) => {
+                let prefix = self.subject_prefix(auth.as_ref());
+                NatsLink::connect(&url, &prefix, &self.identity, auth).await
+            }
+            Err(e) => Err(e),
+        };
+        match connected {
             Ok(nats) => self.switch(Link::Nats(Box::new(nats))).await,
             Err(e) => {
                 let wait = self.nats_retry.next_wait();
@@ -371,6 +380,32 @@ impl Agent {
         }
     }
 
+    /// The agent's own NATS identity when the server gives one (and the URL carries no shared
+    /// credentials): its key, and a JWT for it asked for now.
+    async fn nats_user_auth(&self, url: &str) -> anyhow::Result<Option<NatsUserAuth>> {
+        if phoenix_nats::nats_bus::urls_carry_credentials(url) {
+            return Ok(None);
+        }
+        let key = nats_auth::load_or_create_key(&self.args.state_dir)?;
+        let http = HttpLink::new(self.http.clone(), &self.identity);
+        match http.nats_credential(&key.public_key()).await? {
+            NatsCredentialAnswer::Issued(issued) => Ok(Some(NatsUserAuth::new(key, issued))),
+            NatsCredentialAnswer::NotOffered => Ok(None),
+            NatsCredentialAnswer::KeyRefused(detail) => {
+                nats_auth::forget_key(&self.args.state_dir);
+                anyhow::bail!("the server refused this agent's NATS key ({detail}); a new one is made next time")
+            }
+        }
+    }
+
+    /// The server's word (with the JWT) first, then the flag, the enrolment answer, the default.
+    fn subject_prefix(&self, auth: Option<&NatsUserAuth>) -> String {
+        auth.map(|auth| auth.subject_prefix.clone())
+            .or_else(|| self.args.subject_prefix.clone())
+            .or_else(|| self.identity.nats_subject_prefix.clone())
+            .unwrap_or_else(|| phoenix_nats::subjects::DEFAULT_PREFIX.to_owned())
+    }
+
     async fn use_http(&mut self) {
         // NATS connected but did not work: wait before trying it again, longer each time.
         self.next_nats_try = tokio::time::Instant::now() + self.nats_retry.next_wait();
@@ -381,8 +416,7 @@ impl Agent {
     async fn switch(&mut self, link: Link) {
         match link.feed_tasks(self.tasks_tx.clone()).await {
             Ok(feed) => {
-                self.feed.abort();
-                self.feed = feed;
+                std::mem::replace(&mut self.feed, feed).retire();
                 tracing::info!(from = self.link.name(), to = link.name(), "transport switched");
                 self.link = link;
             }

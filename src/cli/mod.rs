@@ -70,6 +70,11 @@ pub struct ContextListArgs {
 }
 
 /// Runs a command and turns its error into a sentence on stderr and an exit code.
+/// `phoenix nats init`: writes the NATS trust (no server involved).
+pub fn nats_init(args: &crate::args::NatsInitArgs) -> Result<(), CliError> {
+    crate::nats_identity::init(args).map_err(|e| CliError::Invalid(format!("{e:#}")))
+}
+
 pub async fn finish(outcome: Result<(), CliError>) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

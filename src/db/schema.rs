@@ -235,6 +235,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    agent_nats_keys (public_key) {
+        public_key -> Text,
+        agent_id -> Text,
+        issued_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(experiment_events -> experiments (experiment_id));
 diesel::joinable!(deployment_versions -> pipeline_deployments (deployment_id));
@@ -254,6 +263,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     deployment_versions,
     deployment_events,
     agents,
+    agent_nats_keys,
     agent_enrollment_tokens,
     tasks,
     metric_samples,

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use super::access::{CurrentAgent, CurrentUser};
 use super::{ApiError, AppState};
+use crate::nats_identity::{AgentNatsCredential, IssueError};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -58,6 +59,28 @@ pub struct Enrolled {
     labels: Labels,
     /// The NATS URL agents should use, when the server has one for them.
     nats_url: Option<String>,
+    /// The first token(s) of every NATS subject of this installation.
+    nats_subject_prefix: String,
+    /// `agent_jwt`: before connecting to `nats_url` the agent makes its own NATS user key and gets a
+    /// JWT for it from `POST /api/v1/agent/nats-credentials`; `url`: any credentials are in `nats_url`.
+    nats_auth: NatsAuth,
+}
+
+/// How an agent authenticates to NATS.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NatsAuth {
+    /// Its own NATS user key and a JWT Phoenix signs for it.
+    AgentJwt,
+    /// What `nats_url` carries (the shared `agent` user), or nothing.
+    Url,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NatsCredentialsRequest {
+    /// The agent's own NATS user public key (`U…`, an nkey); its seed never leaves the agent.
+    public_key: String,
 }
 
 /// `POST /agents/enrollment-tokens`: the token is shown in this answer only.
@@ -107,7 +130,36 @@ pub async fn enroll_agent(
         credential: enrollment.credential,
         labels: enrollment.labels,
         nats_url,
+        nats_subject_prefix: state.settings.bus.subject_prefix.clone(),
+        nats_auth: if state.nats_identities.is_some() { NatsAuth::AgentJwt } else { NatsAuth::Url },
     }))
+}
+
+/// `POST /agent/nats-credentials`: a NATS user JWT for the calling agent's own key, allowing only its
+/// own subjects. Registering a new key revokes the agent's earlier ones.
+#[utoipa::path(post, path = "/api/v1/agent/nats-credentials", tag = "agent", request_body = NatsCredentialsRequest,
+    responses((status = 200, description = "The agent's NATS credential", body = AgentNatsCredential),
+        (status = 404, description = "The server gives agents no NATS identities of their own"),
+        (status = 409, description = "The key was revoked or is another agent's: make a new one"),
+        (status = 422, description = "Not a NATS user public key")))]
+pub async fn issue_nats_credentials(
+    state: web::Data<AppState>,
+    agent: CurrentAgent,
+    body: web::Json<NatsCredentialsRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(identities) = &state.nats_identities else {
+        // 404: there is no such thing on this server; the agent uses the NATS URL as it is.
+        return Err(ApiError::NotFound(
+            "this server gives agents no NATS identities of their own (no bus.nats_trust_file)".into(),
+        ));
+    };
+    match identities.issue(&agent.0.id, &body.public_key).await {
+        Ok(credential) => Ok(HttpResponse::Ok().json(credential)),
+        Err(IssueError::BadKey(detail)) => Err(ApiError::invalid(vec![("public_key".into(), detail)])),
+        Err(IssueError::Refused(detail)) => Err(ApiError::Conflict(detail)),
+        Err(IssueError::Store(e)) => Err(e.into()),
+        Err(IssueError::Trust(e)) => Err(ApiError::Internal(e.into())),
+    }
 }
 
 /// `GET /agent/me`: lets an agent check its stored credential still works, and who it is.
@@ -124,6 +176,9 @@ pub async fn revoke_agent_credential(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     state.store.revoke_agent_credential(&id).await.map_err(|e| ApiError::from(e).for_entity("agent", &id))?;
+    if let Some(identities) = &state.nats_identities {
+        identities.revocations_changed();
+    }
     state.registry.forget(&id);
     state.events.publish("agent", &id, "agent.credential_revoked", serde_json::json!({"id": *id})).await;
     tracing::info!(agent.id = %id, "agent credential revoked");

@@ -87,6 +87,9 @@ pub async fn update_agent(
 #[utoipa::path(delete, path = "/api/v1/agents/{id}", tag = "fleet", params(("id" = String, Path, description = "Agent id")), responses((status = 204, description = "Decommissioned")))]
 pub async fn delete_agent(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     state.store.delete_agent(&id).await.map_err(|e| ApiError::from(e).for_entity("agent", &id))?;
+    if let Some(identities) = &state.nats_identities {
+        identities.revocations_changed();
+    }
     state.registry.forget(&id);
     state.events.publish("agent", &id, "agent.deleted", serde_json::json!({"id": *id})).await;
     tracing::info!(agent.id = %id, "agent decommissioned");

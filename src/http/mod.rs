@@ -41,14 +41,19 @@ use phoenix_actors::ownership::{HeldLeases, Ownership};
 use phoenix_actors::tasks::changes::{follow_task_changes, FollowsTaskChanges};
 use phoenix_actors::tasks::TaskQueue;
 use phoenix_actors::Store;
+use phoenix_nats::trust::NatsTrust;
 use phoenix_nats::{Bus, LocalBus, NatsBus, NatsBusOptions, Subjects};
 
 use crate::auth::AuthService;
 use crate::config::Settings;
 use crate::db::{Database, DieselStore};
 use crate::metrics::Metrics;
+use crate::nats_identity::{self, NatsIdentities};
 
 pub use error::ApiError;
+
+/// How often each replica checks that the NATS servers hold the revocations of the database.
+const NATS_REVOCATION_CHECK: Duration = Duration::from_secs(60);
 
 /// What every handler can reach. Cloned per worker by actix (everything inside is shared).
 pub struct AppState {
@@ -68,6 +73,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// This replica's leases (released when it stops cleanly).
     pub ownership: Ownership,
+    /// Per-agent NATS identities, when the server runs with `bus.nats_trust_file`.
+    pub nats_identities: Option<Arc<NatsIdentities>>,
 }
 
 /// A built server: bound to its port, not yet running.
@@ -83,8 +90,10 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let settings = Arc::new(settings);
         let db = open_database(&settings).await?;
-        let bus = connect_bus(&settings).await?;
+        let trust = settings.bus.nats_trust_file.as_deref().map(nats_identity::load_trust).transpose()?;
+        let bus = connect_bus(&settings, trust.as_ref()).await?;
         let store: Arc<dyn Store> = Arc::new(DieselStore::new(db.clone()));
+        let nats_identities = start_nats_identities(&settings, trust, store.clone()).await?;
         let auth =
             Arc::new(AuthService::new(store.clone(), &settings.auth).await.context("Failed to set up authentication")?);
         actix_web::rt::spawn(auth.clone().run_token_cleanup(Duration::from_secs(3600)));
@@ -123,6 +132,7 @@ impl Application {
             hub,
             metrics: Metrics::new().context("Failed to register metrics")?,
             ownership,
+            nats_identities,
             settings: settings.clone(),
         });
         let server = serve(listener, state.clone(), &settings)?;
@@ -164,15 +174,17 @@ async fn open_database(settings: &Settings) -> anyhow::Result<Database> {
     Ok(db)
 }
 
-async fn connect_bus(settings: &Settings) -> anyhow::Result<Arc<dyn Bus>> {
+async fn connect_bus(settings: &Settings, trust: Option<&NatsTrust>) -> anyhow::Result<Arc<dyn Bus>> {
     let subjects = Subjects::new(&settings.bus.subject_prefix)?;
     let Some(url) = &settings.bus.nats_url else {
         tracing::info!("using the in-process bus (no NATS URL configured)");
         return Ok(Arc::new(LocalBus::new(subjects)));
     };
+    let name = format!("phoenix-server-{}", env!("CARGO_PKG_VERSION"));
     let options = NatsBusOptions {
         subjects,
-        name: format!("phoenix-server-{}", env!("CARGO_PKG_VERSION")),
+        jwt: trust.map(|trust| nats_identity::server_user(trust, &name)).transpose()?,
+        name,
         connect_timeout: Duration::from_secs(settings.bus.connect_timeout_secs),
         stream_replicas: settings.bus.stream_replicas,
         ..NatsBusOptions::default()
@@ -182,6 +194,22 @@ async fn connect_bus(settings: &Settings) -> anyhow::Result<Arc<dyn Bus>> {
     let bus = bus.with_durable_ack_wait(Duration::from_secs(settings.bus.ack_wait_secs));
     tracing::info!(nats.url = %url, "connected to NATS");
     Ok(Arc::new(bus))
+}
+
+/// With a NATS trust: makes the NATS servers hold the database's revocations before serving (a
+/// nats-server not in operator mode fails here, with the reason), then keeps them in step.
+async fn start_nats_identities(
+    settings: &Settings,
+    trust: Option<NatsTrust>,
+    store: Arc<dyn Store>,
+) -> anyhow::Result<Option<Arc<NatsIdentities>>> {
+    let (Some(trust), Some(url)) = (trust, &settings.bus.nats_url) else { return Ok(None) };
+    let subjects = Subjects::new(&settings.bus.subject_prefix)?;
+    let identities = NatsIdentities::new(trust, store, url.expose().to_string(), subjects);
+    identities.sync().await?;
+    tracing::info!("per-agent NATS identities on (bus.nats_trust_file)");
+    actix_web::rt::spawn(identities.clone().run_sync(NATS_REVOCATION_CHECK));
+    Ok(Some(identities))
 }
 
 struct Fleet {

@@ -58,7 +58,7 @@ const AGENT_CREDENTIAL: &str = "agent_credential";
         tasks::list_tasks, tasks::create_task, tasks::get_queue_stats, tasks::get_task, tasks::cancel_task,
         analytics::get_cardinality, analytics::get_cost_analytics, analytics::get_overview,
         ws::connect,
-        enrollment::enroll_agent, enrollment::get_agent_me, agent::post_heartbeat, agent::poll_tasks,
+        enrollment::enroll_agent, enrollment::get_agent_me, enrollment::issue_nats_credentials, agent::post_heartbeat, agent::poll_tasks,
         agent::post_task_status, agent::post_metrics,
     ),
     components(schemas(Problem, FieldProblem)),

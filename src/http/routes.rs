@@ -128,6 +128,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         // agent side
         endpoint(M::POST, "/api/v1/agent/enroll", Public, web::to(enrollment::enroll_agent)),
         endpoint(M::GET, "/api/v1/agent/me", Agent, web::to(enrollment::get_agent_me)),
+        endpoint(M::POST, "/api/v1/agent/nats-credentials", Agent, web::to(enrollment::issue_nats_credentials)),
         endpoint(M::POST, "/api/v1/agent/heartbeat", Agent, web::to(agent::post_heartbeat)),
         endpoint(M::GET, "/api/v1/agent/tasks", Agent, web::to(agent::poll_tasks)),
         endpoint(M::POST, "/api/v1/agent/tasks/{id}/status", Agent, web::to(agent::post_task_status)),

@@ -84,8 +84,7 @@ impl Agent {
                 &app.url(""),
                 "--interval",
                 "1",
-                "--subject-prefix",
-                &app.prefix,
+                // No --subject-prefix: the agent learns it from its enrolment answer.
                 "--enroll-token",
                 token,
             ])
@@ -204,4 +203,34 @@ async fn the_agent_rides_out_a_nats_outage_without_losing_or_repeating_a_batch()
         "NATS stopped and restarted under a reporting agent: fell back to HTTP and returned; {max} batches \
          stored (batch {during} at the stop, {back} at the return), lost 0, repeated 0"
     );
+}
+
+/// With per-agent NATS identities the real agent makes its own key, gets a JWT for it, and works over
+/// NATS within its permissions (heartbeats answered, tasks received, metrics through JetStream); when
+/// an admin revokes it, the NATS server closes its connection.
+#[actix_web::test]
+async fn the_agent_speaks_nats_as_itself_and_loses_nats_when_revoked() {
+    let (app, _nats, _trust_dir) = crate::nats_identity::server_with_trust(Backend::Sqlite, |settings| {
+        // The agent measures and heartbeats every second: a lost NATS shows within seconds.
+        settings.agents.heartbeat_interval_secs = 1;
+    })
+    .await;
+    let admin = app.bootstrap_admin().await;
+    let token = app.enrollment_token(&admin).await;
+    let state = tempfile::tempdir().expect("state");
+    let mut agent = Agent::start(&app, state.path(), &token);
+    agent.wait_for_log(&["transport switched", "to=\"nats\""], Duration::from_secs(15)).await;
+    assert!(state.path().join("nats-user.nk").exists(), "the agent keeps its own NATS key");
+
+    let agents: Value = app.get_as("/api/v1/agents", &admin).await.json().await.expect("agents");
+    let agent_id = agents["items"][0]["id"].as_str().expect("agent id").to_string();
+    let config = "receivers: {synthetic: {profile: steady, processes: 10}}\nexporters: {count: {}}\nservice: {pipelines: {m: {receivers: [synthetic], exporters: [count]}}}\n";
+    app.enqueue(&admin, &agent_id, "pipeline.apply", json!({"payload": {"pipeline": "p", "config": config}})).await;
+    wait_for_batches(&app.db, "p", 2).await;
+
+    let res = app
+        .send_as(reqwest::Method::DELETE, &format!("/api/v1/agents/{agent_id}/credential"), &admin, &json!({}))
+        .await;
+    assert_eq!(res.status(), 204);
+    agent.wait_for_log(&["transport switched", "to=\"http\""], Duration::from_secs(20)).await;
 }

@@ -26,6 +26,7 @@ mod limits;
 mod migrations;
 mod nats_agents;
 mod nats_cluster;
+mod nats_identity;
 mod ops;
 mod pipelines;
 mod protocol;

@@ -83,8 +83,38 @@ pub trait AgentAuthStore: Send + Sync {
     /// The agent a credential belongs to, unless it was revoked.
     async fn authenticate_agent(&self, credential_hash: &str) -> Result<Option<AgentIdentity>, StoreError>;
 
-    /// Revokes the agent's credential: every later call with it is refused. `NotFound` if no such agent.
+    /// Revokes the agent's credential, and its NATS keys with it: every later call with it is refused.
+    /// `NotFound` if no such agent.
     async fn revoke_agent_credential(&self, agent_id: &str) -> Result<(), StoreError>;
+
+    /// Records `public_key` as the agent's NATS user key (Phoenix is about to sign it a JWT) and
+    /// revokes the agent's other keys, atomically, so an agent has one live NATS identity. `Conflict`
+    /// when the key was revoked or belongs to another agent.
+    async fn register_nats_key(
+        &self,
+        agent_id: &str,
+        public_key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<NatsKeyRegistered, StoreError>;
+
+    /// Every revoked NATS key, with when it was revoked (the NATS account's revocations).
+    async fn revoked_nats_keys(&self) -> Result<Vec<RevokedNatsKey>, StoreError>;
+}
+
+/// What registering an agent's NATS key changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NatsKeyRegistered {
+    /// How many earlier keys of the agent it revoked (the NATS servers must be told).
+    pub revoked_others: usize,
+}
+
+/// A NATS user key that must no longer connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedNatsKey {
+    /// The user public key (`U…`).
+    pub public_key: String,
+    /// JWTs issued for it up to this time are refused.
+    pub revoked_at: DateTime<Utc>,
 }
 
 /// Agents as the fleet: listing, liveness, labels.

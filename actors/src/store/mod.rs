@@ -15,7 +15,10 @@ use async_trait::async_trait;
 pub use auth::{AccessStatus, NewRefreshToken, RefreshUse, SettingsStore, UserStore};
 pub use deployments::{DeploymentStore, NewDeploymentEvent};
 pub use experiments::{ExperimentSample, ExperimentStore, PipelineTotal};
-pub use fleet::{AgentAuthStore, AgentIdentity, EnrollmentToken, FleetStore, NewAgent, NewEnrollmentToken};
+pub use fleet::{
+    AgentAuthStore, AgentIdentity, EnrollmentToken, FleetStore, NatsKeyRegistered, NewAgent, NewEnrollmentToken,
+    RevokedNatsKey,
+};
 pub use leases::{Lease, LeaseStore};
 pub use metrics::{CardinalityQuery, CardinalityReport, MetricCardinality, MetricsStore};
 pub use tasks::TaskStore;

@@ -110,6 +110,11 @@ impl ServerList {
     }
 }
 
+/// Whether a comma-separated server list carries credentials (`user:password@` or `token@`).
+pub fn urls_carry_credentials(urls: &str) -> bool {
+    ServerList::parse(urls).auth.is_some()
+}
+
 /// Splits `scheme://userinfo@host` into `scheme://host` and the credentials.
 fn split_userinfo(url: &str) -> (String, Option<UrlAuth>) {
     let (scheme, rest) = match url.split_once("://") {

@@ -25,7 +25,7 @@ use crate::subjects::{self, SubjectError, Subjects};
 mod connect;
 pub(crate) use connect::{connect_client, install_crypto_provider};
 
-pub use connect::{NatsBusOptions, RESULTS_MAX_AGE};
+pub use connect::{urls_carry_credentials, NatsBusOptions, RESULTS_MAX_AGE};
 
 /// How long a durable message may stay unacknowledged before the server delivers it again.
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);

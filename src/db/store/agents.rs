@@ -2,13 +2,15 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use phoenix_actors::labels::Labels;
-use phoenix_actors::store::{AgentAuthStore, AgentIdentity, EnrollmentToken, NewAgent, NewEnrollmentToken};
+use phoenix_actors::store::{
+    AgentAuthStore, AgentIdentity, EnrollmentToken, NatsKeyRegistered, NewAgent, NewEnrollmentToken, RevokedNatsKey,
+};
 use phoenix_actors::StoreError;
 
 use super::convert::{from_db_time, from_json, to_db_time, to_json};
 use super::DieselStore;
 use crate::db::models::{AgentRow, EnrollmentTokenRow};
-use crate::db::schema::{agent_enrollment_tokens, agents};
+use crate::db::schema::{agent_enrollment_tokens, agent_nats_keys, agents};
 use crate::db::{write_transaction, DbConnection, DbError};
 
 fn token_from_row(row: EnrollmentTokenRow) -> Result<EnrollmentToken, DbError> {
@@ -86,6 +88,51 @@ fn enroll(
     })
 }
 
+fn register_nats_key(
+    tx: &mut DbConnection,
+    agent_id: &str,
+    public_key: &str,
+    now: DateTime<Utc>,
+) -> Result<NatsKeyRegistered, DbError> {
+    let known: Option<(String, Option<chrono::NaiveDateTime>)> = agent_nats_keys::table
+        .find(public_key)
+        .select((agent_nats_keys::agent_id, agent_nats_keys::revoked_at))
+        .first(tx)
+        .optional()?;
+    match known {
+        Some((owner, _)) if owner != agent_id => {
+            return Err(DbError::Conflict("this NATS key belongs to another agent".into()));
+        }
+        Some((_, Some(_))) => return Err(DbError::Conflict("this NATS key was revoked; make a new one".into())),
+        Some((_, None)) => {}
+        None => {
+            diesel::insert_into(agent_nats_keys::table)
+                .values((
+                    agent_nats_keys::public_key.eq(public_key),
+                    agent_nats_keys::agent_id.eq(agent_id),
+                    agent_nats_keys::issued_at.eq(to_db_time(now)),
+                ))
+                .execute(tx)?;
+        }
+    }
+    let revoked_others = revoke_nats_keys(tx, agent_id, Some(public_key), to_db_time(now))?;
+    Ok(NatsKeyRegistered { revoked_others })
+}
+
+/// Revokes the agent's live NATS keys, but `keep`; how many.
+pub(super) fn revoke_nats_keys(
+    tx: &mut DbConnection,
+    agent_id: &str,
+    keep: Option<&str>,
+    now: chrono::NaiveDateTime,
+) -> Result<usize, DbError> {
+    let live = agent_nats_keys::table
+        .filter(agent_nats_keys::agent_id.eq(agent_id))
+        .filter(agent_nats_keys::revoked_at.is_null())
+        .filter(agent_nats_keys::public_key.ne(keep.unwrap_or("")));
+    Ok(diesel::update(live).set(agent_nats_keys::revoked_at.eq(Some(now))).execute(tx)?)
+}
+
 #[async_trait]
 impl AgentAuthStore for DieselStore {
     async fn create_enrollment_token(&self, token: NewEnrollmentToken) -> Result<EnrollmentToken, StoreError> {
@@ -132,16 +179,41 @@ impl AgentAuthStore for DieselStore {
     async fn revoke_agent_credential(&self, agent_id: &str) -> Result<(), StoreError> {
         let agent_id = agent_id.to_string();
         self.run(move |conn| {
-            let changed = diesel::update(agents::table.find(&agent_id))
-                .set((
-                    agents::revoked_at.eq(Some(to_db_time(Utc::now()))),
-                    agents::updated_at.eq(to_db_time(Utc::now())),
-                ))
-                .execute(conn)?;
-            if changed == 0 {
-                return Err(DbError::Query(diesel::result::Error::NotFound));
-            }
-            Ok(())
+            write_transaction(conn, |tx| {
+                let now = to_db_time(Utc::now());
+                let changed = diesel::update(agents::table.find(&agent_id))
+                    .set((agents::revoked_at.eq(Some(now)), agents::updated_at.eq(now)))
+                    .execute(tx)?;
+                if changed == 0 {
+                    return Err(DbError::Query(diesel::result::Error::NotFound));
+                }
+                revoke_nats_keys(tx, &agent_id, None, now)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn register_nats_key(
+        &self,
+        agent_id: &str,
+        public_key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<NatsKeyRegistered, StoreError> {
+        let (agent_id, public_key) = (agent_id.to_string(), public_key.to_string());
+        self.run(move |conn| write_transaction(conn, |tx| register_nats_key(tx, &agent_id, &public_key, now))).await
+    }
+
+    async fn revoked_nats_keys(&self) -> Result<Vec<RevokedNatsKey>, StoreError> {
+        self.run(move |conn| {
+            let rows: Vec<(String, Option<chrono::NaiveDateTime>)> = agent_nats_keys::table
+                .filter(agent_nats_keys::revoked_at.is_not_null())
+                .select((agent_nats_keys::public_key, agent_nats_keys::revoked_at))
+                .load(conn)?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|(public_key, at)| Some(RevokedNatsKey { public_key, revoked_at: from_db_time(at?) }))
+                .collect())
         })
         .await
     }

@@ -12,7 +12,7 @@ use super::convert::{from_db_time, from_json, to_db_time, to_json};
 use super::DieselStore;
 use crate::db::models::AgentRow;
 use crate::db::schema::agents;
-use crate::db::{DbConnection, DbError};
+use crate::db::{write_transaction, DbConnection, DbError};
 
 pub fn agent_from_row(row: AgentRow) -> Result<Agent, DbError> {
     Ok(Agent {
@@ -144,9 +144,15 @@ impl FleetStore for DieselStore {
 
     async fn delete_agent(&self, id: &str) -> Result<(), StoreError> {
         let id = id.to_string();
-        self.run(move |conn| match diesel::delete(agents::table.find(&id)).execute(conn)? {
-            0 => Err(DbError::Query(diesel::result::Error::NotFound)),
-            _ => Ok(()),
+        self.run(move |conn| {
+            write_transaction(conn, |tx| {
+                // Its NATS keys stay, revoked: a removed agent must not keep a working NATS identity.
+                super::agents::revoke_nats_keys(tx, &id, None, to_db_time(Utc::now()))?;
+                match diesel::delete(agents::table.find(&id)).execute(tx)? {
+                    0 => Err(DbError::Query(diesel::result::Error::NotFound)),
+                    _ => Ok(()),
+                }
+            })
         })
         .await
     }
