@@ -564,15 +564,12 @@ impl Settings {
     /// With per-agent NATS identities the JWTs are the credentials: a password in a URL would be a
     /// second, shared way in.
     fn validate_nats_trust(&self, problems: &mut Vec<String>) {
-        let Some(file) = &self.bus.nats_trust_file else { return };
+        // The file itself is read at start-up, with the reason if it cannot be.
+        if self.bus.nats_trust_file.is_none() {
+            return;
+        }
         if self.bus.nats_url.is_none() {
             problems.push("bus.nats_trust_file: needs bus.nats_url (the NATS servers that trust it)".into());
-        }
-        if !file.is_file() {
-            problems.push(format!(
-                "bus.nats_trust_file: {} is not a file (make one with `phoenix nats init`)",
-                file.display()
-            ));
         }
         for (key, url) in [("bus.nats_url", &self.bus.nats_url), ("bus.agent_nats_url", &self.bus.agent_nats_url)] {
             if url.as_ref().is_some_and(|url| phoenix_nats::nats_bus::urls_carry_credentials(url.expose())) {

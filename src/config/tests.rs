@@ -169,3 +169,28 @@ fn trusted_proxies_are_a_list_in_the_file_and_comma_separated_or_toml_in_the_env
     let all = err.problems.join("\n");
     assert!(all.contains("server.trusted_proxies") && all.contains("'proxy.internal'"), "{all}");
 }
+
+#[test]
+fn with_per_agent_nats_identities_no_url_may_carry_a_password() {
+    let flags = FlagOverrides::default();
+    let trusted = [("PHOENIX_NATS_TRUST_FILE", "/etc/phoenix/nats/nats-trust.json")];
+    let error = Settings::load(None, &env(&trusted), &flags).expect_err("a trust needs NATS");
+    assert!(error.to_string().contains("needs bus.nats_url"), "{error}");
+
+    let with_password = [
+        trusted[0],
+        ("PHOENIX_NATS_URL", "nats://phoenix:secret@nats:4222"),
+        ("PHOENIX_BUS__AGENT_NATS_URL", "nats://a:4222,nats://agent:pw@b:4222"),
+    ];
+    let error = Settings::load(None, &env(&with_password), &flags).expect_err("shared credentials refused");
+    assert_eq!(error.problems.len(), 2, "{error}");
+    assert!(error.problems.iter().all(|p| p.contains("must carry no credentials")), "{error}");
+
+    let clean =
+        [trusted[0], ("PHOENIX_NATS_URL", "nats://nats:4222"), ("PHOENIX_BUS__AGENT_NATS_URL", "nats://nats:4222")];
+    let settings = Settings::load(None, &env(&clean), &flags).expect("valid");
+    assert_eq!(
+        settings.bus.nats_trust_file.as_deref(),
+        Some(std::path::Path::new("/etc/phoenix/nats/nats-trust.json"))
+    );
+}

@@ -53,7 +53,7 @@ fn host_ports(service: &Value) -> Vec<String> {
 #[test]
 fn compose_defines_every_service_with_health_checked_dependencies() {
     let doc = compose();
-    for name in ["nats", "postgres", "phoenix-server", "phoenix-agent-1", "phoenix-agent-2"] {
+    for name in DEFAULT_SERVICES {
         service(&doc, name);
     }
     let server = service(&doc, "phoenix-server");
@@ -91,15 +91,75 @@ fn compose_gives_the_server_settings_the_binary_accepts() {
     assert!(database.contains(&format!("{}:{}@", postgres_env["POSTGRES_USER"], postgres_env["POSTGRES_PASSWORD"])));
     assert!(database.ends_with(&format!("/{}", postgres_env["POSTGRES_DB"])), "{database}");
 
+    // Per-agent NATS identities: no password anywhere, the trust file from the nats-trust volume.
     let nats = settings.bus.nats_url.as_ref().expect("production compose uses NATS").expose().to_string();
-    assert!(nats.starts_with("nats://phoenix:") && nats.contains("@nats:4222"), "{nats}");
+    assert_eq!(nats, "nats://nats:4222");
     let agents = settings.bus.agent_nats_url.as_ref().expect("agents get a NATS URL").expose().to_string();
-    assert!(agents.starts_with("nats://agent:") && agents.contains("@nats:4222"), "{agents}");
-    let nats_conf = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/nats/nats-server.conf"))
-        .expect("nats/nats-server.conf exists");
-    for user in ["user: phoenix", "user: agent"] {
-        assert!(nats_conf.contains(user), "nats-server.conf defines {user}");
+    assert_eq!(agents, "nats://nats:4222");
+    let trust_file = settings.bus.nats_trust_file.as_ref().expect("the server signs NATS identities");
+    assert_trust_mounted("phoenix-server", server, trust_file);
+}
+
+/// `service` mounts the nats-trust volume where `trust_file` lies, read-only.
+fn assert_trust_mounted(name: &str, service: &Value, trust_file: &std::path::Path) {
+    let dir = trust_file.parent().expect("a folder").to_string_lossy().to_string();
+    let volumes = strings(&service["volumes"]);
+    assert!(volumes.contains(&format!("nats-trust:{dir}:ro")), "{name} mounts the NATS trust at {dir}: {volumes:?}");
+    assert_eq!(trust_file.file_name().and_then(|f| f.to_str()), Some("nats-trust.json"), "{name}");
+}
+
+/// The one-shot `nats-trust` makes the keys once, gives the servers the trust file (owned by the
+/// image's user) and nats-server its include; nats-server accepts nats/nats-server.conf with what
+/// `phoenix nats init` writes (checked by the real nats-server and the real binary).
+#[test]
+fn nats_runs_in_operator_mode_with_the_keys_phoenix_nats_init_makes() {
+    let doc = compose();
+    let init = service(&doc, "nats-trust");
+    let script = command(init).join(" ");
+    assert!(script.contains("[ -f /trust/nats-trust.json ] ||"), "the keys are made once: {script}");
+    let init_args: Vec<&str> = script
+        .split("phoenix nats init")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .expect("runs phoenix nats init")
+        .split_whitespace()
+        .collect();
+    assert_eq!(init_args, ["--dir", "/trust", "--resolver-dir", "/data/jwt"], "{script}");
+    assert!(script.contains("cp /trust/nats-trust.conf /nats-include/nats-trust.conf"), "{script}");
+    assert!(script.contains("chown phoenix:phoenix /trust/nats-trust.json"), "{script}");
+    let init_volumes = strings(&init["volumes"]);
+    assert!(
+        init_volumes.contains(&"nats-trust:/trust".to_string())
+            && init_volumes.contains(&"nats-include:/nats-include".to_string())
+    );
+
+    for name in std::iter::once("nats").chain(HA_NATS) {
+        let node = service(&doc, name);
+        let volumes = strings(&node["volumes"]);
+        assert!(volumes.contains(&"nats-include:/etc/nats/trust:ro".to_string()), "{name}: {volumes:?}");
+        assert!(!volumes.iter().any(|v| v.starts_with("nats-trust:")), "{name} must not see the seeds: {volumes:?}");
+        assert!(node.get("environment").is_none(), "{name} needs no passwords");
+        assert_eq!(node["depends_on"]["nats-trust"]["condition"], "service_completed_successfully", "{name}");
     }
+
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/nats/nats-server.conf"), dir.path().join("nats-server.conf"))
+        .expect("copy nats-server.conf");
+    let init = std::process::Command::new(env!("CARGO_BIN_EXE_phoenix"))
+        .args(["nats", "init", "--dir"])
+        .arg(dir.path().join("trust"))
+        .args(["--resolver-dir", "/data/jwt"])
+        .output()
+        .expect("run phoenix nats init");
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let checked = std::process::Command::new("nats-server")
+        .arg("-c")
+        .arg(dir.path().join("nats-server.conf"))
+        .arg("-t")
+        .output()
+        .expect("nats-server is installed (scripts/test installs it)");
+    let said = format!("{}{}", String::from_utf8_lossy(&checked.stdout), String::from_utf8_lossy(&checked.stderr));
+    assert!(checked.status.success() && said.contains("is valid"), "nats-server refuses the configuration: {said}");
 }
 
 #[test]
@@ -136,7 +196,8 @@ fn the_agents_enrol_with_a_token_from_the_environment_and_keep_their_identity_in
 // ----- Profile `ha`: several replicas (docs/OPERATIONS.md, "Several replicas") -----
 
 /// What a plain `docker compose up` starts; every other service belongs to the `ha` profile.
-const DEFAULT_SERVICES: [&str; 5] = ["nats", "postgres", "phoenix-server", "phoenix-agent-1", "phoenix-agent-2"];
+const DEFAULT_SERVICES: [&str; 6] =
+    ["nats-trust", "nats", "postgres", "phoenix-server", "phoenix-agent-1", "phoenix-agent-2"];
 const HA_NATS: [&str; 3] = ["nats-a", "nats-b", "nats-c"];
 const HA_REPLICAS: [&str; 2] = ["phoenix-server-a", "phoenix-server-b"];
 const HA_PROXY: &str = "phoenix-proxy";
@@ -185,14 +246,12 @@ fn assert_cli_accepts(name: &str, service: &Value) {
     }
 }
 
-/// `nats://user:password@host:port,…` -> the hosts, checking every URL's credentials.
-fn nats_hosts(urls: &str, user: &str, password: &str) -> BTreeSet<String> {
+/// `nats://host:port,…` -> the hosts; a URL with credentials fails (the JWTs are the credentials).
+fn nats_hosts(urls: &str) -> BTreeSet<String> {
     urls.split(',')
         .map(|url| {
-            let host = url
-                .trim()
-                .strip_prefix(&format!("nats://{user}:{password}@"))
-                .unwrap_or_else(|| panic!("{url} is not nats://{user}:<its password>@host"));
+            let host = url.trim().strip_prefix("nats://").unwrap_or_else(|| panic!("{url} is not nats://host"));
+            assert!(!host.contains('@'), "{url} carries credentials");
             host.to_string()
         })
         .collect()
@@ -263,9 +322,8 @@ fn the_ha_nats_nodes_form_one_jetstream_cluster() {
         let volumes = strings(&definition["volumes"]);
         assert!(
             volumes.contains(&format!("./nats/nats-server.conf:{config}:ro")),
-            "{node} uses nats/nats-server.conf (users, JetStream): {volumes:?}"
+            "{node} uses nats/nats-server.conf (operator mode, JetStream): {volumes:?}"
         );
-        assert_eq!(environment(definition), environment(single), "{node} gets the passwords nats-server.conf reads");
 
         let name = flag_value(&args, "--name").unwrap_or_else(|| panic!("{node} has a server name: {args:?}"));
         assert!(names.insert(name.to_string()), "two NATS nodes are named {name}");
@@ -294,7 +352,6 @@ fn the_ha_replicas_share_database_nats_and_jwt_key_but_not_their_replica_id() {
     let doc = compose();
     let default_server = service(&doc, "phoenix-server");
     let postgres_env = environment(service(&doc, "postgres"));
-    let nats_env = environment(service(&doc, "nats"));
     let nodes: BTreeSet<String> = HA_NATS.iter().map(|node| format!("{node}:4222")).collect();
 
     let (mut ids, mut databases, mut lease_ttls) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
@@ -318,10 +375,13 @@ fn the_ha_replicas_share_database_nats_and_jwt_key_but_not_their_replica_id() {
         databases.insert(database);
 
         let nats = settings.bus.nats_url.as_ref().unwrap_or_else(|| panic!("{name} uses NATS")).expose().to_string();
-        assert_eq!(nats_hosts(&nats, "phoenix", &nats_env["PHOENIX_NATS_PASSWORD"]), nodes, "{name}: {nats}");
+        assert_eq!(nats_hosts(&nats), nodes, "{name}: {nats}");
         let agents = settings.bus.agent_nats_url.as_ref().unwrap_or_else(|| panic!("{name} hands agents NATS"));
         let agents = agents.expose().to_string();
-        assert_eq!(nats_hosts(&agents, "agent", &nats_env["PHOENIX_NATS_AGENT_PASSWORD"]), nodes, "{name}: {agents}");
+        assert_eq!(nats_hosts(&agents), nodes, "{name}: {agents}");
+        let trust_file =
+            settings.bus.nats_trust_file.as_ref().unwrap_or_else(|| panic!("{name} signs NATS identities"));
+        assert_trust_mounted(name, replica, trust_file);
 
         let effective = toml::Value::try_from(&settings).expect("settings serialise");
         let stream_replicas =
