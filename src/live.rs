@@ -63,6 +63,22 @@ impl LiveClient {
         self.stream.send(Message::text(message.to_string())).await.map_err(|e| LiveError::Lost(Box::new(e)))
     }
 
+    /// Sends `text` as one message in several frames (a first text frame, then continuations), as RFC
+    /// 6455 allows a client to; tests check that the server joins them.
+    pub async fn send_fragmented(&mut self, text: &str, frames: usize) -> Result<(), LiveError> {
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+        use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+        let bytes = text.as_bytes();
+        let size = bytes.len().div_ceil(frames.max(1)).max(1);
+        let pieces: Vec<&[u8]> = bytes.chunks(size).collect();
+        for (i, piece) in pieces.iter().enumerate() {
+            let opcode = if i == 0 { Data::Text } else { Data::Continue };
+            let frame = Frame::message(piece.to_vec(), OpCode::Data(opcode), i + 1 == pieces.len());
+            self.stream.feed(Message::Frame(frame)).await.map_err(|e| LiveError::Lost(Box::new(e)))?;
+        }
+        self.stream.flush().await.map_err(|e| LiveError::Lost(Box::new(e)))
+    }
+
     /// Sends raw text (tests send what a broken client would).
     pub async fn send_text(&mut self, text: String) -> Result<(), LiveError> {
         self.stream.send(Message::text(text)).await.map_err(|e| LiveError::Lost(Box::new(e)))

@@ -34,6 +34,9 @@ pub enum TokenError {
     Signing,
 }
 
+/// How far ahead of this replica's clock another replica's `iat` may be.
+const MAX_CLOCK_SKEW_SECS: i64 = 60;
+
 /// Signs and checks access tokens with one HMAC key.
 pub struct TokenIssuer {
     encoding: EncodingKey,
@@ -83,14 +86,19 @@ impl TokenIssuer {
         Ok((token, claims))
     }
 
-    /// The claims of a token this issuer signed and that has not expired.
+    /// The claims of a token this issuer signed, that has not expired and was not issued in the future.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        decode::<AccessClaims>(token, &self.decoding, &self.validation).map(|data| data.claims).map_err(|e| {
-            match e.kind() {
+        let claims = decode::<AccessClaims>(token, &self.decoding, &self.validation).map(|data| data.claims).map_err(
+            |e| match e.kind() {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Invalid,
-            }
-        })
+            },
+        )?;
+        // Replicas sign with their own clocks: a little skew is allowed, a token from the future is not.
+        if claims.iat > Utc::now().timestamp() + MAX_CLOCK_SKEW_SECS {
+            return Err(TokenError::Invalid);
+        }
+        Ok(claims)
     }
 }
 
@@ -119,6 +127,15 @@ mod tests {
         assert_eq!(TokenIssuer::new(&[8; 32], "phoenix", 900).verify(&token), Err(TokenError::Invalid));
         assert_eq!(TokenIssuer::new(&[7; 32], "other", 900).verify(&token), Err(TokenError::Invalid));
         assert_eq!(issuer.verify("not-a-jwt"), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn a_token_issued_in_the_future_is_refused() {
+        let issuer = TokenIssuer::new(&[7; 32], "phoenix", 900);
+        let (later, _) = issuer.issue(&user(), "fam", Utc::now() + Duration::minutes(5)).expect("issue");
+        assert_eq!(issuer.verify(&later), Err(TokenError::Invalid));
+        let (skewed, _) = issuer.issue(&user(), "fam", Utc::now() + Duration::seconds(30)).expect("issue");
+        assert!(issuer.verify(&skewed).is_ok(), "a little clock skew between replicas is fine");
     }
 
     #[test]

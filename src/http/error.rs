@@ -24,7 +24,7 @@ pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
     #[error("{detail}")]
-    MethodNotAllowed { detail: String },
+    MethodNotAllowed { detail: String, allow: String },
     #[error("{0}")]
     Conflict(String),
     /// A 409 for an action the entity's current state does not allow, saying what is allowed now.
@@ -154,6 +154,9 @@ impl ResponseError for ApiError {
             ApiError::TooManyRequests { retry_after_secs, .. } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
+            ApiError::MethodNotAllowed { allow, .. } => {
+                response.insert_header((header::ALLOW, allow.clone()));
+            }
             _ => {}
         }
         response.json(self.problem())
@@ -203,9 +206,12 @@ pub async fn route_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError>
     Err(ApiError::NotFound(format!("no route for {} {}", req.method(), req.path())))
 }
 
-/// Answer for a known path asked with a method it does not support.
-pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed { detail: format!("{} is not allowed on {}", req.method(), req.path()) })
+/// Answer for a known path asked with a method it does not support; `allow` lists those it does.
+pub fn method_not_allowed(req: &HttpRequest, allow: &str) -> ApiError {
+    ApiError::MethodNotAllowed {
+        detail: format!("{} is not allowed on {} (allowed: {allow})", req.method(), req.path()),
+        allow: allow.to_owned(),
+    }
 }
 
 impl ApiError {

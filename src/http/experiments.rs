@@ -184,13 +184,15 @@ pub async fn list_experiments(
     state: web::Data<AppState>,
     query: web::Query<ExperimentListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let phase = query
-        .phase
-        .as_deref()
-        .or(query.status.as_deref())
-        .map(str::parse::<Phase>)
-        .transpose()
-        .map_err(ApiError::BadRequest)?;
+    let phase = match (query.phase.as_deref(), query.status.as_deref()) {
+        (Some(phase), Some(status)) if phase != status => {
+            return Err(ApiError::BadRequest(format!(
+                "phase={phase} and status={status} name the same filter (status is its old name): give one"
+            )));
+        }
+        (phase, status) => phase.or(status),
+    };
+    let phase = phase.map(str::parse::<Phase>).transpose().map_err(ApiError::BadRequest)?;
     let page = PageQuery { limit: query.limit, cursor: query.cursor.clone() }.page()?;
     let found = state.store.list_experiments(phase, page).await?;
     let items: Vec<_> = found.items.iter().map(Experiment::view).collect();

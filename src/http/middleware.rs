@@ -18,12 +18,16 @@ use super::AppState;
 
 /// Wraps the whole app; see the module docs.
 pub async fn observe<B: MessageBody + 'static>(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<B>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let started = Instant::now();
     let id = request_id::from_header(req.headers().get(&request_id::HEADER));
     let method = metric_method(req.method());
+    // HEAD is GET without the body: routed as GET; the HTTP layer, which saw HEAD, sends no body.
+    if req.method() == actix_web::http::Method::HEAD {
+        req.head_mut().method = actix_web::http::Method::GET;
+    }
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_string());
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let span = tracing::info_span!(
@@ -39,7 +43,7 @@ pub async fn observe<B: MessageBody + 'static>(
         if let Some(limit) = announced_too_large(&req, limit) {
             return Ok(req.error_response(ApiError::PayloadTooLarge { limit }));
         }
-        let req = match refuse_nul(req, limit).await {
+        let req = match check_body(req, limit).await {
             Ok(req) => req,
             Err((req, error)) => return Ok(req.error_response(error)),
         };
@@ -75,9 +79,10 @@ fn announced_too_large(req: &ServiceRequest, limit: Option<usize>) -> Option<usi
 
 /// PostgreSQL cannot store the NUL character in text and no field has a use for it, so a request that
 /// carries one — `%00` in its path or query, `\u0000` in a JSON body — is refused here with a 400, the
-/// same on both backends, instead of failing deep inside a query. A JSON body is read (up to the body
-/// limit) and handed on unchanged.
-async fn refuse_nul(
+/// same on both backends, instead of failing deep inside a query. Every JSON body the API takes is an
+/// object: anything else is a 422 here (serde would read a struct from an array, by position). A JSON
+/// body is read (up to the body limit) and handed on unchanged.
+async fn check_body(
     mut req: ServiceRequest,
     limit: Option<usize>,
 ) -> Result<ServiceRequest, (ServiceRequest, ApiError)> {
@@ -104,16 +109,28 @@ async fn refuse_nul(
     if json_has_nul(&body) {
         return Err((req, refused()));
     }
+    if !is_object_or_empty(&body) {
+        let problem = ApiError::invalid(vec![("body".into(), "must be a JSON object".into())]);
+        return Err((req, problem));
+    }
     req.set_payload(actix_web::dev::Payload::from(body.freeze()));
     Ok(req)
 }
 
+/// A body the JSON extractor would read: the same rule as actix-web's (`*/json` or `*/*+json`, so
+/// `text/json` too).
 fn is_json(req: &ServiceRequest) -> bool {
     let Some(content_type) = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || essence.ends_with("+json")
+    let subtype = essence.split_once('/').map_or("", |(_, subtype)| subtype);
+    subtype == "json" || subtype.ends_with("+json")
+}
+
+/// Whether a JSON text starts an object (or is empty: the extractor says what is missing).
+fn is_object_or_empty(json: &[u8]) -> bool {
+    json.iter().find(|b| !b.is_ascii_whitespace()).is_none_or(|first| *first == b'{')
 }
 
 /// Whether a JSON text has a `\u0000` escape inside a string (the only way valid JSON can carry NUL;
@@ -151,7 +168,16 @@ fn metric_method(method: &actix_web::http::Method) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::json_has_nul;
+    use super::{is_object_or_empty, json_has_nul};
+
+    #[test]
+    fn only_an_object_or_nothing_is_a_body() {
+        assert!(is_object_or_empty(b" \n{\"a\": 1}"));
+        assert!(is_object_or_empty(b"  "));
+        for not_an_object in [&b"[\"operator\", null]"[..], b"\"x\"", b"1", b"null"] {
+            assert!(!is_object_or_empty(not_an_object), "{}", String::from_utf8_lossy(not_an_object));
+        }
+    }
 
     #[test]
     fn only_a_nul_escape_inside_a_string_is_nul() {

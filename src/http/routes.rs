@@ -138,6 +138,16 @@ pub fn endpoints() -> Vec<Endpoint> {
 
 /// Registers every endpoint, one resource per path. A known path asked with another method answers
 /// 405 (a problem document).
+/// The `Allow` header of a path's 405: its methods, and HEAD wherever GET is (the middleware answers
+/// HEAD as GET without the body).
+fn allowed_methods(group: &[Endpoint]) -> String {
+    let mut methods: Vec<&str> = group.iter().map(|ep| ep.method.as_str()).collect();
+    if methods.contains(&"GET") {
+        methods.push("HEAD");
+    }
+    methods.join(", ")
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let mut by_path: Vec<(&'static str, Vec<Endpoint>)> = Vec::new();
     for ep in endpoints() {
@@ -147,7 +157,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         }
     }
     for (path, group) in by_path {
-        let mut resource = web::resource(path).default_service(web::to(method_not_allowed));
+        let allow = allowed_methods(&group);
+        let refuse = move |req: actix_web::HttpRequest| {
+            let allow = allow.clone();
+            async move { Err::<actix_web::HttpResponse, _>(method_not_allowed(&req, &allow)) }
+        };
+        let mut resource = web::resource(path).default_service(web::to(refuse));
         for ep in group {
             let access = ep.access;
             let guarded = ep.route.method(ep.method).wrap(from_fn(move |req, next| authorize(access, req, next)));

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web::{web, HttpRequest, HttpResponse};
-use actix_ws::{CloseCode, CloseReason, Message, ProtocolError};
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
 use chrono::{DateTime, Utc};
 use phoenix_actors::hub::{
     session_topic, valid_topic, Deliver, Disconnect, EventHub, SessionEnded, Subscribe, Unsubscribe, SESSION_ENDED,
@@ -74,7 +74,9 @@ pub async fn connect(
         closing: false,
         left_hub: false,
     };
-    let stream = stream.max_frame_size(MAX_FRAME_BYTES);
+    // A message may come in several frames (RFC 6455 §5.4): they are joined, up to the same limit.
+    let stream =
+        stream.max_frame_size(MAX_FRAME_BYTES).aggregate_continuations().max_continuation_size(MAX_FRAME_BYTES);
     WsSession::create(|ctx| {
         ctx.add_stream(stream);
         // The session ends when its writer has sent everything (a close frame last); stopping earlier
@@ -397,22 +399,23 @@ impl Handler<Deliver> for WsSession {
     }
 }
 
-impl StreamHandler<Result<Message, ProtocolError>> for WsSession {
-    fn handle(&mut self, item: Result<Message, ProtocolError>, ctx: &mut Context<Self>) {
+impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for WsSession {
+    fn handle(&mut self, item: Result<AggregatedMessage, ProtocolError>, ctx: &mut Context<Self>) {
         if self.closing {
             return;
         }
         self.last_heard = Instant::now();
         match item {
-            Ok(Message::Text(text)) => self.handle_text(&text, ctx),
-            Ok(Message::Ping(bytes)) => self.send(Outgoing::Pong(bytes), ctx),
-            Ok(Message::Pong(_)) | Ok(Message::Nop) => {}
-            Ok(Message::Binary(_)) | Ok(Message::Continuation(_)) => {
-                self.error("bad_message", "only text frames of JSON are understood".into(), ctx)
+            Ok(AggregatedMessage::Text(text)) => self.handle_text(&text, ctx),
+            Ok(AggregatedMessage::Ping(bytes)) => self.send(Outgoing::Pong(bytes), ctx),
+            Ok(AggregatedMessage::Pong(_)) => {}
+            Ok(AggregatedMessage::Binary(_)) => {
+                self.error("bad_message", "only text messages of JSON are understood".into(), ctx)
             }
-            Ok(Message::Close(_)) => ctx.stop(),
-            Err(ProtocolError::Overflow) => {
-                self.close(CloseCode::Size, &format!("frames are limited to {MAX_FRAME_BYTES} bytes"), ctx)
+            Ok(AggregatedMessage::Close(_)) => ctx.stop(),
+            // A frame over the limit, or the frames of one message together over it.
+            Err(ProtocolError::Overflow | ProtocolError::Io(_)) => {
+                self.close(CloseCode::Size, &format!("messages are limited to {MAX_FRAME_BYTES} bytes"), ctx)
             }
             Err(e) => self.close(CloseCode::Protocol, &e.to_string(), ctx),
         }

@@ -20,6 +20,7 @@ mod deployments;
 mod experiments;
 mod faults;
 mod fleet;
+mod input_handling;
 mod leases;
 mod leases_store;
 mod limits;
