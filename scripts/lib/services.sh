@@ -145,6 +145,22 @@ ensure_browser() {
   apt_install chromium chromium-driver
 }
 
+# --- promtool (Prometheus's exposition-format linter) --------------------------
+
+# tests/api/exposition.rs checks the server's and a pipeline's Prometheus output
+# with `promtool check metrics`, from Debian's prometheus package.
+ensure_promtool() {
+  if command -v promtool >/dev/null 2>&1; then
+    return 0
+  fi
+  is_root || die "the exposition tests need promtool: apt-get install prometheus"
+  apt_install prometheus
+  # The package may start a Prometheus of its own where systemd runs; the tests need none.
+  if command -v systemctl >/dev/null 2>&1; then
+    systemctl stop prometheus >/dev/null 2>&1 || true
+  fi
+}
+
 # --- schemathesis (API fuzzing) ----------------------------------------------
 
 # The version is pinned: its CLI flags, checks and report formats change

@@ -222,7 +222,12 @@ fn common_parameters() -> Vec<ParamSpec> {
             Value::from("count"),
             "exporter: count, or prometheus/file with their settings",
         ),
-        param("endpoint", ParamType::String, Value::from("0.0.0.0:9464"), "prometheus only: where to serve /metrics"),
+        param(
+            "endpoint",
+            ParamType::String,
+            Value::from(crate::pipeline::exporters::DEFAULT_PROMETHEUS_ENDPOINT),
+            "prometheus only: where to serve /metrics (0.0.0.0:9464 for every interface)",
+        ),
         param(
             "path",
             ParamType::String,

@@ -18,6 +18,7 @@ mod crash;
 mod dashboard;
 mod deployments;
 mod experiments;
+mod exposition;
 mod faults;
 mod fleet;
 mod input_handling;

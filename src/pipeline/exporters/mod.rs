@@ -26,8 +26,17 @@ pub trait Exporter: Send {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrometheusConfig {
-    /// `host:port` to serve `GET /metrics` on.
+    /// `host:port` to serve `GET /metrics` on; loopback unless configured otherwise, since the
+    /// output describes the host's processes.
+    #[serde(default = "default_endpoint")]
     pub endpoint: String,
+}
+
+/// Where a `prometheus` exporter listens when its config does not say.
+pub const DEFAULT_PROMETHEUS_ENDPOINT: &str = "127.0.0.1:9464";
+
+fn default_endpoint() -> String {
+    DEFAULT_PROMETHEUS_ENDPOINT.to_owned()
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,7 +67,7 @@ pub fn check(kind: &str, config: &serde_yaml_ng::Value, path: &str) -> Vec<Probl
             c.endpoint.parse::<SocketAddr>().map(|_| ()).map_err(|_| {
                 vec![Problem::new(
                     &format!("{path}.endpoint"),
-                    format!("'{}' is not an address like 0.0.0.0:9464", c.endpoint),
+                    format!("'{}' is not an address like {DEFAULT_PROMETHEUS_ENDPOINT}", c.endpoint),
                 )]
             })
         }),

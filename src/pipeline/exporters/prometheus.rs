@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Exporter;
-use crate::pipeline::model::{Batch, MetricKind};
+use crate::pipeline::model::{Batch, MetricKind, Point};
 
 pub struct PrometheusExporter {
     latest: Arc<Mutex<String>>,
@@ -76,45 +76,91 @@ impl Exporter for PrometheusExporter {
     }
 }
 
-/// The text exposition of a batch: dots in names become underscores, label values are escaped.
+/// The text exposition format of a batch: one group per metric family, each with its HELP and TYPE
+/// lines (promtool-clean); dots in names become underscores, label values are escaped.
 pub fn exposition(batch: &Batch) -> String {
-    let mut out = String::new();
-    let mut typed = std::collections::HashSet::new();
+    // Families in the order they first appear, each with its points in batch order.
+    let mut families: Vec<(String, &Point)> = Vec::new();
+    let mut points: std::collections::HashMap<String, Vec<&Point>> = std::collections::HashMap::new();
     for point in batch {
-        let name: String = point.metric.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-        if typed.insert(name.clone()) {
-            let kind = match point.kind {
-                // A sum may go down (memory in use, threads): the exposition cannot call it a counter.
-                MetricKind::Sum => "untyped",
-                MetricKind::Gauge => "gauge",
-            };
-            let _ = writeln!(out, "# TYPE {name} {kind}");
+        let name = exposition_name(&point.metric);
+        let members = points.entry(name.clone()).or_default();
+        if members.is_empty() {
+            families.push((name, point));
         }
-        let labels: Vec<String> = point
-            .labels
-            .iter()
-            .map(|(k, v)| {
-                let key: String = k.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-                format!("{key}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"))
-            })
-            .collect();
-        let _ = writeln!(out, "{name}{{{}}} {} {}", labels.join(","), point.value, point.ts_ms);
+        members.push(point);
+    }
+    let mut out = String::new();
+    for (name, first) in families {
+        let kind = match first.kind {
+            // A sum may go down (memory in use, threads): the exposition cannot call it a counter.
+            MetricKind::Sum => "untyped",
+            MetricKind::Gauge => "gauge",
+        };
+        let _ = writeln!(out, "# HELP {name} {} (from a Phoenix pipeline)", escape_help(&first.metric));
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for point in &points[&name] {
+            write_sample(&mut out, &name, point);
+        }
     }
     out
+}
+
+fn write_sample(out: &mut String, name: &str, point: &Point) {
+    let labels: Vec<String> =
+        point.labels.iter().map(|(k, v)| format!("{}=\"{}\"", exposition_name(k), escape_label_value(v))).collect();
+    if labels.is_empty() {
+        let _ = writeln!(out, "{name} {} {}", point.value, point.ts_ms);
+    } else {
+        let _ = writeln!(out, "{name}{{{}}} {} {}", labels.join(","), point.value, point.ts_ms);
+    }
+}
+
+/// A metric or label name as the format allows: `[a-zA-Z0-9_]`, not starting with a digit.
+fn exposition_name(name: &str) -> String {
+    let mut out: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+fn escape_label_value(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn escape_help(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::model::Point;
 
     #[test]
     fn exposition_escapes_and_renames() {
         let batch = vec![Point::new("process.cpu.time", MetricKind::Sum, &[("command", "a \"b\"")], 1.5, 9)];
         assert_eq!(
             exposition(&batch),
-            "# TYPE process_cpu_time untyped\nprocess_cpu_time{command=\"a \\\"b\\\"\"} 1.5 9\n"
+            "# HELP process_cpu_time process.cpu.time (from a Phoenix pipeline)\n# TYPE process_cpu_time untyped\n\
+             process_cpu_time{command=\"a \\\"b\\\"\"} 1.5 9\n"
         );
+    }
+
+    #[test]
+    fn each_family_is_one_group_whatever_the_batch_order() {
+        let batch = vec![
+            Point::new("a", MetricKind::Gauge, &[("pid", "1")], 1.0, 0),
+            Point::new("b", MetricKind::Sum, &[("pid", "1")], 2.0, 0),
+            Point::new("a", MetricKind::Gauge, &[("pid", "2")], 3.0, 0),
+        ];
+        let text = exposition(&batch);
+        let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE")).collect();
+        assert_eq!(types, ["# TYPE a gauge", "# TYPE b untyped"]);
+        let a_samples: Vec<usize> =
+            text.lines().enumerate().filter(|(_, l)| l.starts_with("a{")).map(|(i, _)| i).collect();
+        assert_eq!(a_samples, [2, 3], "a's samples follow its HELP and TYPE together: {text}");
+        assert_eq!(exposition_name("9lives.x"), "_9lives_x");
     }
 
     #[tokio::test]
@@ -129,6 +175,6 @@ mod tests {
         let mut response = String::new();
         stream.read_to_string(&mut response).await.expect("read");
         assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
-        assert!(response.ends_with("up{} 1 0\n"), "{response}");
+        assert!(response.ends_with("up 1 0\n"), "{response}");
     }
 }

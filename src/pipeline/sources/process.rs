@@ -1,6 +1,6 @@
 //! `process`: per-process metrics read from `/proc` (Linux): CPU time, resident and virtual memory,
-//! threads and open file descriptors, labelled by pid, executable, command and owner — the
-//! high-cardinality input Phoenix exists for.
+//! threads and open file descriptors, labelled by pid, executable and owner (and the command line
+//! when `include_command: true`) — the high-cardinality input Phoenix exists for.
 
 use std::collections::HashMap;
 use std::fs;
@@ -21,6 +21,10 @@ pub struct ProcessConfig {
     /// Where procfs is mounted (tests and containers may point elsewhere).
     #[serde(default = "default_proc")]
     proc_root: String,
+    /// Label each process with its full command line. Off by default: command lines can carry
+    /// secrets (`--password=…`), and they reach wherever the pipeline exports.
+    #[serde(default)]
+    include_command: bool,
 }
 
 fn default_proc() -> String {
@@ -29,6 +33,7 @@ fn default_proc() -> String {
 
 pub struct ProcessSource {
     root: String,
+    include_command: bool,
     /// Interned label keys (command, executable, owner, pid: sorted) and metric names.
     keys: [Arc<str>; 4],
     metrics: [Arc<str>; 5],
@@ -54,6 +59,7 @@ impl ProcessSource {
     pub fn new(config: ProcessConfig) -> ProcessSource {
         ProcessSource {
             root: config.proc_root,
+            include_command: config.include_command,
             keys: ["command", "executable", "owner", "pid"].map(Arc::from),
             metrics: PROCESS_METRICS.map(Arc::from),
             users: read_users(),
@@ -120,12 +126,13 @@ impl Source for ProcessSource {
             let Some(p) = self.sample(pid) else { continue };
             // Built once and shared by the process's series (five, or four when its fd table is unreadable).
             let k = &self.keys;
-            let labels: Vec<Label> = vec![
-                (k[0].clone(), Arc::from(p.command.as_str())),
-                (k[1].clone(), Arc::from(p.executable.as_str())),
-                (k[2].clone(), Arc::from(p.owner.as_str())),
-                (k[3].clone(), Arc::from(p.pid.as_str())),
-            ];
+            let mut labels: Vec<Label> = Vec::with_capacity(4);
+            if self.include_command {
+                labels.push((k[0].clone(), Arc::from(p.command.as_str())));
+            }
+            labels.push((k[1].clone(), Arc::from(p.executable.as_str())));
+            labels.push((k[2].clone(), Arc::from(p.owner.as_str())));
+            labels.push((k[3].clone(), Arc::from(p.pid.as_str())));
             for (metric, value) in self.metrics.iter().zip(p.values()) {
                 let Some(value) = value else { continue };
                 batch.push(Point::with_labels(metric.clone(), MetricKind::Sum, labels.clone(), value, now_ms));
@@ -141,7 +148,7 @@ mod tests {
 
     #[test]
     fn reads_this_machines_proc_and_finds_the_test_process_itself() {
-        let mut source = ProcessSource::new(ProcessConfig { proc_root: default_proc() });
+        let mut source = ProcessSource::new(ProcessConfig { proc_root: default_proc(), include_command: true });
         let batch = source.collect(0);
         let me = std::process::id().to_string();
         let mine: Vec<&Point> = batch.iter().filter(|p| p.label("pid").map(|v| &**v) == Some(me.as_str())).collect();
@@ -170,7 +177,8 @@ mod tests {
         fs::create_dir_all(&pid_dir).unwrap();
         let stat = "4242 (app) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 7 0 100 123456789 2000 0";
         fs::write(pid_dir.join("stat"), stat).unwrap();
-        let mut source = ProcessSource::new(ProcessConfig { proc_root: root.to_string_lossy().into_owned() });
+        let mut source =
+            ProcessSource::new(ProcessConfig { proc_root: root.to_string_lossy().into_owned(), include_command: true });
 
         let metrics = |batch: Batch| batch.iter().map(|p| p.metric.to_string()).collect::<Vec<_>>();
         let without_fd_dir = metrics(source.collect(0));
