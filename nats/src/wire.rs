@@ -129,8 +129,8 @@ pub enum ReportedTaskStatus {
 pub struct TaskStatusReport {
     /// The task reported on.
     pub task_id: String,
-    /// The attempt reported on (from the [`TaskAssignment`]); a report about an older attempt than
-    /// the task's current one is ignored.
+    /// The attempt reported on (from the [`TaskAssignment`]); a report about any other attempt than
+    /// the task's current one, older or newer, is ignored.
     #[serde(default)]
     pub attempt: Option<u32>,
     /// Its status now.

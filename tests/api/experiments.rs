@@ -89,7 +89,7 @@ async fn two_agents(app: &TestApp, admin: &str) -> (Vec<AgentProcess>, Vec<tempf
 }
 
 async fn a_topk_candidate_passes_and_is_promoted(backend: Backend) {
-    let (app, admin) = fast_server(backend, |_| {}).await;
+    let (app, admin) = fast_server(backend, |settings| settings.experiments.removal_sweep_interval_secs = 1).await;
     let (_agents, _dirs) = two_agents(&app, &admin).await;
 
     let body =
@@ -179,6 +179,35 @@ async fn a_topk_candidate_passes_and_is_promoted(backend: Backend) {
         (applied == 2).then_some(())
     })
     .await;
+
+    // Each host is handed over: the experiment's pipelines are removed from an agent only after the
+    // deployment's pipeline was applied there, so no host is left without one.
+    let removals = eventually("the experiment's pipelines removed from both agents", async || {
+        let tasks = get(&app, &admin, "/api/v1/tasks?type=pipeline.remove&status=succeeded&limit=100").await;
+        let ours: Vec<Value> = tasks["items"]
+            .as_array()?
+            .iter()
+            .filter(|t| t["payload"]["pipeline"].as_str().is_some_and(|p| p.starts_with(&format!("exp-{id}-"))))
+            .cloned()
+            .collect();
+        (ours.len() == 4).then_some(ours)
+    })
+    .await;
+    let applies = get(&app, &admin, "/api/v1/tasks?type=pipeline.apply&status=succeeded&limit=100").await;
+    for removal in &removals {
+        let agent = &removal["agent_id"];
+        let applied_at = applies["items"]
+            .as_array()
+            .expect("applies")
+            .iter()
+            .filter(|t| t["agent_id"] == *agent && t["payload"]["deployment_id"] == json!(deployment_id))
+            .filter_map(|t| t["finished_at"].as_str()?.parse::<chrono::DateTime<chrono::Utc>>().ok())
+            .min()
+            .expect("the deployment was applied on the agent");
+        let removal_created: chrono::DateTime<chrono::Utc> =
+            removal["created_at"].as_str().expect("created_at").parse().expect("time");
+        assert!(removal_created >= applied_at, "removal {removal} was sent before the deployment ran ({applied_at})");
+    }
 
     let events = get(&app, &admin, &format!("/api/v1/experiments/{id}/events")).await;
     let path: Vec<&str> =
@@ -529,7 +558,11 @@ each_backend!(the_experiment_survives_a_server_crash_while_running);
 /// its baseline and removes only the candidate, until it is deleted.
 #[actix_web::test]
 async fn auto_promote_promotes_a_pass_and_rollback_removes_only_the_candidate() {
-    let (app, admin) = fast_server(Backend::Sqlite, |settings| settings.agents.offline_after_secs = Some(600)).await;
+    let (app, admin) = fast_server(Backend::Sqlite, |settings| {
+        settings.agents.offline_after_secs = Some(600);
+        settings.experiments.removal_sweep_interval_secs = 1;
+    })
+    .await;
     let agent = app.http_agent(&admin, "measures").await;
     assert_eq!(agent.heartbeat("healthy").await.status(), 200);
     let on_agent = |auto_promote: bool| {
@@ -547,22 +580,36 @@ async fn auto_promote_promotes_a_pass_and_rollback_removes_only_the_candidate() 
     let events = get(&app, &admin, &format!("/api/v1/experiments/{auto}/events")).await;
     let last = events["items"].as_array().and_then(|e| e.last()).cloned().expect("events");
     assert_eq!((last["to_phase"].as_str(), last["actor"].is_null()), (Some("promoted"), true), "by the system");
-    // The deployment's apply and the removal of both experiment pipelines went to the agent.
-    let handed = agent.poll(1).await;
-    let kinds: Vec<(String, String)> = handed
-        .iter()
-        .map(|t| {
-            (
-                t["body"]["task_type"].as_str().unwrap_or("").into(),
-                t["body"]["payload"]["pipeline"].as_str().unwrap_or("").into(),
-            )
-        })
-        .collect();
+    // The deployment's apply goes to the agent first; the experiment's pipelines are removed only once
+    // it ran there (the host is never without a pipeline).
     let deployment = promoted["deployment_id"].as_str().expect("deployment");
-    assert!(kinds.contains(&("pipeline.apply".into(), format!("deploy-{deployment}"))), "{kinds:?}");
-    assert!(kinds.contains(&("pipeline.remove".into(), format!("exp-{auto}-baseline"))), "{kinds:?}");
-    assert!(kinds.contains(&("pipeline.remove".into(), format!("exp-{auto}-candidate"))), "{kinds:?}");
-    for task in &handed {
+    let kinds = |handed: &[Value]| -> Vec<(String, String)> {
+        handed
+            .iter()
+            .map(|t| {
+                let body = &t["body"];
+                (
+                    body["task_type"].as_str().unwrap_or("").into(),
+                    body["payload"]["pipeline"].as_str().unwrap_or("").into(),
+                )
+            })
+            .collect()
+    };
+    let handed = agent.poll(1).await;
+    assert_eq!(kinds(&handed), [("pipeline.apply".to_string(), format!("deploy-{deployment}"))]);
+    agent.report(handed[0]["body"]["task_id"].as_str().expect("id"), json!({"status": "succeeded"})).await;
+    let mut removals = Vec::new();
+    eventually("the experiment's pipelines removed after the handover", async || {
+        removals.extend(agent.poll(1).await);
+        (removals.len() >= 2).then_some(())
+    })
+    .await;
+    let mut removed = kinds(&removals);
+    removed.sort();
+    let expected: Vec<(String, String)> =
+        ["baseline", "candidate"].iter().map(|v| ("pipeline.remove".to_string(), format!("exp-{auto}-{v}"))).collect();
+    assert_eq!(removed, expected);
+    for task in &removals {
         agent.report(task["body"]["task_id"].as_str().expect("id"), json!({"status": "succeeded"})).await;
     }
 
@@ -600,7 +647,11 @@ async fn completed_on(app: &TestApp, admin: &str, agent: &HttpAgent<'_>, name: &
 /// it is promoted: the next server to start finishes the promotion.
 #[actix_web::test]
 async fn an_automatic_promotion_cut_off_by_a_stop_is_finished_at_start_up() {
-    let (app, admin) = fast_server(Backend::Sqlite, |settings| settings.agents.offline_after_secs = Some(600)).await;
+    let (app, admin) = fast_server(Backend::Sqlite, |settings| {
+        settings.agents.offline_after_secs = Some(600);
+        settings.experiments.removal_sweep_interval_secs = 1;
+    })
+    .await;
     let agent = app.http_agent(&admin, "measures").await;
     let (id, completed) = completed_on(&app, &admin, &agent, "cut-off").await;
     assert_eq!(completed["results"]["verdict"], "pass", "{completed}");

@@ -2,6 +2,7 @@
 //! judged. This module holds what an experiment is, its phase machine (DESIGN.md §7) and its analysis.
 
 pub mod actor;
+pub mod handover;
 pub mod kpis;
 pub mod phases;
 pub mod runtime;

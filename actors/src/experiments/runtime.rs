@@ -14,11 +14,12 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::handover::{self, RemoveWhen};
 use super::kpis::{self, PriceModel};
 use super::window::{self, BASELINE, CANDIDATE};
 use super::{Action, Experiment, Phase, PhaseChange, Target};
 use crate::agents::{Agent, AgentState};
-use crate::deployments::{Deployment, DeploymentVersion, NewDeployment, NewVersion, Promotion, Rollout};
+use crate::deployments::{rollout, Deployment, DeploymentVersion, NewDeployment, NewVersion, Promotion, Rollout};
 use crate::events::Events;
 use crate::store::{Store, StoreError};
 use crate::tasks::transitions::chrono_duration;
@@ -274,9 +275,10 @@ impl Runtime {
             })?;
         self.announce_phase(&promoted, experiment.phase).await;
         self.events.publish("deployment", &deployment.id, "deployment.version_created", &version).await;
-        // The deployment supervisor rolls the version out (it follows `deployment.version_created`).
-        // A removal that cannot be sent now is sent by the removal sweep.
-        let _ = self.send_owed_removals(&promoted, &VARIANTS).await;
+        // The deployment supervisor rolls the version out (it follows `deployment.version_created`). Each
+        // agent removes the experiment's pipelines once the deployment's runs there (`handover.rs`): the
+        // removal sweep sends those removals; here only to agents already running the deployment.
+        let _ = self.send_owed_removals(&promoted, &VARIANTS, RemoveWhen::AfterHandover).await;
         Ok((promoted, deployment, version))
     }
 
@@ -572,15 +574,22 @@ impl Runtime {
     /// (found by task key, so this is idempotent) and still exists (a decommissioned agent runs nothing).
     /// Returns how many it sent, or `Err` when some could not be enqueued — the caller retries (the
     /// removal sweep) or refuses (delete).
-    pub async fn send_owed_removals(&self, experiment: &Experiment, variants: &[&str]) -> Result<usize, String> {
+    pub async fn send_owed_removals(
+        &self,
+        experiment: &Experiment,
+        variants: &[&str],
+        when: RemoveWhen,
+    ) -> Result<usize, String> {
         let owed = |sent: &Sent, agent: &str, variant: &str| {
             !sent.0.contains_key(&task_key(&experiment.id, agent, variant, "remove"))
         };
         let sent = self.sent(experiment).await.map_err(|e| e.to_string())?;
+        let handed_over = self.handed_over(experiment, when).await.map_err(|e| e.to_string())?;
         let owing: Vec<String> = experiment
             .target_agents
             .iter()
             .filter(|agent| variants.iter().any(|variant| owed(&sent, agent, variant)))
+            .filter(|agent| handed_over(agent))
             .cloned()
             .collect();
         if owing.is_empty() {
@@ -598,6 +607,27 @@ impl Runtime {
             }
         }
         failure.map_or(Ok(resent), Err)
+    }
+
+    /// Which agents may lose the experiment's pipelines now: after a promotion only those the
+    /// deployment already runs on (or once the grace is over, `handover.rs`); otherwise all.
+    async fn handed_over(
+        &self,
+        experiment: &Experiment,
+        when: RemoveWhen,
+    ) -> Result<impl Fn(&String) -> bool, StoreError> {
+        let promotion = match (when, &experiment.phase, &experiment.deployment_id) {
+            (RemoveWhen::AfterHandover, Phase::Promoted, Some(deployment)) => {
+                let tasks = self.store.tasks_with_key_prefix(&rollout::key_prefix(deployment)).await?;
+                Some((tasks, experiment.updated_at))
+            }
+            _ => None,
+        };
+        let now = Utc::now();
+        Ok(move |agent: &String| match &promotion {
+            Some((tasks, promoted_at)) => handover::handed_over(agent, tasks, *promoted_at, now),
+            None => true,
+        })
     }
 
     /// Sends `verb` for both variants to every agent that has not been sent it yet; returns those agents.

@@ -10,6 +10,7 @@ use actix::prelude::*;
 use chrono::Utc;
 
 use super::actor::{needs_actor, ActorMap, Execute, ExperimentActor, Nudge};
+use super::handover::RemoveWhen;
 use super::runtime::{experiment_of_task_key, Command, CommandError, Runtime, VARIANTS};
 use super::{Action, Experiment, NewExperiment, Phase};
 use crate::ownership::{experiment_lease, Ownership};
@@ -74,7 +75,7 @@ impl Experiments {
         // Whatever it may still run goes (a `completed` or `rolled_back` one runs pipelines; an ended one
         // may owe a removal that failed to go out). Once the row is gone nothing would remember them, so
         // a removal that cannot be sent now refuses the delete rather than lose them.
-        self.runtime.send_owed_removals(&experiment, &VARIANTS).await.map_err(|e| {
+        self.runtime.send_owed_removals(&experiment, &VARIANTS, RemoveWhen::Now).await.map_err(|e| {
             CommandError::Unavailable(format!("cannot send the removal of its pipelines now ({e}); try again"))
         })?;
         let deleted = self.runtime.store.delete_experiment(id).await.map_err(|e| match e {
@@ -141,7 +142,7 @@ impl Experiments {
         for phase in [Phase::Promoted, Phase::Stopped, Phase::Failed, Phase::RolledBack] {
             for experiment in self.runtime.store.ended_since(phase, since).await? {
                 let variants = Runtime::variants_to_remove(phase);
-                match self.runtime.send_owed_removals(&experiment, variants).await {
+                match self.runtime.send_owed_removals(&experiment, variants, RemoveWhen::AfterHandover).await {
                     Ok(n) => sent += n,
                     Err(e) => tracing::warn!(experiment.id = %experiment.id, error = %e, "removal still owed"),
                 }

@@ -131,6 +131,36 @@ pub struct Task {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+#[cfg(test)]
+impl Task {
+    /// A `pipeline.apply` of `agent` in `status`, handed out once, for unit tests.
+    pub(crate) fn sample(agent: &str, status: TaskStatus) -> Task {
+        let now = Utc::now();
+        Task {
+            id: "t1".into(),
+            agent_id: agent.into(),
+            task_type: "pipeline.apply".into(),
+            payload: serde_json::json!({}),
+            priority: 0,
+            status,
+            attempts: 1,
+            max_attempts: 3,
+            idempotency_key: None,
+            not_before: now,
+            lease_expires_at: None,
+            expires_at: None,
+            progress: None,
+            result: None,
+            error: None,
+            created_at: now,
+            updated_at: now,
+            dispatched_at: Some(now),
+            started_at: None,
+            finished_at: None,
+        }
+    }
+}
+
 /// A task to enqueue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewTask {

@@ -92,29 +92,7 @@ mod tests {
     use super::*;
 
     fn task(status: TaskStatus, attempts: i32) -> Task {
-        let now = Utc::now();
-        Task {
-            id: "t1".into(),
-            agent_id: "a1".into(),
-            task_type: "pipeline.apply".into(),
-            payload: serde_json::json!({}),
-            priority: 0,
-            status,
-            attempts,
-            max_attempts: 3,
-            idempotency_key: None,
-            not_before: now,
-            lease_expires_at: None,
-            expires_at: None,
-            progress: None,
-            result: None,
-            error: None,
-            created_at: now,
-            updated_at: now,
-            dispatched_at: Some(now),
-            started_at: None,
-            finished_at: None,
-        }
+        Task { attempts, ..Task::sample("a1", status) }
     }
 
     fn report(status: ReportedTaskStatus) -> TaskStatusReport {
