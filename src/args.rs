@@ -68,6 +68,8 @@ pub enum Command {
     /// Users (admins only).
     #[command(after_help = "Examples:\n  phoenix user list\n  phoenix user set-role 0195… operator")]
     User(crate::cli::UserCommand),
+    /// The audit log: who did what, when, from where (admins only).
+    Audit(crate::cli::AuditCommand),
     /// Print the shell completion script.
     #[command(after_help = "Example:\n  phoenix completion bash > /etc/bash_completion.d/phoenix")]
     Completion { shell: clap_complete::Shell },

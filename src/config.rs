@@ -26,6 +26,7 @@ pub struct Settings {
     pub agents: AgentSettings,
     pub tasks: TaskSettings,
     pub metrics: MetricsSettings,
+    pub audit: AuditSettings,
     pub experiments: ExperimentSettings,
     pub deployments: DeploymentSettings,
     pub cluster: ClusterSettings,
@@ -278,6 +279,20 @@ impl Default for MetricsSettings {
     }
 }
 
+/// The audit log (docs/SECURITY.md, "Audit log").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuditSettings {
+    /// Entries older than this many days are deleted.
+    pub retention_days: u64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings { retention_days: 90 }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ExperimentSettings {
@@ -496,6 +511,7 @@ impl Settings {
             ("tasks.ttl_secs", self.tasks.ttl_secs),
             ("tasks.maintenance_interval_ms", self.tasks.maintenance_interval_ms),
             ("metrics.retention_hours", self.metrics.retention_hours),
+            ("audit.retention_days", self.audit.retention_days),
             ("experiments.reconcile_interval_ms", self.experiments.reconcile_interval_ms),
             ("experiments.deploy_timeout_secs", self.experiments.deploy_timeout_secs),
             ("experiments.removal_sweep_interval_secs", self.experiments.removal_sweep_interval_secs),
@@ -516,6 +532,7 @@ impl Settings {
             ("tasks.lease_secs", self.tasks.lease_secs, 24 * 3600),
             ("tasks.backoff_max_secs", self.tasks.backoff_max_secs, 24 * 3600),
             ("metrics.retention_hours", self.metrics.retention_hours, 10 * 366 * 24),
+            ("audit.retention_days", self.audit.retention_days, 100 * 366),
             ("experiments.removal_sweep_interval_secs", self.experiments.removal_sweep_interval_secs, 24 * 3600),
         ];
         for (key, value, max) in bounded {

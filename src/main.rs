@@ -22,6 +22,7 @@ async fn main() -> ExitCode {
         Command::Deployment(command) => cli::finish(cli::deployment(command).await).await,
         Command::Fleet(command) => cli::finish(cli::fleet(command).await).await,
         Command::User(command) => cli::finish(cli::user(command).await).await,
+        Command::Audit(command) => cli::finish(cli::audit(command).await).await,
         Command::Completion { shell } => cli::finish(cli::completion(shell)).await,
     }
 }

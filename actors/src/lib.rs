@@ -5,6 +5,7 @@
 //! - [`agents`]: the fleet — one `AgentSession` actor per agent under the `AgentRegistry`.
 //! - [`tasks`]: the task queue — leases, retries, reports — and its delivery to agents.
 //! - [`gateway`]: the one way in for agent messages, over NATS or HTTP alike.
+//! - [`audit`]: the audit log — every mutating request and security event, who, when, from where.
 //! - [`events`]: domain events published on the bus for the WebSocket layer.
 //! - [`experiments`]: what an experiment is, its phase machine, and the statistics of its verdict.
 //! - [`deployments`]: a pipeline on a fleet as numbered versions (what a promotion creates).
@@ -15,6 +16,7 @@
 //! talk to the outside world only through a [`Store`] and a [`phoenix_nats::Bus`].
 
 pub mod agents;
+pub mod audit;
 pub mod deployments;
 pub mod events;
 pub mod experiments;

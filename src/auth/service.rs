@@ -38,6 +38,10 @@ pub enum AuthError {
     Unauthenticated(&'static str),
     #[error("the refresh token is invalid, expired or revoked")]
     InvalidRefreshToken,
+    /// A spent refresh token came back (it leaked): its whole family was revoked. Answered like an
+    /// invalid token; the audit log records it.
+    #[error("the refresh token is invalid, expired or revoked")]
+    RefreshTokenReused { user_id: String },
     #[error("the enrolment token is invalid, expired, revoked or used up")]
     InvalidEnrollmentToken,
     #[error("the request is not valid")]
@@ -172,7 +176,7 @@ impl AuthService {
             RefreshUse::Reused { user_id, family_id } => {
                 tracing::warn!(user.id = %user_id, "refresh token reused: revoking its family");
                 self.store.revoke_refresh_family(&family_id).await?;
-                Err(AuthError::InvalidRefreshToken)
+                Err(AuthError::RefreshTokenReused { user_id })
             }
             RefreshUse::Invalid => Err(AuthError::InvalidRefreshToken),
         }

@@ -21,7 +21,10 @@ use output::{col, Format};
 use session::{Context, Credentials};
 
 pub use experiments::{run as experiments_run, ExperimentCommand};
-pub use resources::{deployment, fleet, pipeline, user, DeploymentCommand, FleetCommand, PipelineCommand, UserCommand};
+pub use resources::{
+    audit, deployment, fleet, pipeline, user, AuditCommand, DeploymentCommand, FleetCommand, PipelineCommand,
+    UserCommand,
+};
 
 /// Options every client command takes.
 #[derive(Debug, Clone, Args)]

@@ -443,3 +443,92 @@ pub async fn user(command: UserCommand) -> Result<(), CliError> {
     };
     output::print(&value, opts.output, &USERS)
 }
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  phoenix audit --since 1h\n  phoenix audit --actor alice --action 'POST /api/v1/experiments'\n  phoenix audit --outcome refused -o json"
+)]
+pub struct AuditCommand {
+    /// Only this actor: a user's or agent's id, or a username.
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only actions starting with this (e.g. `auth.` or `DELETE /api/v1/agents`).
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Only this outcome: succeeded, refused or failed.
+    #[arg(long)]
+    pub outcome: Option<String>,
+    /// Only entries since: a time (RFC 3339) or an age such as 30m, 12h, 7d.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// How many entries at most (newest first).
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    #[command(flatten)]
+    pub opts: ClientOpts,
+}
+
+/// `phoenix audit`: the audit log, newest first (admins only).
+pub async fn audit(command: AuditCommand) -> Result<(), CliError> {
+    const ENTRIES: [Column; 6] = [
+        col("AT", "/at"),
+        col("ACTOR", "/actor_name"),
+        col("ACTION", "/action"),
+        col("TARGET", "/target"),
+        col("OUTCOME", "/outcome"),
+        col("CLIENT", "/client"),
+    ];
+    let mut api = Api::resolve(command.opts.server.as_deref(), command.opts.verbose)?;
+    let since = command.since.as_deref().map(since_time).transpose()?;
+    let mut url = reqwest::Url::parse("http://phoenix/api/v1/audit").expect("a valid URL");
+    {
+        let mut query = url.query_pairs_mut();
+        query.append_pair("limit", &command.limit.to_string());
+        let filters =
+            [("actor", command.actor), ("action", command.action), ("outcome", command.outcome), ("since", since)];
+        for (key, value) in filters {
+            if let Some(value) = value {
+                query.append_pair(key, &value);
+            }
+        }
+    }
+    let path = format!("{}?{}", url.path(), url.query().unwrap_or(""));
+    let value = api.get(&path).await?;
+    output::print(&value, command.opts.output, &ENTRIES)
+}
+
+/// `--since`: an RFC 3339 time as it is, or an age (`90s`, `30m`, `12h`, `7d`) back from now.
+fn since_time(text: &str) -> Result<String, CliError> {
+    if chrono::DateTime::parse_from_rfc3339(text).is_ok() {
+        return Ok(text.to_owned());
+    }
+    let invalid = || CliError::Usage(format!("--since {text:?}: give a time (RFC 3339) or an age like 30m, 12h, 7d"));
+    let split = text.len().checked_sub(1).ok_or_else(invalid)?;
+    let (number, unit) = text.split_at(split);
+    let seconds: i64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(invalid()),
+    };
+    let amount: i64 = number.parse().map_err(|_| invalid())?;
+    let age = chrono::Duration::try_seconds(amount.checked_mul(seconds).ok_or_else(invalid)?).ok_or_else(invalid)?;
+    Ok((chrono::Utc::now() - age).to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+#[cfg(test)]
+mod audit_tests {
+    use super::since_time;
+
+    #[test]
+    fn since_takes_a_time_or_an_age() {
+        assert_eq!(since_time("2026-12-01T00:00:00Z").expect("time"), "2026-12-01T00:00:00Z");
+        let hour_ago = chrono::DateTime::parse_from_rfc3339(&since_time("1h").expect("age")).expect("rfc3339");
+        let age = chrono::Utc::now().signed_duration_since(hour_ago);
+        assert!((3590..=3610).contains(&age.num_seconds()), "{age}");
+        for bad in ["", "h", "5y", "-x", "99999999999999999d"] {
+            assert!(since_time(bad).is_err(), "{bad:?}");
+        }
+    }
+}

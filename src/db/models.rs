@@ -244,3 +244,20 @@ pub struct CardinalitySnapshotRow {
     pub by_label: String,
     pub captured_at: NaiveDateTime,
 }
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = audit_log)]
+pub struct AuditRow {
+    pub id: String,
+    pub at: NaiveDateTime,
+    pub actor_kind: String,
+    pub actor_id: Option<String>,
+    pub actor_name: Option<String>,
+    pub action: String,
+    pub target: Option<String>,
+    pub outcome: String,
+    pub status: Option<i32>,
+    pub client: Option<String>,
+    pub request_id: Option<String>,
+    pub detail: Option<String>,
+}

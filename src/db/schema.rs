@@ -244,6 +244,23 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    audit_log (id) {
+        id -> Text,
+        at -> Timestamp,
+        actor_kind -> Text,
+        actor_id -> Nullable<Text>,
+        actor_name -> Nullable<Text>,
+        action -> Text,
+        target -> Nullable<Text>,
+        outcome -> Text,
+        status -> Nullable<Integer>,
+        client -> Nullable<Text>,
+        request_id -> Nullable<Text>,
+        detail -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(experiment_events -> experiments (experiment_id));
 diesel::joinable!(deployment_versions -> pipeline_deployments (deployment_id));
@@ -264,6 +281,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     deployment_events,
     agents,
     agent_nats_keys,
+    audit_log,
     agent_enrollment_tokens,
     tasks,
     metric_samples,

@@ -52,10 +52,15 @@ pub async fn authorize(
         Access::UserOrQueryToken(required) => admit_user(&req, required, true).await,
         Access::Agent => admit_agent(&req).await,
     };
-    match checked {
-        Ok(()) => next.call(req).await,
-        Err(refusal) => Ok(req.error_response(refusal)),
+    let audited = super::audit::RequestFacts::of(&req, access);
+    let response = match checked {
+        Ok(()) => next.call(req).await?,
+        Err(refusal) => req.error_response(refusal),
+    };
+    if let Some(facts) = audited {
+        facts.record(&response).await;
     }
+    Ok(response)
 }
 
 async fn admit_user(req: &ServiceRequest, required: Role, query_token_too: bool) -> Result<(), ApiError> {

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use super::access::CurrentUser;
 use super::{ApiError, AppState};
-use crate::auth::Session;
+use crate::auth::{AuthError, Session};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -41,8 +41,10 @@ pub async fn login(
     body: web::Json<Credentials>,
 ) -> Result<HttpResponse, ApiError> {
     let client = super::client_addr::client_address(&req, &state.settings.server.trusted_proxies);
-    let session = state.auth.login(&body.username, &body.password, client).await?;
-    Ok(HttpResponse::Ok().json(session))
+    let session = state.auth.login(&body.username, &body.password, client).await;
+    let user_id = session.as_ref().ok().map(|s| s.user.id.clone());
+    super::audit::record_login(&state, &req, &body.username, &session, user_id).await;
+    Ok(HttpResponse::Ok().json(session?))
 }
 
 /// `POST /auth/refresh`: spends the refresh token and answers a new pair.
@@ -50,9 +52,14 @@ pub async fn login(
     responses((status = 200, description = "A new session; the refresh token given is spent", body = Session)))]
 pub async fn refresh_session(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(state.auth.refresh(&body.refresh_token).await?))
+    let session = state.auth.refresh(&body.refresh_token).await;
+    if let Err(AuthError::RefreshTokenReused { user_id }) = &session {
+        super::audit::record_security_event(&state, &req, "auth.refresh_token_reused", Some(user_id.clone())).await;
+    }
+    Ok(HttpResponse::Ok().json(session?))
 }
 
 /// `POST /auth/logout`: revokes this access token and its refresh family, and closes the live

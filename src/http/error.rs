@@ -251,7 +251,9 @@ impl From<crate::auth::AuthError> for ApiError {
             },
             AuthError::RegistrationClosed => ApiError::Forbidden { code: "registration_closed", detail },
             AuthError::Unauthenticated(_) => ApiError::unauthorized(detail),
-            AuthError::InvalidRefreshToken => ApiError::Unauthorized { code: "invalid_refresh_token", detail },
+            AuthError::InvalidRefreshToken | AuthError::RefreshTokenReused { .. } => {
+                ApiError::Unauthorized { code: "invalid_refresh_token", detail }
+            }
             AuthError::InvalidEnrollmentToken => ApiError::Unauthorized { code: "invalid_enrollment_token", detail },
             AuthError::Invalid(problems) => ApiError::invalid(problems),
             AuthError::Store(e) => e.into(),

@@ -4,6 +4,7 @@
 pub mod access;
 mod agent;
 mod analytics;
+mod audit;
 mod auth;
 mod client_addr;
 mod dashboard;
@@ -31,6 +32,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use phoenix_actors::agents::AgentRegistryHandle;
+use phoenix_actors::audit::Audit;
 use phoenix_actors::deployments::supervisor::{DeploymentSupervisor, Rollouts, SupervisorHandle};
 use phoenix_actors::events::Events;
 use phoenix_actors::experiments::runtime::Runtime;
@@ -75,6 +77,8 @@ pub struct AppState {
     pub ownership: Ownership,
     /// Per-agent NATS identities, when the server runs with `bus.nats_trust_file`.
     pub nats_identities: Option<Arc<NatsIdentities>>,
+    /// The audit log.
+    pub audit: Audit,
 }
 
 /// A built server: bound to its port, not yet running.
@@ -94,6 +98,9 @@ impl Application {
         let bus = connect_bus(&settings, trust.as_ref()).await?;
         let store: Arc<dyn Store> = Arc::new(DieselStore::new(db.clone()));
         let nats_identities = start_nats_identities(&settings, trust, store.clone()).await?;
+        let audit = Audit::new(store.clone());
+        let keep = chrono::Duration::days(i64::try_from(settings.audit.retention_days).unwrap_or(36_600));
+        actix_web::rt::spawn(audit.clone().run_retention(keep, Duration::from_secs(3600)));
         let auth =
             Arc::new(AuthService::new(store.clone(), &settings.auth).await.context("Failed to set up authentication")?);
         actix_web::rt::spawn(auth.clone().run_token_cleanup(Duration::from_secs(3600)));
@@ -133,6 +140,7 @@ impl Application {
             metrics: Metrics::new().context("Failed to register metrics")?,
             ownership,
             nats_identities,
+            audit,
             settings: settings.clone(),
         });
         let server = serve(listener, state.clone(), &settings)?;

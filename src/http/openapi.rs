@@ -22,7 +22,7 @@ use super::access::Access;
 use super::error::{FieldProblem, Problem, PROBLEM_JSON};
 use super::routes::{endpoints, Endpoint};
 use super::{agent, analytics, auth, dashboard, deployments, enrollment, experiments, fleet, ops, pipelines, tasks};
-use super::{users, ws};
+use super::{audit, users, ws};
 
 /// Security scheme of user access tokens (from `/api/v1/auth/login`).
 const USER_TOKEN: &str = "user_token";
@@ -41,7 +41,7 @@ const AGENT_CREDENTIAL: &str = "agent_credential";
         ops::get_health, ops::get_readiness, ops::get_metrics, ops::get_version, get_openapi,
         dashboard::get_index, dashboard::get_asset,
         auth::register_user, auth::login, auth::refresh_session, auth::logout, auth::get_me,
-        users::list_users, users::create_user, users::get_user, users::update_user,
+        users::list_users, users::create_user, users::get_user, users::update_user, audit::list_audit,
         pipelines::list_templates, pipelines::create_template, pipelines::get_template,
         pipelines::validate_pipeline, pipelines::render_pipeline, pipelines::preview_pipelines,
         deployments::list_deployments, deployments::create_deployment, deployments::get_deployment,

@@ -9,8 +9,8 @@ use phoenix_actors::users::Role;
 use super::access::{authorize, Access};
 use super::error::method_not_allowed;
 use super::{
-    agent, analytics, auth, dashboard, deployments, enrollment, experiments, fleet, openapi, ops, pipelines, tasks,
-    users, ws,
+    agent, analytics, audit, auth, dashboard, deployments, enrollment, experiments, fleet, openapi, ops, pipelines,
+    tasks, users, ws,
 };
 
 /// One row of the table.
@@ -51,6 +51,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         // users
         endpoint(M::GET, "/api/v1/users", ADMIN, web::to(users::list_users)),
         endpoint(M::POST, "/api/v1/users", ADMIN, web::to(users::create_user)),
+        endpoint(M::GET, "/api/v1/audit", ADMIN, web::to(audit::list_audit)),
         endpoint(M::GET, "/api/v1/users/{id}", ADMIN, web::to(users::get_user)),
         endpoint(M::PATCH, "/api/v1/users/{id}", ADMIN, web::to(users::update_user)),
         // pipelines

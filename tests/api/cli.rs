@@ -344,6 +344,15 @@ async fn fleet_users_contexts_and_the_flag_form_of_create() {
         phoenix(dir, &["user", "set-role", bob["id"].as_str().expect("id"), "admin", "-o", "json"], "").await;
     assert_eq!(json_of(&promoted)["role"], "admin");
 
+    // The audit log from the terminal: the role change just made, by its action, with an age filter.
+    let audited = phoenix(dir, &["audit", "--action", "PATCH /api/v1/users", "--since", "10m", "-o", "json"], "").await;
+    assert!(audited.status.success(), "{}", stderr(&audited));
+    let entries = json_of(&audited)["items"].as_array().cloned().expect("items");
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!((entries[0]["actor_name"].as_str(), entries[0]["target"].as_str()), (Some("admin"), bob["id"].as_str()));
+    let table = phoenix(dir, &["audit", "--outcome", "succeeded"], "").await;
+    assert!(String::from_utf8_lossy(&table.stdout).starts_with("AT"), "{}", stderr(&table));
+
     let created = phoenix(
         dir,
         &[

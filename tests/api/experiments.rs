@@ -50,7 +50,7 @@ async fn create(app: &TestApp, token: &str, body: &Value) -> Value {
     res.json().await.expect("experiment JSON")
 }
 
-async fn act(app: &TestApp, token: &str, id: &str, action: &str) -> reqwest::Response {
+pub(crate) async fn act(app: &TestApp, token: &str, id: &str, action: &str) -> reqwest::Response {
     app.send_as(Method::POST, &format!("/api/v1/experiments/{id}/{action}"), token, &json!({})).await
 }
 
@@ -633,7 +633,7 @@ async fn auto_promote_promotes_a_pass_and_rollback_removes_only_the_candidate() 
 
 /// A 3 s experiment (topk against the pass-through) run to `completed` on one fake agent; its id and
 /// final state.
-async fn completed_on(app: &TestApp, admin: &str, agent: &HttpAgent<'_>, name: &str) -> (String, Value) {
+pub(crate) async fn completed_on(app: &TestApp, admin: &str, agent: &HttpAgent<'_>, name: &str) -> (String, Value) {
     assert_eq!(agent.heartbeat("healthy").await.status(), 200);
     let mut body = experiment(name, synthetic("topk", json!({})), json!({"agents": [agent.id]}), 3);
     body["warmup_secs"] = json!(0);

@@ -11,6 +11,7 @@ mod agent;
 mod agent_auth;
 mod agent_nats;
 mod api_fuzz;
+mod audit;
 mod auth;
 mod cli;
 mod compose;

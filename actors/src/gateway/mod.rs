@@ -22,6 +22,7 @@ use phoenix_nats::{Bus, BusError, DurableMessage, Envelope, Message};
 use serde::de::DeserializeOwned;
 
 use crate::agents::{AgentRegistryHandle, Transport};
+use crate::audit::{ActorKind, Audit, NewAuditEntry, Outcome};
 use crate::error_chain;
 use crate::events::Events;
 use crate::store::{AgentIdentity, Store, StoreError};
@@ -137,6 +138,7 @@ pub struct AgentGateway {
     /// Announces experiment measurements for live charts.
     events: Events,
     heartbeat_interval: Duration,
+    audit: Audit,
 }
 
 /// How the gateway treats agents.
@@ -163,7 +165,8 @@ impl AgentGateway {
         let grants = PipelineGrants::new(store.clone());
         let quotas = AgentQuotas::new(settings.quotas);
         let heartbeat_interval = settings.heartbeat_interval;
-        AgentGateway { store, bus, registry, queue, auth, grants, quotas, stats, events, heartbeat_interval }
+        let audit = Audit::new(store.clone());
+        AgentGateway { store, bus, registry, queue, auth, grants, quotas, stats, events, heartbeat_interval, audit }
     }
 
     /// A place for one more long-poll of `agent_id`, held until the permit is dropped; refused (and
@@ -494,9 +497,21 @@ impl AgentGateway {
             if !matches!(refusal, Refusal::Store(_)) {
                 self.stats.dropped(refusal.reason());
                 tracing::warn!(from = who, reason = refusal.reason(), error = %refusal, "agent message refused");
+                self.audit_refusal(who, refusal);
             }
         }
         result
+    }
+
+    /// A refused agent message is a security event: audited (at most one per agent and reason every
+    /// few seconds, `audit::REFUSAL_EVERY`; the counter has them all), without holding the message up.
+    fn audit_refusal(&self, who: &str, refusal: &Refusal) {
+        let mut entry =
+            NewAuditEntry::new(ActorKind::Agent, format!("agent.refused.{}", refusal.reason()), Outcome::Refused);
+        entry.actor_id = Some(who.to_owned());
+        entry.detail = Some(refusal.to_string());
+        let audit = self.audit.clone();
+        tokio::spawn(async move { audit.record_refusal(entry).await });
     }
 
     /// A NATS message that cannot be processed and will not be delivered again (acknowledged). Refusals

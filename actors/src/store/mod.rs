@@ -1,6 +1,7 @@
 //! The persistence contract of the domain. `Store` is the sum of one trait per area, so each area's
 //! methods stay together and an implementation can be read area by area.
 
+mod audit;
 mod auth;
 mod deployments;
 mod experiments;
@@ -12,6 +13,7 @@ mod templates;
 
 use async_trait::async_trait;
 
+pub use audit::AuditStore;
 pub use auth::{AccessStatus, NewRefreshToken, RefreshUse, SettingsStore, UserStore};
 pub use deployments::{DeploymentStore, NewDeploymentEvent};
 pub use experiments::{ExperimentSample, ExperimentStore, PipelineTotal};
@@ -44,7 +46,8 @@ pub enum StoreError {
 /// Where the domain keeps its state. Implementations must be safe to call from many tasks at once.
 #[async_trait]
 pub trait Store:
-    UserStore
+    AuditStore
+    + UserStore
     + SettingsStore
     + AgentAuthStore
     + FleetStore

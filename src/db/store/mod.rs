@@ -1,6 +1,7 @@
 //! [`Store`] on Diesel, one file per area of the trait.
 
 mod agents;
+mod audit;
 mod convert;
 mod deployments;
 mod experiments;

@@ -18,7 +18,7 @@ use crate::db::schema::tasks;
 use crate::db::{is_unique_violation, DbConnection, DbError};
 
 /// `text` as a LIKE pattern that matches it literally (its wildcards and the escape escaped).
-fn like_literal(text: &str) -> String {
+pub(super) fn like_literal(text: &str) -> String {
     text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }
 
