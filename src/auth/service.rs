@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, SubsecRound, Utc};
 use phoenix_actors::labels::{validate_labels, Labels};
 use phoenix_actors::store::{
     AccessStatus, AgentIdentity, EnrollmentToken, NewAgent, NewEnrollmentToken, NewRefreshToken, RefreshUse,
@@ -182,6 +182,26 @@ impl AuthService {
         }
     }
 
+    /// Changes the user's password after checking the current one, ends every session of the user
+    /// (the caller's too) and starts a new one, which is returned.
+    pub async fn change_password(&self, user: &User, current: &str, new: &str) -> Result<Session, AuthError> {
+        let credentials = self.store.find_credentials(&user.username).await?;
+        let stored = credentials.map(|c| c.password_hash);
+        if !self.verify(current, stored).await? {
+            return Err(AuthError::Invalid(vec![("current_password".into(), "is not the account's password".into())]));
+        }
+        validate_credentials(&user.username, new)?;
+        if new == current {
+            return Err(AuthError::Invalid(vec![("new_password".into(), "is the current password".into())]));
+        }
+        let hash = self.hash(new).await?;
+        // Tokens carry `iat` in whole seconds: every token issued up to now has one before the next
+        // second, which is where the new session's starts.
+        let cutoff = Utc::now().trunc_subsecs(0) + chrono::Duration::seconds(1);
+        self.store.change_password(&user.id, hash, cutoff).await?;
+        self.start_session_at(user.clone(), uuid::Uuid::now_v7().to_string(), cutoff).await
+    }
+
     /// Ends the session of this access token: the token itself and its refresh family.
     pub async fn logout(&self, claims: &AccessClaims) -> Result<(), AuthError> {
         self.store.revoke_access_token(&claims.jti, &claims.sub, claims.expires_at()).await?;
@@ -195,7 +215,8 @@ impl AuthService {
             TokenError::Expired => AuthError::Unauthenticated("the access token has expired"),
             _ => AuthError::Unauthenticated("the access token is invalid"),
         })?;
-        match self.store.access_status(&claims.sub, &claims.jti).await? {
+        let issued_at = DateTime::from_timestamp(claims.iat, 0).unwrap_or_else(Utc::now);
+        match self.store.access_status(&claims.sub, &claims.jti, issued_at).await? {
             AccessStatus::Active(user) => Ok((user, claims)),
             AccessStatus::Revoked => Err(AuthError::Unauthenticated("the access token was revoked")),
             AccessStatus::Inactive => Err(AuthError::Unauthenticated("the account is deactivated")),
@@ -291,7 +312,11 @@ impl AuthService {
     }
 
     async fn start_session(&self, user: User, family_id: String) -> Result<Session, AuthError> {
-        let now = Utc::now();
+        self.start_session_at(user, family_id, Utc::now()).await
+    }
+
+    /// A session whose tokens are issued at `now`.
+    async fn start_session_at(&self, user: User, family_id: String, now: DateTime<Utc>) -> Result<Session, AuthError> {
         let (access_token, _) = self.tokens.issue(&user, &family_id, now).map_err(internal)?;
         let refresh_token = random_token(REFRESH_TOKEN_PREFIX).map_err(internal)?;
         let ttl = chrono::Duration::seconds(self.settings.refresh_token_ttl_secs.min(i64::MAX as u64 / 2) as i64);

@@ -76,3 +76,28 @@ pub async fn logout(state: web::Data<AppState>, caller: CurrentUser) -> Result<H
 pub async fn get_me(caller: CurrentUser) -> HttpResponse {
     HttpResponse::Ok().json(caller.user)
 }
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    /// The password now.
+    current_password: String,
+    /// The new one (8 to 1,024 bytes).
+    new_password: String,
+}
+
+/// `POST /auth/password`: changes the caller's password. Every session of the user ends — other
+/// logins' tokens are refused, their refresh tokens revoked, their live connections closed — and the
+/// answer is a new session for the caller.
+#[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", request_body = PasswordChange,
+    responses((status = 200, description = "A new session; every earlier one has ended", body = Session),
+        (status = 422, description = "The current password is wrong, or the new one is not allowed")))]
+pub async fn change_password(
+    state: web::Data<AppState>,
+    caller: CurrentUser,
+    body: web::Json<PasswordChange>,
+) -> Result<HttpResponse, ApiError> {
+    let session = state.auth.change_password(&caller.user, &body.current_password, &body.new_password).await?;
+    end_sessions(&state.events, &caller.user.id, None, "the account's password changed").await;
+    Ok(HttpResponse::Ok().json(session))
+}

@@ -40,7 +40,7 @@ const AGENT_CREDENTIAL: &str = "agent_credential";
     paths(
         ops::get_health, ops::get_readiness, ops::get_metrics, ops::get_version, get_openapi,
         dashboard::get_index, dashboard::get_asset,
-        auth::register_user, auth::login, auth::refresh_session, auth::logout, auth::get_me,
+        auth::register_user, auth::login, auth::refresh_session, auth::logout, auth::change_password, auth::get_me,
         users::list_users, users::create_user, users::get_user, users::update_user, audit::list_audit,
         pipelines::list_templates, pipelines::create_template, pipelines::get_template,
         pipelines::validate_pipeline, pipelines::render_pipeline, pipelines::preview_pipelines,

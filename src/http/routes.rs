@@ -47,6 +47,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(M::POST, "/api/v1/auth/login", Public, web::to(auth::login)),
         endpoint(M::POST, "/api/v1/auth/refresh", Public, web::to(auth::refresh_session)),
         endpoint(M::POST, "/api/v1/auth/logout", VIEWER, web::to(auth::logout)),
+        endpoint(M::POST, "/api/v1/auth/password", VIEWER, web::to(auth::change_password)),
         endpoint(M::GET, "/api/v1/auth/me", VIEWER, web::to(auth::get_me)),
         // users
         endpoint(M::GET, "/api/v1/users", ADMIN, web::to(users::list_users)),

@@ -55,6 +55,7 @@ fn user(name: &str) -> UserRow {
         active: true,
         created_at: now(),
         updated_at: now(),
+        sessions_valid_after: Some(now()),
     }
 }
 

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{
     eventually, fast_server, nats_url, spawn_with, test_settings, Env, HttpAgent, NatsServerEnv, ServerProcess,
-    TestApp, TestDb,
+    TestApp, TestDb, PASSWORD,
 };
 use crate::{each_backend, each_env};
 
@@ -422,3 +422,41 @@ async fn a_logout_a_role_change_and_a_deactivation_close_the_users_live_sessions
     assert_eq!(closed_with(&mut on_third).await, 4003, "the role unchanged kept it open; a deactivation does not");
 }
 each_env!(a_logout_a_role_change_and_a_deactivation_close_the_users_live_sessions);
+
+/// A password change ends every session of the user: live connections close at once (4003), earlier
+/// access and refresh tokens are refused, and the caller carries on with the new session it is given.
+async fn a_password_change_ends_every_session_of_the_user(env: Env) {
+    let app = crate::helpers::spawn_app(env).await;
+    let admin = app.bootstrap_admin().await;
+    app.user_with_role(&admin, "ops", "operator").await;
+    let elsewhere = app.login("ops").await;
+    let elsewhere_token = elsewhere["access_token"].as_str().expect("token").to_string();
+    let here = app.token("ops").await;
+    let mut watching = live(&app, &elsewhere_token).await;
+    watching.subscribe("experiments").await.expect("subscribe");
+    expect(&mut watching, "subscribed").await;
+
+    let change = |current: &str, new: &str| json!({"current_password": current, "new_password": new});
+    let wrong =
+        app.send_as(Method::POST, "/api/v1/auth/password", &here, &change("wrong-password", "n3w-long-password")).await;
+    assert_eq!(wrong.status(), 422);
+    let res = app.send_as(Method::POST, "/api/v1/auth/password", &here, &change(PASSWORD, "n3w-long-password")).await;
+    assert_eq!(res.status(), 200);
+    let changed_at = Instant::now();
+    let session: Value = res.json().await.expect("session");
+    assert_eq!(closed_with(&mut watching).await, 4003);
+    assert!(changed_at.elapsed() < Duration::from_secs(1), "closed after {:?}", changed_at.elapsed());
+
+    for (what, token) in [("another login's token", &elsewhere_token), ("the caller's old token", &here)] {
+        assert_eq!(app.get_as("/api/v1/auth/me", token).await.status(), 401, "{what}");
+    }
+    let refresh = json!({"refresh_token": elsewhere["refresh_token"]});
+    assert_eq!(app.post_json("/api/v1/auth/refresh", &refresh).await.status(), 401, "old refresh tokens are revoked");
+    let fresh = session["access_token"].as_str().expect("new token");
+    assert_eq!(app.get_as("/api/v1/auth/me", fresh).await.status(), 200, "the new session works");
+    let old = json!({"username": "ops", "password": PASSWORD});
+    assert_eq!(app.post_json("/api/v1/auth/login", &old).await.status(), 401);
+    let new = json!({"username": "ops", "password": "n3w-long-password"});
+    assert_eq!(app.post_json("/api/v1/auth/login", &new).await.status(), 200);
+}
+each_env!(a_password_change_ends_every_session_of_the_user);

@@ -102,8 +102,18 @@ pub trait UserStore: Send + Sync {
     /// expiry; returns how many rows went.
     async fn prune_expired_tokens(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 
-    /// Whether the access token `jti` of `user_id` may be used now.
-    async fn access_status(&self, user_id: &str, jti: &str) -> Result<AccessStatus, StoreError>;
+    /// Whether the access token `jti` of `user_id`, issued at `issued_at`, may be used now.
+    async fn access_status(
+        &self,
+        user_id: &str,
+        jti: &str,
+        issued_at: DateTime<Utc>,
+    ) -> Result<AccessStatus, StoreError>;
+
+    /// Sets a new password hash and ends every session of the user: access tokens issued before `now`
+    /// (whole seconds) are refused from then on and every refresh token is revoked, atomically.
+    async fn change_password(&self, user_id: &str, password_hash: String, now: DateTime<Utc>)
+        -> Result<(), StoreError>;
 }
 
 /// Server-wide settings kept in the database (e.g. a generated JWT secret).

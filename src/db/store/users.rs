@@ -25,6 +25,7 @@ fn user_row(username: String, password_hash: String, role: Role) -> UserRow {
         active: true,
         created_at: now,
         updated_at: now,
+        sessions_valid_after: None,
     }
 }
 
@@ -112,12 +113,20 @@ fn spend_refresh_token(conn: &mut DbConnection, token_hash: &str, now: DateTime<
     })
 }
 
-fn access_status(conn: &mut DbConnection, user_id: &str, jti: &str) -> Result<AccessStatus, DbError> {
+fn access_status(
+    conn: &mut DbConnection,
+    user_id: &str,
+    jti: &str,
+    issued_at: DateTime<Utc>,
+) -> Result<AccessStatus, DbError> {
     let Some(row) = users::table.find(user_id).first::<UserRow>(conn).optional()? else {
         return Ok(AccessStatus::UnknownUser);
     };
     if !row.active {
         return Ok(AccessStatus::Inactive);
+    }
+    if row.sessions_valid_after.is_some_and(|after| to_db_time(issued_at) < after) {
+        return Ok(AccessStatus::Revoked);
     }
     let revoked: Option<String> = revoked_tokens::table.find(jti).select(revoked_tokens::jti).first(conn).optional()?;
     if revoked.is_some() {
@@ -294,8 +303,47 @@ impl UserStore for DieselStore {
         .await
     }
 
-    async fn access_status(&self, user_id: &str, jti: &str) -> Result<AccessStatus, StoreError> {
+    async fn access_status(
+        &self,
+        user_id: &str,
+        jti: &str,
+        issued_at: DateTime<Utc>,
+    ) -> Result<AccessStatus, StoreError> {
         let (user_id, jti) = (user_id.to_string(), jti.to_string());
-        self.run(move |conn| access_status(conn, &user_id, &jti)).await
+        self.run(move |conn| access_status(conn, &user_id, &jti, issued_at)).await
+    }
+
+    async fn change_password(
+        &self,
+        user_id: &str,
+        password_hash: String,
+        cutoff: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let user_id = user_id.to_string();
+        let now = Utc::now();
+        self.run(move |conn| {
+            write_transaction(conn, |tx| {
+                let after = to_db_time(cutoff);
+                let changed = diesel::update(users::table.find(&user_id))
+                    .set((
+                        users::password_hash.eq(password_hash),
+                        users::sessions_valid_after.eq(Some(after)),
+                        users::updated_at.eq(to_db_time(now)),
+                    ))
+                    .execute(tx)?;
+                if changed == 0 {
+                    return Err(DbError::Query(diesel::result::Error::NotFound));
+                }
+                diesel::update(
+                    refresh_tokens::table
+                        .filter(refresh_tokens::user_id.eq(&user_id))
+                        .filter(refresh_tokens::revoked_at.is_null()),
+                )
+                .set(refresh_tokens::revoked_at.eq(Some(to_db_time(now))))
+                .execute(tx)?;
+                Ok(())
+            })
+        })
+        .await
     }
 }
