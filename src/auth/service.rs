@@ -271,7 +271,7 @@ impl AuthService {
     /// Exchanges an enrolment token for an agent id and credential.
     pub async fn enroll(&self, token: &str, hostname: &str, labels: Labels) -> Result<Enrollment, AuthError> {
         let mut problems = validate_labels(&labels);
-        if hostname.trim().is_empty() || hostname.len() > 253 {
+        if hostname.trim().is_empty() || hostname.chars().count() > 253 {
             problems.push(("hostname".into(), "must be 1 to 253 characters long".into()));
         }
         if !problems.is_empty() {

@@ -24,8 +24,12 @@ pub struct PollQuery {
     /// Seconds to hold the request while there is no task (0 = answer at once; longer than the
     /// server's `agents.long_poll_max_wait_secs` is shortened to it).
     #[serde(default)]
+    #[param(maximum = 3600)]
     wait: u64,
 }
+
+/// The longest `wait` a long-poll may ask for (it is shortened to the server's setting anyway).
+const MAX_WAIT_SECS: u64 = 3600;
 
 /// The tasks due now, each in a `task` envelope.
 #[derive(Serialize, ToSchema)]
@@ -76,6 +80,9 @@ pub async fn poll_tasks(
     query: web::Query<PollQuery>,
 ) -> Result<HttpResponse, ApiError> {
     // A longer wait than the server allows is shortened, not refused: agents need not know the setting.
+    if query.wait > MAX_WAIT_SECS {
+        return Err(ApiError::BadRequest(format!("wait must be at most {MAX_WAIT_SECS} seconds")));
+    }
     let wait = query.wait.min(state.settings.agents.long_poll_max_wait_secs);
     let _held = state.gateway.enter_long_poll(&agent.0.id).map_err(refused)?;
     let tasks = state.queue.poll(&agent.0.id, Duration::from_secs(wait)).await?;

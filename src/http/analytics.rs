@@ -16,6 +16,7 @@ const MAX_WINDOW_SECS: u64 = 31 * 24 * 3600;
 #[into_params(parameter_in = Query)]
 pub struct CardinalityParams {
     /// Samples of the last this many seconds (default 300, at most 31 days).
+    #[param(minimum = 1, maximum = 2678400)]
     window_secs: Option<u64>,
     /// Only this experiment's samples.
     experiment_id: Option<String>,
@@ -61,6 +62,7 @@ pub struct CardinalityAnswer {
 #[into_params(parameter_in = Query)]
 pub struct CostParams {
     /// `1h`, `24h`, `7d`, `30d`… (a number and `h` or `d`, or plain seconds); default `24h`.
+    #[param(pattern = "^[1-9][0-9]{0,6}[hd]?$")]
     period: Option<String>,
 }
 

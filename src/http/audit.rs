@@ -122,12 +122,14 @@ pub struct AuditQuery {
     /// Only actions starting with this, e.g. `POST /api/v1/experiments` or `auth.`.
     action: Option<String>,
     /// Only this outcome: succeeded, refused, failed.
+    #[param(value_type = Option<Outcome>)]
     outcome: Option<String>,
     /// Only entries at or after this time (RFC 3339).
     since: Option<DateTime<Utc>>,
     /// Only entries before this time (RFC 3339).
     until: Option<DateTime<Utc>>,
     /// Most items on the page (1 to 500; 50 when not given).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// The previous page's `next_cursor`.
     cursor: Option<String>,

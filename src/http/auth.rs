@@ -13,7 +13,9 @@ use crate::auth::{AuthError, Session};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
+    #[schema(pattern = "^[A-Za-z0-9._@-]{1,64}$")]
     username: String,
+    #[schema(min_length = 8, max_length = 1024)]
     password: String,
 }
 
@@ -83,6 +85,7 @@ pub struct PasswordChange {
     /// The password now.
     current_password: String,
     /// The new one (8 to 1,024 bytes).
+    #[schema(min_length = 8, max_length = 1024)]
     new_password: String,
 }
 

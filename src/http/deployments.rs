@@ -120,6 +120,7 @@ pub struct ListQuery {
     /// Only deployments whose current version comes from this template.
     template: Option<String>,
     /// Most items on the page (1 to 500; 50 when not given).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// The previous page's `next_cursor`.
     cursor: Option<String>,

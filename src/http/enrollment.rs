@@ -17,8 +17,10 @@ use crate::nats_identity::{AgentNatsCredential, IssueError};
 pub struct CreateEnrollmentTokenRequest {
     /// How many agents may enrol with the token (default 1).
     #[serde(default = "one")]
+    #[schema(minimum = 1, maximum = 100000)]
     uses: i32,
     /// Lifetime; default `auth.enrollment_token_ttl_secs`.
+    #[schema(minimum = 1, maximum = 31622400)]
     ttl_secs: Option<u64>,
     /// Labels every agent enrolled with it gets.
     #[serde(default)]
@@ -34,6 +36,7 @@ fn one() -> i32 {
 pub struct EnrollRequest {
     /// An enrolment token from an admin.
     token: String,
+    #[schema(min_length = 1, max_length = 253, pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$")]
     hostname: String,
     /// Labels of the agent's own, on top of the token's.
     #[serde(default)]

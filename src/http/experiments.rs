@@ -172,6 +172,7 @@ pub struct ExperimentListQuery {
     #[param(value_type = Option<Phase>)]
     status: Option<String>,
     /// Most items on the page (1 to 500; 50 when not given).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// The previous page's `next_cursor`.
     cursor: Option<String>,

@@ -128,9 +128,11 @@ fn is_json(req: &ServiceRequest) -> bool {
     subtype == "json" || subtype.ends_with("+json")
 }
 
-/// Whether a JSON text starts an object (or is empty: the extractor says what is missing).
+/// Whether a JSON text is an object, or empty or `null` (no body: the extractor says whether one is
+/// needed).
 fn is_object_or_empty(json: &[u8]) -> bool {
-    json.iter().find(|b| !b.is_ascii_whitespace()).is_none_or(|first| *first == b'{')
+    let text = json.trim_ascii();
+    text.is_empty() || text == b"null" || text.starts_with(b"{")
 }
 
 /// Whether a JSON text has a `\u0000` escape inside a string (the only way valid JSON can carry NUL;
@@ -174,7 +176,8 @@ mod tests {
     fn only_an_object_or_nothing_is_a_body() {
         assert!(is_object_or_empty(b" \n{\"a\": 1}"));
         assert!(is_object_or_empty(b"  "));
-        for not_an_object in [&b"[\"operator\", null]"[..], b"\"x\"", b"1", b"null"] {
+        assert!(is_object_or_empty(b" null "), "null is no body");
+        for not_an_object in [&b"[\"operator\", null]"[..], b"\"x\"", b"1", b"nullx"] {
             assert!(!is_object_or_empty(not_an_object), "{}", String::from_utf8_lossy(not_an_object));
         }
     }

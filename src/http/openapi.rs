@@ -76,12 +76,46 @@ pub fn document() -> &'static Document {
     })
 }
 
-/// The document's JSON, rendered once.
+/// The document's JSON, rendered once, with the NUL rule on every free-text string.
 fn document_json() -> &'static str {
     static JSON: OnceLock<String> = OnceLock::new();
-    // Serialising these types cannot fail; an empty object would still be a valid answer.
-    JSON.get_or_init(|| serde_json::to_string(document()).unwrap_or_else(|_| "{}".to_string()))
+    JSON.get_or_init(|| {
+        // Serialising these types cannot fail; an empty object would still be a valid answer.
+        let mut json = serde_json::to_value(document()).unwrap_or_default();
+        forbid_nul_in_strings(&mut json);
+        serde_json::to_string(&json).unwrap_or_else(|_| "{}".to_string())
+    })
 }
+
+/// No string the API takes may hold NUL (the middleware refuses it: PostgreSQL cannot store it), so
+/// every string schema without a pattern, format or fixed values of its own says so, and so does every
+/// object's property names.
+fn forbid_nul_in_strings(node: &mut serde_json::Value) {
+    match node {
+        serde_json::Value::Object(map) => {
+            let is_string = match map.get("type") {
+                Some(serde_json::Value::String(t)) => t == "string",
+                Some(serde_json::Value::Array(types)) => types.iter().any(|t| t == "string"),
+                _ => false,
+            };
+            let constrained = ["pattern", "format", "enum", "const"].iter().any(|k| map.contains_key(*k));
+            if is_string && !constrained {
+                map.insert("pattern".into(), serde_json::Value::String(NO_NUL_PATTERN.into()));
+            }
+            // Property names are strings too (a map's keys, or members the server ignores).
+            let is_object = map.get("type").is_some_and(|t| t == "object");
+            if is_object && !map.contains_key("propertyNames") {
+                map.insert("propertyNames".into(), serde_json::json!({"pattern": NO_NUL_PATTERN}));
+            }
+            map.values_mut().for_each(forbid_nul_in_strings);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(forbid_nul_in_strings),
+        _ => {}
+    }
+}
+
+/// A string without the NUL character.
+const NO_NUL_PATTERN: &str = "^[^\\u0000]*$";
 
 /// The OpenAPI 3.1 document of this API.
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "ops",

@@ -9,6 +9,7 @@ use super::ApiError;
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Most items on the page (1 to 500; 50 when not given).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// The previous page's `next_cursor`.
     pub cursor: Option<String>,

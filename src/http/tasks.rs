@@ -23,6 +23,7 @@ pub struct TaskListQuery {
     task_type: Option<String>,
     // Written out rather than flattened: serde_urlencoded cannot parse numbers inside a flattened struct.
     /// Most items on the page (1 to 500; 50 when not given).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// The previous page's `next_cursor`.
     cursor: Option<String>,

@@ -13,7 +13,9 @@ use super::{ApiError, AppState};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
+    #[schema(pattern = "^[A-Za-z0-9._@-]{1,64}$")]
     username: String,
+    #[schema(min_length = 8, max_length = 1024)]
     password: String,
     role: Role,
 }

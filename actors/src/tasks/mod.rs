@@ -167,6 +167,7 @@ pub struct NewTask {
     /// The agent that runs it.
     pub agent_id: String,
     /// What to do.
+    #[schema(min_length = 1, max_length = 100, pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$")]
     pub task_type: String,
     /// Parameters.
     pub payload: serde_json::Value,
@@ -175,12 +176,14 @@ pub struct NewTask {
     pub priority: i32,
     /// Hand-outs allowed; the queue's default when absent.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 100)]
     pub max_attempts: Option<i32>,
     /// Makes enqueueing idempotent.
     #[serde(default)]
     pub idempotency_key: Option<String>,
     /// Seconds it may stay pending; the queue's default when absent.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 31622400)]
     pub ttl_secs: Option<u64>,
 }
 
