@@ -79,6 +79,7 @@ pub enum Command {
 pub enum NatsCommand {
     /// Write the trust file for Phoenix (`bus.nats_trust_file`) and the configuration nats-server
     /// includes to trust it. Refuses to replace existing files: new keys lock every agent out.
+    #[command(after_help = "Example:\n  phoenix nats init --dir /etc/phoenix/nats --resolver-dir /data/jwt")]
     Init(NatsInitArgs),
 }
 

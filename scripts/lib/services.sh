@@ -210,8 +210,21 @@ ensure_schemathesis() {
     rm -f "$log"
     "$bin" --version >/dev/null 2>&1 || die "$bin does not run after installing schemathesis $want"
   fi
+  install_hypothesis_shim "$py" "$root"
   export PHOENIX_TEST_SCHEMATHESIS="$bin"
   note "schemathesis $want ready at $PHOENIX_TEST_SCHEMATHESIS"
+}
+
+# install_hypothesis_shim PYTHON ROOT: loads scripts/lib/hypothesis_py311_shim.py
+# at the start of every interpreter of the venv (a .pth file), so a CPython 3.11
+# parser bug in Hypothesis's lambda descriptions cannot abort a fuzzing run.
+install_hypothesis_shim() {
+  local py=$1 root=$2 site
+  site=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') ||
+    die "cannot find the site-packages of $py"
+  cp "$root/scripts/lib/hypothesis_py311_shim.py" "$site/hypothesis_py311_shim.py" ||
+    die "cannot install the hypothesis shim into $site"
+  printf 'import hypothesis_py311_shim\n' >"$site/phoenix_shims.pth"
 }
 
 # --- NATS ------------------------------------------------------------------

@@ -80,8 +80,8 @@ fn announced_too_large(req: &ServiceRequest, limit: Option<usize>) -> Option<usi
 /// PostgreSQL cannot store the NUL character in text and no field has a use for it, so a request that
 /// carries one — `%00` in its path or query, `\u0000` in a JSON body — is refused here with a 400, the
 /// same on both backends, instead of failing deep inside a query. Every JSON body the API takes is an
-/// object: anything else is a 422 here (serde would read a struct from an array, by position). A JSON
-/// body is read (up to the body limit) and handed on unchanged.
+/// object: an array or a scalar is a 422 here (serde would read a struct from an array, by position);
+/// `null` counts as no body. A JSON body is read (up to the body limit) and handed on unchanged.
 async fn check_body(
     mut req: ServiceRequest,
     limit: Option<usize>,

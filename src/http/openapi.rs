@@ -9,6 +9,7 @@
 //!
 //! A unit test below fails when a row of the route table has no operation in the document.
 
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use actix_web::http::header;
@@ -82,9 +83,41 @@ fn document_json() -> &'static str {
     JSON.get_or_init(|| {
         // Serialising these types cannot fail; an empty object would still be a valid answer.
         let mut json = serde_json::to_value(document()).unwrap_or_default();
+        open_all_of_members(&mut json);
         forbid_nul_in_strings(&mut json);
         serde_json::to_string(&json).unwrap_or_else(|_| "{}".to_string())
     })
+}
+
+/// A type that flattens a closed one (`ExperimentView` = `ExperimentSpec` + its state) is an `allOf`
+/// of the two; a member with `additionalProperties: false` would refuse every real answer (its other
+/// fields are "additional" to it). Such a member points instead at an open copy, `<Name>Fields`; the
+/// request schema it came from stays closed.
+fn open_all_of_members(document: &mut serde_json::Value) {
+    let Some(schemas) = document.pointer_mut("/components/schemas").and_then(|s| s.as_object_mut()) else {
+        return;
+    };
+    let closed: BTreeMap<String, serde_json::Value> = schemas
+        .iter()
+        .filter(|(_, schema)| schema["additionalProperties"] == serde_json::Value::Bool(false))
+        .map(|(name, schema)| (name.clone(), schema.clone()))
+        .collect();
+    let mut copies = BTreeMap::new();
+    for schema in schemas.values_mut() {
+        // `get_mut`, not indexing: indexing a JSON object for writing adds the key when it is missing.
+        for member in schema.get_mut("allOf").and_then(|m| m.as_array_mut()).into_iter().flatten() {
+            let Some(name) = member["$ref"].as_str().and_then(|r| r.strip_prefix("#/components/schemas/")) else {
+                continue;
+            };
+            let Some(target) = closed.get(name) else { continue };
+            let open_name = format!("{name}Fields");
+            let mut open = target.clone();
+            open.as_object_mut().map(|o| o.remove("additionalProperties"));
+            member["$ref"] = serde_json::Value::String(format!("#/components/schemas/{open_name}"));
+            copies.insert(open_name, open);
+        }
+    }
+    schemas.extend(copies);
 }
 
 /// No string the API takes may hold NUL (the middleware refuses it: PostgreSQL cannot store it), so
@@ -212,6 +245,27 @@ fn http_method(endpoint: &Endpoint) -> Option<HttpMethod> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_all_of_member_refuses_the_fields_of_the_others() {
+        let json: serde_json::Value = serde_json::from_str(document_json()).expect("JSON");
+        let schemas = json["components"]["schemas"].as_object().expect("schemas");
+        let view = &schemas["ExperimentView"]["allOf"];
+        assert!(view.as_array().is_some_and(|members| members.len() == 2), "{view}");
+        assert_eq!(view[0]["$ref"], "#/components/schemas/ExperimentSpecFields", "{view}");
+        for (name, schema) in schemas {
+            for member in schema["allOf"].as_array().into_iter().flatten() {
+                let target =
+                    member["$ref"].as_str().and_then(|r| schemas.get(r.trim_start_matches("#/components/schemas/")));
+                let closed = |s: &serde_json::Value| s["additionalProperties"] == serde_json::Value::Bool(false);
+                assert!(!closed(member) && !target.is_some_and(closed), "{name} has a closed allOf member");
+            }
+        }
+        assert_eq!(schemas["ExperimentSpec"]["additionalProperties"], false, "requests stay closed");
+        let stray: Vec<&String> =
+            schemas.iter().filter(|(_, s)| s.get("allOf").is_some_and(|a| !a.is_array())).map(|(n, _)| n).collect();
+        assert!(stray.is_empty(), "allOf that is not a list: {stray:?}");
+    }
 
     #[test]
     fn every_route_in_the_table_has_an_operation_with_its_access() {
