@@ -94,30 +94,44 @@ fn document_json() -> &'static str {
 /// fields are "additional" to it). Such a member points instead at an open copy, `<Name>Fields`; the
 /// request schema it came from stays closed.
 fn open_all_of_members(document: &mut serde_json::Value) {
-    let Some(schemas) = document.pointer_mut("/components/schemas").and_then(|s| s.as_object_mut()) else {
-        return;
-    };
+    let Some(schemas) = document.pointer("/components/schemas").and_then(|s| s.as_object()) else { return };
     let closed: BTreeMap<String, serde_json::Value> = schemas
         .iter()
         .filter(|(_, schema)| schema["additionalProperties"] == serde_json::Value::Bool(false))
-        .map(|(name, schema)| (name.clone(), schema.clone()))
+        .map(|(name, schema)| (format!("#/components/schemas/{name}"), schema.clone()))
         .collect();
     let mut copies = BTreeMap::new();
-    for schema in schemas.values_mut() {
-        // `get_mut`, not indexing: indexing a JSON object for writing adds the key when it is missing.
-        for member in schema.get_mut("allOf").and_then(|m| m.as_array_mut()).into_iter().flatten() {
-            let Some(name) = member["$ref"].as_str().and_then(|r| r.strip_prefix("#/components/schemas/")) else {
-                continue;
-            };
-            let Some(target) = closed.get(name) else { continue };
-            let open_name = format!("{name}Fields");
-            let mut open = target.clone();
-            open.as_object_mut().map(|o| o.remove("additionalProperties"));
-            member["$ref"] = serde_json::Value::String(format!("#/components/schemas/{open_name}"));
-            copies.insert(open_name, open);
-        }
+    point_all_of_at_open_copies(document, &closed, &mut copies);
+    if let Some(schemas) = document.pointer_mut("/components/schemas").and_then(|s| s.as_object_mut()) {
+        schemas.extend(copies);
     }
-    schemas.extend(copies);
+}
+
+/// Everywhere in `node` (components, and schemas inlined in operations or in generic pages), an
+/// `allOf` member naming a `closed` schema is pointed at its open copy, which is added to `copies`.
+fn point_all_of_at_open_copies(
+    node: &mut serde_json::Value,
+    closed: &BTreeMap<String, serde_json::Value>,
+    copies: &mut BTreeMap<String, serde_json::Value>,
+) {
+    match node {
+        serde_json::Value::Object(map) => {
+            for member in map.get_mut("allOf").and_then(|m| m.as_array_mut()).into_iter().flatten() {
+                let Some(target) = member.get("$ref").and_then(|r| r.as_str()).map(str::to_owned) else { continue };
+                let Some(schema) = closed.get(&target) else { continue };
+                let open_name = format!("{}Fields", target.trim_start_matches("#/components/schemas/"));
+                let mut open = schema.clone();
+                open.as_object_mut().map(|o| o.remove("additionalProperties"));
+                member["$ref"] = serde_json::Value::String(format!("#/components/schemas/{open_name}"));
+                copies.insert(open_name, open);
+            }
+            map.values_mut().for_each(|value| point_all_of_at_open_copies(value, closed, copies));
+        }
+        serde_json::Value::Array(items) => {
+            items.iter_mut().for_each(|item| point_all_of_at_open_copies(item, closed, copies))
+        }
+        _ => {}
+    }
 }
 
 /// No string the API takes may hold NUL (the middleware refuses it: PostgreSQL cannot store it), so
@@ -251,20 +265,26 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(document_json()).expect("JSON");
         let schemas = json["components"]["schemas"].as_object().expect("schemas");
         let view = &schemas["ExperimentView"]["allOf"];
-        assert!(view.as_array().is_some_and(|members| members.len() == 2), "{view}");
         assert_eq!(view[0]["$ref"], "#/components/schemas/ExperimentSpecFields", "{view}");
-        for (name, schema) in schemas {
-            for member in schema["allOf"].as_array().into_iter().flatten() {
-                let target =
-                    member["$ref"].as_str().and_then(|r| schemas.get(r.trim_start_matches("#/components/schemas/")));
-                let closed = |s: &serde_json::Value| s["additionalProperties"] == serde_json::Value::Bool(false);
-                assert!(!closed(member) && !target.is_some_and(closed), "{name} has a closed allOf member");
+        assert_eq!(schemas["ExperimentSpec"]["additionalProperties"], false, "requests stay closed");
+        // Everywhere: components, and schemas inlined in operations and generic pages.
+        fn check(node: &serde_json::Value, schemas: &serde_json::Map<String, serde_json::Value>, at: &str) {
+            match node {
+                serde_json::Value::Object(map) => {
+                    if let Some(members) = map.get("allOf") {
+                        for member in members.as_array().unwrap_or_else(|| panic!("allOf at {at} is not a list")) {
+                            let name = member["$ref"].as_str().map(|r| r.trim_start_matches("#/components/schemas/"));
+                            let target = name.and_then(|n| schemas.get(n)).unwrap_or(member);
+                            assert_ne!(target["additionalProperties"], false, "a closed allOf member at {at}");
+                        }
+                    }
+                    map.iter().for_each(|(key, value)| check(value, schemas, &format!("{at}/{key}")));
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|item| check(item, schemas, at)),
+                _ => {}
             }
         }
-        assert_eq!(schemas["ExperimentSpec"]["additionalProperties"], false, "requests stay closed");
-        let stray: Vec<&String> =
-            schemas.iter().filter(|(_, s)| s.get("allOf").is_some_and(|a| !a.is_array())).map(|(n, _)| n).collect();
-        assert!(stray.is_empty(), "allOf that is not a list: {stray:?}");
+        check(&json, schemas, "");
     }
 
     #[test]

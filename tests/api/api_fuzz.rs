@@ -241,3 +241,60 @@ async fn every_operation_answers_as_documented_under_generated_input(backend: Ba
     assert_eq!(operations["tested"].as_u64(), Some(operations_documented as u64), "every operation was called");
     assert_eq!(server_errors, 0);
 }
+
+/// Validates `instance` against the component `schema` of the OpenAPI `document`, with the JSON Schema
+/// validator schemathesis itself uses (`jsonschema_rs`, in its venv); the errors, empty when valid.
+fn schema_errors(document: &Value, schema: &str, instance: &Value) -> String {
+    let python = schemathesis().with_file_name("python");
+    let script = "import json, sys, jsonschema_rs\n\
+                  doc, name, instance = json.load(open(sys.argv[1])), sys.argv[2], json.load(open(sys.argv[3]))\n\
+                  root = {'$ref': '#/components/schemas/' + name, 'components': doc['components']}\n\
+                  v = jsonschema_rs.Draft202012Validator(root)\n\
+                  print('\\n'.join(str(e) for e in v.iter_errors(instance)))\n";
+    let dir = tempfile::tempdir().expect("dir");
+    let (doc_path, instance_path) = (dir.path().join("doc.json"), dir.path().join("instance.json"));
+    std::fs::write(&doc_path, document.to_string()).expect("doc");
+    std::fs::write(&instance_path, instance.to_string()).expect("instance");
+    let output = Command::new(python)
+        .args(["-c", script])
+        .arg(&doc_path)
+        .arg(schema)
+        .arg(&instance_path)
+        .output()
+        .expect("python of the schemathesis venv");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// Experiment answers validate against their documented schema (an `allOf` over the closed request
+/// type refused every real answer once), as created, read and listed.
+#[actix_web::test]
+async fn experiment_answers_validate_against_their_schema() {
+    use crate::experiments::{experiment, synthetic};
+    let (app, admin) = fast_server(Backend::Sqlite, |_| {}).await;
+    let body = experiment(
+        "valid",
+        synthetic("topk", serde_json::json!({"k": 3})),
+        serde_json::json!({"selector": {"env": "test"}}),
+        60,
+    );
+    let res = app.send_as(reqwest::Method::POST, "/api/v1/experiments", &admin, &body).await;
+    assert_eq!(res.status(), 201);
+    let created: Value = res.json().await.expect("experiment");
+    let id = created["id"].as_str().expect("id");
+    let read: Value = app.get_as(&format!("/api/v1/experiments/{id}"), &admin).await.json().await.expect("experiment");
+    let listed: Value = app.get_as("/api/v1/experiments", &admin).await.json().await.expect("page");
+    let document: Value = app.get("/api/v1/openapi.json").await.json().await.expect("document");
+    for (what, schema, instance) in [
+        ("created", "ExperimentView", &created),
+        ("read", "ExperimentView", &read),
+        ("listed", "Page_ExperimentView", &listed),
+    ] {
+        let errors = schema_errors(&document, schema, instance);
+        assert!(errors.is_empty(), "the {what} experiment does not match {schema}:\n{errors}\n{instance}");
+    }
+    // And the check can fail: a member the schema does not know is refused by the closed request type.
+    let mut spec = body.clone();
+    spec["surplus"] = serde_json::json!(1);
+    assert!(!schema_errors(&document, "ExperimentSpec", &spec).is_empty(), "the request schema stays closed");
+}

@@ -20,7 +20,7 @@ const PROCESSES: u64 = 50;
 const SERIES_PER_PROCESS: u64 = 5;
 
 /// A built-in template on the synthetic source (same seed everywhere: both variants see the same load).
-fn synthetic(template: &str, extra: Value) -> Value {
+pub(crate) fn synthetic(template: &str, extra: Value) -> Value {
     let mut parameters = json!({"source": "synthetic", "profile": "steady", "processes": PROCESSES, "seed": 7});
     if let (Some(p), Some(extra)) = (parameters.as_object_mut(), extra.as_object()) {
         p.extend(extra.clone());
@@ -28,7 +28,7 @@ fn synthetic(template: &str, extra: Value) -> Value {
     json!({"template": template, "parameters": parameters})
 }
 
-fn experiment(name: &str, candidate: Value, target: Value, duration_secs: u64) -> Value {
+pub(crate) fn experiment(name: &str, candidate: Value, target: Value, duration_secs: u64) -> Value {
     json!({
         "name": name,
         "description": "topk against the pass-through",
