@@ -12,7 +12,21 @@ use phoenix_nats::trust::resolver::{sync_revocations, Sync};
 use phoenix_nats::trust::{NatsTrust, UserCredential};
 use phoenix_nats::{Bus, Bytes, NatsBus, NatsBusOptions, Subjects};
 
-const WITHIN: Duration = Duration::from_secs(5);
+const WITHIN: Duration = Duration::from_secs(10);
+/// How long one try of an exchange waits before the next.
+const TRY_EVERY: Duration = Duration::from_millis(250);
+
+/// Tries `exchange` until it gives a value; panics after [`WITHIN`].
+async fn until<T>(mut exchange: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + WITHIN;
+    while tokio::time::Instant::now() < deadline {
+        if let Some(value) = exchange().await {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no answer within {WITHIN:?}");
+}
 
 /// An agent's bare connection with its own JWT, and its public key.
 async fn connect_agent(url: &str, trust: &NatsTrust, subjects: &Subjects, agent_id: &str) -> (ObservedClient, String) {
@@ -42,11 +56,16 @@ async fn an_agent_may_use_its_own_subjects_and_nothing_of_another_agents() {
     let server = server_bus(&nats, &trust, &subjects).await;
     let (mut a, _) = connect_agent(&nats.url, &trust, &subjects, "a").await;
 
-    // Its own tasks arrive, and its heartbeat request gets the server's answer on its own inbox.
+    // Its own tasks arrive, and its heartbeat request gets the server's answer on its own inbox. (Two
+    // connections: a subscription is in place on the NATS server only some time after it is sent, so
+    // each exchange is tried again until it works, within a deadline.)
     let mut tasks = a.client.subscribe(subjects.agent_tasks("a").expect("subject")).await.expect("subscribe");
     a.client.flush().await.expect("flush");
-    server.publish(&subjects.agent_tasks("a").expect("subject"), Bytes::from_static(b"task")).await.expect("push");
-    let task = tokio::time::timeout(WITHIN, tasks.next()).await.expect("task in time").expect("task");
+    let task = until(async || {
+        server.publish(&subjects.agent_tasks("a").expect("subject"), Bytes::from_static(b"task")).await.ok()?;
+        tokio::time::timeout(TRY_EVERY, tasks.next()).await.ok().flatten()
+    })
+    .await;
     assert_eq!(&task.payload[..], b"task");
     let server = Arc::new(server);
     let mut heartbeats = server.subscribe(&subjects.all_agent_heartbeats()).await.expect("server subscribes");
@@ -57,8 +76,11 @@ async fn an_agent_may_use_its_own_subjects_and_nothing_of_another_agents() {
             responder.publish(&reply, Bytes::from(reply.clone())).await.expect("answer");
         }
     });
-    let answer = a.client.request(subjects.agent_heartbeat("a").expect("subject"), "hb".into());
-    let answer = tokio::time::timeout(WITHIN, answer).await.expect("answered in time").expect("answered");
+    let answer = until(async || {
+        let asked = a.client.request(subjects.agent_heartbeat("a").expect("subject"), "hb".into());
+        tokio::time::timeout(TRY_EVERY, asked).await.ok()?.ok()
+    })
+    .await;
     let inbox = String::from_utf8_lossy(&answer.payload).to_string();
     assert!(inbox.starts_with("_INBOX.agent.a."), "the answer came to the agent's own inbox: {inbox}");
     answer_heartbeats.abort();

@@ -69,8 +69,15 @@ impl OwnPostgres {
     fn start_again(&self) {
         let options =
             format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.path().display());
-        let log = self.dir.path().join("log").display().to_string();
-        self.run("pg_ctl", &["-D", &self.data(), "-o", &options, "-l", &log, "-w", "start"]);
+        let log = self.dir.path().join("log");
+        let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.run("pg_ctl", &["-D", &self.data(), "-o", &options, "-l", &log.display().to_string(), "-w", "start"])
+        }));
+        if let Err(panic) = started {
+            // What PostgreSQL said, so a failure here can be understood from the test's output alone.
+            eprintln!("PostgreSQL's log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+            std::panic::resume_unwind(panic);
+        }
     }
 
     /// Stops at once, as a crash would: connections are refused until it is back. (A network cut that
