@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
-use phoenix_actors::store::Store;
+use phoenix_actors::store::{NatsKeyRegistration, Store};
 use phoenix_actors::StoreError;
 use phoenix_nats::trust::resolver::{sync_revocations, Sync};
 use phoenix_nats::trust::{NatsTrust, TrustError, TrustSeeds, UserCredential};
@@ -81,6 +81,12 @@ pub enum IssueError {
     /// The key was revoked or belongs to another agent.
     #[error("{0}")]
     Refused(String),
+    /// The agent registered as many new keys as it may in a day.
+    #[error(
+        "this agent registered {} NATS keys in the last day, as many as it may; keep using one",
+        phoenix_actors::store::MAX_NATS_KEYS_PER_DAY
+    )]
+    TooManyKeys,
     /// The database failed.
     #[error(transparent)]
     Store(StoreError),
@@ -111,8 +117,10 @@ impl NatsIdentities {
             StoreError::Conflict(detail) => IssueError::Refused(detail),
             other => IssueError::Store(other),
         })?;
-        if registered.revoked_others > 0 {
-            self.revocations_changed();
+        match registered {
+            NatsKeyRegistration::TooManyKeys => return Err(IssueError::TooManyKeys),
+            NatsKeyRegistration::Registered { revoked_others } if revoked_others > 0 => self.revocations_changed(),
+            NatsKeyRegistration::Registered { .. } => {}
         }
         let jwt = self.trust.agent_user_jwt(&self.subjects, agent_id, public_key).map_err(IssueError::Trust)?;
         let inbox_prefix = self.subjects.agent_inbox_prefix(agent_id).map_err(|e| IssueError::Trust(e.into()))?;

@@ -186,26 +186,30 @@ impl Audit {
         }
     }
 
-    /// Appends a refusal unless the same `(actor, action)` was recorded in the last [`REFUSAL_EVERY`].
+    /// Appends a refusal unless the same `(actor, client, action)` was recorded in the last
+    /// [`REFUSAL_EVERY`].
     pub async fn record_refusal(&self, entry: NewAuditEntry) {
-        let key = format!(
-            "{}|{}|{}",
-            entry.actor_id.as_deref().unwrap_or(""),
-            entry.client.as_deref().unwrap_or(""),
-            entry.action
-        );
-        let now = Instant::now();
-        {
-            let mut last = self.last_refusal.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if last.get(&key).is_some_and(|at| now.duration_since(*at) < REFUSAL_EVERY) {
-                return;
-            }
-            if last.len() >= MAX_REMEMBERED_REFUSALS {
-                last.clear();
-            }
-            last.insert(key, now);
+        if self.admits_refusal(&entry) {
+            self.record(entry).await;
         }
-        self.record(entry).await;
+    }
+
+    /// Whether a refusal is to be recorded (and notes that it was): at most one per
+    /// `(actor, client, action)` every [`REFUSAL_EVERY`]. Cheap, so a flood is turned away before any
+    /// write is even scheduled.
+    pub fn admits_refusal(&self, entry: &NewAuditEntry) -> bool {
+        let actor = entry.actor_id.as_deref().unwrap_or("");
+        let key = format!("{actor}|{}|{}", entry.client.as_deref().unwrap_or(""), entry.action);
+        let now = Instant::now();
+        let mut last = self.last_refusal.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if last.get(&key).is_some_and(|at| now.duration_since(*at) < REFUSAL_EVERY) {
+            return false;
+        }
+        if last.len() >= MAX_REMEMBERED_REFUSALS {
+            last.clear();
+        }
+        last.insert(key, now);
+        true
     }
 
     /// Deletes the entries older than `keep` (the retention), every `every`, for as long as it runs.

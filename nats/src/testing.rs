@@ -60,7 +60,7 @@ impl OperatorNats {
             std::fs::write(&conf, config).expect("write nats-server.conf");
             let log = dir.join("nats-server.log");
             let bin = std::env::var("PHOENIX_TEST_NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
-            let child = std::process::Command::new(&bin)
+            let mut child = std::process::Command::new(&bin)
                 .arg("-c")
                 .arg(&conf)
                 .arg("-l")
@@ -69,14 +69,13 @@ impl OperatorNats {
                 .stderr(std::process::Stdio::null())
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start {bin} (install the nats-server package): {e}"));
-            let mut server = OperatorNats { url: format!("nats://127.0.0.1:{port}"), child, dir: dir.clone() };
-            if server.wait_ready(std::time::Duration::from_secs(10)) {
-                return server;
+            let addr = format!("127.0.0.1:{port}");
+            if answers_nats(&mut child, &addr, std::time::Duration::from_secs(10)) {
+                return OperatorNats { url: format!("nats://{addr}"), child, dir };
             }
             last_log = std::fs::read_to_string(&log).unwrap_or_default();
-            let _ = server.child.kill();
-            let _ = server.child.wait();
-            std::mem::forget(server); // the directory is reused by the next try
+            let _ = child.kill();
+            let _ = child.wait();
         }
         let _ = std::fs::remove_dir_all(&dir);
         panic!("nats-server in operator mode did not start:\n{last_log}");
@@ -86,26 +85,26 @@ impl OperatorNats {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("nats-server.log")).unwrap_or_default()
     }
+}
 
-    fn wait_ready(&mut self, within: std::time::Duration) -> bool {
-        let deadline = std::time::Instant::now() + within;
-        let addr = self.url.trim_start_matches("nats://").to_owned();
-        while std::time::Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return false;
-            }
-            // Ready once it answers the client protocol's greeting.
-            if let Ok(stream) = std::net::TcpStream::connect(&addr) {
-                let mut greeting = [0u8; 4];
-                let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(1)));
-                if std::io::Read::read_exact(&mut &stream, &mut greeting).is_ok() && &greeting == b"INFO" {
-                    return true;
-                }
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
+/// Whether the nats-server `child` answers the client protocol's greeting on `addr` within `within`
+/// (`false` at once if it exited).
+fn answers_nats(child: &mut std::process::Child, addr: &str, within: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return false;
         }
-        false
+        if let Ok(stream) = std::net::TcpStream::connect(addr) {
+            let mut greeting = [0u8; 4];
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(1)));
+            if std::io::Read::read_exact(&mut &stream, &mut greeting).is_ok() && &greeting == b"INFO" {
+                return true;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    false
 }
 
 impl Drop for OperatorNats {

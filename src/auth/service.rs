@@ -185,11 +185,16 @@ impl AuthService {
     /// Changes the user's password after checking the current one, ends every session of the user
     /// (the caller's too) and starts a new one, which is returned.
     pub async fn change_password(&self, user: &User, current: &str, new: &str) -> Result<Session, AuthError> {
+        // A stolen access token must not be a way to guess the password: failures count against the
+        // same per-username limit as failed logins.
+        self.check_rate(&user.username, None)?;
+        self.failures_by_user.record_failure(&user.username);
         let credentials = self.store.find_credentials(&user.username).await?;
         let stored = credentials.map(|c| c.password_hash);
         if !self.verify(current, stored).await? {
             return Err(AuthError::Invalid(vec![("current_password".into(), "is not the account's password".into())]));
         }
+        self.failures_by_user.reset(&user.username);
         validate_credentials(&user.username, new)?;
         if new == current {
             return Err(AuthError::Invalid(vec![("new_password".into(), "is the current password".into())]));

@@ -15,7 +15,7 @@ use utoipa::IntoParams;
 use super::access::{Access, CurrentUser};
 use super::paging::PageQuery;
 use super::{request_id, ApiError, AppState};
-use crate::auth::AuthError;
+use crate::auth::{AuthError, Session};
 
 /// Routes whose handlers record what happened themselves (with the username a login tried).
 const RECORDED_BY_HANDLER: [&str; 2] = ["/api/v1/auth/login", "/api/v1/auth/refresh"];
@@ -82,19 +82,13 @@ fn client_of(req: &HttpRequest, state: &AppState) -> Option<String> {
 }
 
 /// Records a login attempt: the user on success, the name tried on failure (never the password).
-pub async fn record_login<T>(
-    state: &AppState,
-    req: &HttpRequest,
-    username: &str,
-    result: &Result<T, AuthError>,
-    user_id: Option<String>,
-) {
+pub async fn record_login(state: &AppState, req: &HttpRequest, username: &str, result: &Result<Session, AuthError>) {
     let (action, outcome) = match result {
         Ok(_) => ("auth.login", Outcome::Succeeded),
         Err(_) => ("auth.login_failed", Outcome::Refused),
     };
     let mut entry = NewAuditEntry::new(ActorKind::User, action, outcome);
-    entry.actor_id = user_id;
+    entry.actor_id = result.as_ref().ok().map(|session| session.user.id.clone());
     entry.actor_name = Some(username.to_owned());
     entry.client = client_of(req, state);
     entry.request_id = request_id::current();
@@ -104,7 +98,7 @@ pub async fn record_login<T>(
     state.audit.record(entry).await;
 }
 
-/// Records a security event of a user's (a reused refresh token) with its detail.
+/// Records a security event about a user (a reused refresh token).
 pub async fn record_security_event(state: &AppState, req: &HttpRequest, action: &str, user_id: Option<String>) {
     let mut entry = NewAuditEntry::new(ActorKind::User, action, Outcome::Refused);
     entry.actor_id = user_id;
@@ -122,8 +116,7 @@ pub struct AuditQuery {
     /// Only actions starting with this, e.g. `POST /api/v1/experiments` or `auth.`.
     action: Option<String>,
     /// Only this outcome: succeeded, refused, failed.
-    #[param(value_type = Option<Outcome>)]
-    outcome: Option<String>,
+    outcome: Option<Outcome>,
     /// Only entries at or after this time (RFC 3339).
     since: Option<DateTime<Utc>>,
     /// Only entries before this time (RFC 3339).
@@ -140,21 +133,18 @@ pub struct AuditQuery {
     responses((status = 200, description = "A page of audit entries, newest first", body = Page<AuditEntry>)))]
 pub async fn list_audit(state: web::Data<AppState>, query: web::Query<AuditQuery>) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
-    let outcome = query
-        .outcome
-        .as_deref()
-        .map(|o| {
-            Outcome::parse(o)
-                .ok_or_else(|| ApiError::BadRequest(format!("outcome {o:?}: use succeeded, refused or failed")))
-        })
-        .transpose()?;
     if let (Some(since), Some(until)) = (query.since, query.until) {
         if since >= until {
             return Err(ApiError::BadRequest("since must be before until".into()));
         }
     }
-    let filter =
-        AuditFilter { actor: query.actor, action: query.action, outcome, since: query.since, until: query.until };
+    let filter = AuditFilter {
+        actor: query.actor,
+        action: query.action,
+        outcome: query.outcome,
+        since: query.since,
+        until: query.until,
+    };
     let page = PageQuery { limit: query.limit, cursor: query.cursor }.page()?;
     Ok(HttpResponse::Ok().json(state.audit.list(&filter, page).await?))
 }

@@ -44,8 +44,7 @@ pub async fn login(
 ) -> Result<HttpResponse, ApiError> {
     let client = super::client_addr::client_address(&req, &state.settings.server.trusted_proxies);
     let session = state.auth.login(&body.username, &body.password, client).await;
-    let user_id = session.as_ref().ok().map(|s| s.user.id.clone());
-    super::audit::record_login(&state, &req, &body.username, &session, user_id).await;
+    super::audit::record_login(&state, &req, &body.username, &session).await;
     Ok(HttpResponse::Ok().json(session?))
 }
 

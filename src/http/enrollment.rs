@@ -144,6 +144,7 @@ pub async fn enroll_agent(
     responses((status = 200, description = "The agent's NATS credential", body = AgentNatsCredential),
         (status = 404, description = "The server gives agents no NATS identities of their own"),
         (status = 409, description = "The key was revoked or is another agent's: make a new one"),
+        (status = 429, description = "The agent registered as many new keys as it may in a day"),
         (status = 422, description = "Not a NATS user public key")))]
 pub async fn issue_nats_credentials(
     state: web::Data<AppState>,
@@ -160,6 +161,11 @@ pub async fn issue_nats_credentials(
         Ok(credential) => Ok(HttpResponse::Ok().json(credential)),
         Err(IssueError::BadKey(detail)) => Err(ApiError::invalid(vec![("public_key".into(), detail)])),
         Err(IssueError::Refused(detail)) => Err(ApiError::Conflict(detail)),
+        Err(e @ IssueError::TooManyKeys) => {
+            // Refused and counted like the gateway's refusals of agent messages.
+            state.gateway.stats().dropped("too_many_nats_keys");
+            Err(ApiError::TooManyRequests { code: "too_many_nats_keys", detail: e.to_string(), retry_after_secs: 3600 })
+        }
         Err(IssueError::Store(e)) => Err(e.into()),
         Err(IssueError::Trust(e)) => Err(ApiError::Internal(e.into())),
     }

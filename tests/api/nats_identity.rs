@@ -134,6 +134,24 @@ async fn each_agent_is_confined_to_its_own_subjects_and_cut_off_when_revoked(bac
     rotated.expect_event("authorization", WITHIN).await;
     assert_eq!(a.ask(&app, &nkeys::KeyPair::new_user().public_key()).await.status(), 401);
     assert_eq!(b.heartbeat(&app, &on_b).await["kind"], "heartbeat_ack", "b is not affected");
+
+    // Every revoked key stays in the NATS account: an agent may not make new ones without end.
+    let mut issued = 1; // b's key above
+    let refused = loop {
+        let res = b.ask(&app, &nkeys::KeyPair::new_user().public_key()).await;
+        if res.status() != 200 {
+            break res;
+        }
+        issued += 1;
+        assert!(issued <= phoenix_actors::store::MAX_NATS_KEYS_PER_DAY, "more keys than a day allows");
+    };
+    assert_eq!(issued, phoenix_actors::store::MAX_NATS_KEYS_PER_DAY);
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    let problem: Value = refused.json().await.expect("problem");
+    assert_eq!(problem["code"], "too_many_nats_keys", "{problem}");
+    let metrics = app.get("/metrics").await.text().await.expect("metrics");
+    assert!(metrics.contains("reason=\"too_many_nats_keys\"} 1"), "counted");
 }
 
 each_backend!(each_agent_is_confined_to_its_own_subjects_and_cut_off_when_revoked);

@@ -458,5 +458,13 @@ async fn a_password_change_ends_every_session_of_the_user(env: Env) {
     assert_eq!(app.post_json("/api/v1/auth/login", &old).await.status(), 401);
     let new = json!({"username": "ops", "password": "n3w-long-password"});
     assert_eq!(app.post_json("/api/v1/auth/login", &new).await.status(), 200);
+
+    // Guessing the current password with a stolen token is limited like logging in.
+    let guesses = (0..6).map(|i| change(&format!("guess-number-{i}"), "an0ther-long-password"));
+    let mut answers = Vec::new();
+    for guess in guesses {
+        answers.push(app.send_as(Method::POST, "/api/v1/auth/password", fresh, &guess).await.status().as_u16());
+    }
+    assert_eq!(answers.last(), Some(&429), "{answers:?}");
 }
 each_env!(a_password_change_ends_every_session_of_the_user);

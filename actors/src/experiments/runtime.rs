@@ -619,7 +619,8 @@ impl Runtime {
         let promotion = match (when, &experiment.phase, &experiment.deployment_id) {
             (RemoveWhen::AfterHandover, Phase::Promoted, Some(deployment)) => {
                 let tasks = self.store.tasks_with_key_prefix(&rollout::key_prefix(deployment)).await?;
-                Some((tasks, experiment.updated_at))
+                // A promotion stamps `completed_at` with its own time.
+                Some((tasks, experiment.completed_at.unwrap_or(experiment.updated_at)))
             }
             _ => None,
         };

@@ -510,8 +510,10 @@ impl AgentGateway {
             NewAuditEntry::new(ActorKind::Agent, format!("agent.refused.{}", refusal.reason()), Outcome::Refused);
         entry.actor_id = Some(who.to_owned());
         entry.detail = Some(refusal.to_string());
-        let audit = self.audit.clone();
-        tokio::spawn(async move { audit.record_refusal(entry).await });
+        if self.audit.admits_refusal(&entry) {
+            let audit = self.audit.clone();
+            tokio::spawn(async move { audit.record(entry).await });
+        }
     }
 
     /// A NATS message that cannot be processed and will not be delivered again (acknowledged). Refusals

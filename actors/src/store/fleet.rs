@@ -88,24 +88,32 @@ pub trait AgentAuthStore: Send + Sync {
     async fn revoke_agent_credential(&self, agent_id: &str) -> Result<(), StoreError>;
 
     /// Records `public_key` as the agent's NATS user key (Phoenix is about to sign it a JWT) and
-    /// revokes the agent's other keys, atomically, so an agent has one live NATS identity. `Conflict`
+    /// revokes the agent's other keys, atomically, so an agent has one live NATS identity. A new key is
+    /// refused when the agent registered [`MAX_NATS_KEYS_PER_DAY`] in the last day: every revoked key
+    /// stays in the NATS account for good, so an agent must not be able to grow it at will. `Conflict`
     /// when the key was revoked or belongs to another agent.
     async fn register_nats_key(
         &self,
         agent_id: &str,
         public_key: &str,
         now: DateTime<Utc>,
-    ) -> Result<NatsKeyRegistered, StoreError>;
+    ) -> Result<NatsKeyRegistration, StoreError>;
 
     /// Every revoked NATS key, with when it was revoked (the NATS account's revocations).
     async fn revoked_nats_keys(&self) -> Result<Vec<RevokedNatsKey>, StoreError>;
 }
 
-/// What registering an agent's NATS key changed.
+/// New NATS keys one agent may register in a day (a legitimate agent keeps one; it makes a new one
+/// only when it lost its state or the server refused its key).
+pub const MAX_NATS_KEYS_PER_DAY: i64 = 5;
+
+/// What registering an agent's NATS key did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NatsKeyRegistered {
-    /// How many earlier keys of the agent it revoked (the NATS servers must be told).
-    pub revoked_others: usize,
+pub enum NatsKeyRegistration {
+    /// The key is the agent's; `revoked_others` earlier keys were revoked (NATS must be told).
+    Registered { revoked_others: usize },
+    /// A new key, refused: the agent registered [`MAX_NATS_KEYS_PER_DAY`] in the last day.
+    TooManyKeys,
 }
 
 /// A NATS user key that must no longer connect.

@@ -18,8 +18,8 @@ pub use auth::{AccessStatus, NewRefreshToken, RefreshUse, SettingsStore, UserSto
 pub use deployments::{DeploymentStore, NewDeploymentEvent};
 pub use experiments::{ExperimentSample, ExperimentStore, PipelineTotal};
 pub use fleet::{
-    AgentAuthStore, AgentIdentity, EnrollmentToken, FleetStore, NatsKeyRegistered, NewAgent, NewEnrollmentToken,
-    RevokedNatsKey,
+    AgentAuthStore, AgentIdentity, EnrollmentToken, FleetStore, NatsKeyRegistration, NewAgent, NewEnrollmentToken,
+    RevokedNatsKey, MAX_NATS_KEYS_PER_DAY,
 };
 pub use leases::{Lease, LeaseStore};
 pub use metrics::{CardinalityQuery, CardinalityReport, MetricCardinality, MetricsStore};

@@ -3,7 +3,8 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use phoenix_actors::labels::Labels;
 use phoenix_actors::store::{
-    AgentAuthStore, AgentIdentity, EnrollmentToken, NatsKeyRegistered, NewAgent, NewEnrollmentToken, RevokedNatsKey,
+    AgentAuthStore, AgentIdentity, EnrollmentToken, NatsKeyRegistration, NewAgent, NewEnrollmentToken, RevokedNatsKey,
+    MAX_NATS_KEYS_PER_DAY,
 };
 use phoenix_actors::StoreError;
 
@@ -93,7 +94,7 @@ fn register_nats_key(
     agent_id: &str,
     public_key: &str,
     now: DateTime<Utc>,
-) -> Result<NatsKeyRegistered, DbError> {
+) -> Result<NatsKeyRegistration, DbError> {
     let known: Option<(String, Option<chrono::NaiveDateTime>)> = agent_nats_keys::table
         .find(public_key)
         .select((agent_nats_keys::agent_id, agent_nats_keys::revoked_at))
@@ -106,6 +107,14 @@ fn register_nats_key(
         Some((_, Some(_))) => return Err(DbError::Conflict("this NATS key was revoked; make a new one".into())),
         Some((_, None)) => {}
         None => {
+            let issued_today: i64 = agent_nats_keys::table
+                .filter(agent_nats_keys::agent_id.eq(agent_id))
+                .filter(agent_nats_keys::issued_at.gt(to_db_time(now - chrono::Duration::days(1))))
+                .count()
+                .get_result(tx)?;
+            if issued_today >= MAX_NATS_KEYS_PER_DAY {
+                return Ok(NatsKeyRegistration::TooManyKeys);
+            }
             diesel::insert_into(agent_nats_keys::table)
                 .values((
                     agent_nats_keys::public_key.eq(public_key),
@@ -116,7 +125,7 @@ fn register_nats_key(
         }
     }
     let revoked_others = revoke_nats_keys(tx, agent_id, Some(public_key), to_db_time(now))?;
-    Ok(NatsKeyRegistered { revoked_others })
+    Ok(NatsKeyRegistration::Registered { revoked_others })
 }
 
 /// Revokes the agent's live NATS keys, but `keep`; how many.
@@ -199,7 +208,7 @@ impl AgentAuthStore for DieselStore {
         agent_id: &str,
         public_key: &str,
         now: DateTime<Utc>,
-    ) -> Result<NatsKeyRegistered, StoreError> {
+    ) -> Result<NatsKeyRegistration, StoreError> {
         let (agent_id, public_key) = (agent_id.to_string(), public_key.to_string());
         self.run(move |conn| write_transaction(conn, |tx| register_nats_key(tx, &agent_id, &public_key, now))).await
     }
