@@ -25,17 +25,18 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY actors/Cargo.toml actors/Cargo.toml
 COPY nats/Cargo.toml nats/Cargo.toml
-RUN mkdir -p src actors/src nats/src \
+COPY pipeline/Cargo.toml pipeline/Cargo.toml
+RUN mkdir -p src actors/src nats/src pipeline/src \
  && echo 'fn main() {}' > src/main.rs \
- && touch src/lib.rs actors/src/lib.rs nats/src/lib.rs \
+ && touch src/lib.rs actors/src/lib.rs nats/src/lib.rs pipeline/src/lib.rs \
  && (cargo build --release --locked --bin phoenix \
      || echo "dependency pre-build failed; the full build below will redo it") \
- && rm -rf src actors/src nats/src
+ && rm -rf src actors/src nats/src pipeline/src
 
 # 2. The real sources. Touch them so cargo never mistakes the stub builds of
 #    the workspace crates for up-to-date ones (copied files keep old mtimes).
 COPY . .
-RUN find src actors nats -name '*.rs' -exec touch {} + \
+RUN find src actors nats pipeline -name '*.rs' -exec touch {} + \
  && cargo build --release --locked --bin phoenix \
  && install -m 0755 target/release/phoenix /usr/local/bin/phoenix
 

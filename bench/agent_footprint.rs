@@ -18,7 +18,7 @@ fn binary() -> &'static str {
 
 /// (CPU seconds, resident bytes) of a process.
 fn usage(pid: u32) -> (f64, u64) {
-    phoenix::procfs::stat(std::path::Path::new(&format!("/proc/{pid}")))
+    phoenix_pipeline::procfs::stat(std::path::Path::new(&format!("/proc/{pid}")))
         .map_or((0.0, 0), |s| (s.cpu_seconds, s.rss_bytes as u64))
 }
 

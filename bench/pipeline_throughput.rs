@@ -5,11 +5,11 @@
 //! Run: `cargo run --release --example pipeline_throughput [-- --processes 100000 --rounds 5]`.
 //! One thread does all the work, so points/s of thread CPU time is points/s per core.
 
-use phoenix::pipeline::config::parse;
-use phoenix::pipeline::engine::{thread_cpu_seconds, ProcessorChain};
-use phoenix::pipeline::model::Batch;
-use phoenix::pipeline::sources::synthetic::SyntheticSource;
-use phoenix::pipeline::sources::Source;
+use phoenix_pipeline::config::parse;
+use phoenix_pipeline::engine::{thread_cpu_seconds, ProcessorChain};
+use phoenix_pipeline::model::Batch;
+use phoenix_pipeline::sources::synthetic::SyntheticSource;
+use phoenix_pipeline::sources::Source;
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();

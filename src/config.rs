@@ -351,7 +351,6 @@ impl ExperimentSettings {
             deploy_timeout: Duration::from_secs(self.deploy_timeout_secs),
             stop_timeout: Duration::from_secs(self.stop_timeout_secs),
             max_lost_agents_pct: self.max_lost_agents_pct,
-            config_hash: crate::pipeline::config::config_hash,
         }
     }
 }

@@ -9,11 +9,11 @@
 //! - [`metrics`]: the Prometheus registry behind `GET /metrics`.
 //! - [`server`]: the `phoenix server` command; [`agent`]: the `phoenix agent` command; [`args`] the
 //!   command line of the binary.
-//! - [`pipeline`]: pipeline configs, templates and the engine that runs them (server and agent).
 //! - [`telemetry`]: logging with `tracing`.
 //!
 //! The domain (actors, state machines, the `Store` trait) lives in `phoenix-actors`; the message bus
-//! (NATS or in-process) in `phoenix-nats`.
+//! (NATS or in-process) in `phoenix-nats`; pipeline configs, templates and the engine that runs them
+//! (server and agent) in `phoenix-pipeline`.
 
 pub mod agent;
 pub mod args;
@@ -25,8 +25,6 @@ pub mod http;
 pub mod live;
 pub mod metrics;
 pub mod nats_identity;
-pub mod pipeline;
 pub mod private_file;
-pub mod procfs;
 pub mod server;
 pub mod telemetry;

@@ -14,8 +14,8 @@ use tokio::process::{Child, Command};
 
 use super::link::Backoff;
 use super::runner::{measurement, ApplyPayload};
-use crate::pipeline::config::{config_hash, validate_text};
-use crate::pipeline::engine::IntervalStats;
+use phoenix_pipeline::config::{config_hash, validate_text};
+use phoenix_pipeline::engine::IntervalStats;
 
 /// A new collector must stay up this long to count as healthy.
 const HEALTH_WINDOW: Duration = Duration::from_secs(2);
@@ -249,7 +249,8 @@ fn file_name(name: &str) -> String {
 
 /// CPU seconds since start and resident bytes of a process.
 fn process_usage(pid: u32) -> (f64, usize) {
-    crate::procfs::stat(Path::new(&format!("/proc/{pid}"))).map_or((0.0, 0), |s| (s.cpu_seconds, s.rss_bytes as usize))
+    phoenix_pipeline::procfs::stat(Path::new(&format!("/proc/{pid}")))
+        .map_or((0.0, 0), |s| (s.cpu_seconds, s.rss_bytes as usize))
 }
 
 /// How long a stopping collector may take to exit on SIGTERM before it is killed.

@@ -127,7 +127,7 @@ async fn load_or_enroll(args: &AgentArgs, http: &reqwest::Client) -> anyhow::Res
         format!("no identity in {}: pass --enroll-token (or PHOENIX_ENROLL_TOKEN) to enrol", args.state_dir.display())
     })?;
     let labels = parse_labels(args.labels.as_deref().unwrap_or(""))?;
-    let hostname = args.hostname.clone().unwrap_or_else(crate::procfs::hostname);
+    let hostname = args.hostname.clone().unwrap_or_else(phoenix_pipeline::procfs::hostname);
     let identity = identity::enroll(http, &args.server, token, &hostname, &labels).await?;
     identity::save(&args.state_dir, &identity)?;
     tracing::info!(agent.id = %identity.agent_id, state_dir = %args.state_dir.display(), "enrolled");

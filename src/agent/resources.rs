@@ -20,7 +20,8 @@ fn host_ticks() -> Option<(f64, f64)> {
 }
 
 fn own_cpu_and_rss() -> (f64, u64) {
-    crate::procfs::stat(std::path::Path::new("/proc/self")).map_or((0.0, 0), |s| (s.cpu_seconds, s.rss_bytes as u64))
+    phoenix_pipeline::procfs::stat(std::path::Path::new("/proc/self"))
+        .map_or((0.0, 0), |s| (s.cpu_seconds, s.rss_bytes as u64))
 }
 
 fn host_memory() -> (u64, u64) {

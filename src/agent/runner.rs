@@ -8,10 +8,10 @@ use phoenix_nats::wire::{MetricsBatch, PipelineStatus, ReportedTaskStatus, Sampl
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::pipeline::config::{config_hash, validate_text};
-use crate::pipeline::engine::{IntervalStats, Pipeline};
-use crate::pipeline::sources::synthetic::{SyntheticConfig, SyntheticSource};
-use crate::pipeline::sources::Source;
+use phoenix_pipeline::config::{config_hash, validate_text};
+use phoenix_pipeline::engine::{IntervalStats, Pipeline};
+use phoenix_pipeline::sources::synthetic::{SyntheticConfig, SyntheticSource};
+use phoenix_pipeline::sources::Source;
 
 /// Task ids remembered to recognise redeliveries.
 const REMEMBERED_TASKS: usize = 10_000;
@@ -221,7 +221,7 @@ impl Runner {
     /// Builds a pipeline and runs one interval as its health check.
     fn start(
         &mut self,
-        config: &crate::pipeline::config::PipelineConfig,
+        config: &phoenix_pipeline::config::PipelineConfig,
         spec: &ApplyPayload,
     ) -> Result<(Pipeline, IntervalStats), String> {
         let mut pipeline =

@@ -20,7 +20,7 @@ use super::experiments::check_target;
 use super::paging::PageQuery;
 use super::pipelines::resolve;
 use super::{ApiError, AppState};
-use crate::pipeline::diff::{diff_lines, unified, DiffLine};
+use phoenix_pipeline::diff::{diff_lines, unified, DiffLine};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -253,7 +253,11 @@ async fn start_fleet(
 
 /// This replica's id in the leases: as configured, else `<host name>:<port>`.
 fn replica_id(settings: &Settings, addr: SocketAddr) -> String {
-    settings.cluster.replica_id.clone().unwrap_or_else(|| format!("{}:{}", crate::procfs::hostname(), addr.port()))
+    settings
+        .cluster
+        .replica_id
+        .clone()
+        .unwrap_or_else(|| format!("{}:{}", phoenix_pipeline::procfs::hostname(), addr.port()))
 }
 
 fn lease_ttl(settings: &Settings) -> Duration {

@@ -1,6 +1,7 @@
 //! `/api/v1/pipelines/*`: templates, validation, rendering and preview.
 
 use actix_web::{web, HttpResponse};
+use phoenix_actors::limits;
 use phoenix_actors::paging::Page;
 use phoenix_actors::pipelines::PipelineSpec;
 use phoenix_actors::store::StoredTemplate;
@@ -10,10 +11,10 @@ use utoipa::ToSchema;
 
 use super::access::CurrentUser;
 use super::{ApiError, AppState};
-use crate::pipeline::config::{config_hash, validate_text, PipelineConfig};
-use crate::pipeline::preview::{self, PreviewResult, PreviewSource};
-use crate::pipeline::templates::{self, ParamSpec, Template};
-use crate::pipeline::{as_pairs, Problem};
+use phoenix_pipeline::config::{config_hash, validate_text, PipelineConfig};
+use phoenix_pipeline::preview::{self, PreviewResult, PreviewSource};
+use phoenix_pipeline::templates::{self, ParamSpec, Template};
+use phoenix_pipeline::{as_pairs, Problem};
 
 /// A config that rendered (or parsed) and validated.
 pub struct Resolved {
@@ -149,7 +150,10 @@ pub async fn create_template(
         body: body.body,
         builtin: false,
     };
-    let problems = templates::check_template(&template);
+    let mut problems = templates::check_template(&template);
+    if let Some((path, message)) = limits::too_long("description", &template.description, limits::TEXT_CHARS) {
+        problems.push(Problem::new(&path, message));
+    }
     if !problems.is_empty() {
         return Err(unprocessable(problems, Vec::new()));
     }
@@ -174,7 +178,7 @@ pub struct Rendered {
     /// The config in YAML.
     config: String,
     config_hash: String,
-    warnings: Vec<crate::pipeline::Problem>,
+    warnings: Vec<phoenix_pipeline::Problem>,
 }
 
 impl From<Resolved> for Rendered {

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use phoenix::pipeline::{exporters, sources};
+use phoenix_pipeline::{exporters, sources};
 
 use crate::helpers::{http_client, spawn_app, Env};
 

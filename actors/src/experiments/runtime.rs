@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use phoenix_pipeline::config::config_hash;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -42,8 +43,6 @@ pub struct ExperimentSettings {
     pub stop_timeout: Duration,
     /// The experiment fails when more than this share of its agents is lost (offline or gone), percent.
     pub max_lost_agents_pct: f64,
-    /// The content hash of a rendered config (the pipeline module's).
-    pub config_hash: fn(&str) -> String,
 }
 
 /// An operator's request.
@@ -238,7 +237,7 @@ impl Runtime {
             .ok_or_else(|| CommandError::Invalid("the experiment has no rendered candidate config".into()))?;
         let version = NewVersion {
             pipeline: experiment.spec.candidate.clone(),
-            config_hash: (self.settings.config_hash)(&config),
+            config_hash: config_hash(&config),
             config,
             notes: request
                 .notes
@@ -655,7 +654,7 @@ impl Runtime {
             let payload = json!({
                 "pipeline": name,
                 "config": config,
-                "config_hash": config.as_deref().map(self.settings.config_hash),
+                "config_hash": config.as_deref().map(config_hash),
                 "experiment_id": experiment.id,
                 "variant": variant,
                 "critical": experiment.spec.critical_processes,

@@ -17,7 +17,8 @@ pub const MAX_PREVIEW_PROCESSES: usize = 100_000;
 
 /// The input of a preview: a simulation, or sample points the user uploads (the same points are fed
 /// in every interval).
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum PreviewSource {
     Synthetic(SyntheticConfig),
@@ -25,7 +26,8 @@ pub enum PreviewSource {
 }
 
 /// One uploaded point.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SampleInput {
     pub metric: String,
@@ -92,7 +94,8 @@ fn build_source(source: PreviewSource, problems: &mut Vec<Problem>) -> (Option<B
 }
 
 /// Measured outcome for one variant, averaged over the intervals.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VariantResult {
     /// Output series per interval (mean).
     pub series: f64,
@@ -108,7 +111,8 @@ pub struct VariantResult {
     pub intervals: Vec<IntervalStats>,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PreviewResult {
     pub baseline: VariantResult,
     pub candidate: VariantResult,

@@ -6,13 +6,14 @@ use serde::{Deserialize, Serialize};
 use super::{Source, PROCESS_METRICS};
 use std::sync::Arc;
 
-use crate::pipeline::model::{Batch, Label, MetricKind, Point};
-use crate::pipeline::Problem;
+use crate::model::{Batch, Label, MetricKind, Point};
+use crate::Problem;
 
 /// Most processes a synthetic source may simulate.
 pub const MAX_PROCESSES: usize = 1_000_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Profile {
     /// The same processes, steady rates.
@@ -25,7 +26,8 @@ pub enum Profile {
     Realistic,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SyntheticConfig {
     pub profile: Profile,
@@ -216,7 +218,7 @@ impl Source for SyntheticSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::model::series_count;
+    use crate::model::series_count;
 
     fn source(profile: &str, processes: usize, seed: u64) -> SyntheticSource {
         let yaml = format!("profile: {profile}\nprocesses: {processes}\nseed: {seed}");
@@ -245,8 +247,7 @@ mod tests {
     #[test]
     fn invalid_settings_are_reported_with_their_paths() {
         let config = serde_yaml_ng::from_str("profile: steady\nprocesses: 0\nchurn: 2").expect("yaml");
-        let problems =
-            crate::pipeline::processors::test_support::problems(SyntheticSource::new(config, "receivers.synthetic"));
+        let problems = crate::processors::test_support::problems(SyntheticSource::new(config, "receivers.synthetic"));
         let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(paths, ["receivers.synthetic.processes", "receivers.synthetic.churn"]);
     }

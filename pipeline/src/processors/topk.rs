@@ -8,8 +8,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::{default_process_labels, Processor};
-use crate::pipeline::model::{Batch, Merger, Point};
-use crate::pipeline::Problem;
+use crate::model::{Batch, Merger, Point};
+use crate::Problem;
 
 /// The label value of the aggregate of the processes not kept.
 pub const OTHER: &str = "other";
@@ -105,8 +105,8 @@ impl Processor for TopK {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::model::{series_count, MetricKind};
-    use crate::pipeline::processors::test_support::processes;
+    use crate::model::{series_count, MetricKind};
+    use crate::processors::test_support::processes;
 
     fn topk(k: usize) -> TopK {
         TopK::new(serde_yaml_ng::from_str(&format!("k: {k}")).expect("yaml"), "processors.topk").expect("valid")
@@ -144,7 +144,7 @@ mod tests {
     fn fewer_processes_than_k_pass_unchanged_and_k_zero_is_refused() {
         let input = processes(3);
         assert_eq!(topk(10).process(input.clone()), input);
-        let problems = crate::pipeline::processors::test_support::problems(TopK::new(
+        let problems = crate::processors::test_support::problems(TopK::new(
             serde_yaml_ng::from_str("k: 0").expect("yaml"),
             "processors.topk",
         ));

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::{Source, PROCESS_METRICS};
 use std::sync::Arc;
 
-use crate::pipeline::model::{Batch, Label, MetricKind, Point};
+use crate::model::{Batch, Label, MetricKind, Point};
 
 /// Longest command line kept as a label.
 const MAX_COMMAND_LEN: usize = 256;

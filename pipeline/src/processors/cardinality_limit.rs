@@ -10,8 +10,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::Processor;
-use crate::pipeline::model::{Batch, Label, Merger, Point};
-use crate::pipeline::Problem;
+use crate::model::{Batch, Label, Merger, Point};
+use crate::Problem;
 
 /// The label of the overflow series.
 pub const OVERFLOW_LABEL: &str = "otel.metric.overflow";
@@ -107,8 +107,8 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
-    use crate::pipeline::model::series_count;
-    use crate::pipeline::processors::test_support::processes;
+    use crate::model::series_count;
+    use crate::processors::test_support::processes;
 
     #[test]
     fn series_past_the_limit_go_to_one_overflow_series_per_metric() {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Exporter;
-use crate::pipeline::model::{Batch, MetricKind, Point};
+use crate::model::{Batch, MetricKind, Point};
 
 pub struct PrometheusExporter {
     latest: Arc<Mutex<String>>,

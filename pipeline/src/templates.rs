@@ -10,7 +10,8 @@ use super::config::{config_hash, validate_text};
 use super::Problem;
 
 /// The type of a template parameter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ParamType {
     Integer,
@@ -44,7 +45,8 @@ impl ParamType {
 }
 
 /// One parameter of a template.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ParamSpec {
     pub name: String,
@@ -58,7 +60,8 @@ pub struct ParamSpec {
 }
 
 /// A template: a name, what it does, its parameters and its body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Template {
     pub name: String,
     pub description: String,
@@ -157,10 +160,6 @@ pub fn check_template(template: &Template) -> Vec<Problem> {
     if !ok_name(&template.name) {
         problems.push(Problem::new("name", "must be 1 to 64 letters, digits, '_' or '-'"));
     }
-    use phoenix_actors::limits;
-    if let Some((path, message)) = limits::too_long("description", &template.description, limits::TEXT_CHARS) {
-        problems.push(Problem::new(&path, message));
-    }
     let mut samples = Map::new();
     for (i, spec) in template.parameters.iter().enumerate() {
         if !ok_name(&spec.name) || spec.name.contains('-') {
@@ -225,7 +224,7 @@ fn common_parameters() -> Vec<ParamSpec> {
         param(
             "endpoint",
             ParamType::String,
-            Value::from(crate::pipeline::exporters::DEFAULT_PROMETHEUS_ENDPOINT),
+            Value::from(crate::exporters::DEFAULT_PROMETHEUS_ENDPOINT),
             "prometheus only: where to serve /metrics (0.0.0.0:9464 for every interface)",
         ),
         param(
@@ -354,7 +353,7 @@ mod tests {
             json!({"source": "synthetic", "processes": 500, "exporter": "file", "path": "x.jsonl", "critical": ["nginx"]}),
         );
         let rendered = render(&hybrid, &given).expect("render");
-        let config = super::super::config::parse(&rendered.config).expect("parse");
+        let config = crate::config::parse(&rendered.config).expect("parse");
         assert_eq!(config.receivers["synthetic"]["processes"], serde_yaml_ng::Value::from(500));
         assert_eq!(config.exporters["file"]["path"], serde_yaml_ng::Value::from("x.jsonl"));
         assert_eq!(config.processors["adaptive_filter"]["critical"][0], serde_yaml_ng::Value::from("nginx"));
@@ -367,7 +366,7 @@ mod tests {
         for text in ["a\u{85}b", "a\u{2028}b", "caf\u{e9}", "\u{1f600}", "quote\"and\\back", "plain"] {
             let given = params(json!({"exporter": "file", "path": text, "critical": [text], "metric": text}));
             let rendered = render(&hybrid, &given).expect("render");
-            let config = super::super::config::parse(&rendered.config).expect("parse");
+            let config = crate::config::parse(&rendered.config).expect("parse");
             assert_eq!(config.exporters["file"]["path"], serde_yaml_ng::Value::from(text), "{}", rendered.config);
             assert_eq!(config.processors["adaptive_filter"]["critical"][0], serde_yaml_ng::Value::from(text));
             assert_eq!(config.processors["adaptive_filter"]["metric"], serde_yaml_ng::Value::from(text));
@@ -377,11 +376,10 @@ mod tests {
     #[test]
     fn bad_parameters_are_reported_by_path() {
         let topk = builtin("topk").expect("topk");
-        let problems =
-            crate::pipeline::processors::test_support::problems(render(&topk, &params(json!({"k": "ten", "kk": 1}))));
+        let problems = crate::processors::test_support::problems(render(&topk, &params(json!({"k": "ten", "kk": 1}))));
         let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(paths, ["parameters.kk", "parameters.k"]);
-        let zero = crate::pipeline::processors::test_support::problems(render(&topk, &params(json!({"k": 0}))));
+        let zero = crate::processors::test_support::problems(render(&topk, &params(json!({"k": 0}))));
         assert_eq!(zero[0].to_string(), "processors.topk.k: must be ≥ 1");
     }
 
@@ -394,7 +392,7 @@ mod tests {
             body: "receivers: {process: {}}\nprocessors: {topk: {k: {{ k }}}}\nexporters: {count: {}}\nservice: {pipelines: {m: {receivers: [process], processors: [topk], exporters: [count]}}}".into(),
             builtin: false,
         };
-        let problems = crate::pipeline::processors::test_support::problems(render(&template, &Map::new()));
+        let problems = crate::processors::test_support::problems(render(&template, &Map::new()));
         assert_eq!(problems[0].path, "template");
         assert!(problems[0].message.contains("undefined"), "{problems:?}");
         assert!(!check_template(&template).is_empty());
@@ -409,7 +407,7 @@ mod tests {
             body: "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}".into(),
             builtin: false,
         };
-        let problems = crate::pipeline::processors::test_support::problems(render(&template, &Map::new()));
+        let problems = crate::processors::test_support::problems(render(&template, &Map::new()));
         assert_eq!(problems[0].path, "template");
     }
 
@@ -417,7 +415,7 @@ mod tests {
     fn a_required_parameter_without_default_must_be_given() {
         let mut template = builtin("topk").expect("topk");
         template.parameters.iter_mut().find(|p| p.name == "k").expect("k").default = None;
-        let problems = crate::pipeline::processors::test_support::problems(render(&template, &Map::new()));
+        let problems = crate::processors::test_support::problems(render(&template, &Map::new()));
         assert_eq!(problems[0].to_string(), "parameters.k: is required");
         assert!(render(&template, &params(json!({"k": 3}))).is_ok());
     }

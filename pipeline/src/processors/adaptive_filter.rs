@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use super::topk::{default_key, default_metric};
 use super::Processor;
-use crate::pipeline::model::{Batch, Point};
-use crate::pipeline::Problem;
+use crate::model::{Batch, Point};
+use crate::Problem;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -129,8 +129,8 @@ impl Processor for AdaptiveFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::model::{series_count, MetricKind};
-    use crate::pipeline::processors::test_support::processes;
+    use crate::model::{series_count, MetricKind};
+    use crate::processors::test_support::processes;
 
     fn filter(yaml: &str) -> AdaptiveFilter {
         AdaptiveFilter::new(serde_yaml_ng::from_str(yaml).expect("yaml"), "p").expect("valid")

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use proptest::prelude::*;
 
 use super::{build, Processor};
-use crate::pipeline::model::{MetricKind, Point, SeriesKey};
+use crate::model::{MetricKind, Point, SeriesKey};
 
 const METRICS: [&str; 3] = ["process.cpu.time", "process.memory.rss", "process.threads"];
 

@@ -25,7 +25,8 @@ impl InsertFree for FxHashMap<u64, usize> {
 }
 
 /// How values of one series combine when series are merged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum MetricKind {
     /// Additive (a count, a total, bytes in use): merged series add up.

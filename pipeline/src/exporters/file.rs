@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_json::{json, Map, Value};
 
 use super::Exporter;
-use crate::pipeline::model::Batch;
+use crate::model::Batch;
 
 pub struct FileExporter {
     out: BufWriter<File>,
@@ -39,7 +39,7 @@ impl Exporter for FileExporter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::model::{MetricKind, Point};
+    use crate::model::{MetricKind, Point};
 
     #[test]
     fn writes_one_json_line_per_point() {

@@ -10,14 +10,16 @@ pub mod exporters;
 pub mod model;
 pub mod preview;
 pub mod processors;
+pub mod procfs;
 pub mod sources;
 pub mod templates;
 
 use serde::Serialize;
 
 /// One problem (or warning) in a config, with where it is: `processors.topk.k: must be ≥ 1`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[schema(as = ConfigProblem)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = ConfigProblem))]
 pub struct Problem {
     pub path: String,
     pub message: String,

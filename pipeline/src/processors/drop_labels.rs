@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use serde::Deserialize;
 
 use super::Processor;
-use crate::pipeline::model::{Batch, Merger};
-use crate::pipeline::Problem;
+use crate::model::{Batch, Merger};
+use crate::Problem;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,7 +46,7 @@ impl Processor for DropLabels {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::model::{MetricKind, Point};
+    use crate::model::{MetricKind, Point};
 
     #[test]
     fn dropping_a_label_merges_colliding_series_by_kind() {
@@ -64,6 +64,6 @@ mod tests {
         assert_eq!(values, [("cpu", "nginx", 4.0), ("cpu", "redis", 4.0), ("util", "nginx", 0.4)]);
         assert!(out.iter().all(|p| p.label("pid").is_none()));
         assert!(drop.output_is_distinct());
-        assert_eq!(crate::pipeline::model::series_count(&out), out.len(), "one point per series, as claimed");
+        assert_eq!(crate::model::series_count(&out), out.len(), "one point per series, as claimed");
     }
 }

@@ -6,8 +6,8 @@ use regex::Regex;
 use serde::Deserialize;
 
 use super::Processor;
-use crate::pipeline::model::{Batch, Point};
-use crate::pipeline::Problem;
+use crate::model::{Batch, Point};
+use crate::Problem;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,7 +94,7 @@ impl Processor for Filter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::processors::test_support::processes;
+    use crate::processors::test_support::processes;
 
     fn filter(yaml: &str) -> Result<Filter, Vec<Problem>> {
         Filter::new(serde_yaml_ng::from_str(yaml).expect("yaml"), "processors.filter")
@@ -112,7 +112,7 @@ mod tests {
 
     #[test]
     fn bad_regexes_are_reported_with_their_paths() {
-        let problems = crate::pipeline::processors::test_support::problems(filter(
+        let problems = crate::processors::test_support::problems(filter(
             "include: {metric_names: ['ok', '(']}\nexclude: {labels: {pid: '['}}",
         ));
         let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();

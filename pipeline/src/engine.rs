@@ -12,7 +12,8 @@ use super::sources::{self, Source};
 use super::Problem;
 
 /// What one interval of one pipeline did.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IntervalStats {
     pub input_series: usize,
     pub input_points: usize,

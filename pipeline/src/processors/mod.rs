@@ -76,8 +76,8 @@ pub fn default_process_labels() -> Vec<String> {
 
 #[cfg(test)]
 pub mod test_support {
-    use crate::pipeline::model::{MetricKind, Point};
-    use crate::pipeline::Problem;
+    use crate::model::{MetricKind, Point};
+    use crate::Problem;
 
     /// The problems of a result that must have failed.
     pub fn problems<T>(result: Result<T, Vec<Problem>>) -> Vec<Problem> {

@@ -6,10 +6,11 @@ use serde::Serialize;
 pub const MAX_LINES: usize = 4000;
 
 /// One line of a diff.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DiffLine {
     /// `equal`, `removed` (only in the old config) or `added` (only in the new one).
-    #[schema(value_type = String)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub op: &'static str,
     pub text: String,
 }

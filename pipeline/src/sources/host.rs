@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use super::Source;
-use crate::pipeline::model::{Batch, MetricKind, Point};
+use crate::model::{Batch, MetricKind, Point};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
