@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use super::config::{component_type, PipelineConfig};
 use super::exporters::{self, Exporter};
-use super::model::{series_count, Batch, Point};
-use super::processors::{self, Processor};
+use super::model::{keep_newest_levels, series_count, Batch, Point};
+use super::processors::{self, Outcome, Processor};
 use super::sources::{self, Source};
 use super::Problem;
 
@@ -25,6 +25,14 @@ pub struct IntervalStats {
     pub memory_bytes: usize,
     /// Critical process names present in the output.
     pub critical_present: Vec<String>,
+    /// Points of series over a cardinality limit (folded into an overflow series, or dropped).
+    pub over_limit_points: u64,
+    /// Points the processors left out by a rule or could not merge (see `refusals`).
+    pub dropped_points: u64,
+    /// Why merges refused points (the first few).
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    #[serde(skip)]
+    pub refusals: Vec<String>,
 }
 
 /// The processors of one pipeline, in order.
@@ -58,13 +66,19 @@ impl ProcessorChain {
 
     /// Runs the batch through every processor, measuring the work.
     pub fn process(&mut self, input: Batch, critical: &[String]) -> (Batch, IntervalStats) {
-        let mut stats =
-            IntervalStats { input_series: series_count(&input), input_points: input.len(), ..Default::default() };
+        let mut stats = IntervalStats { input_points: input.len(), ..Default::default() };
         let started = thread_cpu_seconds();
-        let mut batch = input;
+        // Processors may count on one point per level series: a sender may have sent one twice since
+        // the last flush, and only the newest counts.
+        let mut batch = keep_newest_levels(input);
+        stats.input_series = series_count(&batch);
+        let mut outcome = Outcome::default();
         for processor in &mut self.processors {
-            batch = processor.process(batch);
+            batch = processor.process(batch, &mut outcome);
         }
+        stats.over_limit_points = outcome.over_limit;
+        stats.dropped_points = outcome.dropped;
+        stats.refusals = outcome.refusals;
         stats.cpu_seconds = (thread_cpu_seconds() - started).max(0.0);
         let distinct = self.processors.last().is_some_and(|p| p.output_is_distinct());
         stats.output_series = if distinct { batch.len() } else { series_count(&batch) };

@@ -11,6 +11,7 @@ pub mod model;
 pub mod preview;
 pub mod processors;
 pub mod procfs;
+pub mod prom;
 pub mod sources;
 pub mod templates;
 

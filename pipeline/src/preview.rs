@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::PipelineConfig;
 use super::engine::{IntervalStats, ProcessorChain};
-use super::model::{Batch, MetricKind, Point};
+use super::model::{millis_to_nanos, Batch, MetricKind, Point};
 use super::sources::synthetic::{SyntheticConfig, SyntheticSource};
 use super::sources::Source;
 use super::Problem;
@@ -34,12 +34,29 @@ pub struct SampleInput {
     pub value: f64,
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
-    #[serde(default = "default_kind")]
-    pub kind: MetricKind,
+    #[serde(default)]
+    pub kind: SampleKind,
 }
 
-fn default_kind() -> MetricKind {
-    MetricKind::Sum
+/// How an uploaded point's series combine when merged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum SampleKind {
+    /// Additive (a total, bytes in use): merged series add up.
+    #[default]
+    Sum,
+    /// A level (a utilisation): merged series combine as the processor says (the mean by default).
+    Gauge,
+}
+
+impl SampleKind {
+    fn metric_kind(self) -> MetricKind {
+        match self {
+            SampleKind::Sum => MetricKind::UP_DOWN_COUNTER,
+            SampleKind::Gauge => MetricKind::Gauge,
+        }
+    }
 }
 
 /// Most uploaded points.
@@ -53,7 +70,7 @@ struct Replay(Batch);
 
 impl Source for Replay {
     fn collect(&mut self, now_ms: i64) -> Batch {
-        self.0.iter().cloned().map(|p| Point { ts_ms: now_ms, ..p }).collect()
+        self.0.iter().cloned().map(|p| Point { time_ns: millis_to_nanos(now_ms), ..p }).collect()
     }
 }
 
@@ -85,7 +102,7 @@ fn build_source(source: PreviewSource, problems: &mut Vec<Problem>) -> (Option<B
                 .iter()
                 .map(|s| {
                     let labels: Vec<(&str, &str)> = s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                    Point::new(&s.metric, s.kind, &labels, s.value, 0)
+                    Point::new(&s.metric, s.kind.metric_kind(), &labels, s.value, 0)
                 })
                 .collect();
             (Some(Box::new(Replay(batch)) as Box<dyn Source>), SAMPLE_INTERVAL_SECS)

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Exporter;
-use crate::model::{Batch, MetricKind, Point};
+use crate::model::{Batch, Point};
+use crate::prom;
 
 pub struct PrometheusExporter {
     latest: Arc<Mutex<String>>,
@@ -77,13 +78,14 @@ impl Exporter for PrometheusExporter {
 }
 
 /// The text exposition format of a batch: one group per metric family, each with its HELP and TYPE
-/// lines (promtool-clean); dots in names become underscores, label values are escaped.
+/// lines (promtool-clean), names and labels translated as in [`crate::prom`]. Points Prometheus cannot
+/// represent (deltas) are left out.
 pub fn exposition(batch: &Batch) -> String {
     // Families in the order they first appear, each with its points in batch order.
     let mut families: Vec<(String, &Point)> = Vec::new();
     let mut points: std::collections::HashMap<String, Vec<&Point>> = std::collections::HashMap::new();
-    for point in batch {
-        let name = exposition_name(&point.metric);
+    for point in batch.iter().filter(|p| prom::family_type(p.kind()).is_some()) {
+        let name = prom::metric_name(point.name(), point.kind());
         let members = points.entry(name.clone()).or_default();
         if members.is_empty() {
             families.push((name, point));
@@ -92,37 +94,28 @@ pub fn exposition(batch: &Batch) -> String {
     }
     let mut out = String::new();
     for (name, first) in families {
-        let kind = match first.kind {
-            // A sum may go down (memory in use, threads): the exposition cannot call it a counter.
-            MetricKind::Sum => "untyped",
-            MetricKind::Gauge => "gauge",
-        };
-        let _ = writeln!(out, "# HELP {name} {} (from a Phoenix pipeline)", escape_help(&first.metric));
+        let kind = prom::family_type(first.kind()).unwrap_or("untyped");
+        let help = if first.metric.description.is_empty() { first.name() } else { &first.metric.description };
+        let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
         let _ = writeln!(out, "# TYPE {name} {kind}");
         for point in &points[&name] {
-            write_sample(&mut out, &name, point);
+            for sample in prom::samples(point) {
+                write_sample(&mut out, &sample);
+            }
         }
     }
     out
 }
 
-fn write_sample(out: &mut String, name: &str, point: &Point) {
-    let labels: Vec<String> =
-        point.labels.iter().map(|(k, v)| format!("{}=\"{}\"", exposition_name(k), escape_label_value(v))).collect();
-    if labels.is_empty() {
-        let _ = writeln!(out, "{name} {} {}", point.value, point.ts_ms);
+fn write_sample(out: &mut String, sample: &prom::Sample) {
+    let value = prom::format_float(sample.value);
+    if sample.labels.is_empty() {
+        let _ = writeln!(out, "{} {value} {}", sample.name, sample.time_ms);
     } else {
-        let _ = writeln!(out, "{name}{{{}}} {} {}", labels.join(","), point.value, point.ts_ms);
+        let labels: Vec<String> =
+            sample.labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape_label_value(v))).collect();
+        let _ = writeln!(out, "{}{{{}}} {value} {}", sample.name, labels.join(","), sample.time_ms);
     }
-}
-
-/// A metric or label name as the format allows: `[a-zA-Z0-9_]`, not starting with a digit.
-fn exposition_name(name: &str) -> String {
-    let mut out: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
-        out.insert(0, '_');
-    }
-    out
 }
 
 fn escape_label_value(value: &str) -> String {
@@ -136,14 +129,16 @@ fn escape_help(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::MetricKind;
 
     #[test]
     fn exposition_escapes_and_renames() {
-        let batch = vec![Point::new("process.cpu.time", MetricKind::Sum, &[("command", "a \"b\"")], 1.5, 9)];
+        let batch =
+            vec![Point::new("process.cpu.time", MetricKind::COUNTER, &[("command", "a \"b\"")], 1.5, 9_000_000)];
         assert_eq!(
             exposition(&batch),
-            "# HELP process_cpu_time process.cpu.time (from a Phoenix pipeline)\n# TYPE process_cpu_time untyped\n\
-             process_cpu_time{command=\"a \\\"b\\\"\"} 1.5 9\n"
+            "# HELP process_cpu_time_total process.cpu.time\n# TYPE process_cpu_time_total counter\n\
+             process_cpu_time_total{command=\"a \\\"b\\\"\"} 1.5 9\n"
         );
     }
 
@@ -151,16 +146,15 @@ mod tests {
     fn each_family_is_one_group_whatever_the_batch_order() {
         let batch = vec![
             Point::new("a", MetricKind::Gauge, &[("pid", "1")], 1.0, 0),
-            Point::new("b", MetricKind::Sum, &[("pid", "1")], 2.0, 0),
+            Point::new("b", MetricKind::UP_DOWN_COUNTER, &[("pid", "1")], 2.0, 0),
             Point::new("a", MetricKind::Gauge, &[("pid", "2")], 3.0, 0),
         ];
         let text = exposition(&batch);
         let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE")).collect();
-        assert_eq!(types, ["# TYPE a gauge", "# TYPE b untyped"]);
+        assert_eq!(types, ["# TYPE a gauge", "# TYPE b gauge"]);
         let a_samples: Vec<usize> =
             text.lines().enumerate().filter(|(_, l)| l.starts_with("a{")).map(|(i, _)| i).collect();
         assert_eq!(a_samples, [2, 3], "a's samples follow its HELP and TYPE together: {text}");
-        assert_eq!(exposition_name("9lives.x"), "_9lives_x");
     }
 
     #[tokio::test]

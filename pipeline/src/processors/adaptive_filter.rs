@@ -1,33 +1,42 @@
-//! `adaptive_filter`: keeps the processes whose `metric` is at or above a threshold that adapts every
-//! interval towards the value that would keep `target_series` processes; processes matching the
-//! `critical` list are always kept. The other processes' series are dropped.
+//! `adaptive_filter`: keeps the groups (by default processes, `group_by: [pid]`) whose total of
+//! `metric` is above a threshold that adapts every flush towards the value that would keep
+//! `target_series` groups; without `metric`, each metric ranks and thresholds its own groups. Groups
+//! matching `critical` (process names) are always kept; the other groups' series are dropped.
+//!
+//! Ties never let more than the target through: groups strictly above the threshold are kept, and of
+//! those exactly at it only as many as still fit the target, in group order. (On a real host most
+//! processes sit at 0 s of CPU: a threshold of 0 with ties kept would keep them all.)
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Deserialize;
 
-use super::topk::{default_key, default_metric};
-use super::Processor;
+use super::groups::{GroupId, Grouping};
+use super::topk::{default_metric, grouping};
+use super::{Outcome, Processor};
 use crate::model::{Batch, Point};
 use crate::Problem;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdaptiveFilterConfig {
-    /// Process series per metric to aim for.
+    /// Groups per metric to aim for.
     target_series: usize,
+    /// The metric whose total ranks the groups (default `process.cpu.time`); `"*"` for every metric
+    /// on its own.
     #[serde(default = "default_metric")]
     metric: String,
-    #[serde(default = "default_key")]
-    key: String,
-    /// Process names (the `executable` label, or a word of `command`) that are always kept.
+    group_by: Option<Vec<String>>,
+    /// The one group attribute, as in earlier configs (`key: pid`).
+    key: Option<String>,
+    /// Process names (the `executable` attribute, or a word of `command`) that are always kept.
     #[serde(default)]
     critical: Vec<String>,
-    /// How far the threshold moves towards its ideal each interval (0 < s ≤ 1).
+    /// How far the threshold moves towards its ideal each flush (0 < s ≤ 1).
     #[serde(default = "default_smoothing")]
     smoothing: f64,
-    /// Threshold for the first interval; by default the ideal threshold of the first interval.
+    /// Threshold for the first flush; by default the ideal threshold of the first flush.
     initial_threshold: Option<f64>,
 }
 
@@ -37,11 +46,12 @@ fn default_smoothing() -> f64 {
 
 pub struct AdaptiveFilter {
     target: usize,
-    metric: String,
-    key: String,
+    grouping: Grouping,
     critical: Vec<String>,
     smoothing: f64,
-    threshold: Option<f64>,
+    initial: Option<f64>,
+    /// The threshold in force per ranking metric.
+    thresholds: FxHashMap<Arc<str>, f64>,
 }
 
 impl AdaptiveFilter {
@@ -53,22 +63,24 @@ impl AdaptiveFilter {
         if !(config.smoothing > 0.0 && config.smoothing <= 1.0) {
             problems.push(Problem::new(&format!("{path}.smoothing"), "must be in (0, 1]"));
         }
-        if !problems.is_empty() {
+        let keys = grouping(config.group_by, config.key, None, path).map_err(|more| problems.extend(more)).ok();
+        let (Some((keys, _)), true) = (keys, problems.is_empty()) else {
             return Err(problems);
-        }
+        };
+        let metric = (config.metric != "*").then(|| Arc::from(config.metric));
         Ok(AdaptiveFilter {
             target: config.target_series,
-            metric: config.metric,
-            key: config.key,
+            grouping: Grouping { keys, metric },
             critical: config.critical,
             smoothing: config.smoothing,
-            threshold: config.initial_threshold,
+            initial: config.initial_threshold,
+            thresholds: FxHashMap::default(),
         })
     }
 
-    /// The threshold in force (for tests and the pipeline's measurements).
-    pub fn threshold(&self) -> Option<f64> {
-        self.threshold
+    /// The threshold in force for ranking metric `metric` (for tests and measurements).
+    pub fn threshold(&self, metric: &str) -> Option<f64> {
+        self.thresholds.get(metric).copied()
     }
 
     fn is_critical(&self, point: &Point) -> bool {
@@ -79,50 +91,54 @@ impl AdaptiveFilter {
             .any(|name| executable == Some(name.as_str()) || command.split([' ', '/']).any(|word| word == name))
     }
 
-    /// The value of the `target`-th highest process: the threshold that would keep exactly `target`.
-    fn ideal_threshold(&self, batch: &[Point]) -> f64 {
-        let mut values: Vec<f64> = batch
-            .iter()
-            .filter(|p| *p.metric == *self.metric && p.label(&self.key).is_some())
-            .map(|p| p.value)
-            .collect();
-        if values.len() <= self.target {
-            return f64::NEG_INFINITY;
+    /// Moves the metric's threshold towards this flush's ideal (the `target`-th best score) and returns
+    /// the groups it keeps. The threshold moves before filtering, so it uses the freshest information;
+    /// smoothing keeps the kept set from flapping when the ranking jitters.
+    fn kept_groups(&mut self, metric: &Arc<str>, ranked: &[(f64, GroupId)]) -> Vec<GroupId> {
+        if ranked.len() <= self.target {
+            // Everything fits the target: keep everything, and start afresh when it no longer does.
+            self.thresholds.remove(metric);
+            return ranked.iter().map(|(_, g)| g.clone()).collect();
         }
-        let (_, nth, _) = values.select_nth_unstable_by(self.target - 1, |a, b| b.total_cmp(a));
-        *nth
+        let ideal = ranked[self.target - 1].0;
+        let threshold = match self.thresholds.get(metric).copied().or(self.initial) {
+            Some(current) if current.is_finite() => current + self.smoothing * (ideal - current),
+            _ => ideal,
+        };
+        self.thresholds.insert(metric.clone(), threshold);
+        let above = ranked.iter().take_while(|(score, _)| *score > threshold).count();
+        let ties = ranked[above..].iter().take_while(|(score, _)| *score == threshold).count();
+        let kept = above + ties.min(self.target.saturating_sub(above));
+        ranked[..kept].iter().map(|(_, g)| g.clone()).collect()
     }
 }
 
 impl Processor for AdaptiveFilter {
-    fn process(&mut self, mut batch: Batch) -> Batch {
-        // The threshold moves towards this interval's ideal before filtering, so it uses the freshest
-        // information; smoothing keeps the kept set from flapping when the ranking jitters.
-        let ideal = self.ideal_threshold(&batch);
-        let threshold = match self.threshold {
-            Some(current) if current.is_finite() && ideal.is_finite() => current + self.smoothing * (ideal - current),
-            // No more processes than the target: everything fits, keep everything.
-            _ if !ideal.is_finite() => f64::NEG_INFINITY,
-            _ => ideal,
-        };
-        self.threshold = Some(threshold);
-        let keep: HashSet<Arc<str>> = batch
-            .iter()
-            .filter(|p| *p.metric == *self.metric)
-            .filter(|p| p.value >= threshold || self.is_critical(p))
-            .filter_map(|p| p.label(&self.key).cloned())
-            .collect();
-        let critical: HashSet<Arc<str>> =
-            batch.iter().filter(|p| self.is_critical(p)).filter_map(|p| p.label(&self.key).cloned()).collect();
-        batch.retain(|p| match p.label(&self.key) {
-            Some(id) => keep.contains(id) || critical.contains(id),
+    fn process(&mut self, mut batch: Batch, _: &mut Outcome) -> Batch {
+        let mut keep: FxHashSet<(Arc<str>, GroupId)> = FxHashSet::default();
+        for (metric, ranked) in self.grouping.rank(&batch) {
+            for group in self.kept_groups(&metric, &ranked) {
+                keep.insert((metric.clone(), group));
+            }
+        }
+        let critical: FxHashSet<GroupId> =
+            batch.iter().filter(|p| self.is_critical(p)).filter_map(|p| self.grouping.group_of(p)).collect();
+        batch.retain(|p| match self.grouping.group_of(p) {
+            Some(group) => {
+                critical.contains(&group) || {
+                    let ranking = self.grouping.ranking_key(p).clone();
+                    keep.contains(&(ranking, group))
+                }
+            }
             None => true,
         });
         batch
     }
 
     fn state_bytes(&self) -> usize {
-        std::mem::size_of::<Self>() + self.critical.iter().map(String::len).sum::<usize>()
+        std::mem::size_of::<Self>()
+            + self.critical.iter().map(String::len).sum::<usize>()
+            + self.thresholds.keys().map(|k| k.len() + 24).sum::<usize>()
     }
 }
 
@@ -131,20 +147,21 @@ mod tests {
     use super::*;
     use crate::model::{series_count, MetricKind};
     use crate::processors::test_support::processes;
+    use crate::processors::test_support::Run;
 
     fn filter(yaml: &str) -> AdaptiveFilter {
         AdaptiveFilter::new(serde_yaml_ng::from_str(yaml).expect("yaml"), "p").expect("valid")
     }
 
     fn kept_processes(batch: &[Point]) -> usize {
-        batch.iter().filter(|p| &*p.metric == "process.cpu.time").count()
+        batch.iter().filter(|p| p.name() == "process.cpu.time").count()
     }
 
     #[test]
     fn the_threshold_converges_to_keep_the_target() {
         // Starts far too low (keeps everything) and must converge to keeping ~50 of 1,000.
         let mut f = filter("target_series: 50\ninitial_threshold: 0.0\nsmoothing: 0.5");
-        let kept: Vec<usize> = (0..12).map(|_| kept_processes(&f.process(processes(1000)))).collect();
+        let kept: Vec<usize> = (0..12).map(|_| kept_processes(&f.run(processes(1000)))).collect();
         assert_eq!(kept[0], 525, "half way from 0 to the ideal 951 in the first interval");
         assert!(kept.windows(2).all(|w| w[1] <= w[0]), "monotone approach: {kept:?}");
         let last = kept[kept.len() - 1];
@@ -156,20 +173,20 @@ mod tests {
         let mut batch = processes(100);
         batch.push(Point::new(
             "process.cpu.time",
-            MetricKind::Sum,
+            MetricKind::COUNTER,
             &[("pid", "9999"), ("executable", "nginx")],
             0.0,
             0,
         ));
         batch.push(Point::new(
             "process.memory.rss",
-            MetricKind::Sum,
+            MetricKind::COUNTER,
             &[("pid", "9999"), ("executable", "nginx")],
             5.0,
             0,
         ));
         let mut f = filter("target_series: 5\ncritical: [nginx]");
-        let out = f.process(batch);
+        let out = f.run(batch);
         assert_eq!(kept_processes(&out), 6, "5 by value + the critical one");
         assert_eq!(out.iter().filter(|p| p.label("pid").map(|v| &**v) == Some("9999")).count(), 2, "all its series");
         assert_eq!(series_count(&out), 12);
@@ -178,8 +195,8 @@ mod tests {
     #[test]
     fn when_everything_fits_the_target_everything_is_kept() {
         let mut f = filter("target_series: 50");
-        f.process(processes(1000));
-        assert_eq!(kept_processes(&f.process(processes(30))), 30, "30 processes fit a target of 50");
+        f.run(processes(1000));
+        assert_eq!(kept_processes(&f.run(processes(30))), 30, "30 processes fit a target of 50");
     }
 
     #[test]

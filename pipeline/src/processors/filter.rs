@@ -1,11 +1,14 @@
-//! `filter`: keep the series matching `include` (when given), then drop those matching `exclude`.
+//! `filter`: keep the series matching `include` (when given), then drop those matching `exclude`. A rule
+//! matches a point when its name matches one of `metric_names` (any name when none are given) and every
+//! attribute in `attributes` (the point's own, else its resource's) matches its pattern. Patterns are
+//! anchored regular expressions, or exact strings with `match_type: strict`.
 
 use std::collections::BTreeMap;
 
-use regex::Regex;
 use serde::Deserialize;
 
-use super::Processor;
+use super::names::{MatchType, NameSet, Pattern};
+use super::{Outcome, Processor};
 use crate::model::{Batch, Point};
 use crate::Problem;
 
@@ -16,48 +19,41 @@ pub struct FilterConfig {
     exclude: Option<MatchConfig>,
 }
 
-/// A series matches when its name matches one of `metric_names` (if any are given) and every label
-/// regex matches the label's value (a missing label does not match).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MatchConfig {
     #[serde(default)]
-    metric_names: Vec<String>,
+    match_type: MatchType,
     #[serde(default)]
-    labels: BTreeMap<String, String>,
+    metric_names: Vec<String>,
+    /// Attribute patterns (`labels` is the earlier name, still accepted).
+    #[serde(default, alias = "labels")]
+    attributes: BTreeMap<String, String>,
 }
 
 struct Matcher {
-    names: Vec<Regex>,
-    labels: Vec<(String, Regex)>,
+    names: NameSet,
+    attributes: Vec<(String, Pattern)>,
 }
 
 impl Matcher {
     fn new(config: MatchConfig, path: &str, problems: &mut Vec<Problem>) -> Matcher {
-        let mut compile = |pattern: &str, at: String| match Regex::new(&format!("^(?:{pattern})$")) {
-            Ok(regex) => Some(regex),
-            Err(e) => {
-                problems.push(Problem::new(&at, format!("invalid regular expression: {e}")));
-                None
-            }
-        };
-        let names = config
-            .metric_names
+        let names =
+            NameSet::compile(&config.metric_names, config.match_type, &format!("{path}.metric_names"), problems);
+        let attributes = config
+            .attributes
             .iter()
-            .enumerate()
-            .filter_map(|(i, p)| compile(p, format!("{path}.metric_names[{i}]")))
+            .filter_map(|(key, p)| {
+                Pattern::compile(p, config.match_type, &format!("{path}.attributes.{key}"), problems)
+                    .map(|r| (key.clone(), r))
+            })
             .collect();
-        let labels = config
-            .labels
-            .iter()
-            .filter_map(|(key, p)| compile(p, format!("{path}.labels.{key}")).map(|r| (key.clone(), r)))
-            .collect();
-        Matcher { names, labels }
+        Matcher { names, attributes }
     }
 
     fn matches(&self, point: &Point) -> bool {
-        let name_ok = self.names.is_empty() || self.names.iter().any(|r| r.is_match(&point.metric));
-        name_ok && self.labels.iter().all(|(key, r)| point.label(key).is_some_and(|v| r.is_match(v)))
+        self.names.matches(point.name())
+            && self.attributes.iter().all(|(key, r)| point.label(key).is_some_and(|v| r.matches(v)))
     }
 }
 
@@ -83,7 +79,7 @@ impl Filter {
 }
 
 impl Processor for Filter {
-    fn process(&mut self, mut batch: Batch) -> Batch {
+    fn process(&mut self, mut batch: Batch, _: &mut Outcome) -> Batch {
         batch.retain(|p| {
             self.include.as_ref().is_none_or(|m| m.matches(p)) && !self.exclude.as_ref().is_some_and(|m| m.matches(p))
         });
@@ -95,6 +91,7 @@ impl Processor for Filter {
 mod tests {
     use super::*;
     use crate::processors::test_support::processes;
+    use crate::processors::test_support::Run;
 
     fn filter(yaml: &str) -> Result<Filter, Vec<Problem>> {
         Filter::new(serde_yaml_ng::from_str(yaml).expect("yaml"), "processors.filter")
@@ -104,10 +101,10 @@ mod tests {
     fn include_then_exclude_by_name_and_label() {
         let mut f =
             filter("include: {metric_names: ['process\\.cpu\\..*']}\nexclude: {labels: {pid: '1|2'}}").expect("valid");
-        let out = f.process(processes(5));
+        let out = f.run(processes(5));
         let pids: Vec<&str> = out.iter().filter_map(|p| p.label("pid").map(|v| &**v)).collect();
         assert_eq!(pids, ["3", "4", "5"]);
-        assert!(out.iter().all(|p| &*p.metric == "process.cpu.time"));
+        assert!(out.iter().all(|p| p.name() == "process.cpu.time"));
     }
 
     #[test]
@@ -116,7 +113,7 @@ mod tests {
             "include: {metric_names: ['ok', '(']}\nexclude: {labels: {pid: '['}}",
         ));
         let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
-        assert_eq!(paths, ["processors.filter.include.metric_names[1]", "processors.filter.exclude.labels.pid"]);
+        assert_eq!(paths, ["processors.filter.include.metric_names[1]", "processors.filter.exclude.attributes.pid"]);
         assert!(filter("{}").is_err(), "a filter without rules is a mistake");
     }
 }

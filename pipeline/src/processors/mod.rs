@@ -2,31 +2,65 @@
 //! section, so validating a config and building it check exactly the same things.
 
 mod adaptive_filter;
+mod aggregate;
+mod attributes;
 mod cardinality_limit;
-mod drop_labels;
 mod filter;
+mod groups;
+mod names;
 #[cfg(test)]
 mod properties;
 mod topk;
 
 use serde::de::DeserializeOwned;
 
-use super::model::Batch;
-use super::Problem;
+use crate::model::Batch;
+use crate::Problem;
 
 pub use adaptive_filter::AdaptiveFilter;
-pub use cardinality_limit::CardinalityLimit;
-pub use drop_labels::DropLabels;
+pub use aggregate::Aggregate;
+pub use attributes::AttributeActions;
+pub use cardinality_limit::{CardinalityLimit, OVERFLOW_LABEL};
 pub use filter::Filter;
-pub use topk::TopK;
+pub use topk::{TopK, OTHER};
 
-/// The processor types a config may name.
-pub const KINDS: [&str; 5] = ["filter", "drop_labels", "topk", "adaptive_filter", "cardinality_limit"];
+/// The processor types a config may name (`drop_labels` is `aggregate` under its earlier name).
+pub const KINDS: [&str; 7] =
+    ["filter", "attributes", "aggregate", "drop_labels", "topk", "adaptive_filter", "cardinality_limit"];
+
+/// Most refusal reasons one flush keeps (the first ones; the rest are only counted).
+const MAX_REFUSALS: usize = 5;
+
+/// What a flush's processors report besides their output.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    /// Points of series over a cardinality limit (folded into an overflow series, or dropped).
+    pub over_limit: u64,
+    /// Points left out: dropped by a rule (`summary: drop`, `action: drop`) or refused by a merge.
+    pub dropped: u64,
+    /// Why merges refused points (the first few), for the log and the pipeline's status.
+    pub refusals: Vec<String>,
+}
+
+impl Outcome {
+    /// Counts one point a merge refused, and why.
+    pub fn refuse(&mut self, reason: String) {
+        self.dropped += 1;
+        if self.refusals.len() < MAX_REFUSALS && !self.refusals.contains(&reason) {
+            self.refusals.push(reason);
+        }
+    }
+
+    /// Counts points dropped by a rule.
+    pub fn drop_points(&mut self, count: u64) {
+        self.dropped += count;
+    }
+}
 
 /// One stage of a pipeline.
 pub trait Processor: Send {
-    /// Turns one interval's points into what goes on to the next stage.
-    fn process(&mut self, batch: Batch) -> Batch;
+    /// Turns one flush's points into what goes on to the next stage; `outcome` counts what it left out.
+    fn process(&mut self, batch: Batch, outcome: &mut Outcome) -> Batch;
 
     /// True when every output point is a different series by construction (so counting the output's
     /// series needs no second hash pass).
@@ -34,7 +68,7 @@ pub trait Processor: Send {
         false
     }
 
-    /// Bytes of state kept between intervals (for the pipeline's memory measurement).
+    /// Bytes of state kept between flushes (for the pipeline's memory measurement).
     fn state_bytes(&self) -> usize {
         0
     }
@@ -44,7 +78,8 @@ pub trait Processor: Send {
 pub fn build(kind: &str, config: &serde_yaml_ng::Value, path: &str) -> Result<Box<dyn Processor>, Vec<Problem>> {
     match kind {
         "filter" => Filter::new(parse(config, path)?, path).map(boxed),
-        "drop_labels" => DropLabels::new(parse(config, path)?, path).map(boxed),
+        "attributes" => AttributeActions::new(parse(config, path)?, path).map(boxed),
+        "aggregate" | "drop_labels" => Aggregate::new(parse(config, path)?, path).map(boxed),
         "topk" => TopK::new(parse(config, path)?, path).map(boxed),
         "adaptive_filter" => AdaptiveFilter::new(parse(config, path)?, path).map(boxed),
         "cardinality_limit" => CardinalityLimit::new(parse(config, path)?, path).map(boxed),
@@ -76,8 +111,20 @@ pub fn default_process_labels() -> Vec<String> {
 
 #[cfg(test)]
 pub mod test_support {
-    use crate::model::{MetricKind, Point};
+    use super::{Outcome, Processor};
+    use crate::model::{Batch, MetricKind, Point};
     use crate::Problem;
+
+    /// Runs one flush, ignoring the outcome.
+    pub trait Run {
+        fn run(&mut self, batch: Batch) -> Batch;
+    }
+
+    impl<P: Processor + ?Sized> Run for P {
+        fn run(&mut self, batch: Batch) -> Batch {
+            self.process(batch, &mut Outcome::default())
+        }
+    }
 
     /// The problems of a result that must have failed.
     pub fn problems<T>(result: Result<T, Vec<Problem>>) -> Vec<Problem> {
@@ -94,8 +141,8 @@ pub mod test_support {
             let pid_text = pid.to_string();
             let exe = format!("proc{pid}");
             let labels = [("pid", pid_text.as_str()), ("executable", exe.as_str()), ("host", "h1")];
-            batch.push(Point::new("process.cpu.time", MetricKind::Sum, &labels, f64::from(pid), 0));
-            batch.push(Point::new("process.memory.rss", MetricKind::Sum, &labels, 1000.0, 0));
+            batch.push(Point::new("process.cpu.time", MetricKind::COUNTER, &labels, f64::from(pid), 0));
+            batch.push(Point::new("process.memory.rss", MetricKind::UP_DOWN_COUNTER, &labels, 1000.0, 0));
         }
         batch
     }

@@ -2,11 +2,20 @@
 //! an input series, or an aggregate of input series marked as such), and merging preserves sums.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use proptest::prelude::*;
 
+use super::test_support::Run;
 use super::{build, Processor};
-use crate::model::{MetricKind, Point, SeriesKey};
+use crate::model::{keep_newest_levels, Label, MetricKind, Point};
+
+/// A series by name and attributes (the generated points have no resource or scope).
+type SeriesKey = (Arc<str>, Vec<Label>);
+
+fn series(point: &Point) -> SeriesKey {
+    (point.metric.name.clone(), point.labels.clone())
+}
 
 const METRICS: [&str; 3] = ["process.cpu.time", "process.memory.rss", "process.threads"];
 
@@ -18,7 +27,7 @@ fn batch() -> impl Strategy<Value = Vec<Point>> {
                 let exe = ["nginx", "java", "bash", "redis"][exe];
                 Point::new(
                     METRICS[metric],
-                    MetricKind::Sum,
+                    MetricKind::COUNTER,
                     &[("pid", &pid), ("executable", exe), ("host", "h")],
                     value,
                     0,
@@ -40,13 +49,13 @@ fn is_aggregate(point: &Point) -> bool {
 
 /// True when some input series of the same metric carries every label of `out` (a projection).
 fn projects_an_input(out: &Point, input: &[Point]) -> bool {
-    input.iter().any(|p| p.metric == out.metric && out.labels.iter().all(|l| p.labels.contains(l)))
+    input.iter().any(|p| p.name() == out.name() && out.labels.iter().all(|l| p.labels.contains(l)))
 }
 
 fn sums(batch: &[Point]) -> BTreeMap<String, f64> {
     let mut totals = BTreeMap::new();
     for p in batch {
-        *totals.entry(p.metric.to_string()).or_insert(0.0) += p.value;
+        *totals.entry(p.name().to_string()).or_insert(0.0) += p.number();
     }
     totals
 }
@@ -55,6 +64,8 @@ fn all_processors() -> Vec<(&'static str, Box<dyn Processor>)> {
     vec![
         ("filter", processor("exclude: {labels: {executable: bash}}", "filter")),
         ("drop_labels", processor("labels: [pid]", "drop_labels")),
+        ("aggregate", processor("keep_labels: [executable, host]", "aggregate")),
+        ("attributes", processor("actions: [{key: pid, action: delete}]", "attributes")),
         ("topk", processor("k: 5", "topk")),
         ("adaptive_filter", processor("target_series: 10\ncritical: [redis]", "adaptive_filter")),
         ("cardinality_limit", processor("max_series: 20", "cardinality_limit")),
@@ -64,26 +75,33 @@ fn all_processors() -> Vec<(&'static str, Box<dyn Processor>)> {
 proptest! {
     #[test]
     fn processors_never_invent_series(input in batch()) {
-        let input_series: HashSet<SeriesKey> = input.iter().map(Point::series).collect();
+        // The engine hands processors one point per level series (the newest).
+        let input = keep_newest_levels(input);
+        let input_series: HashSet<SeriesKey> = input.iter().map(series).collect();
         for (name, mut processor) in all_processors() {
-            let output = processor.process(input.clone());
+            let output = processor.run(input.clone());
             for point in &output {
-                let known = input_series.contains(&point.series());
-                let merged = name == "drop_labels" && projects_an_input(point, &input);
-                let aggregate = is_aggregate(point) && input.iter().any(|p| p.metric == point.metric);
+                let known = input_series.contains(&series(point));
+                let merged = ["drop_labels", "aggregate", "attributes"].contains(&name) && projects_an_input(point, &input);
+                let aggregate = is_aggregate(point) && input.iter().any(|p| p.name() == point.name());
                 prop_assert!(known || merged || aggregate, "{name} invented {point:?}");
             }
-            let output_series: HashSet<SeriesKey> = output.iter().map(Point::series).collect();
+            let output_series: HashSet<SeriesKey> = output.iter().map(series).collect();
             prop_assert!(output_series.len() <= input_series.len() + METRICS.len(), "{name} grew the series count");
         }
     }
 
     #[test]
-    fn drop_labels_and_topk_preserve_sums(input in batch()) {
+    fn merging_processors_preserve_sums(input in batch()) {
+        let input = keep_newest_levels(input);
         let before = sums(&input);
-        for kind in ["drop_labels", "topk"] {
-            let yaml = if kind == "topk" { "k: 3" } else { "labels: [pid, executable]" };
-            let after = sums(&processor(yaml, kind).process(input.clone()));
+        for kind in ["drop_labels", "topk", "attributes"] {
+            let yaml = match kind {
+                "topk" => "k: 3",
+                "attributes" => "keep: [host]",
+                _ => "labels: [pid, executable]",
+            };
+            let after = sums(&processor(yaml, kind).run(input.clone()));
             prop_assert_eq!(before.len(), after.len());
             for (metric, total) in &before {
                 let got = after[metric];

@@ -1,48 +1,69 @@
-//! `topk`: keeps every series of the `k` processes with the highest value of `metric`; the series of
-//! all other processes are aggregated, per metric, into one series with `<key>="other"`. Series
-//! without the process key pass through.
+//! `topk`: keeps every series of the `k` groups (by default processes, `group_by: [pid]`) with the
+//! highest total of `metric` (or, without `metric`, each metric's own top `k`); the series of all other
+//! groups are merged, per metric, into one series whose group attributes say `"other"`. Series without
+//! the group attributes pass through.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use rustc_hash::FxHashSet;
 use serde::Deserialize;
 
-use super::{default_process_labels, Processor};
+use super::groups::{GroupId, Grouping};
+use super::{default_process_labels, Outcome, Processor};
 use crate::model::{Batch, Merger, Point};
 use crate::Problem;
 
-/// The label value of the aggregate of the processes not kept.
+/// The value of the group attributes of the merged rest.
 pub const OTHER: &str = "other";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TopKConfig {
-    /// How many processes to keep.
     k: usize,
-    /// The metric that ranks processes.
-    #[serde(default = "default_metric")]
-    metric: String,
-    /// The label that identifies a process.
-    #[serde(default = "default_key")]
-    key: String,
-    /// Labels removed from the `other` aggregate (they differ per process).
-    #[serde(default = "default_process_labels")]
-    process_labels: Vec<String>,
+    /// The metric whose total ranks the groups; without it, every metric ranks its own.
+    metric: Option<String>,
+    /// The attributes that make a group (default: `[pid]`, one group per process).
+    group_by: Option<Vec<String>>,
+    /// The one group attribute, as in earlier configs (`key: pid`).
+    key: Option<String>,
+    /// Further attributes removed from the merged rest (default, for processes: executable, command,
+    /// owner).
+    process_labels: Option<Vec<String>>,
 }
 
+/// The ranking metric of the process templates.
 pub fn default_metric() -> String {
     "process.cpu.time".into()
 }
 
-pub fn default_key() -> String {
-    "pid".into()
+/// The group attributes and removed attributes a config names, with the process defaults.
+pub fn grouping(
+    group_by: Option<Vec<String>>,
+    key: Option<String>,
+    extra: Option<Vec<String>>,
+    path: &str,
+) -> Result<(Vec<String>, HashSet<String>), Vec<Problem>> {
+    let defaults = group_by.is_none() && key.is_none();
+    let keys = match (group_by, key) {
+        (Some(_), Some(_)) => return Err(vec![Problem::new(path, "give `group_by` or `key`, not both")]),
+        (Some(keys), None) => keys,
+        (None, Some(key)) => vec![key],
+        (None, None) => vec!["pid".to_string()],
+    };
+    if keys.is_empty() || keys.iter().any(|k| k.is_empty()) {
+        return Err(vec![Problem::new(&format!("{path}.group_by"), "must name at least one attribute")]);
+    }
+    let extra = extra.unwrap_or_else(|| if defaults { default_process_labels() } else { Vec::new() });
+    let removed = extra.into_iter().chain(keys.iter().cloned()).collect();
+    Ok((keys, removed))
 }
 
 pub struct TopK {
     k: usize,
-    metric: String,
-    key: Arc<str>,
-    process_labels: HashSet<String>,
+    grouping: Grouping,
+    /// Attributes removed from the merged rest (the group attributes are set to `other` instead).
+    removed: HashSet<String>,
     other: Arc<str>,
 }
 
@@ -51,50 +72,44 @@ impl TopK {
         if config.k < 1 {
             return Err(vec![Problem::new(&format!("{path}.k"), "must be ≥ 1")]);
         }
-        let mut process_labels: HashSet<String> = config.process_labels.into_iter().collect();
-        process_labels.insert(config.key.clone());
+        let (keys, removed) = grouping(config.group_by, config.key, config.process_labels, path)?;
         Ok(TopK {
             k: config.k,
-            metric: config.metric,
-            key: Arc::from(config.key),
-            process_labels,
+            grouping: Grouping { keys, metric: config.metric.map(Arc::from) },
+            removed,
             other: Arc::from(OTHER),
         })
     }
-}
 
-/// The `k` processes ranking highest on `metric` (ties broken by the process key, so results are
-/// deterministic).
-pub fn top_processes(batch: &[Point], metric: &str, key: &str, k: usize) -> HashSet<Arc<str>> {
-    let mut ranked: Vec<(f64, &Arc<str>)> =
-        batch.iter().filter(|p| &*p.metric == metric).filter_map(|p| p.label(key).map(|id| (p.value, id))).collect();
-    let by_rank = |a: &(f64, &Arc<str>), b: &(f64, &Arc<str>)| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1));
-    if ranked.len() > k {
-        ranked.select_nth_unstable_by(k - 1, by_rank);
-        ranked.truncate(k);
+    /// `point` as part of the merged rest.
+    fn as_other(&self, mut point: Point) -> Point {
+        point.labels.retain(|(k, _)| !self.removed.contains(&**k));
+        for key in &self.grouping.keys {
+            point.set_label(Arc::from(key.as_str()), self.other.clone());
+        }
+        point
     }
-    ranked.into_iter().map(|(_, id)| id.clone()).collect()
-}
-
-/// The series a dropped process's point is aggregated into: process labels removed, `<key>="other"`.
-pub fn into_other(mut point: Point, process_labels: &HashSet<String>, key: &Arc<str>, other: &Arc<str>) -> Point {
-    point.labels.retain(|(k, _)| !process_labels.contains(&**k));
-    let at = point.labels.partition_point(|(k, _)| k < key);
-    point.labels.insert(at, (key.clone(), other.clone()));
-    point
 }
 
 impl Processor for TopK {
-    fn process(&mut self, batch: Batch) -> Batch {
-        let keep = top_processes(&batch, &self.metric, &self.key, self.k);
+    fn process(&mut self, batch: Batch, outcome: &mut Outcome) -> Batch {
+        let keep: FxHashSet<(Arc<str>, GroupId)> = self
+            .grouping
+            .rank(&batch)
+            .into_iter()
+            .flat_map(|(metric, ranked)| ranked.into_iter().take(self.k).map(move |(_, g)| (metric.clone(), g)))
+            .collect();
         let mut out = Vec::with_capacity(batch.len().min(self.k * 8 + 16));
         let mut rest = Merger::default();
         for point in batch {
-            match point.label(&self.key) {
-                Some(id) if !keep.contains(id) => {
-                    rest.add(into_other(point, &self.process_labels, &self.key, &self.other))
-                }
-                _ => out.push(point),
+            let Some(group) = self.grouping.group_of(&point) else {
+                out.push(point);
+                continue;
+            };
+            if keep.contains(&(self.grouping.ranking_key(&point).clone(), group)) {
+                out.push(point);
+            } else if let Err(e) = rest.add(self.as_other(point)) {
+                outcome.refuse(e.to_string());
             }
         }
         out.extend(rest.finish());
@@ -107,6 +122,7 @@ mod tests {
     use super::*;
     use crate::model::{series_count, MetricKind};
     use crate::processors::test_support::processes;
+    use crate::processors::test_support::Run;
 
     fn topk(k: usize) -> TopK {
         TopK::new(serde_yaml_ng::from_str(&format!("k: {k}")).expect("yaml"), "processors.topk").expect("valid")
@@ -114,28 +130,28 @@ mod tests {
 
     #[test]
     fn keeps_the_top_k_processes_and_aggregates_the_rest_into_other() {
-        let out = topk(10).process(processes(1000));
+        let out = topk(10).run(processes(1000));
         assert_eq!(series_count(&out), 2 * 11, "10 processes + other, for each of the two metrics");
-        let cpu: Vec<&Point> = out.iter().filter(|p| &*p.metric == "process.cpu.time").collect();
+        let cpu: Vec<&Point> = out.iter().filter(|p| p.name() == "process.cpu.time").collect();
         let kept: HashSet<&str> =
             cpu.iter().filter_map(|p| p.label("pid").map(|v| &**v)).filter(|v| *v != OTHER).collect();
         assert_eq!(kept, (991..=1000).map(|p| p.to_string()).collect::<Vec<_>>().iter().map(String::as_str).collect());
         let other = cpu.iter().find(|p| p.label("pid").map(|v| &**v) == Some(OTHER)).expect("other");
-        assert_eq!(other.value, (1..=990).sum::<u32>() as f64, "other is the sum of the rest");
+        assert_eq!(other.number(), (1..=990).sum::<u32>() as f64, "other is the sum of the rest");
         assert_eq!(other.label("host").map(|v| &**v), Some("h1"), "labels shared by processes stay");
         assert!(other.label("executable").is_none());
         let rss_other =
-            out.iter().find(|p| &*p.metric == "process.memory.rss" && p.label("pid").map(|v| &**v) == Some(OTHER));
-        assert_eq!(rss_other.map(|p| p.value), Some(990_000.0));
+            out.iter().find(|p| p.name() == "process.memory.rss" && p.label("pid").map(|v| &**v) == Some(OTHER));
+        assert_eq!(rss_other.map(|p| p.number()), Some(990_000.0));
     }
 
     #[test]
     fn ties_are_broken_by_process_id() {
         let batch: Vec<Point> = ["3", "1", "2"]
             .iter()
-            .map(|pid| Point::new("process.cpu.time", MetricKind::Sum, &[("pid", pid)], 5.0, 0))
+            .map(|pid| Point::new("process.cpu.time", MetricKind::COUNTER, &[("pid", pid)], 5.0, 0))
             .collect();
-        let out = topk(2).process(batch);
+        let out = topk(2).run(batch);
         let pids: Vec<&str> = out.iter().filter_map(|p| p.label("pid").map(|v| &**v)).collect();
         assert_eq!(pids, ["1", "2", OTHER]);
     }
@@ -143,7 +159,7 @@ mod tests {
     #[test]
     fn fewer_processes_than_k_pass_unchanged_and_k_zero_is_refused() {
         let input = processes(3);
-        assert_eq!(topk(10).process(input.clone()), input);
+        assert_eq!(topk(10).run(input.clone()), input);
         let problems = crate::processors::test_support::problems(TopK::new(
             serde_yaml_ng::from_str("k: 0").expect("yaml"),
             "processors.topk",

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use super::Source;
-use crate::model::{Batch, MetricKind, Point};
+use crate::model::{millis_to_nanos, Batch, MetricKind, Point};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,10 +29,10 @@ impl HostSource {
             if let Ok(ticks) = ticks.parse::<f64>() {
                 batch.push(Point::new(
                     "system.cpu.time",
-                    MetricKind::Sum,
+                    MetricKind::COUNTER,
                     &[("state", state)],
                     ticks / self.ticks_per_sec,
-                    now_ms,
+                    millis_to_nanos(now_ms),
                 ));
             }
         }
@@ -51,7 +51,13 @@ fn memory(now_ms: i64, batch: &mut Batch) {
     let (total, free, buffers, cached) = (kib("MemTotal:"), kib("MemFree:"), kib("Buffers:"), kib("Cached:"));
     let used = (total - free - buffers - cached).max(0.0);
     for (state, bytes) in [("used", used), ("free", free), ("buffered", buffers), ("cached", cached)] {
-        batch.push(Point::new("system.memory.usage", MetricKind::Sum, &[("state", state)], bytes, now_ms));
+        batch.push(Point::new(
+            "system.memory.usage",
+            MetricKind::UP_DOWN_COUNTER,
+            &[("state", state)],
+            bytes,
+            millis_to_nanos(now_ms),
+        ));
     }
 }
 
@@ -60,7 +66,7 @@ fn load(now_ms: i64, batch: &mut Batch) {
     let names = ["system.cpu.load_average.1m", "system.cpu.load_average.5m", "system.cpu.load_average.15m"];
     for (name, value) in names.iter().zip(loadavg.split_whitespace()) {
         if let Ok(value) = value.parse::<f64>() {
-            batch.push(Point::new(name, MetricKind::Gauge, &[], value, now_ms));
+            batch.push(Point::new(name, MetricKind::Gauge, &[], value, millis_to_nanos(now_ms)));
         }
     }
 }
@@ -83,7 +89,7 @@ mod tests {
     fn reads_cpu_memory_and_load_of_this_host() {
         let batch = HostSource::new(HostConfig::default()).collect(0);
         let value = |metric: &str, state: Option<&str>| {
-            batch.iter().find(|p| &*p.metric == metric && p.label("state").map(|v| &**v) == state).map(|p| p.value)
+            batch.iter().find(|p| p.name() == metric && p.label("state").map(|v| &**v) == state).map(|p| p.number())
         };
         assert!(value("system.cpu.time", Some("idle")).is_some_and(|v| v > 0.0));
         assert!(value("system.memory.usage", Some("used")).is_some_and(|v| v > 0.0));

@@ -4,7 +4,9 @@ mod host;
 mod process;
 pub mod synthetic;
 
-use super::model::Batch;
+use std::sync::Arc;
+
+use super::model::{Batch, Metric, MetricKind};
 use super::processors::parse;
 use super::Problem;
 
@@ -21,6 +23,15 @@ pub const PROCESS_METRICS: [&str; 5] = [
     "process.threads",
     "process.open_file_descriptors",
 ];
+
+/// The metrics of [`PROCESS_METRICS`] with their types: CPU time only grows (a counter); memory,
+/// threads and descriptors go up and down (up-down counters, as OpenTelemetry's process metrics are).
+pub fn process_metrics() -> [Arc<Metric>; 5] {
+    PROCESS_METRICS.map(|name| {
+        let kind = if name == "process.cpu.time" { MetricKind::COUNTER } else { MetricKind::UP_DOWN_COUNTER };
+        Arc::new(Metric::new(name, kind))
+    })
+}
 
 /// The receiver types a config may name.
 pub const KINDS: [&str; 3] = ["process", "host", "synthetic"];

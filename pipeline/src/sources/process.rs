@@ -7,10 +7,11 @@ use std::fs;
 
 use serde::Deserialize;
 
-use super::{Source, PROCESS_METRICS};
 use std::sync::Arc;
 
-use crate::model::{Batch, Label, MetricKind, Point};
+use super::{process_metrics, Source};
+
+use crate::model::{millis_to_nanos, Batch, Label, Metric, Point, Value};
 
 /// Longest command line kept as a label.
 const MAX_COMMAND_LEN: usize = 256;
@@ -36,7 +37,7 @@ pub struct ProcessSource {
     include_command: bool,
     /// Interned label keys (command, executable, owner, pid: sorted) and metric names.
     keys: [Arc<str>; 4],
-    metrics: [Arc<str>; 5],
+    metrics: [Arc<Metric>; 5],
     users: HashMap<u32, String>,
 }
 
@@ -61,7 +62,7 @@ impl ProcessSource {
             root: config.proc_root,
             include_command: config.include_command,
             keys: ["command", "executable", "owner", "pid"].map(Arc::from),
-            metrics: PROCESS_METRICS.map(Arc::from),
+            metrics: process_metrics(),
             users: read_users(),
         }
     }
@@ -135,7 +136,7 @@ impl Source for ProcessSource {
             labels.push((k[3].clone(), Arc::from(p.pid.as_str())));
             for (metric, value) in self.metrics.iter().zip(p.values()) {
                 let Some(value) = value else { continue };
-                batch.push(Point::with_labels(metric.clone(), MetricKind::Sum, labels.clone(), value, now_ms));
+                batch.push(Point::of(metric.clone(), labels.clone(), Value::Number(value), millis_to_nanos(now_ms)));
             }
         }
         batch
@@ -145,6 +146,7 @@ impl Source for ProcessSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sources::PROCESS_METRICS;
 
     #[test]
     fn reads_this_machines_proc_and_finds_the_test_process_itself() {
@@ -152,7 +154,7 @@ mod tests {
         let batch = source.collect(0);
         let me = std::process::id().to_string();
         let mine: Vec<&Point> = batch.iter().filter(|p| p.label("pid").map(|v| &**v) == Some(me.as_str())).collect();
-        let metrics: Vec<&str> = mine.iter().map(|p| &*p.metric).collect();
+        let metrics: Vec<&str> = mine.iter().map(|p| p.name()).collect();
         assert_eq!(
             metrics,
             [
@@ -163,7 +165,7 @@ mod tests {
                 "process.open_file_descriptors"
             ]
         );
-        let value = |name: &str| mine.iter().find(|p| &*p.metric == name).map(|p| p.value).unwrap_or_default();
+        let value = |name: &str| mine.iter().find(|p| p.name() == name).map(|p| p.number()).unwrap_or_default();
         assert!(value("process.memory.rss") > 1_000_000.0, "a test binary holds more than 1 MB");
         assert!(value("process.threads") >= 1.0 && value("process.open_file_descriptors") >= 3.0);
         assert!(mine[0].label("command").is_some_and(|c| !c.is_empty()));
@@ -180,14 +182,14 @@ mod tests {
         let mut source =
             ProcessSource::new(ProcessConfig { proc_root: root.to_string_lossy().into_owned(), include_command: true });
 
-        let metrics = |batch: Batch| batch.iter().map(|p| p.metric.to_string()).collect::<Vec<_>>();
+        let metrics = |batch: Batch| batch.iter().map(|p| p.name().to_string()).collect::<Vec<_>>();
         let without_fd_dir = metrics(source.collect(0));
         assert_eq!(without_fd_dir, PROCESS_METRICS[..4]);
 
         fs::create_dir(pid_dir.join("fd")).unwrap();
         fs::write(pid_dir.join("fd").join("0"), "").unwrap();
         let batch = source.collect(0);
-        assert_eq!(batch.last().map(|p| (&*p.metric, p.value)), Some(("process.open_file_descriptors", 1.0)));
+        assert_eq!(batch.last().map(|p| (p.name(), p.number())), Some(("process.open_file_descriptors", 1.0)));
         fs::remove_dir_all(&root).unwrap();
     }
 

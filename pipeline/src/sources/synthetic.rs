@@ -3,10 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Source, PROCESS_METRICS};
 use std::sync::Arc;
 
-use crate::model::{Batch, Label, MetricKind, Point};
+use super::{process_metrics, Source};
+
+use crate::model::{millis_to_nanos, Batch, Label, Metric, Point, Value};
 use crate::Problem;
 
 /// Most processes a synthetic source may simulate.
@@ -106,7 +107,7 @@ pub struct SyntheticSource {
     config: SyntheticConfig,
     /// Interned label keys (command, executable, owner, pid) and metric names.
     keys: [Arc<str>; 4],
-    metrics: [Arc<str>; 5],
+    metrics: [Arc<Metric>; 5],
     churn: f64,
     rng: Rng,
     next_pid: u64,
@@ -143,7 +144,7 @@ impl SyntheticSource {
             interval: 0,
             processes: Vec::new(),
             keys: ["command", "executable", "owner", "pid"].map(Arc::from),
-            metrics: PROCESS_METRICS.map(Arc::from),
+            metrics: process_metrics(),
             config,
         };
         source.processes = (0..source.config.processes).map(|_| source.spawn()).collect();
@@ -208,7 +209,7 @@ impl Source for SyntheticSource {
         for p in &self.processes {
             let values = [p.cpu_total, p.rss, p.rss * 4.0, p.threads, p.fds];
             for (metric, value) in self.metrics.iter().zip(values) {
-                batch.push(Point::with_labels(metric.clone(), MetricKind::Sum, p.labels.clone(), value, now_ms));
+                batch.push(Point::of(metric.clone(), p.labels.clone(), Value::Number(value), millis_to_nanos(now_ms)));
             }
         }
         batch

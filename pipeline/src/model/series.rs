@@ -1,0 +1,95 @@
+//! Series identity over a batch: counting distinct series, and finding the slot of a point's series.
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use super::Point;
+
+/// Number of distinct series in a batch, by fingerprint (a 64-bit collision would undercount by one,
+/// which is far below any measurement's noise).
+pub fn series_count(batch: &[Point]) -> usize {
+    let mut seen = FxHashSet::with_capacity_and_hasher(batch.len(), Default::default());
+    batch.iter().filter(|p| seen.insert(p.fingerprint())).count()
+}
+
+/// Finds the slot of a point's series among the series seen so far: by fingerprint, then by full
+/// comparison, so two series whose fingerprints collide never share a slot.
+#[derive(Default)]
+pub struct SeriesIndex {
+    /// Fingerprint -> slot of the first series with it.
+    first: FxHashMap<u64, usize>,
+    /// Further series whose fingerprint collided with an earlier one's (practically never).
+    collided: Vec<(u64, usize)>,
+}
+
+impl SeriesIndex {
+    pub fn with_capacity(capacity: usize) -> SeriesIndex {
+        SeriesIndex { first: FxHashMap::with_capacity_and_hasher(capacity, Default::default()), collided: Vec::new() }
+    }
+
+    /// The slot of `point`'s series, where `slots[i]` is a point of the series in slot `i`; `None` when
+    /// the series is new (then call [`SeriesIndex::insert`] with the slot it gets).
+    pub fn find(&self, fingerprint: u64, point: &Point, slots: &[Point]) -> Option<usize> {
+        match self.first.get(&fingerprint) {
+            None => None,
+            Some(&i) if slots[i].same_series(point) => Some(i),
+            Some(_) => {
+                self.collided.iter().find(|(f, i)| *f == fingerprint && slots[*i].same_series(point)).map(|(_, i)| *i)
+            }
+        }
+    }
+
+    pub fn insert(&mut self, fingerprint: u64, slot: usize) {
+        if let Some(taken) = self.first.insert(fingerprint, slot) {
+            // Keep the first series on the fast path; the newcomer goes to the collision list.
+            self.first.insert(fingerprint, taken);
+            self.collided.push((fingerprint, slot));
+        }
+    }
+}
+
+/// Keeps one point per series for level types (gauges, cumulative sums and histograms, summaries): the
+/// newest, in the place of the series' first point. Delta points all stay: each adds to its series. A
+/// pipeline flushes what arrived since its previous flush, and a sender may have sent a series twice
+/// in that time; processors may then assume one point per level series.
+pub fn keep_newest_levels(batch: Vec<Point>) -> Vec<Point> {
+    let mut index = SeriesIndex::with_capacity(batch.len());
+    let mut out: Vec<Point> = Vec::with_capacity(batch.len());
+    for point in batch {
+        if !point.kind().is_level() {
+            out.push(point);
+            continue;
+        }
+        let fingerprint = point.fingerprint();
+        match index.find(fingerprint, &point, &out) {
+            Some(at) if point.time_ns >= out[at].time_ns => out[at] = point,
+            Some(_) => {}
+            None => {
+                index.insert(fingerprint, out.len());
+                out.push(point);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{MetricKind, Temporality};
+
+    #[test]
+    fn the_newest_point_of_a_level_series_is_kept_and_deltas_all_stay() {
+        let delta = MetricKind::Sum { temporality: Temporality::Delta, monotonic: true };
+        let batch = vec![
+            Point::new("c", MetricKind::COUNTER, &[("k", "a")], 5.0, 2),
+            Point::new("d", delta, &[("k", "a")], 1.0, 1),
+            Point::new("c", MetricKind::COUNTER, &[("k", "a")], 3.0, 1),
+            Point::new("c", MetricKind::COUNTER, &[("k", "b")], 1.0, 1),
+            Point::new("d", delta, &[("k", "a")], 2.0, 2),
+        ];
+        let out = keep_newest_levels(batch);
+        let values: Vec<(&str, f64)> = out.iter().map(|p| (p.name(), p.number())).collect();
+        assert_eq!(values, [("c", 5.0), ("d", 1.0), ("c", 1.0), ("d", 2.0)]);
+        assert_eq!(series_count(&out), 3);
+    }
+}

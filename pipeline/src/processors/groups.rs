@@ -1,0 +1,69 @@
+//! Attribute groups and their ranking, shared by `topk` and `adaptive_filter`: a group is the values of
+//! the `group_by` attributes (a process is `[pid]`, a user `[user_id]`); groups are ranked by the total of
+//! one metric (each group kept or folded with all its metrics), or each metric by its own values.
+
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use crate::model::Point;
+
+/// The values of the `group_by` attributes of one point.
+pub type GroupId = Vec<Arc<str>>;
+
+/// Ranked groups: per ranking metric, each group with its score.
+pub type Rankings = FxHashMap<Arc<str>, Vec<(f64, GroupId)>>;
+
+/// Which attributes make a group, and which metric ranks them.
+pub struct Grouping {
+    pub keys: Vec<String>,
+    /// `None`: every metric ranks its own groups.
+    pub metric: Option<Arc<str>>,
+}
+
+impl Grouping {
+    /// The group of `point`; `None` when it lacks one of the attributes (then it is not ranked and
+    /// passes through).
+    pub fn group_of(&self, point: &Point) -> Option<GroupId> {
+        self.keys.iter().map(|key| point.label(key).cloned()).collect()
+    }
+
+    /// The ranking that decides about `point`: its metric's, or the one ranking metric's.
+    pub fn ranking_key<'a>(&'a self, point: &'a Point) -> &'a Arc<str> {
+        self.metric.as_ref().unwrap_or(&point.metric.name)
+    }
+
+    /// Each group's score (the total of its points' values in the ranking metric), best first; ties in
+    /// group order, so the ranking is a total order and the same input always ranks the same way.
+    pub fn rank(&self, batch: &[Point]) -> Rankings {
+        let mut totals: FxHashMap<Arc<str>, FxHashMap<GroupId, f64>> = FxHashMap::default();
+        for point in batch {
+            if self.metric.as_ref().is_some_and(|m| **m != *point.metric.name) {
+                continue;
+            }
+            if let Some(group) = self.group_of(point) {
+                let per_metric = totals.entry(point.metric.name.clone()).or_default();
+                *per_metric.entry(group).or_default() += score(point);
+            }
+        }
+        totals
+            .into_iter()
+            .map(|(metric, groups)| {
+                let mut ranked: Vec<(f64, GroupId)> = groups.into_iter().map(|(g, s)| (s, g)).collect();
+                ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+                (metric, ranked)
+            })
+            .collect()
+    }
+}
+
+/// What a point contributes to its group's score: its number, or a histogram's count. A NaN counts
+/// as nothing, so it can never outrank a real value.
+fn score(point: &Point) -> f64 {
+    let value = point.number();
+    if value.is_nan() {
+        0.0
+    } else {
+        value
+    }
+}
