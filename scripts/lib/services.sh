@@ -186,22 +186,7 @@ ensure_schemathesis() {
     log=$(mktemp "${TMPDIR:-/tmp}/phoenix-schemathesis.XXXXXX")
     # A venv whose Python is gone or that lacks pip is made anew.
     if [ -n "$have" ] || ! "$py" -m pip --version >/dev/null 2>&1; then
-      rm -rf "$venv"
-      mkdir -p "$(dirname "$venv")" || die "cannot create $(dirname "$venv")"
-      if ! python3 -m venv "$venv" >"$log" 2>&1; then
-        # Debian's python3 has venv without ensurepip until python3-venv is in.
-        rm -rf "$venv"
-        if ! is_root || ! command -v apt-get >/dev/null 2>&1; then
-          cat "$log" >&2
-          die "python3 -m venv $venv failed (on Debian: apt-get install python3-venv)"
-        fi
-        apt_install python3-venv
-        if ! python3 -m venv "$venv" >"$log" 2>&1; then
-          cat "$log" >&2
-          rm -rf "$venv"
-          die "python3 -m venv $venv failed even with python3-venv installed (log: $log)"
-        fi
-      fi
+      fresh_venv "$venv" "$log"
     fi
     if ! "$py" -m pip install -q --disable-pip-version-check "schemathesis==$want" </dev/null >"$log" 2>&1; then
       tail -n 25 "$log" >&2
@@ -213,6 +198,58 @@ ensure_schemathesis() {
   install_hypothesis_shim "$py" "$root"
   export PHOENIX_TEST_SCHEMATHESIS="$bin"
   note "schemathesis $want ready at $PHOENIX_TEST_SCHEMATHESIS"
+}
+
+# fresh_venv VENV LOG: (re)creates a Python venv at VENV, installing Debian's
+# python3-venv when python3 has no venv module (LOG gets the failure).
+fresh_venv() {
+  local venv=$1 log=$2
+  rm -rf "$venv"
+  mkdir -p "$(dirname "$venv")" || die "cannot create $(dirname "$venv")"
+  if ! python3 -m venv "$venv" >"$log" 2>&1; then
+    # Debian's python3 has venv without ensurepip until python3-venv is in.
+    rm -rf "$venv"
+    if ! is_root || ! command -v apt-get >/dev/null 2>&1; then
+      cat "$log" >&2
+      die "python3 -m venv $venv failed (on Debian: apt-get install python3-venv)"
+    fi
+    apt_install python3-venv
+    if ! python3 -m venv "$venv" >"$log" 2>&1; then
+      cat "$log" >&2
+      rm -rf "$venv"
+      die "python3 -m venv $venv failed even with python3-venv installed (log: $log)"
+    fi
+  fi
+}
+
+# The OpenTelemetry Python SDK and its OTLP exporters, and prometheus-client:
+# third-party senders and scrape targets for the real-telemetry tests. Pinned.
+PHX_OTEL_PYTHON_PACKAGES="opentelemetry-sdk==1.45.2 opentelemetry-exporter-otlp-proto-http==1.45.2 opentelemetry-exporter-otlp-proto-grpc==1.45.2 prometheus-client==0.21.1"
+
+# Install them into $ROOT/target/tools/otel-python (reinstalled when the pins
+# change); exports PHOENIX_TEST_OTEL_PYTHON, that venv's python.
+ensure_otel_python() {
+  local root=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+  local venv="$root/target/tools/otel-python" log
+  local py="$venv/bin/python" stamp="$venv/phoenix-pins"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$PHX_OTEL_PYTHON_PACKAGES" ] || [ ! -x "$py" ]; then
+    command -v python3 >/dev/null 2>&1 || {
+      is_root || die "the OpenTelemetry SDK tests need python3: apt-get install python3 python3-venv"
+      apt_install python3 python3-venv
+    }
+    step "OpenTelemetry Python SDK: installing into $venv"
+    log=$(mktemp "${TMPDIR:-/tmp}/phoenix-otel-python.XXXXXX")
+    fresh_venv "$venv" "$log"
+    # shellcheck disable=SC2086 # the package list splits into its pins, on purpose
+    if ! "$py" -m pip install -q --disable-pip-version-check $PHX_OTEL_PYTHON_PACKAGES </dev/null >"$log" 2>&1; then
+      tail -n 25 "$log" >&2
+      die "pip install of the OpenTelemetry SDK into $venv failed (log: $log)"
+    fi
+    rm -f "$log"
+    printf '%s' "$PHX_OTEL_PYTHON_PACKAGES" >"$stamp"
+  fi
+  export PHOENIX_TEST_OTEL_PYTHON="$py"
+  note "OpenTelemetry Python SDK ready at $PHOENIX_TEST_OTEL_PYTHON"
 }
 
 # install_hypothesis_shim PYTHON ROOT: loads scripts/lib/hypothesis_py311_shim.py

@@ -1,8 +1,10 @@
-//! Exporters: where a pipeline's output goes — `prometheus` (an exposition endpoint), `file` (JSON
-//! lines) or `count` (measured only, sent nowhere).
+//! Exporters: where a pipeline's output goes — `prometheusremotewrite` (a Prometheus remote-write
+//! endpoint), `prometheus` (an exposition endpoint), `file` (JSON lines) or `count` (measured only,
+//! sent nowhere).
 
 mod file;
 mod prometheus;
+pub mod remote_write;
 
 use std::net::SocketAddr;
 
@@ -14,9 +16,10 @@ use super::Problem;
 
 pub use file::FileExporter;
 pub use prometheus::{exposition, PrometheusExporter};
+pub use remote_write::{RemoteWriteConfig, RemoteWriteExporter};
 
 /// The exporter types a config may name.
-pub const KINDS: [&str; 3] = ["prometheus", "file", "count"];
+pub const KINDS: [&str; 4] = ["prometheusremotewrite", "prometheus", "file", "count"];
 
 /// Receives each interval's output.
 pub trait Exporter: Send {
@@ -83,6 +86,14 @@ pub fn check(kind: &str, config: &serde_yaml_ng::Value, path: &str) -> Vec<Probl
             }
         }),
         "count" => parse::<CountConfig>(config, path).map(|_| ()),
+        "prometheusremotewrite" => parse::<RemoteWriteConfig>(config, path).and_then(|c| {
+            let problems = c.check(path);
+            if problems.is_empty() {
+                Ok(())
+            } else {
+                Err(problems)
+            }
+        }),
         other => {
             Err(vec![Problem::new(path, format!("unknown exporter type '{other}' (known: {})", KINDS.join(", ")))])
         }
@@ -113,6 +124,10 @@ pub fn build(
             std::fs::create_dir_all(export_dir)
                 .map_err(|e| failed(format!("cannot create {}: {e}", export_dir.display())))?;
             FileExporter::open(&export_dir.join(&config.path)).map(|e| Box::new(e) as Box<dyn Exporter>).map_err(failed)
+        }
+        "prometheusremotewrite" => {
+            let config: RemoteWriteConfig = parse(config, path)?;
+            RemoteWriteExporter::start(config).map(|e| Box::new(e) as Box<dyn Exporter>).map_err(failed)
         }
         _ => Ok(Box::new(CountExporter)),
     }

@@ -7,6 +7,7 @@ pub mod synthetic;
 use std::sync::Arc;
 
 use super::model::{Batch, Metric, MetricKind};
+use super::otlp::{OtlpConfig, OtlpSource};
 use super::processors::parse;
 use super::Problem;
 
@@ -34,7 +35,7 @@ pub fn process_metrics() -> [Arc<Metric>; 5] {
 }
 
 /// The receiver types a config may name.
-pub const KINDS: [&str; 3] = ["process", "host", "synthetic"];
+pub const KINDS: [&str; 4] = ["otlp", "process", "host", "synthetic"];
 
 /// Produces one interval's points.
 pub trait Source: Send {
@@ -48,6 +49,7 @@ pub fn build(kind: &str, config: &serde_yaml_ng::Value, path: &str) -> Result<Bo
         "process" => Ok(Box::new(ProcessSource::new(parse(config, path)?))),
         "host" => Ok(Box::new(HostSource::new(parse(config, path)?))),
         "synthetic" => SyntheticSource::new(parse(config, path)?, path).map(|s| Box::new(s) as Box<dyn Source>),
+        "otlp" => OtlpSource::start(parse(config, path)?, path).map(|s| Box::new(s) as Box<dyn Source>),
         other => {
             Err(vec![Problem::new(path, format!("unknown receiver type '{other}' (known: {})", KINDS.join(", ")))])
         }
@@ -60,6 +62,11 @@ pub fn check(kind: &str, config: &serde_yaml_ng::Value, path: &str) -> Vec<Probl
     match kind {
         "synthetic" => match parse::<synthetic::SyntheticConfig>(config, path) {
             Ok(config) => SyntheticSource::check(&config, path),
+            Err(problems) => problems,
+        },
+        // Checked without binding its ports (the server validates configs it never runs).
+        "otlp" => match parse::<OtlpConfig>(config, path) {
+            Ok(config) => config.check(path),
             Err(problems) => problems,
         },
         _ => build(kind, config, path).err().unwrap_or_default(),

@@ -1,0 +1,344 @@
+//! `prometheusremotewrite`: sends each flush's output to a Prometheus remote-write 1.0 endpoint (a
+//! `WriteRequest` in protobuf, Snappy block-compressed), translated as in [`crate::prom`].
+//!
+//! Delivery never blocks the pipeline: each flush's request joins a bounded queue that a background
+//! task sends in order. A 5xx or 429 answer (or no answer) is retried with exponential backoff, up to
+//! `max_attempts`; other 4xx answers are final. When the queue is full the oldest request is dropped.
+//! Every drop is counted (requests and samples) and the last failure kept for the pipeline's status.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prost::Message;
+use serde::Deserialize;
+
+use super::Exporter;
+use crate::model::Batch;
+use crate::prom;
+use crate::Problem;
+
+/// The remote-write 1.0 messages (field numbers from Prometheus's `remote.proto` and `types.proto`).
+mod wire {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct WriteRequest {
+        #[prost(message, repeated, tag = "1")]
+        pub timeseries: Vec<TimeSeries>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TimeSeries {
+        #[prost(message, repeated, tag = "1")]
+        pub labels: Vec<Label>,
+        #[prost(message, repeated, tag = "2")]
+        pub samples: Vec<Sample>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Label {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(string, tag = "2")]
+        pub value: String,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Sample {
+        #[prost(double, tag = "1")]
+        pub value: f64,
+        #[prost(int64, tag = "2")]
+        pub timestamp: i64,
+    }
+}
+
+pub use wire::WriteRequest;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteWriteConfig {
+    /// `http(s)://host:port/api/v1/write`.
+    pub endpoint: String,
+    /// Extra request headers (an `Authorization`, a tenant id).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Requests waiting to be sent, at most.
+    #[serde(default = "default_max_queue")]
+    pub max_queue: usize,
+    /// Tries per request before it is dropped.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_timeout_secs() -> u64 {
+    10
+}
+
+fn default_max_queue() -> usize {
+    100
+}
+
+fn default_max_attempts() -> u32 {
+    5
+}
+
+impl RemoteWriteConfig {
+    pub fn check(&self, path: &str) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let url = reqwest::Url::parse(&self.endpoint);
+        if !url.as_ref().is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()) {
+            problems.push(Problem::new(
+                &format!("{path}.endpoint"),
+                format!("'{}' is not an http(s) URL like http://127.0.0.1:9090/api/v1/write", self.endpoint),
+            ));
+        }
+        for (name, value) in &self.headers {
+            let valid = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
+                && reqwest::header::HeaderValue::from_str(value).is_ok();
+            if !valid {
+                problems.push(Problem::new(&format!("{path}.headers.{name}"), "is not a valid HTTP header"));
+            }
+        }
+        for (field, value) in [("timeout_secs", self.timeout_secs), ("max_queue", self.max_queue as u64)] {
+            if value == 0 {
+                problems.push(Problem::new(&format!("{path}.{field}"), "must be ≥ 1"));
+            }
+        }
+        if self.max_attempts == 0 {
+            problems.push(Problem::new(&format!("{path}.max_attempts"), "must be ≥ 1"));
+        }
+        problems
+    }
+}
+
+/// What the exporter counts.
+#[derive(Debug, Default)]
+pub struct DeliveryCounters {
+    pub sent_requests: AtomicU64,
+    pub sent_samples: AtomicU64,
+    pub dropped_requests: AtomicU64,
+    pub dropped_samples: AtomicU64,
+    /// Points Prometheus cannot represent (deltas), left out.
+    pub unrepresentable_points: AtomicU64,
+    pub last_error: Mutex<Option<String>>,
+}
+
+/// One encoded request waiting in the queue.
+struct Pending {
+    body: Vec<u8>,
+    samples: u64,
+}
+
+struct Queue {
+    pending: Mutex<VecDeque<Pending>>,
+    wake: tokio::sync::Notify,
+    max: usize,
+    counters: DeliveryCounters,
+}
+
+impl Queue {
+    fn drop_request(&self, samples: u64, why: String) {
+        self.counters.dropped_requests.fetch_add(1, Ordering::Relaxed);
+        self.counters.dropped_samples.fetch_add(samples, Ordering::Relaxed);
+        tracing::warn!(reason = %why, samples, "remote write: a request was dropped");
+        if let Ok(mut last) = self.counters.last_error.lock() {
+            *last = Some(why);
+        }
+    }
+}
+
+pub struct RemoteWriteExporter {
+    queue: Arc<Queue>,
+    sender: tokio::task::JoinHandle<()>,
+}
+
+impl RemoteWriteExporter {
+    /// Starts the sending task; needs a tokio runtime.
+    pub fn start(config: RemoteWriteConfig) -> Result<RemoteWriteExporter, String> {
+        // reqwest is built without a TLS provider of its own; the binary installs one at start, and
+        // this makes the exporter usable where nothing did (tests, tools). A second install is refused,
+        // harmlessly.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (name, value) in &config.headers {
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
+            headers.insert(name, reqwest::header::HeaderValue::from_str(value).map_err(|e| e.to_string())?);
+        }
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(config.timeout_secs))
+            .default_headers(headers)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let queue = Arc::new(Queue {
+            pending: Mutex::new(VecDeque::new()),
+            wake: tokio::sync::Notify::new(),
+            max: config.max_queue,
+            counters: DeliveryCounters::default(),
+        });
+        let sender = tokio::spawn(send_forever(client, config.endpoint, config.max_attempts, queue.clone()));
+        Ok(RemoteWriteExporter { queue, sender })
+    }
+
+    pub fn counters(&self) -> &DeliveryCounters {
+        &self.queue.counters
+    }
+
+    /// Requests waiting to be sent.
+    pub fn queue_depth(&self) -> usize {
+        self.queue.pending.lock().map(|q| q.len()).unwrap_or(0)
+    }
+}
+
+impl Drop for RemoteWriteExporter {
+    fn drop(&mut self) {
+        self.sender.abort();
+    }
+}
+
+impl Exporter for RemoteWriteExporter {
+    fn export(&mut self, batch: &Batch) -> Result<(), String> {
+        let (request, unrepresentable) = write_request(batch);
+        self.queue.counters.unrepresentable_points.fetch_add(unrepresentable, Ordering::Relaxed);
+        let samples = request.timeseries.iter().map(|t| t.samples.len() as u64).sum();
+        if samples == 0 {
+            return Ok(());
+        }
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&request.encode_to_vec())
+            .map_err(|e| format!("cannot compress the remote-write request: {e}"))?;
+        let oldest = {
+            let mut pending = self.queue.pending.lock().map_err(|_| "remote-write queue unusable".to_string())?;
+            pending.push_back(Pending { body, samples });
+            (pending.len() > self.queue.max).then(|| pending.pop_front()).flatten()
+        };
+        if let Some(oldest) = oldest {
+            self.queue.drop_request(
+                oldest.samples,
+                format!("the queue is full ({} requests): the oldest was dropped", self.queue.max),
+            );
+        }
+        self.queue.wake.notify_one();
+        Ok(())
+    }
+}
+
+/// A batch as a `WriteRequest` (one time series per Prometheus series, samples in time order), and how
+/// many points could not be represented.
+pub fn write_request(batch: &Batch) -> (WriteRequest, u64) {
+    let mut series: BTreeMap<Vec<(String, String)>, Vec<wire::Sample>> = BTreeMap::new();
+    let mut unrepresentable = 0;
+    for point in batch {
+        let samples = prom::samples(point);
+        if samples.is_empty() {
+            unrepresentable += 1;
+        }
+        for sample in samples {
+            let mut labels = sample.labels;
+            labels.push(("__name__".to_string(), sample.name));
+            labels.sort();
+            series.entry(labels).or_default().push(wire::Sample { value: sample.value, timestamp: sample.time_ms });
+        }
+    }
+    let timeseries = series
+        .into_iter()
+        .map(|(labels, mut samples)| {
+            samples.sort_by_key(|s| s.timestamp);
+            let labels = labels.into_iter().map(|(name, value)| wire::Label { name, value }).collect();
+            wire::TimeSeries { labels, samples }
+        })
+        .collect();
+    (WriteRequest { timeseries }, unrepresentable)
+}
+
+/// Sends queued requests in order, forever.
+async fn send_forever(client: reqwest::Client, endpoint: String, max_attempts: u32, queue: Arc<Queue>) {
+    loop {
+        let next = queue.pending.lock().ok().and_then(|mut q| q.pop_front());
+        let Some(request) = next else {
+            queue.wake.notified().await;
+            continue;
+        };
+        let mut backoff = Duration::from_millis(500);
+        for attempt in 1..=max_attempts {
+            match send(&client, &endpoint, &request.body).await {
+                Ok(()) => {
+                    queue.counters.sent_requests.fetch_add(1, Ordering::Relaxed);
+                    queue.counters.sent_samples.fetch_add(request.samples, Ordering::Relaxed);
+                    break;
+                }
+                Err(Failure::Final(why)) => {
+                    queue.drop_request(request.samples, why);
+                    break;
+                }
+                Err(Failure::Retryable(why)) if attempt == max_attempts => {
+                    queue.drop_request(request.samples, format!("{why} (after {attempt} attempts)"));
+                }
+                Err(Failure::Retryable(_)) => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+}
+
+enum Failure {
+    Retryable(String),
+    Final(String),
+}
+
+async fn send(client: &reqwest::Client, endpoint: &str, body: &[u8]) -> Result<(), Failure> {
+    let answer = client
+        .post(endpoint)
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "snappy")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .body(body.to_vec())
+        .send()
+        .await
+        .map_err(|e| Failure::Retryable(format!("{endpoint}: {e}")))?;
+    let status = answer.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let text = answer.text().await.unwrap_or_default();
+    let why = format!("{endpoint} answered {status}: {}", text.trim());
+    if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        Err(Failure::Retryable(why))
+    } else {
+        Err(Failure::Final(why))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{MetricKind, Point, Temporality};
+
+    #[test]
+    fn a_batch_becomes_one_time_series_per_prometheus_series_with_sorted_labels() {
+        let batch = vec![
+            Point::new("http.requests", MetricKind::COUNTER, &[("route", "/a"), ("Code", "200")], 3.0, 2_000_000),
+            Point::new("http.requests", MetricKind::COUNTER, &[("route", "/a"), ("Code", "200")], 5.0, 1_000_000),
+            Point::new("d", MetricKind::Sum { temporality: Temporality::Delta, monotonic: true }, &[], 1.0, 0),
+        ];
+        let (request, unrepresentable) = write_request(&batch);
+        assert_eq!(unrepresentable, 1, "the delta");
+        assert_eq!(request.timeseries.len(), 1);
+        let names: Vec<&str> = request.timeseries[0].labels.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["Code", "__name__", "route"], "sorted by name, as Prometheus requires");
+        assert_eq!(request.timeseries[0].labels[1].value, "http_requests_total");
+        let times: Vec<i64> = request.timeseries[0].samples.iter().map(|s| s.timestamp).collect();
+        assert_eq!(times, [1, 2], "in time order");
+    }
+
+    #[test]
+    fn bad_settings_are_problems() {
+        let config: RemoteWriteConfig =
+            serde_yaml_ng::from_str("endpoint: ftp://x\nheaders: {\"bad name\": v}\nmax_queue: 0").expect("yaml");
+        let paths: Vec<String> = config.check("e").into_iter().map(|p| p.path).collect();
+        assert_eq!(paths, ["e.endpoint", "e.headers.bad name", "e.max_queue"]);
+    }
+}
