@@ -12,8 +12,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use phoenix::pipeline::config::{parse, validate, validate_text};
-use phoenix::pipeline::engine::ProcessorChain;
+use phoenix_pipeline::config::{parse, validate, validate_text};
+use phoenix_pipeline::engine::ProcessorChain;
 
 const PROBLEM_PREFIXES: [&str; 4] = ["receivers.", "processors.", "exporters.", "service.pipelines"];
 

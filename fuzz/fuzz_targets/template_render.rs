@@ -10,8 +10,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use phoenix::pipeline::config::{config_hash, parse, validate_text};
-use phoenix::pipeline::templates::{builtins, render, resolve_parameters};
+use phoenix_pipeline::config::{config_hash, parse, validate_text};
+use phoenix_pipeline::templates::{builtins, render, resolve_parameters};
 use serde_json::{Map, Value};
 use serde_yaml_ng::Value as Yaml;
 
