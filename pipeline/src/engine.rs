@@ -70,8 +70,8 @@ impl ProcessorChain {
         let started = thread_cpu_seconds();
         // Processors may count on one point per level series: a sender may have sent one twice since
         // the last flush, and only the newest counts.
-        let mut batch = keep_newest_levels(input);
-        stats.input_series = series_count(&batch);
+        let (mut batch, input_series) = keep_newest_levels(input);
+        stats.input_series = input_series;
         let mut outcome = Outcome::default();
         for processor in &mut self.processors {
             batch = processor.process(batch, &mut outcome);

@@ -8,6 +8,7 @@ pub mod diff;
 pub mod engine;
 pub mod exporters;
 pub mod model;
+pub mod net;
 pub mod otlp;
 pub mod preview;
 pub mod processors;

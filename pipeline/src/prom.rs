@@ -5,6 +5,7 @@
 //!   monotonic cumulative sums end in `_total` (no unit suffixes are added);
 //! - label names: characters outside `[a-zA-Z0-9_]` become `_`; a name starting with a digit gets
 //!   `key_` in front, one starting with a single `_` gets `key` (`__` names are left alone);
+//! - attributes that sanitise to the same label name are joined with `;`;
 //! - the resource: `service.namespace/service.name` becomes `job`, `service.instance.id` becomes
 //!   `instance`; its other attributes are left out of every series (Prometheus keeps them in
 //!   `target_info`, which Phoenix does not send);
@@ -13,6 +14,8 @@
 //!   `_sum`, `_count`;
 //! - delta sums and histograms cannot be represented (Prometheus has no deltas): they are left out and
 //!   counted by the caller.
+
+use std::collections::BTreeMap;
 
 use crate::model::{ExponentialHistogram, Histogram, MetricKind, Point, Temporality, Value};
 
@@ -66,29 +69,39 @@ pub fn label_name(key: &str) -> String {
     }
 }
 
-/// The labels of a point's series: its attributes, `job` and `instance` from its resource.
+/// The labels of a point's series, sorted by name: its attributes, `job` and `instance` from its
+/// resource. Attributes whose names sanitise to the same label are joined with `;` in the order of
+/// their original names, as Prometheus's translator does.
 pub fn series_labels(point: &Point) -> Vec<(String, String)> {
-    let mut labels: Vec<(String, String)> = point.labels.iter().map(|(k, v)| (label_name(k), v.to_string())).collect();
+    let mut labels: BTreeMap<String, String> = BTreeMap::new();
+    for (key, value) in &point.labels {
+        labels
+            .entry(label_name(key))
+            .and_modify(|joined| {
+                joined.push(';');
+                joined.push_str(value);
+            })
+            .or_insert_with(|| value.to_string());
+    }
     let resource = &point.resource;
     if let Some(service) = resource.get("service.name") {
         let job = match resource.get("service.namespace") {
             Some(namespace) => format!("{namespace}/{service}"),
             None => service.to_string(),
         };
-        labels.push(("job".into(), job));
+        labels.insert("job".into(), job);
     }
     if let Some(instance) = resource.get("service.instance.id") {
-        labels.push(("instance".into(), instance.to_string()));
+        labels.insert("instance".into(), instance.to_string());
     }
-    // Two attributes may sanitise to the same name; Prometheus keeps one value per name.
-    labels.sort();
-    labels.dedup_by(|a, b| a.0 == b.0);
-    labels
+    labels.into_iter().collect()
 }
 
 /// The samples of one point; empty for types Prometheus cannot represent.
 pub fn samples(point: &Point) -> Vec<Sample> {
-    let Some(_) = family_type(point.kind()) else { return Vec::new() };
+    if family_type(point.kind()).is_none() {
+        return Vec::new();
+    }
     let name = metric_name(point.name(), point.kind());
     let labels = series_labels(point);
     let time_ms = (point.time_ns / 1_000_000) as i64;
@@ -204,16 +217,15 @@ mod tests {
     }
 
     #[test]
+    fn attributes_that_sanitise_alike_are_joined() {
+        let point = Point::new("m", MetricKind::Gauge, &[("a.b", "1"), ("a_b", "2"), ("a-b", "3")], 1.0, 0);
+        assert_eq!(series_labels(&point), [("a_b".to_string(), "3;1;2".to_string())], "in the order a-b, a.b, a_b");
+    }
+
+    #[test]
     fn a_histogram_becomes_cumulative_buckets_a_sum_and_a_count() {
         let metric = Arc::new(Metric::new("latency", MetricKind::Histogram { temporality: Temporality::Cumulative }));
-        let value = Value::Histogram(Box::new(Histogram {
-            count: 6,
-            sum: Some(12.5),
-            min: None,
-            max: None,
-            bounds: Arc::from(&[0.5, 1.0][..]),
-            counts: vec![1, 2, 3],
-        }));
+        let value = Value::Histogram(Box::new(Histogram::of_counts(&[0.5, 1.0], &[1, 2, 3], Some(12.5))));
         let mut point = Point::of(metric, vec![(Arc::from("route"), Arc::from("/"))], value, 2_000_000);
         point.resource = Arc::new(Attributes::new(vec![(Arc::from("service.name"), Arc::from("shop"))]));
         let out = samples(&point);

@@ -286,6 +286,10 @@ impl Runner {
         let mut batches = Vec::with_capacity(self.pipelines.len());
         for (name, running) in &mut self.pipelines {
             let (stats, errors) = running.pipeline.run_interval_with(now_ms, load.clone());
+            if !stats.refusals.is_empty() {
+                // Once per interval and pipeline, with the first reasons: the counts go with the samples.
+                tracing::warn!(pipeline = %name, dropped = stats.dropped_points, reasons = ?stats.refusals, "points could not be merged");
+            }
             running.last_error = (!errors.is_empty()).then(|| errors.join("; "));
             running.batches += 1;
             batches.push(measurement(name, &running.spec, &stats, now, running.batches));
@@ -375,6 +379,8 @@ pub fn measurement(
         sample("pipeline.output.points", stats.output_points as f64, None),
         sample("pipeline.cpu.seconds", stats.cpu_seconds, None),
         sample("pipeline.memory.bytes", stats.memory_bytes as f64, None),
+        sample("pipeline.over_limit.points", stats.over_limit_points as f64, None),
+        sample("pipeline.dropped.points", stats.dropped_points as f64, None),
     ];
     for process in &spec.critical {
         let present = if stats.critical_present.contains(process) { 1.0 } else { 0.0 };
@@ -414,6 +420,19 @@ mod tests {
         assert_eq!(value("pipeline.output.series"), Some(30.0), "top 5 + other, 5 metrics");
         assert!(batches[0].samples.iter().any(|s| s.metric == "pipeline.critical.present"));
         assert!(!runner.is_degraded());
+    }
+
+    #[test]
+    fn points_over_a_cardinality_limit_and_dropped_points_are_reported() {
+        let mut runner = Runner::new(std::env::temp_dir());
+        let config = "receivers: {synthetic: {profile: steady, processes: 100}}\nprocessors: {cardinality_limit: {max_series: 3, action: drop}}\nexporters: {count: {}}\nservice: {pipelines: {m: {receivers: [synthetic], processors: [cardinality_limit], exporters: [count]}}}\n";
+        let done = runner.execute(&task("t1", "pipeline.apply", json!({"pipeline": "p", "config": config})));
+        assert_eq!(done.status, ReportedTaskStatus::Succeeded, "{done:?}");
+        let batches = runner.run_interval();
+        let value = |metric: &str| batches[0].samples.iter().find(|s| s.metric == metric).map(|s| s.value);
+        assert_eq!(value("pipeline.output.series"), Some(15.0), "3 series of each of the 5 metrics");
+        assert_eq!(value("pipeline.over_limit.points"), Some(485.0));
+        assert_eq!(value("pipeline.dropped.points"), Some(485.0), "action: drop");
     }
 
     #[test]

@@ -17,8 +17,7 @@ pub struct PrometheusExporter {
 impl PrometheusExporter {
     /// Binds `endpoint` and serves until dropped. Needs a tokio runtime.
     pub fn bind(endpoint: &str) -> Result<PrometheusExporter, String> {
-        let listener = reusable_listener(endpoint).map_err(|e| format!("cannot listen on {endpoint}: {e}"))?;
-        let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
+        let listener = crate::net::listen(endpoint)?;
         let latest = Arc::new(Mutex::new(String::new()));
         let shared = latest.clone();
         let server = tokio::spawn(async move {
@@ -47,20 +46,6 @@ impl PrometheusExporter {
         });
         Ok(PrometheusExporter { latest, server })
     }
-}
-
-/// A listener with SO_REUSEPORT: a new version of a pipeline binds the endpoint while the old one
-/// still serves it, so the handover leaves no moment without an endpoint (and no "address in use").
-fn reusable_listener(endpoint: &str) -> std::io::Result<std::net::TcpListener> {
-    let addr: std::net::SocketAddr =
-        endpoint.parse().map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an address"))?;
-    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(128)?;
-    Ok(socket.into())
 }
 
 impl Drop for PrometheusExporter {

@@ -243,14 +243,7 @@ mod tests {
 
     fn histogram_point(bounds: &[f64], counts: &[u64]) -> Point {
         let metric = Arc::new(Metric::new("latency", MetricKind::Histogram { temporality: Temporality::Delta }));
-        let value = Value::Histogram(Box::new(Histogram {
-            count: counts.iter().sum(),
-            sum: Some(1.0),
-            min: None,
-            max: None,
-            bounds: Arc::from(bounds),
-            counts: counts.to_vec(),
-        }));
+        let value = Value::Histogram(Box::new(Histogram::of_counts(bounds, counts, Some(1.0))));
         Point::of(metric, Vec::new(), value, 0)
     }
 

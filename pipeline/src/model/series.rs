@@ -51,25 +51,31 @@ impl SeriesIndex {
 /// newest, in the place of the series' first point. Delta points all stay: each adds to its series. A
 /// pipeline flushes what arrived since its previous flush, and a sender may have sent a series twice
 /// in that time; processors may then assume one point per level series.
-pub fn keep_newest_levels(batch: Vec<Point>) -> Vec<Point> {
+///
+/// Also returns the number of distinct series, found in the same hash pass (the engine measures it).
+pub fn keep_newest_levels(batch: Vec<Point>) -> (Vec<Point>, usize) {
     let mut index = SeriesIndex::with_capacity(batch.len());
+    let mut delta_series = FxHashSet::default();
     let mut out: Vec<Point> = Vec::with_capacity(batch.len());
+    let mut level_series = 0;
     for point in batch {
+        let fingerprint = point.fingerprint();
         if !point.kind().is_level() {
+            delta_series.insert(fingerprint);
             out.push(point);
             continue;
         }
-        let fingerprint = point.fingerprint();
         match index.find(fingerprint, &point, &out) {
             Some(at) if point.time_ns >= out[at].time_ns => out[at] = point,
             Some(_) => {}
             None => {
                 index.insert(fingerprint, out.len());
+                level_series += 1;
                 out.push(point);
             }
         }
     }
-    out
+    (out, level_series + delta_series.len())
 }
 
 #[cfg(test)]
@@ -87,9 +93,9 @@ mod tests {
             Point::new("c", MetricKind::COUNTER, &[("k", "b")], 1.0, 1),
             Point::new("d", delta, &[("k", "a")], 2.0, 2),
         ];
-        let out = keep_newest_levels(batch);
+        let (out, series) = keep_newest_levels(batch);
         let values: Vec<(&str, f64)> = out.iter().map(|p| (p.name(), p.number())).collect();
         assert_eq!(values, [("c", 5.0), ("d", 1.0), ("c", 1.0), ("d", 2.0)]);
-        assert_eq!(series_count(&out), 3);
+        assert_eq!((series, series_count(&out)), (3, 3));
     }
 }

@@ -87,6 +87,18 @@ impl Value {
 }
 
 impl Histogram {
+    /// A histogram of `counts` in `bounds`, its count their total, without a minimum or maximum.
+    pub fn of_counts(bounds: &[f64], counts: &[u64], sum: Option<f64>) -> Histogram {
+        Histogram {
+            count: counts.iter().sum(),
+            sum,
+            min: None,
+            max: None,
+            bounds: Arc::from(bounds),
+            counts: counts.to_vec(),
+        }
+    }
+
     /// True when the counts fit the bounds and add up to the count.
     pub fn is_consistent(&self) -> bool {
         self.counts.len() == self.bounds.len() + 1
@@ -215,14 +227,7 @@ mod tests {
     use super::*;
 
     fn histogram(bounds: &[f64], counts: &[u64], sum: f64) -> Histogram {
-        Histogram {
-            count: counts.iter().sum(),
-            sum: Some(sum),
-            min: None,
-            max: None,
-            bounds: Arc::from(bounds),
-            counts: counts.to_vec(),
-        }
+        Histogram::of_counts(bounds, counts, Some(sum))
     }
 
     #[test]

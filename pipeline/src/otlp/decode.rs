@@ -40,10 +40,10 @@ pub fn decode(request: ExportMetricsServiceRequest, keep_exemplars: bool) -> Dec
         let resource =
             Arc::new(Attributes::new(resource_metrics.resource.map(|r| labels(&r.attributes)).unwrap_or_default()));
         for scope_metrics in resource_metrics.scope_metrics {
-            let scope = Arc::new(match &scope_metrics.scope {
-                Some(scope) => Scope::new(&scope.name, &scope.version),
-                None => Scope::new("", ""),
-            });
+            let scope = match &scope_metrics.scope {
+                Some(scope) => Arc::new(Scope::new(&scope.name, &scope.version)),
+                None => Scope::empty(),
+            };
             for metric in scope_metrics.metrics {
                 let context = Context { resource: &resource, scope: &scope, keep_exemplars };
                 decode_metric(metric, &context, &mut out);
@@ -61,10 +61,8 @@ struct Context<'a> {
 
 fn decode_metric(metric: otlp::Metric, context: &Context, out: &mut Decoded) {
     let name = metric.name.clone();
-    let Some(data) = metric.data else {
-        out.reject(0, String::new);
-        return;
-    };
+    // A metric without data carries no points: nothing to take, nothing to reject.
+    let Some(data) = metric.data else { return };
     if name.is_empty() {
         out.reject(data_points(&data), || "a metric without a name".into());
         return;

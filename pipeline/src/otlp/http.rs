@@ -6,7 +6,6 @@
 //! encoding, 503 with `Retry-After` when the pipeline's buffer is full (the sender retries).
 
 use std::io::Read;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -91,15 +90,6 @@ pub fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> tokio::t
             });
         }
     })
-}
-
-/// Binds `endpoint` (a `host:port`); needs a tokio runtime.
-pub fn bind(endpoint: &str) -> Result<tokio::net::TcpListener, String> {
-    let addr: SocketAddr =
-        endpoint.parse().map_err(|_| format!("'{endpoint}' is not an address like 127.0.0.1:4318"))?;
-    let listener = std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {endpoint}: {e}"))?;
-    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-    tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())
 }
 
 async fn handle(request: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {

@@ -121,7 +121,7 @@ impl OtlpSource {
         let Some(http_config) = config.protocols.http else {
             return Err(vec![Problem::new(&format!("{path}.protocols"), "name at least one protocol: http")]);
         };
-        let listener = http::bind(&http_config.endpoint).map_err(|e| vec![Problem::new(path, e)])?;
+        let listener = crate::net::listen(&http_config.endpoint).map_err(|e| vec![Problem::new(path, e)])?;
         let http_addr = listener.local_addr().map_err(|e| vec![Problem::new(path, e.to_string())])?;
         tracing::info!(receiver = path, address = %http_addr, "OTLP/HTTP receiver listening");
         let shared = Arc::new(http::Shared {

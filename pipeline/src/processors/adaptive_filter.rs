@@ -1,6 +1,7 @@
-//! `adaptive_filter`: keeps the groups (by default processes, `group_by: [pid]`) whose total of
-//! `metric` is above a threshold that adapts every flush towards the value that would keep
-//! `target_series` groups; without `metric`, each metric ranks and thresholds its own groups. Groups
+//! `adaptive_filter`: keeps the groups (by default processes, `group_by: [pid]`, ranked by
+//! `process.cpu.time`) whose total of `metric` is above a threshold that adapts every flush towards the
+//! value that would keep `target_series` groups; for other groups without `metric`, each metric ranks
+//! and thresholds its own. Groups
 //! matching `critical` (process names) are always kept; the other groups' series are dropped.
 //!
 //! Ties never let more than the target through: groups strictly above the threshold are kept, and of
@@ -13,7 +14,6 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Deserialize;
 
 use super::groups::{GroupId, Grouping};
-use super::topk::{default_metric, grouping};
 use super::{Outcome, Processor};
 use crate::model::{Batch, Point};
 use crate::Problem;
@@ -23,10 +23,8 @@ use crate::Problem;
 pub struct AdaptiveFilterConfig {
     /// Groups per metric to aim for.
     target_series: usize,
-    /// The metric whose total ranks the groups (default `process.cpu.time`); `"*"` for every metric
-    /// on its own.
-    #[serde(default = "default_metric")]
-    metric: String,
+    /// The metric whose total ranks the groups (see `Grouping::from_config` for the default).
+    metric: Option<String>,
     group_by: Option<Vec<String>>,
     /// The one group attribute, as in earlier configs (`key: pid`).
     key: Option<String>,
@@ -63,14 +61,15 @@ impl AdaptiveFilter {
         if !(config.smoothing > 0.0 && config.smoothing <= 1.0) {
             problems.push(Problem::new(&format!("{path}.smoothing"), "must be in (0, 1]"));
         }
-        let keys = grouping(config.group_by, config.key, None, path).map_err(|more| problems.extend(more)).ok();
-        let (Some((keys, _)), true) = (keys, problems.is_empty()) else {
+        let grouping = Grouping::from_config(config.group_by, config.key, config.metric, None, path)
+            .map_err(|more| problems.extend(more))
+            .ok();
+        let (Some((grouping, _)), true) = (grouping, problems.is_empty()) else {
             return Err(problems);
         };
-        let metric = (config.metric != "*").then(|| Arc::from(config.metric));
         Ok(AdaptiveFilter {
             target: config.target_series,
-            grouping: Grouping { keys, metric },
+            grouping,
             critical: config.critical,
             smoothing: config.smoothing,
             initial: config.initial_threshold,

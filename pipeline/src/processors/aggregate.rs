@@ -335,14 +335,7 @@ mod tests {
 
     fn histogram(user: &str, bounds: &[f64], counts: &[u64], sum: f64) -> Point {
         let metric = Arc::new(Metric::new("latency", MetricKind::Histogram { temporality: Temporality::Cumulative }));
-        let value = Value::Histogram(Box::new(Histogram {
-            count: counts.iter().sum(),
-            sum: Some(sum),
-            min: None,
-            max: None,
-            bounds: Arc::from(bounds),
-            counts: counts.to_vec(),
-        }));
+        let value = Value::Histogram(Box::new(Histogram::of_counts(bounds, counts, Some(sum))));
         let labels = vec![(Arc::from("route"), Arc::from("/a")), (Arc::from("user_id"), Arc::from(user))];
         Point::of(metric, labels, value, 1)
     }

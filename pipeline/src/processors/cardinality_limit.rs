@@ -112,7 +112,7 @@ impl Processor for CardinalityLimit {
             }
             outcome.over_limit += 1;
             if self.action == OverLimit::Drop {
-                outcome.dropped += 1;
+                outcome.drop_points(1);
             } else {
                 let folded = Point { labels: vec![self.overflow.clone()], ..point };
                 if let Err(e) = overflow.add(folded) {

@@ -2,11 +2,14 @@
 //! the `group_by` attributes (a process is `[pid]`, a user `[user_id]`); groups are ranked by the total of
 //! one metric (each group kept or folded with all its metrics), or each metric by its own values.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
+use super::default_process_labels;
 use crate::model::Point;
+use crate::Problem;
 
 /// The values of the `group_by` attributes of one point.
 pub type GroupId = Vec<Arc<str>>;
@@ -21,7 +24,38 @@ pub struct Grouping {
     pub metric: Option<Arc<str>>,
 }
 
+/// The ranking metric of processes when a config names none.
+pub const PROCESS_RANKING_METRIC: &str = "process.cpu.time";
+
 impl Grouping {
+    /// The grouping a `topk` or `adaptive_filter` config names, with the process defaults: no
+    /// `group_by`/`key` means processes (`[pid]`), ranked by CPU time unless `metric` says otherwise,
+    /// with their descriptive attributes (`process_labels`: executable, command, owner) removed from
+    /// merged series. Named groups without `metric` are ranked per metric by their own values. Also
+    /// returns the attributes a merged rest loses (the group's and `extra`).
+    pub fn from_config(
+        group_by: Option<Vec<String>>,
+        key: Option<String>,
+        metric: Option<String>,
+        extra: Option<Vec<String>>,
+        path: &str,
+    ) -> Result<(Grouping, HashSet<String>), Vec<Problem>> {
+        let processes = group_by.is_none() && key.is_none();
+        let keys = match (group_by, key) {
+            (Some(_), Some(_)) => return Err(vec![Problem::new(path, "give `group_by` or `key`, not both")]),
+            (Some(keys), None) => keys,
+            (None, Some(key)) => vec![key],
+            (None, None) => vec!["pid".to_string()],
+        };
+        if keys.is_empty() || keys.iter().any(|k| k.is_empty()) {
+            return Err(vec![Problem::new(&format!("{path}.group_by"), "must name at least one attribute")]);
+        }
+        let metric = metric.or_else(|| processes.then(|| PROCESS_RANKING_METRIC.to_string())).map(Arc::from);
+        let extra = extra.unwrap_or_else(|| if processes { default_process_labels() } else { Vec::new() });
+        let removed = extra.into_iter().chain(keys.iter().cloned()).collect();
+        Ok((Grouping { keys, metric }, removed))
+    }
+
     /// The group of `point`; `None` when it lacks one of the attributes (then it is not ranked and
     /// passes through).
     pub fn group_of(&self, point: &Point) -> Option<GroupId> {

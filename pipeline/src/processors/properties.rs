@@ -76,7 +76,7 @@ proptest! {
     #[test]
     fn processors_never_invent_series(input in batch()) {
         // The engine hands processors one point per level series (the newest).
-        let input = keep_newest_levels(input);
+        let (input, _) = keep_newest_levels(input);
         let input_series: HashSet<SeriesKey> = input.iter().map(series).collect();
         for (name, mut processor) in all_processors() {
             let output = processor.run(input.clone());
@@ -93,7 +93,7 @@ proptest! {
 
     #[test]
     fn merging_processors_preserve_sums(input in batch()) {
-        let input = keep_newest_levels(input);
+        let (input, _) = keep_newest_levels(input);
         let before = sums(&input);
         for kind in ["drop_labels", "topk", "attributes"] {
             let yaml = match kind {

@@ -1,5 +1,6 @@
-//! `topk`: keeps every series of the `k` groups (by default processes, `group_by: [pid]`) with the
-//! highest total of `metric` (or, without `metric`, each metric's own top `k`); the series of all other
+//! `topk`: keeps every series of the `k` groups (by default processes, `group_by: [pid]`, ranked by
+//! `process.cpu.time`) with the highest total of `metric` (for other groups without `metric`, each
+//! metric's own top `k`); the series of all other
 //! groups are merged, per metric, into one series whose group attributes say `"other"`. Series without
 //! the group attributes pass through.
 
@@ -10,7 +11,7 @@ use rustc_hash::FxHashSet;
 use serde::Deserialize;
 
 use super::groups::{GroupId, Grouping};
-use super::{default_process_labels, Outcome, Processor};
+use super::{Outcome, Processor};
 use crate::model::{Batch, Merger, Point};
 use crate::Problem;
 
@@ -21,7 +22,7 @@ pub const OTHER: &str = "other";
 #[serde(deny_unknown_fields)]
 pub struct TopKConfig {
     k: usize,
-    /// The metric whose total ranks the groups; without it, every metric ranks its own.
+    /// The metric whose total ranks the groups (see `Grouping::from_config` for the default).
     metric: Option<String>,
     /// The attributes that make a group (default: `[pid]`, one group per process).
     group_by: Option<Vec<String>>,
@@ -30,33 +31,6 @@ pub struct TopKConfig {
     /// Further attributes removed from the merged rest (default, for processes: executable, command,
     /// owner).
     process_labels: Option<Vec<String>>,
-}
-
-/// The ranking metric of the process templates.
-pub fn default_metric() -> String {
-    "process.cpu.time".into()
-}
-
-/// The group attributes and removed attributes a config names, with the process defaults.
-pub fn grouping(
-    group_by: Option<Vec<String>>,
-    key: Option<String>,
-    extra: Option<Vec<String>>,
-    path: &str,
-) -> Result<(Vec<String>, HashSet<String>), Vec<Problem>> {
-    let defaults = group_by.is_none() && key.is_none();
-    let keys = match (group_by, key) {
-        (Some(_), Some(_)) => return Err(vec![Problem::new(path, "give `group_by` or `key`, not both")]),
-        (Some(keys), None) => keys,
-        (None, Some(key)) => vec![key],
-        (None, None) => vec!["pid".to_string()],
-    };
-    if keys.is_empty() || keys.iter().any(|k| k.is_empty()) {
-        return Err(vec![Problem::new(&format!("{path}.group_by"), "must name at least one attribute")]);
-    }
-    let extra = extra.unwrap_or_else(|| if defaults { default_process_labels() } else { Vec::new() });
-    let removed = extra.into_iter().chain(keys.iter().cloned()).collect();
-    Ok((keys, removed))
 }
 
 pub struct TopK {
@@ -72,13 +46,9 @@ impl TopK {
         if config.k < 1 {
             return Err(vec![Problem::new(&format!("{path}.k"), "must be ≥ 1")]);
         }
-        let (keys, removed) = grouping(config.group_by, config.key, config.process_labels, path)?;
-        Ok(TopK {
-            k: config.k,
-            grouping: Grouping { keys, metric: config.metric.map(Arc::from) },
-            removed,
-            other: Arc::from(OTHER),
-        })
+        let (grouping, removed) =
+            Grouping::from_config(config.group_by, config.key, config.metric, config.process_labels, path)?;
+        Ok(TopK { k: config.k, grouping, removed, other: Arc::from(OTHER) })
     }
 
     /// `point` as part of the merged rest.
