@@ -151,22 +151,42 @@ impl Merger {
                 }
                 None => *total += n,
             },
-            (Value::Histogram(total), Value::Histogram(h)) => add_histogram(total, h, self.bounds, point.name())?,
-            (Value::ExponentialHistogram(total), Value::ExponentialHistogram(h)) => total.add(h),
-            (Value::Summary(_), _) => return Err(MergeError::Summary { metric: point.name().to_string() }),
-            _ => {
-                return Err(MergeError::Kind {
-                    metric: point.name().to_string(),
-                    ours: ours.name(),
-                    theirs: theirs.name(),
-                })
-            }
+            (total, value) => add_value(total, value, self.bounds, point.name())?,
         }
         existing.time_ns = existing.time_ns.max(point.time_ns);
         existing.start_ns = earliest_start(existing.start_ns, point.start_ns);
         let room = MAX_EXEMPLARS.saturating_sub(existing.exemplars.len());
         existing.exemplars.extend(point.exemplars.into_iter().take(room));
         Ok(())
+    }
+}
+
+/// Adds `value` to `total`, both of one additive type (sums, histograms, exponential histograms).
+pub fn add_value(total: &mut Value, value: &Value, bounds: BoundsPolicy, metric: &str) -> Result<(), MergeError> {
+    match (total, value) {
+        (Value::Number(total), Value::Number(n)) => *total += n,
+        (Value::Histogram(total), Value::Histogram(h)) => add_histogram(total, h, bounds, metric)?,
+        (Value::ExponentialHistogram(total), Value::ExponentialHistogram(h)) => total.add(h),
+        (Value::Summary(_), _) | (_, Value::Summary(_)) => {
+            return Err(MergeError::Summary { metric: metric.to_string() })
+        }
+        (total, value) => {
+            return Err(MergeError::Kind {
+                metric: metric.to_string(),
+                ours: value_kind(total),
+                theirs: value_kind(value),
+            })
+        }
+    }
+    Ok(())
+}
+
+fn value_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Number(_) => "number",
+        Value::Histogram(_) => "histogram",
+        Value::ExponentialHistogram(_) => "exponential_histogram",
+        Value::Summary(_) => "summary",
     }
 }
 
@@ -198,7 +218,7 @@ fn add_histogram(total: &mut Histogram, h: &Histogram, policy: BoundsPolicy, met
 }
 
 /// The earlier of two start times, where 0 means unknown.
-fn earliest_start(a: u64, b: u64) -> u64 {
+pub fn earliest_start(a: u64, b: u64) -> u64 {
     match (a, b) {
         (0, b) => b,
         (a, 0) => a,

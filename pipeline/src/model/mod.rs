@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 
 use rustc_hash::FxHasher;
 
-pub use merge::{BoundsPolicy, GaugeFn, MergeError, Merger};
+pub use merge::{add_value, earliest_start, BoundsPolicy, GaugeFn, MergeError, Merger};
 pub use series::{keep_newest_levels, series_count, SeriesIndex};
 pub use value::{Buckets, ExponentialHistogram, Histogram, Quantile, Summary, Value};
 

@@ -53,29 +53,45 @@ impl SeriesIndex {
 /// in that time; processors may then assume one point per level series.
 ///
 /// Also returns the number of distinct series, found in the same hash pass (the engine measures it).
-pub fn keep_newest_levels(batch: Vec<Point>) -> (Vec<Point>, usize) {
+/// The batch is only rebuilt when a level series does repeat.
+pub fn keep_newest_levels(mut batch: Vec<Point>) -> (Vec<Point>, usize) {
     let mut index = SeriesIndex::with_capacity(batch.len());
     let mut delta_series = FxHashSet::default();
-    let mut out: Vec<Point> = Vec::with_capacity(batch.len());
+    // (repeat, the earlier point of its series); rare: senders seldom send a series twice a flush.
+    let mut repeats: Vec<(usize, usize)> = Vec::new();
     let mut level_series = 0;
-    for point in batch {
+    for (at, point) in batch.iter().enumerate() {
         let fingerprint = point.fingerprint();
         if !point.kind().is_level() {
             delta_series.insert(fingerprint);
-            out.push(point);
             continue;
         }
-        match index.find(fingerprint, &point, &out) {
-            Some(at) if point.time_ns >= out[at].time_ns => out[at] = point,
-            Some(_) => {}
+        match index.find(fingerprint, point, &batch) {
+            Some(first) => repeats.push((at, first)),
             None => {
-                index.insert(fingerprint, out.len());
+                index.insert(fingerprint, at);
                 level_series += 1;
-                out.push(point);
             }
         }
     }
-    (out, level_series + delta_series.len())
+    let series = level_series + delta_series.len();
+    if repeats.is_empty() {
+        return (batch, series);
+    }
+    // The newest point of each repeated series takes its first point's place; the others go.
+    let mut gone = vec![false; batch.len()];
+    for (repeat, first) in repeats {
+        if batch[repeat].time_ns >= batch[first].time_ns {
+            batch.swap(repeat, first);
+        }
+        gone[repeat] = true;
+    }
+    let mut at = 0;
+    batch.retain(|_| {
+        at += 1;
+        !gone[at - 1]
+    });
+    (batch, series)
 }
 
 #[cfg(test)]

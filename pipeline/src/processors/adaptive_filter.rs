@@ -13,7 +13,7 @@ use std::sync::Arc;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Deserialize;
 
-use super::groups::{GroupId, Grouping};
+use super::groups::{Grouping, Kept, Ranked};
 use super::{Outcome, Processor};
 use crate::model::{Batch, Point};
 use crate::Problem;
@@ -93,42 +93,37 @@ impl AdaptiveFilter {
     /// Moves the metric's threshold towards this flush's ideal (the `target`-th best score) and returns
     /// the groups it keeps. The threshold moves before filtering, so it uses the freshest information;
     /// smoothing keeps the kept set from flapping when the ranking jitters.
-    fn kept_groups(&mut self, metric: &Arc<str>, ranked: &[(f64, GroupId)]) -> Vec<GroupId> {
+    fn kept_groups<'a>(&mut self, metric: &Arc<str>, ranked: &'a [Ranked]) -> &'a [Ranked] {
         if ranked.len() <= self.target {
             // Everything fits the target: keep everything, and start afresh when it no longer does.
             self.thresholds.remove(metric);
-            return ranked.iter().map(|(_, g)| g.clone()).collect();
+            return ranked;
         }
-        let ideal = ranked[self.target - 1].0;
+        let ideal = ranked[self.target - 1].score;
         let threshold = match self.thresholds.get(metric).copied().or(self.initial) {
             Some(current) if current.is_finite() => current + self.smoothing * (ideal - current),
             _ => ideal,
         };
         self.thresholds.insert(metric.clone(), threshold);
-        let above = ranked.iter().take_while(|(score, _)| *score > threshold).count();
-        let ties = ranked[above..].iter().take_while(|(score, _)| *score == threshold).count();
+        let above = ranked.iter().take_while(|r| r.score > threshold).count();
+        let ties = ranked[above..].iter().take_while(|r| r.score == threshold).count();
         let kept = above + ties.min(self.target.saturating_sub(above));
-        ranked[..kept].iter().map(|(_, g)| g.clone()).collect()
+        &ranked[..kept]
     }
 }
 
 impl Processor for AdaptiveFilter {
     fn process(&mut self, mut batch: Batch, _: &mut Outcome) -> Batch {
-        let mut keep: FxHashSet<(Arc<str>, GroupId)> = FxHashSet::default();
+        let mut keep = Kept::default();
         for (metric, ranked) in self.grouping.rank(&batch) {
             for group in self.kept_groups(&metric, &ranked) {
-                keep.insert((metric.clone(), group));
+                keep.insert(&metric, group.key);
             }
         }
-        let critical: FxHashSet<GroupId> =
-            batch.iter().filter(|p| self.is_critical(p)).filter_map(|p| self.grouping.group_of(p)).collect();
-        batch.retain(|p| match self.grouping.group_of(p) {
-            Some(group) => {
-                critical.contains(&group) || {
-                    let ranking = self.grouping.ranking_key(p).clone();
-                    keep.contains(&(ranking, group))
-                }
-            }
+        let critical: FxHashSet<u64> =
+            batch.iter().filter(|p| self.is_critical(p)).filter_map(|p| self.grouping.group_key(p)).collect();
+        batch.retain(|p| match self.grouping.group_key(p) {
+            Some(group) => critical.contains(&group) || keep.contains(self.grouping.ranking_key(p), group),
             None => true,
         });
         batch

@@ -3,9 +3,10 @@
 //! one metric (each group kept or folded with all its metrics), or each metric by its own values.
 
 use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 
 use super::default_process_labels;
 use crate::model::Point;
@@ -14,8 +15,16 @@ use crate::Problem;
 /// The values of the `group_by` attributes of one point.
 pub type GroupId = Vec<Arc<str>>;
 
-/// Ranked groups: per ranking metric, each group with its score.
-pub type Rankings = FxHashMap<Arc<str>, Vec<(f64, GroupId)>>;
+/// One ranked group.
+pub struct Ranked {
+    pub score: f64,
+    /// Its [`Grouping::group_key`].
+    pub key: u64,
+    values: GroupId,
+}
+
+/// Ranked groups: per ranking metric, best first.
+pub type Rankings = FxHashMap<Arc<str>, Vec<Ranked>>;
 
 /// Which attributes make a group, and which metric ranks them.
 pub struct Grouping {
@@ -56,10 +65,20 @@ impl Grouping {
         Ok((Grouping { keys, metric }, removed))
     }
 
-    /// The group of `point`; `None` when it lacks one of the attributes (then it is not ranked and
-    /// passes through).
-    pub fn group_of(&self, point: &Point) -> Option<GroupId> {
-        self.keys.iter().map(|key| point.label(key).cloned()).collect()
+    /// The group of `point`: a hash of its group attributes' values (what every point is looked up
+    /// by: no allocation; two groups share a key with odds of 2^-64), or `None` when it lacks one of
+    /// them (then it is not ranked and passes).
+    pub fn group_key(&self, point: &Point) -> Option<u64> {
+        let mut hasher = FxHasher::default();
+        for key in &self.keys {
+            point.label(key)?.hash(&mut hasher);
+        }
+        Some(hasher.finish())
+    }
+
+    /// The values of the group attributes (kept once per group, to break ties in a stable order).
+    fn group_values(&self, point: &Point) -> GroupId {
+        self.keys.iter().filter_map(|key| point.label(key).cloned()).collect()
     }
 
     /// The ranking that decides about `point`: its metric's, or the one ranking metric's.
@@ -68,26 +87,46 @@ impl Grouping {
     }
 
     /// Each group's score (the total of its points' values in the ranking metric), best first; ties in
-    /// group order, so the ranking is a total order and the same input always ranks the same way.
+    /// the order of the groups' values, so the ranking is a total order and the same input always ranks
+    /// the same way.
     pub fn rank(&self, batch: &[Point]) -> Rankings {
-        let mut totals: FxHashMap<Arc<str>, FxHashMap<GroupId, f64>> = FxHashMap::default();
+        let mut totals: FxHashMap<Arc<str>, FxHashMap<u64, Ranked>> = FxHashMap::default();
         for point in batch {
             if self.metric.as_ref().is_some_and(|m| **m != *point.metric.name) {
                 continue;
             }
-            if let Some(group) = self.group_of(point) {
-                let per_metric = totals.entry(point.metric.name.clone()).or_default();
-                *per_metric.entry(group).or_default() += score(point);
-            }
+            let Some(key) = self.group_key(point) else { continue };
+            let per_metric = match totals.get_mut(&*point.metric.name) {
+                Some(per_metric) => per_metric,
+                None => totals.entry(point.metric.name.clone()).or_default(),
+            };
+            per_metric
+                .entry(key)
+                .or_insert_with(|| Ranked { score: 0.0, key, values: self.group_values(point) })
+                .score += score(point);
         }
         totals
             .into_iter()
             .map(|(metric, groups)| {
-                let mut ranked: Vec<(f64, GroupId)> = groups.into_iter().map(|(g, s)| (s, g)).collect();
-                ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+                let mut ranked: Vec<Ranked> = groups.into_values().collect();
+                ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.values.cmp(&b.values)));
                 (metric, ranked)
             })
             .collect()
+    }
+}
+
+/// Groups kept, per ranking metric.
+#[derive(Default)]
+pub struct Kept(FxHashMap<Arc<str>, FxHashSet<u64>>);
+
+impl Kept {
+    pub fn insert(&mut self, metric: &Arc<str>, group: u64) {
+        self.0.entry(metric.clone()).or_default().insert(group);
+    }
+
+    pub fn contains(&self, metric: &str, group: u64) -> bool {
+        self.0.get(metric).is_some_and(|groups| groups.contains(&group))
     }
 }
 

@@ -7,10 +7,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use rustc_hash::FxHashSet;
 use serde::Deserialize;
 
-use super::groups::{GroupId, Grouping};
+use super::groups::{Grouping, Kept};
 use super::{Outcome, Processor};
 use crate::model::{Batch, Merger, Point};
 use crate::Problem;
@@ -63,20 +62,20 @@ impl TopK {
 
 impl Processor for TopK {
     fn process(&mut self, batch: Batch, outcome: &mut Outcome) -> Batch {
-        let keep: FxHashSet<(Arc<str>, GroupId)> = self
-            .grouping
-            .rank(&batch)
-            .into_iter()
-            .flat_map(|(metric, ranked)| ranked.into_iter().take(self.k).map(move |(_, g)| (metric.clone(), g)))
-            .collect();
+        let mut keep = Kept::default();
+        for (metric, ranked) in self.grouping.rank(&batch) {
+            for group in ranked.iter().take(self.k) {
+                keep.insert(&metric, group.key);
+            }
+        }
         let mut out = Vec::with_capacity(batch.len().min(self.k * 8 + 16));
         let mut rest = Merger::default();
         for point in batch {
-            let Some(group) = self.grouping.group_of(&point) else {
+            let Some(group) = self.grouping.group_key(&point) else {
                 out.push(point);
                 continue;
             };
-            if keep.contains(&(self.grouping.ranking_key(&point).clone(), group)) {
+            if keep.contains(self.grouping.ranking_key(&point), group) {
                 out.push(point);
             } else if let Err(e) = rest.add(self.as_other(point)) {
                 outcome.refuse(e.to_string());

@@ -1,10 +1,8 @@
 //! `aggregate`: removes attributes (or keeps only some) and merges the series that then collide, each
 //! type by its own rule:
 //!
-//! - cumulative sums and histograms: the output is the total of the newest value of every input series
-//!   that maps to it, remembered across flushes (an input that did not report in this flush still
-//!   counts); a monotonic input that resets, or goes away, leaves what it had counted in the total, so
-//!   the output never goes backwards because one of its inputs restarted;
+//! - cumulative sums and histograms: the total of the newest value of every input series, remembered
+//!   across flushes, never going backwards when one input restarts (`totals.rs`);
 //! - delta sums and histograms: every point adds;
 //! - gauges: combined by `gauge` (`last`, `sum`, `min`, `max`, `mean`) over this flush's points;
 //! - histograms with different bounds: converted to the first one's, or refused (`histogram_bounds`);
@@ -12,15 +10,17 @@
 //!
 //! `drop_labels: {labels: [...]}` is the same processor under its earlier name.
 
+mod totals;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Deserialize;
 
-use super::names::{MatchType, NameSet};
-use super::{Outcome, Processor};
+use self::totals::CumulativeTotals;
 use crate::model::{Attributes, Batch, BoundsPolicy, GaugeFn, Merger, MetricKind, Point, Temporality};
+use crate::processors::names::{MatchType, NameSet};
+use crate::processors::{Outcome, Processor};
 use crate::Problem;
 
 /// How long an input series of a cumulative metric is remembered without a new point.
@@ -83,12 +83,6 @@ impl LabelRule {
     }
 }
 
-/// One input series of a cumulative metric: its newest point, already reduced to its output series.
-struct Input {
-    reduced: Point,
-    output: u64,
-}
-
 pub struct Aggregate {
     rule: LabelRule,
     resource_removed: HashSet<String>,
@@ -96,11 +90,7 @@ pub struct Aggregate {
     gauge: GaugeFn,
     bounds: BoundsPolicy,
     summary: SummaryPolicy,
-    stale_ns: u64,
-    /// Cumulative inputs by their fingerprint.
-    inputs: FxHashMap<u64, Input>,
-    /// Per output series: what inputs that reset or went away had counted (monotonic types only).
-    carried: FxHashMap<u64, Point>,
+    totals: CumulativeTotals,
 }
 
 impl Aggregate {
@@ -135,9 +125,7 @@ impl Aggregate {
             gauge: config.gauge,
             bounds: config.histogram_bounds,
             summary: config.summary,
-            stale_ns: config.stale_secs.saturating_mul(1_000_000_000),
-            inputs: FxHashMap::default(),
-            carried: FxHashMap::default(),
+            totals: CumulativeTotals::new(config.histogram_bounds, config.stale_secs.saturating_mul(1_000_000_000)),
         })
     }
 
@@ -153,86 +141,10 @@ impl Aggregate {
         }
         point
     }
-
-    /// Remembers the newest value of a cumulative input; returns its output series.
-    fn remember(&mut self, input_key: u64, reduced: Point) -> u64 {
-        let output = reduced.fingerprint();
-        if let Some(previous) = self.inputs.get(&input_key) {
-            if is_monotonic(reduced.kind()) && restarted(&previous.reduced, &reduced) {
-                let counted = previous.reduced.clone();
-                self.carry(previous.output, counted);
-            }
-        }
-        self.inputs.insert(input_key, Input { reduced, output });
-        output
-    }
-
-    /// Adds what an input had counted to its output's carried total.
-    fn carry(&mut self, output: u64, counted: Point) {
-        match self.carried.get_mut(&output) {
-            Some(total) => {
-                let mut merger = Merger::new(self.gauge, BoundsPolicy::Convert);
-                let _ = merger.add(total.clone());
-                let _ = merger.add(counted);
-                *total = merger.finish().remove(0);
-            }
-            None => {
-                self.carried.insert(output, counted);
-            }
-        }
-    }
-
-    /// Forgets inputs older than the staleness window (monotonic ones keep their count in the total).
-    fn forget_stale(&mut self, now_ns: u64) {
-        let oldest = now_ns.saturating_sub(self.stale_ns);
-        let stale: Vec<u64> = self.inputs.iter().filter(|(_, i)| i.reduced.time_ns < oldest).map(|(k, _)| *k).collect();
-        for key in stale {
-            if let Some(gone) = self.inputs.remove(&key) {
-                if is_monotonic(gone.reduced.kind()) {
-                    self.carry(gone.output, gone.reduced);
-                }
-            }
-        }
-    }
-
-    /// The totals of the output series that got a new input point in this flush.
-    fn cumulative_totals(&self, touched: &FxHashSet<u64>, outcome: &mut Outcome) -> Vec<Point> {
-        let mut merger = Merger::new(self.gauge, self.bounds);
-        for input in self.inputs.values().filter(|i| touched.contains(&i.output)) {
-            if let Err(e) = merger.add(input.reduced.clone()) {
-                outcome.refuse(e.to_string());
-            }
-        }
-        for (output, total) in &self.carried {
-            if touched.contains(output) {
-                if let Err(e) = merger.add(total.clone()) {
-                    outcome.refuse(e.to_string());
-                }
-            }
-        }
-        let mut out = merger.finish();
-        // Inputs come out of a hash map: order the output so runs are deterministic.
-        out.sort_by(|a, b| a.name().cmp(b.name()).then_with(|| a.labels.cmp(&b.labels)));
-        out
-    }
 }
 
 fn is_cumulative(kind: MetricKind) -> bool {
     kind.temporality() == Some(Temporality::Cumulative)
-}
-
-fn is_monotonic(kind: MetricKind) -> bool {
-    matches!(
-        kind,
-        MetricKind::Sum { monotonic: true, .. }
-            | MetricKind::Histogram { .. }
-            | MetricKind::ExponentialHistogram { .. }
-    )
-}
-
-/// True when `new` starts a new count: a later start time, or a total below the previous one.
-fn restarted(previous: &Point, new: &Point) -> bool {
-    (new.start_ns != 0 && new.start_ns > previous.start_ns) || new.value.magnitude() < previous.value.magnitude()
 }
 
 impl Processor for Aggregate {
@@ -240,7 +152,6 @@ impl Processor for Aggregate {
         let now_ns = batch.iter().map(|p| p.time_ns).max().unwrap_or(0);
         let mut out = Vec::with_capacity(batch.len());
         let mut flush_merger = Merger::with_capacity(batch.len()).policies(self.gauge, self.bounds);
-        let mut touched = FxHashSet::default();
         for point in batch {
             if !self.metrics.matches(point.name()) {
                 out.push(point);
@@ -254,7 +165,7 @@ impl Processor for Aggregate {
                 kind if is_cumulative(kind) => {
                     let input_key = point.fingerprint();
                     let reduced = self.reduce(point);
-                    touched.insert(self.remember(input_key, reduced));
+                    self.totals.record(input_key, reduced, outcome);
                 }
                 _ => {
                     let reduced = self.reduce(point);
@@ -264,17 +175,13 @@ impl Processor for Aggregate {
                 }
             }
         }
-        self.forget_stale(now_ns);
         out.extend(flush_merger.finish());
-        out.extend(self.cumulative_totals(&touched, outcome));
+        out.extend(self.totals.finish(now_ns, outcome));
         out
     }
 
     fn state_bytes(&self) -> usize {
-        let point_bytes =
-            |p: &Point| std::mem::size_of::<Point>() + p.labels.len() * std::mem::size_of::<crate::model::Label>();
-        self.inputs.values().map(|i| point_bytes(&i.reduced) + 16).sum::<usize>()
-            + self.carried.values().map(point_bytes).sum::<usize>()
+        self.totals.state_bytes()
     }
 }
 
@@ -316,6 +223,30 @@ mod tests {
     }
 
     #[test]
+    fn a_monotonic_input_that_goes_quiet_keeps_its_count_and_an_up_down_one_does_not() {
+        const SEC: u64 = 1_000_000_000;
+        let mut agg = aggregate("labels: [user_id]\nstale_secs: 10");
+        let first = agg.run(vec![
+            point("hits", MetricKind::COUNTER, "u1", "/a", 3.0, SEC),
+            point("hits", MetricKind::COUNTER, "u2", "/a", 4.0, SEC),
+            point("used", MetricKind::UP_DOWN_COUNTER, "u1", "/a", 30.0, SEC),
+            point("used", MetricKind::UP_DOWN_COUNTER, "u2", "/a", 40.0, SEC),
+        ]);
+        assert_eq!((value_of(&first, "hits", "/a"), value_of(&first, "used", "/a")), (Some(7.0), Some(70.0)));
+        // 20 s later only u1 reports: u2 is stale and forgotten after this flush.
+        agg.run(vec![
+            point("hits", MetricKind::COUNTER, "u1", "/a", 5.0, 21 * SEC),
+            point("used", MetricKind::UP_DOWN_COUNTER, "u1", "/a", 35.0, 21 * SEC),
+        ]);
+        let later = agg.run(vec![
+            point("hits", MetricKind::COUNTER, "u1", "/a", 6.0, 22 * SEC),
+            point("used", MetricKind::UP_DOWN_COUNTER, "u1", "/a", 36.0, 22 * SEC),
+        ]);
+        assert_eq!(value_of(&later, "hits", "/a"), Some(6.0 + 4.0), "u2's count stays in the counter");
+        assert_eq!(value_of(&later, "used", "/a"), Some(36.0), "u2's bytes in use are gone with it");
+    }
+
+    #[test]
     fn delta_sums_add_every_point_and_gauges_combine_by_their_function() {
         let delta = MetricKind::Sum { temporality: Temporality::Delta, monotonic: true };
         let mut agg = aggregate("labels: [user_id]\ngauge: max");
@@ -337,7 +268,8 @@ mod tests {
         let metric = Arc::new(Metric::new("latency", MetricKind::Histogram { temporality: Temporality::Cumulative }));
         let value = Value::Histogram(Box::new(Histogram::of_counts(bounds, counts, Some(sum))));
         let labels = vec![(Arc::from("route"), Arc::from("/a")), (Arc::from("user_id"), Arc::from(user))];
-        Point::of(metric, labels, value, 1)
+        // With a start time, as SDKs send: a new input's first point is not a restart.
+        Point { start_ns: 1, ..Point::of(metric, labels, value, 2) }
     }
 
     #[test]
