@@ -29,6 +29,9 @@ pub struct IntervalStats {
     pub over_limit_points: u64,
     /// Points the processors left out by a rule or could not merge (see `refusals`).
     pub dropped_points: u64,
+    /// What the exporters could not deliver since the previous interval (samples of dropped requests,
+    /// points the format cannot represent).
+    pub undelivered: u64,
     /// Why merges refused points (the first few).
     #[cfg_attr(feature = "openapi", schema(ignore))]
     #[serde(skip)]
@@ -146,6 +149,7 @@ impl Pipeline {
         input.extend(extra);
         let (output, mut stats) = self.chain.process(input, &self.critical);
         let errors = self.exporters.iter_mut().filter_map(|e| e.export(&output).err()).collect();
+        stats.undelivered = self.exporters.iter_mut().map(|e| e.take_undelivered()).sum();
         stats.cpu_seconds = (thread_cpu_seconds() - started).max(0.0);
         (stats, errors)
     }

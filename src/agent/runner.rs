@@ -381,6 +381,7 @@ pub fn measurement(
         sample("pipeline.memory.bytes", stats.memory_bytes as f64, None),
         sample("pipeline.over_limit.points", stats.over_limit_points as f64, None),
         sample("pipeline.dropped.points", stats.dropped_points as f64, None),
+        sample("pipeline.export.undelivered", stats.undelivered as f64, None),
     ];
     for process in &spec.critical {
         let present = if stats.critical_present.contains(process) { 1.0 } else { 0.0 };

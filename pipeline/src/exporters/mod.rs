@@ -24,6 +24,12 @@ pub const KINDS: [&str; 4] = ["prometheusremotewrite", "prometheus", "file", "co
 /// Receives each interval's output.
 pub trait Exporter: Send {
     fn export(&mut self, batch: &Batch) -> Result<(), String>;
+
+    /// What could not be delivered since the previous call (an exporter that delivers in the
+    /// background counts there: dropped samples, points its format cannot represent).
+    fn take_undelivered(&mut self) -> u64 {
+        0
+    }
 }
 
 #[derive(Debug, Deserialize)]

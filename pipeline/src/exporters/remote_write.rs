@@ -152,6 +152,8 @@ impl Queue {
 pub struct RemoteWriteExporter {
     queue: Arc<Queue>,
     sender: tokio::task::JoinHandle<()>,
+    /// Undelivered samples and points counted up to the previous report.
+    reported_undelivered: u64,
 }
 
 impl RemoteWriteExporter {
@@ -178,7 +180,7 @@ impl RemoteWriteExporter {
             counters: DeliveryCounters::default(),
         });
         let sender = tokio::spawn(send_forever(client, config.endpoint, config.max_attempts, queue.clone()));
-        Ok(RemoteWriteExporter { queue, sender })
+        Ok(RemoteWriteExporter { queue, sender, reported_undelivered: 0 })
     }
 
     pub fn counters(&self) -> &DeliveryCounters {
@@ -198,6 +200,13 @@ impl Drop for RemoteWriteExporter {
 }
 
 impl Exporter for RemoteWriteExporter {
+    fn take_undelivered(&mut self) -> u64 {
+        let counters = &self.queue.counters;
+        let total =
+            counters.dropped_samples.load(Ordering::Relaxed) + counters.unrepresentable_points.load(Ordering::Relaxed);
+        total - std::mem::replace(&mut self.reported_undelivered, total)
+    }
+
     fn export(&mut self, batch: &Batch) -> Result<(), String> {
         let (request, unrepresentable) = write_request(batch);
         self.queue.counters.unrepresentable_points.fetch_add(unrepresentable, Ordering::Relaxed);
@@ -332,6 +341,28 @@ mod tests {
         assert_eq!(request.timeseries[0].labels[1].value, "http_requests_total");
         let times: Vec<i64> = request.timeseries[0].samples.iter().map(|s| s.timestamp).collect();
         assert_eq!(times, [1, 2], "in time order");
+    }
+
+    #[tokio::test]
+    async fn what_cannot_be_delivered_is_counted_once() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let config = format!("endpoint: http://127.0.0.1:{port}/api/v1/write\nmax_attempts: 1\ntimeout_secs: 2");
+        let mut exporter = RemoteWriteExporter::start(serde_yaml_ng::from_str(&config).expect("yaml")).expect("start");
+        let batch = vec![
+            Point::new("a", MetricKind::Gauge, &[("k", "1")], 1.0, 1),
+            Point::new("a", MetricKind::Gauge, &[("k", "2")], 2.0, 1),
+            Point::new("d", MetricKind::Sum { temporality: Temporality::Delta, monotonic: true }, &[], 1.0, 0),
+        ];
+        exporter.export(&batch).expect("queued, never blocked");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while exporter.counters().dropped_requests.load(Ordering::Relaxed) == 0 {
+            assert!(std::time::Instant::now() < deadline, "nobody listens: the request is dropped");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(exporter.take_undelivered(), 3, "two samples of the dropped request and the delta");
+        assert_eq!(exporter.take_undelivered(), 0, "each is reported once");
+        assert!(exporter.counters().last_error.lock().expect("lock").is_some());
     }
 
     #[test]
