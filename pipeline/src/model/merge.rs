@@ -92,10 +92,9 @@ impl Merger {
     /// Adds a point to its series; on `Err` the point was left out.
     pub fn add(&mut self, point: Point) -> Result<(), MergeError> {
         let fingerprint = point.fingerprint();
-        match self.index.find(fingerprint, &point, &self.merged) {
+        match self.index.find_or_insert(fingerprint, &point, &self.merged, self.merged.len()) {
             Some(at) => self.merge_into(at, point),
             None => {
-                self.index.insert(fingerprint, self.merged.len());
                 self.gauges.push(gauge_start(&point));
                 self.merged.push(point);
                 Ok(())

@@ -1,5 +1,7 @@
 //! Series identity over a batch: counting distinct series, and finding the slot of a point's series.
 
+use std::collections::hash_map::Entry;
+
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::Point;
@@ -26,23 +28,32 @@ impl SeriesIndex {
         SeriesIndex { first: FxHashMap::with_capacity_and_hasher(capacity, Default::default()), collided: Vec::new() }
     }
 
-    /// The slot of `point`'s series, where `slots[i]` is a point of the series in slot `i`; `None` when
-    /// the series is new (then call [`SeriesIndex::insert`] with the slot it gets).
-    pub fn find(&self, fingerprint: u64, point: &Point, slots: &[Point]) -> Option<usize> {
-        match self.first.get(&fingerprint) {
-            None => None,
-            Some(&i) if slots[i].same_series(point) => Some(i),
-            Some(_) => {
-                self.collided.iter().find(|(f, i)| *f == fingerprint && slots[*i].same_series(point)).map(|(_, i)| *i)
+    /// The slot of `point`'s series among `slots` (where `slots[i]` is a point of the series in slot
+    /// `i`), or `None` after giving a new series slot `new_slot` — one hash probe either way.
+    pub fn find_or_insert(
+        &mut self,
+        fingerprint: u64,
+        point: &Point,
+        slots: &[Point],
+        new_slot: usize,
+    ) -> Option<usize> {
+        match self.first.entry(fingerprint) {
+            Entry::Vacant(vacant) => {
+                vacant.insert(new_slot);
+                None
             }
-        }
-    }
-
-    pub fn insert(&mut self, fingerprint: u64, slot: usize) {
-        if let Some(taken) = self.first.insert(fingerprint, slot) {
-            // Keep the first series on the fast path; the newcomer goes to the collision list.
-            self.first.insert(fingerprint, taken);
-            self.collided.push((fingerprint, slot));
+            Entry::Occupied(taken) if slots[*taken.get()].same_series(point) => Some(*taken.get()),
+            // A different series with the same fingerprint (practically never): the collision list.
+            Entry::Occupied(_) => {
+                let found = self.collided.iter().find(|(f, i)| *f == fingerprint && slots[*i].same_series(point));
+                match found {
+                    Some((_, i)) => Some(*i),
+                    None => {
+                        self.collided.push((fingerprint, new_slot));
+                        None
+                    }
+                }
+            }
         }
     }
 }
@@ -66,12 +77,9 @@ pub fn keep_newest_levels(mut batch: Vec<Point>) -> (Vec<Point>, usize) {
             delta_series.insert(fingerprint);
             continue;
         }
-        match index.find(fingerprint, point, &batch) {
+        match index.find_or_insert(fingerprint, point, &batch, at) {
             Some(first) => repeats.push((at, first)),
-            None => {
-                index.insert(fingerprint, at);
-                level_series += 1;
-            }
+            None => level_series += 1,
         }
     }
     let series = level_series + delta_series.len();
