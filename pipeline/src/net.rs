@@ -17,3 +17,59 @@ pub fn listen(endpoint: &str) -> Result<tokio::net::TcpListener, String> {
     let listener = bound().map_err(|e| format!("cannot listen on {endpoint}: {e}"))?;
     tokio::net::TcpListener::from_std(listener).map_err(|e| format!("cannot listen on {endpoint}: {e}"))
 }
+
+/// The addresses the first pipeline of `config` would listen on, with the path of each (`otlp`
+/// receivers, `prometheus` exporters). Two pipelines on one agent must not share one: with SO_REUSEPORT
+/// both would bind, and the kernel would split the connections between them.
+pub fn listen_addresses(config: &crate::config::PipelineConfig) -> Vec<(String, std::net::SocketAddr)> {
+    let Some(pipeline) = config.service.pipelines.values().next() else { return Vec::new() };
+    let mut found = Vec::new();
+    for id in &pipeline.receivers {
+        if crate::config::component_type(id) != "otlp" {
+            continue;
+        }
+        let section = config.receivers.get(id).cloned().unwrap_or_default();
+        let Ok(otlp) = crate::processors::parse::<crate::otlp::OtlpConfig>(&section, "") else { continue };
+        if let Some(addr) = otlp.protocols.http.and_then(|http| http.endpoint.parse().ok()) {
+            found.push((format!("receivers.{id}.protocols.http.endpoint"), addr));
+        }
+    }
+    for id in &pipeline.exporters {
+        if crate::config::component_type(id) != "prometheus" {
+            continue;
+        }
+        let section = config.exporters.get(id).cloned().unwrap_or_default();
+        let Ok(scrape) = crate::processors::parse::<crate::exporters::PrometheusConfig>(&section, "") else {
+            continue;
+        };
+        if let Ok(addr) = scrape.endpoint.parse() {
+            found.push((format!("exporters.{id}.endpoint"), addr));
+        }
+    }
+    found
+}
+
+/// True when listening on both would take the same port (the same address, or one of them every
+/// address).
+pub fn overlap(a: &std::net::SocketAddr, b: &std::net::SocketAddr) -> bool {
+    a.port() == b.port() && a.port() != 0 && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses_are_read_from_receivers_and_exporters() {
+        let config = crate::config::parse(
+            "receivers: {otlp: {protocols: {http: {endpoint: '0.0.0.0:4318'}}}}\nexporters: {prometheus: {}}\nservice: {pipelines: {m: {receivers: [otlp], exporters: [prometheus]}}}",
+        )
+        .expect("config");
+        let found = listen_addresses(&config);
+        let paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, ["receivers.otlp.protocols.http.endpoint", "exporters.prometheus.endpoint"]);
+        let loopback: std::net::SocketAddr = "127.0.0.1:4318".parse().expect("addr");
+        assert!(overlap(&found[0].1, &loopback), "every address includes loopback");
+        assert!(!overlap(&found[1].1, &loopback), "another port");
+    }
+}

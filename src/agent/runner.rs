@@ -8,8 +8,9 @@ use phoenix_nats::wire::{MetricsBatch, PipelineStatus, ReportedTaskStatus, Sampl
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use phoenix_pipeline::config::{config_hash, validate_text};
+use phoenix_pipeline::config::{config_hash, validate_text, PipelineConfig};
 use phoenix_pipeline::engine::{IntervalStats, Pipeline};
+use phoenix_pipeline::net;
 use phoenix_pipeline::sources::synthetic::{SyntheticConfig, SyntheticSource};
 use phoenix_pipeline::sources::Source;
 
@@ -196,6 +197,7 @@ impl Runner {
             Some(config) if validation.is_valid() => config,
             _ => return Err(format!("invalid config: {}", join(validation.errors.iter().map(ToString::to_string)))),
         };
+        self.check_addresses_free(&spec.pipeline, &config)?;
         // The previous version steps aside first: it may hold what the new one needs (a port). If the
         // new one does not come up, the previous one is started again from its spec.
         let previous = self.pipelines.remove(&spec.pipeline).map(|old| (old.spec, old.batches));
@@ -218,12 +220,25 @@ impl Runner {
         }
     }
 
+    /// Refuses a config that would listen where another running pipeline listens (its own previous
+    /// version may: it hands the address over).
+    fn check_addresses_free(&self, name: &str, config: &PipelineConfig) -> Result<(), String> {
+        let wanted = net::listen_addresses(config);
+        for (other, running) in self.pipelines.iter().filter(|(other, _)| *other != name) {
+            let Some(theirs) = validate_text(&running.spec.config).0 else { continue };
+            for (path, addr) in &wanted {
+                if let Some((_, taken)) =
+                    net::listen_addresses(&theirs).into_iter().find(|(_, t)| net::overlap(addr, t))
+                {
+                    return Err(format!("{path}: {addr} is taken by pipeline '{other}' ({taken}) on this agent"));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Builds a pipeline and runs one interval as its health check.
-    fn start(
-        &mut self,
-        config: &phoenix_pipeline::config::PipelineConfig,
-        spec: &ApplyPayload,
-    ) -> Result<(Pipeline, IntervalStats), String> {
+    fn start(&mut self, config: &PipelineConfig, spec: &ApplyPayload) -> Result<(Pipeline, IntervalStats), String> {
         let mut pipeline =
             Pipeline::build(config, None, spec.critical.clone(), &self.export_dir).map_err(|problems| {
                 format!("cannot start the pipeline: {}", join(problems.iter().map(ToString::to_string)))
@@ -514,6 +529,22 @@ mod tests {
         assert_eq!(broken.status, ReportedTaskStatus::Failed);
         assert_eq!(runner.statuses()[0].config_hash, config_hash(&config(4)), "the previous version was started again");
         assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(), "and serves on its port");
+    }
+
+    #[tokio::test]
+    async fn two_pipelines_cannot_listen_on_one_address() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let config = |k: u32| {
+            format!("receivers: {{synthetic: {{profile: steady, processes: 10}}}}\nprocessors: {{topk: {{k: {k}}}}}\nexporters: {{prometheus: {{endpoint: \"0.0.0.0:{port}\"}}}}\nservice: {{pipelines: {{m: {{receivers: [synthetic], processors: [topk], exporters: [prometheus]}}}}}}\n")
+        };
+        let mut runner = Runner::new(std::env::temp_dir());
+        let first = runner.execute(&task("t1", "pipeline.apply", json!({"pipeline": "a", "config": config(3)})));
+        assert_eq!(first.status, ReportedTaskStatus::Succeeded, "{first:?}");
+        let second = runner.execute(&task("t2", "pipeline.apply", json!({"pipeline": "b", "config": config(4)})));
+        assert_eq!(second.status, ReportedTaskStatus::Failed, "the kernel would split the scrapes between them");
+        assert!(second.error.unwrap_or_default().contains("is taken by pipeline 'a'"));
+        let again = runner.execute(&task("t3", "pipeline.apply", json!({"pipeline": "a", "config": config(5)})));
+        assert_eq!(again.status, ReportedTaskStatus::Succeeded, "a pipeline's own new version takes its address over");
     }
 
     #[test]
