@@ -5,9 +5,14 @@ can fail with "SystemError: AST constructor recursion depth mismatch", which abo
 run with a Runtime Error that has nothing to do with the API under test. A description is only
 text for messages, so on that error it falls back to Hypothesis's own unknown-lambda form.
 
+The same bug fired once more while schemathesis loaded its transports, which it imports lazily on
+first use, deep inside Hypothesis's generation ("AST constructor recursion depth mismatch" from
+`schemathesis.transport.get`). They are loaded here, at interpreter start, on a shallow stack.
+
 Loaded at interpreter start by phoenix_shims.pth (scripts/lib/services.sh, ensure_schemathesis).
 """
 
+import importlib
 import sys
 
 if sys.version_info[:2] == (3, 11):
@@ -25,3 +30,9 @@ if sys.version_info[:2] == (3, 11):
                 return "lambda: <unknown>"
 
         _lambda_sources._lambda_description = _lambda_description_surviving_the_parser_bug
+
+    for _transport in ("requests", "asgi", "wsgi"):
+        try:
+            importlib.import_module(f"schemathesis.transport.{_transport}")
+        except Exception:  # no schemathesis here (yet), or an optional dependency missing: nothing to load
+            pass
