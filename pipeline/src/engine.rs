@@ -133,6 +133,11 @@ impl Pipeline {
         }
     }
 
+    /// Points its receivers accepted since the last interval, taken out (for the pipeline's next version).
+    pub fn take_pending(&mut self) -> Batch {
+        self.sources.iter_mut().flat_map(|s| s.take_pending()).collect()
+    }
+
     /// Collects from every source, processes, exports; an export failure is returned with the stats.
     pub fn run_interval(&mut self, now_ms: i64) -> (IntervalStats, Vec<String>) {
         self.run_interval_with(now_ms, Vec::new())

@@ -200,8 +200,14 @@ impl Runner {
         self.check_addresses_free(&spec.pipeline, &config)?;
         // The previous version steps aside first: it may hold what the new one needs (a port). If the
         // new one does not come up, the previous one is started again from its spec.
-        let previous = self.pipelines.remove(&spec.pipeline).map(|old| (old.spec, old.batches));
-        match self.start(&config, &spec) {
+        // What its receivers took in since its last interval goes to whichever version runs next, so
+        // a new version loses no point a sender was told was accepted.
+        let mut pending = Vec::new();
+        let previous = self.pipelines.remove(&spec.pipeline).map(|mut old| {
+            pending = old.pipeline.take_pending();
+            (old.spec, old.batches)
+        });
+        match self.start(&config, &spec, &mut pending) {
             Ok((pipeline, stats)) => {
                 let result =
                     json!({"pipeline": spec.pipeline, "config_hash": hash, "output_series": stats.output_series});
@@ -213,7 +219,7 @@ impl Runner {
             }
             Err(e) => {
                 if let Some((old_spec, batches)) = previous {
-                    self.restart_previous(old_spec, batches);
+                    self.restart_previous(old_spec, batches, &mut pending);
                 }
                 Err(e)
             }
@@ -237,24 +243,35 @@ impl Runner {
         Ok(())
     }
 
-    /// Builds a pipeline and runs one interval as its health check.
-    fn start(&mut self, config: &PipelineConfig, spec: &ApplyPayload) -> Result<(Pipeline, IntervalStats), String> {
+    /// Builds a pipeline and runs one interval as its health check, with `pending` (points a previous
+    /// version had received) as part of its input; they stay in `pending` when it cannot be built.
+    fn start(
+        &mut self,
+        config: &PipelineConfig,
+        spec: &ApplyPayload,
+        pending: &mut Vec<phoenix_pipeline::model::Point>,
+    ) -> Result<(Pipeline, IntervalStats), String> {
         let mut pipeline =
             Pipeline::build(config, None, spec.critical.clone(), &self.export_dir).map_err(|problems| {
                 format!("cannot start the pipeline: {}", join(problems.iter().map(ToString::to_string)))
             })?;
-        let (stats, errors) = pipeline.run_interval(Utc::now().timestamp_millis());
+        let (stats, errors) = pipeline.run_interval_with(Utc::now().timestamp_millis(), std::mem::take(pending));
         if !errors.is_empty() {
             return Err(format!("health check failed: {}", errors.join("; ")));
         }
         Ok((pipeline, stats))
     }
 
-    fn restart_previous(&mut self, spec: ApplyPayload, batches: u64) {
+    fn restart_previous(
+        &mut self,
+        spec: ApplyPayload,
+        batches: u64,
+        pending: &mut Vec<phoenix_pipeline::model::Point>,
+    ) {
         let (config, _) = validate_text(&spec.config);
         let restarted = config
             .ok_or_else(|| "its config no longer parses".to_string())
-            .and_then(|config| self.start(&config, &spec));
+            .and_then(|config| self.start(&config, &spec, pending));
         match restarted {
             Ok((pipeline, _)) => {
                 let hash = config_hash(&spec.config);
@@ -545,6 +562,34 @@ mod tests {
         assert!(second.error.unwrap_or_default().contains("is taken by pipeline 'a'"));
         let again = runner.execute(&task("t3", "pipeline.apply", json!({"pipeline": "a", "config": config(5)})));
         assert_eq!(again.status, ReportedTaskStatus::Succeeded, "a pipeline's own new version takes its address over");
+    }
+
+    #[tokio::test]
+    async fn points_received_before_a_new_version_starts_go_to_the_new_version() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let config = |k: u32| {
+            format!("receivers: {{otlp: {{protocols: {{http: {{endpoint: \"127.0.0.1:{port}\"}}}}}}}}\nprocessors: {{topk: {{k: {k}, group_by: [k]}}}}\nexporters: {{count: {{}}}}\nservice: {{pipelines: {{m: {{receivers: [otlp], processors: [topk], exporters: [count]}}}}}}\n")
+        };
+        let mut runner = Runner::new(std::env::temp_dir());
+        let first = runner.execute(&task("t1", "pipeline.apply", json!({"pipeline": "p", "config": config(3)})));
+        assert_eq!(first.status, ReportedTaskStatus::Succeeded, "{first:?}");
+        // Three series accepted by the running version, not yet flushed.
+        let body = json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [{"name": "g", "gauge": {"dataPoints": [
+            {"asDouble": 1.0, "timeUnixNano": "1", "attributes": [{"key": "k", "value": {"stringValue": "a"}}]},
+            {"asDouble": 2.0, "timeUnixNano": "1", "attributes": [{"key": "k", "value": {"stringValue": "b"}}]},
+            {"asDouble": 3.0, "timeUnixNano": "1", "attributes": [{"key": "k", "value": {"stringValue": "c"}}]}
+        ]}}]}]}]});
+        phoenix_nats::install_tls_provider();
+        let answer = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/v1/metrics"))
+            .json(&body)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(answer.status(), 200);
+        let second = runner.execute(&task("t2", "pipeline.apply", json!({"pipeline": "p", "config": config(4)})));
+        assert_eq!(second.status, ReportedTaskStatus::Succeeded, "{second:?}");
+        assert_eq!(second.result.map(|r| r["output_series"].clone()), Some(json!(3)), "the new version took them");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! task sends in order. A 5xx or 429 answer (or no answer) is retried with exponential backoff, up to
 //! `max_attempts`; other 4xx answers are final. When the queue is full the oldest request is dropped.
 //! Every drop is counted (requests and samples) and the last failure kept for the pipeline's status.
+//! A dropped exporter (its pipeline replaced by a new version) still delivers what it had queued.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -133,6 +134,8 @@ struct Pending {
 
 struct Queue {
     pending: Mutex<VecDeque<Pending>>,
+    /// Set when the exporter is dropped: the sender delivers what is queued, then ends.
+    closing: std::sync::atomic::AtomicBool,
     wake: tokio::sync::Notify,
     max: usize,
     counters: DeliveryCounters,
@@ -151,7 +154,6 @@ impl Queue {
 
 pub struct RemoteWriteExporter {
     queue: Arc<Queue>,
-    sender: tokio::task::JoinHandle<()>,
     /// Undelivered samples and points counted up to the previous report.
     reported_undelivered: u64,
 }
@@ -175,12 +177,13 @@ impl RemoteWriteExporter {
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let queue = Arc::new(Queue {
             pending: Mutex::new(VecDeque::new()),
+            closing: std::sync::atomic::AtomicBool::new(false),
             wake: tokio::sync::Notify::new(),
             max: config.max_queue,
             counters: DeliveryCounters::default(),
         });
-        let sender = tokio::spawn(send_forever(client, config.endpoint, config.max_attempts, queue.clone()));
-        Ok(RemoteWriteExporter { queue, sender, reported_undelivered: 0 })
+        tokio::spawn(send_until_closed(client, config.endpoint, config.max_attempts, queue.clone()));
+        Ok(RemoteWriteExporter { queue, reported_undelivered: 0 })
     }
 
     pub fn counters(&self) -> &DeliveryCounters {
@@ -194,8 +197,11 @@ impl RemoteWriteExporter {
 }
 
 impl Drop for RemoteWriteExporter {
+    /// A pipeline replaced by its next version still delivers what it had queued (with its retries),
+    /// in the background; then its sender ends.
     fn drop(&mut self) {
-        self.sender.abort();
+        self.queue.closing.store(true, Ordering::Relaxed);
+        self.queue.wake.notify_one();
     }
 }
 
@@ -261,11 +267,14 @@ pub fn write_request(batch: &Batch) -> (WriteRequest, u64) {
     (WriteRequest { timeseries }, unrepresentable)
 }
 
-/// Sends queued requests in order, forever.
-async fn send_forever(client: reqwest::Client, endpoint: String, max_attempts: u32, queue: Arc<Queue>) {
+/// Sends queued requests in order, until the exporter is dropped and the queue is empty.
+async fn send_until_closed(client: reqwest::Client, endpoint: String, max_attempts: u32, queue: Arc<Queue>) {
     loop {
         let next = queue.pending.lock().ok().and_then(|mut q| q.pop_front());
         let Some(request) = next else {
+            if queue.closing.load(Ordering::Relaxed) {
+                return;
+            }
             queue.wake.notified().await;
             continue;
         };
@@ -363,6 +372,43 @@ mod tests {
         assert_eq!(exporter.take_undelivered(), 3, "two samples of the dropped request and the delta");
         assert_eq!(exporter.take_undelivered(), 0, "each is reported once");
         assert!(exporter.counters().last_error.lock().expect("lock").is_some());
+    }
+
+    #[tokio::test]
+    async fn a_dropped_exporter_still_delivers_what_it_had_queued() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (delivered, mut received) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Read the head and the body its Content-Length announces, then answer 200.
+                loop {
+                    let n = stream.read(&mut chunk).await.unwrap_or(0);
+                    request.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                    let Some(head_end) = text.find("\r\n\r\n") else { continue };
+                    let length: usize = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                        .unwrap_or(0);
+                    if n == 0 || request.len() >= head_end + 4 + length {
+                        break;
+                    }
+                }
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+                let _ = delivered.send(request.len());
+            }
+        });
+        let config = format!("endpoint: http://127.0.0.1:{port}/api/v1/write");
+        let mut exporter = RemoteWriteExporter::start(serde_yaml_ng::from_str(&config).expect("yaml")).expect("start");
+        exporter.export(&vec![Point::new("a", MetricKind::Gauge, &[], 1.0, 1)]).expect("queued");
+        drop(exporter);
+        let got = tokio::time::timeout(Duration::from_secs(10), received.recv()).await;
+        assert!(matches!(got, Ok(Some(bytes)) if bytes > 0), "the queued request was sent after the drop");
     }
 
     #[test]

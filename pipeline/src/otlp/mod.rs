@@ -148,6 +148,10 @@ impl Drop for OtlpSource {
 
 impl Source for OtlpSource {
     fn collect(&mut self, _now_ms: i64) -> Batch {
+        self.take_pending()
+    }
+
+    fn take_pending(&mut self) -> Batch {
         self.shared.buffer.lock().map(|mut buffer| std::mem::take(&mut *buffer)).unwrap_or_default()
     }
 }

@@ -41,6 +41,11 @@ pub const KINDS: [&str; 4] = ["otlp", "process", "host", "synthetic"];
 pub trait Source: Send {
     /// The points of this interval, stamped `now_ms`.
     fn collect(&mut self, now_ms: i64) -> Batch;
+
+    /// Points received but not yet collected (push receivers), handed to a pipeline's next version.
+    fn take_pending(&mut self) -> Batch {
+        Vec::new()
+    }
 }
 
 /// Builds the source of type `kind` from its config section.

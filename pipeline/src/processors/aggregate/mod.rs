@@ -149,7 +149,9 @@ fn is_cumulative(kind: MetricKind) -> bool {
 
 impl Processor for Aggregate {
     fn process(&mut self, batch: Batch, outcome: &mut Outcome) -> Batch {
-        let now_ns = batch.iter().map(|p| p.time_ns).max().unwrap_or(0);
+        // Staleness goes by the points' own clock, but never ahead of this host's: a sender stamping
+        // points in the future must not make everyone else's inputs look stale.
+        let now_ns = batch.iter().map(|p| p.time_ns).max().unwrap_or(0).min(wall_clock_ns());
         let mut out = Vec::with_capacity(batch.len());
         let mut flush_merger = Merger::with_capacity(batch.len()).policies(self.gauge, self.bounds);
         for point in batch {
@@ -183,6 +185,11 @@ impl Processor for Aggregate {
     fn state_bytes(&self) -> usize {
         self.totals.state_bytes()
     }
+}
+
+fn wall_clock_ns() -> u64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -244,6 +251,20 @@ mod tests {
         ]);
         assert_eq!(value_of(&later, "hits", "/a"), Some(6.0 + 4.0), "u2's count stays in the counter");
         assert_eq!(value_of(&later, "used", "/a"), Some(36.0), "u2's bytes in use are gone with it");
+    }
+
+    #[test]
+    fn a_point_from_the_future_does_not_make_other_inputs_stale() {
+        let now = wall_clock_ns();
+        let mut agg = aggregate("labels: [user_id]\nstale_secs: 10");
+        agg.run(vec![
+            point("hits", MetricKind::COUNTER, "u1", "/a", 3.0, now),
+            point("hits", MetricKind::COUNTER, "u2", "/a", 4.0, now),
+        ]);
+        let year_ns = 365 * 24 * 3600 * 1_000_000_000;
+        agg.run(vec![point("hits", MetricKind::COUNTER, "u1", "/a", 5.0, now + year_ns)]);
+        let out = agg.run(vec![point("hits", MetricKind::COUNTER, "u2", "/a", 6.0, now + 1)]);
+        assert_eq!(value_of(&out, "hits", "/a"), Some(5.0 + 6.0), "u2 is still a live input, not a carried one");
     }
 
     #[test]
