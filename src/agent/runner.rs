@@ -531,12 +531,15 @@ mod tests {
         assert_eq!(stop.status, ReportedTaskStatus::Succeeded);
     }
 
+    /// A topk pipeline whose scrape endpoint listens on `address`.
+    fn scrape_config(address: &str, k: u32) -> String {
+        format!("receivers: {{synthetic: {{profile: steady, processes: 10}}}}\nprocessors: {{topk: {{k: {k}}}}}\nexporters: {{prometheus: {{endpoint: \"{address}\"}}}}\nservice: {{pipelines: {{m: {{receivers: [synthetic], processors: [topk], exporters: [prometheus]}}}}}}\n")
+    }
+
     #[tokio::test]
     async fn a_new_version_of_a_pipeline_can_take_over_its_prometheus_port() {
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-        let config = |k: u32| {
-            format!("receivers: {{synthetic: {{profile: steady, processes: 10}}}}\nprocessors: {{topk: {{k: {k}}}}}\nexporters: {{prometheus: {{endpoint: \"127.0.0.1:{port}\"}}}}\nservice: {{pipelines: {{m: {{receivers: [synthetic], processors: [topk], exporters: [prometheus]}}}}}}\n")
-        };
+        let config = |k: u32| scrape_config(&format!("127.0.0.1:{port}"), k);
         let mut runner = Runner::new(std::env::temp_dir());
         let first = runner.execute(&task("t1", "pipeline.apply", json!({"pipeline": "p", "config": config(3)})));
         assert_eq!(first.status, ReportedTaskStatus::Succeeded, "{first:?}");
@@ -551,9 +554,7 @@ mod tests {
     #[tokio::test]
     async fn two_pipelines_cannot_listen_on_one_address() {
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-        let config = |k: u32| {
-            format!("receivers: {{synthetic: {{profile: steady, processes: 10}}}}\nprocessors: {{topk: {{k: {k}}}}}\nexporters: {{prometheus: {{endpoint: \"0.0.0.0:{port}\"}}}}\nservice: {{pipelines: {{m: {{receivers: [synthetic], processors: [topk], exporters: [prometheus]}}}}}}\n")
-        };
+        let config = |k: u32| scrape_config(&format!("0.0.0.0:{port}"), k);
         let mut runner = Runner::new(std::env::temp_dir());
         let first = runner.execute(&task("t1", "pipeline.apply", json!({"pipeline": "a", "config": config(3)})));
         assert_eq!(first.status, ReportedTaskStatus::Succeeded, "{first:?}");
