@@ -18,6 +18,24 @@ pub fn listen(endpoint: &str) -> Result<tokio::net::TcpListener, String> {
     tokio::net::TcpListener::from_std(listener).map_err(|e| format!("cannot listen on {endpoint}: {e}"))
 }
 
+/// Accepts connections until the returned task is aborted, each served by `serve` in a task of its own.
+pub fn serve_connections<Serve, Served>(listener: tokio::net::TcpListener, serve: Serve) -> tokio::task::JoinHandle<()>
+where
+    Serve: Fn(tokio::net::TcpStream) -> Served + Send + 'static,
+    Served: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                // Out of descriptors or the like: wait a little and keep serving.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            };
+            tokio::spawn(serve(stream));
+        }
+    })
+}
+
 /// The addresses the first pipeline of `config` would listen on, with the path of each (`otlp`
 /// receivers, `prometheus` exporters). Two pipelines on one agent must not share one: with SO_REUSEPORT
 /// both would bind, and the kernel would split the connections between them.
@@ -30,9 +48,7 @@ pub fn listen_addresses(config: &crate::config::PipelineConfig) -> Vec<(String, 
         }
         let section = config.receivers.get(id).cloned().unwrap_or_default();
         let Ok(otlp) = crate::processors::parse::<crate::otlp::OtlpConfig>(&section, "") else { continue };
-        if let Some(addr) = otlp.protocols.http.and_then(|http| http.endpoint.parse().ok()) {
-            found.push((format!("receivers.{id}.protocols.http.endpoint"), addr));
-        }
+        found.extend(otlp.endpoints(&format!("receivers.{id}")));
     }
     for id in &pipeline.exporters {
         if crate::config::component_type(id) != "prometheus" {

@@ -134,6 +134,15 @@ impl Attributes {
     }
 }
 
+// Equal attributes have equal fingerprints, so the fingerprint is their hash (maps keyed by resource).
+impl Eq for Attributes {}
+
+impl Hash for Attributes {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.fingerprint);
+    }
+}
+
 /// The instrumentation scope (library) that produced a metric.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scope {
@@ -153,6 +162,14 @@ impl Scope {
     pub fn empty() -> Arc<Scope> {
         static EMPTY: OnceLock<Arc<Scope>> = OnceLock::new();
         EMPTY.get_or_init(|| Arc::new(Scope::new("", ""))).clone()
+    }
+}
+
+impl Eq for Scope {}
+
+impl Hash for Scope {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.fingerprint);
     }
 }
 

@@ -6,8 +6,7 @@
 //! encoding, 503 with `Retry-After` when the pipeline's buffer is full (the sender retries).
 
 use std::io::Read;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,13 +14,10 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use prost::Message;
 
-use super::decode::decode;
-use crate::model::Point;
+use super::intake::{Intake, Refusal};
 
 /// `google.rpc.Status`, the body of OTLP/HTTP's error answers (field numbers from its `.proto`).
 #[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
@@ -32,22 +28,10 @@ struct Status {
     message: String,
 }
 
-/// What the receiver counts (the agent reports them as its self-metrics).
-#[derive(Debug, Default)]
-pub struct ReceiverCounters {
-    pub accepted_points: AtomicU64,
-    pub rejected_points: AtomicU64,
-    /// Requests refused whole: undecodable, too large, wrong type, or the buffer full.
-    pub refused_requests: AtomicU64,
-}
-
-/// State shared by the connections and the pipeline that drains the buffer.
+/// What the connections share: the intake and this transport's body limit.
 pub struct Shared {
-    pub buffer: Mutex<Vec<Point>>,
-    pub max_buffered_points: usize,
+    pub intake: Arc<Intake>,
     pub max_request_bytes: usize,
-    pub keep_exemplars: bool,
-    pub counters: ReceiverCounters,
 }
 
 /// The two encodings of OTLP/HTTP.
@@ -68,26 +52,19 @@ impl Encoding {
 
 /// Serves OTLP/HTTP on `listener` until the returned task is aborted.
 pub fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                // Out of descriptors or the like: wait a little and keep serving.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            };
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request| {
-                    let shared = shared.clone();
-                    async move { Ok::<_, std::convert::Infallible>(handle(request, &shared).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    // A client that connects and says nothing must not hold a descriptor for long.
-                    .header_read_timeout(Duration::from_secs(10))
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
+    crate::net::serve_connections(listener, move |stream| {
+        let shared = shared.clone();
+        async move {
+            let service = hyper::service::service_fn(move |request| {
+                let shared = shared.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(request, &shared).await) }
             });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                // A client that connects and says nothing must not hold a descriptor for long.
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
         }
     })
 }
@@ -95,7 +72,7 @@ pub fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> tokio::t
 async fn handle(request: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
     let answer = export(request, shared).await;
     if answer.status() != StatusCode::OK {
-        shared.counters.refused_requests.fetch_add(1, Ordering::Relaxed);
+        shared.intake.refused();
     }
     answer
 }
@@ -158,14 +135,9 @@ async fn export(request: Request<Incoming>, shared: &Shared) -> Response<Full<By
             return status(StatusCode::BAD_REQUEST, encoding, &format!("not an ExportMetricsServiceRequest: {e}"))
         }
     };
-    let decoded = decode(parsed, shared.keep_exemplars);
-    let accepted = decoded.points.len() as u64;
-    {
-        let Ok(mut buffer) = shared.buffer.lock() else {
-            return status(StatusCode::INTERNAL_SERVER_ERROR, encoding, "the receiver's buffer is unusable");
-        };
-        if buffer.len() + decoded.points.len() > shared.max_buffered_points {
-            drop(buffer);
+    let response = match shared.intake.accept(parsed) {
+        Ok(response) => response,
+        Err(Refusal::BufferFull) => {
             let mut answer = status(
                 StatusCode::SERVICE_UNAVAILABLE,
                 encoding,
@@ -174,15 +146,10 @@ async fn export(request: Request<Incoming>, shared: &Shared) -> Response<Full<By
             answer.headers_mut().insert(RETRY_AFTER, "1".parse().expect("static header"));
             return answer;
         }
-        buffer.extend(decoded.points);
-    }
-    shared.counters.accepted_points.fetch_add(accepted, Ordering::Relaxed);
-    shared.counters.rejected_points.fetch_add(decoded.rejected, Ordering::Relaxed);
-    let partial_success = (decoded.rejected > 0).then(|| ExportMetricsPartialSuccess {
-        rejected_data_points: i64::try_from(decoded.rejected).unwrap_or(i64::MAX),
-        error_message: decoded.reason.unwrap_or_default(),
-    });
-    let response = ExportMetricsServiceResponse { partial_success };
+        Err(Refusal::Unusable) => {
+            return status(StatusCode::INTERNAL_SERVER_ERROR, encoding, "the receiver's buffer is unusable")
+        }
+    };
     let body = match encoding {
         Encoding::Protobuf => response.encode_to_vec(),
         Encoding::Json => serde_json::to_vec(&response).unwrap_or_default(),

@@ -1,27 +1,36 @@
-//! The `otlp` receiver: OpenTelemetry's protocol, metrics signal. Points received between two flushes
-//! wait in a bounded buffer that the pipeline drains at each flush; a full buffer refuses new requests
-//! (the sender retries), so a stalled pipeline can never make the agent grow without bound.
+//! The `otlp` receiver: OpenTelemetry's protocol, metrics signal, over gRPC and HTTP. Points received
+//! between two flushes wait in a bounded buffer that the pipeline drains at each flush; a full buffer
+//! refuses new requests (the sender retries), so a stalled pipeline can never make the agent grow
+//! without bound.
 //!
 //! ```yaml
 //! receivers:
 //!   otlp:
 //!     protocols:
-//!       http: {endpoint: 127.0.0.1:4318}
+//!       grpc: {endpoint: 127.0.0.1:4317}
+//!       http:                              # empty: the defaults (127.0.0.1:4318)
 //! ```
 
 pub mod decode;
+pub mod encode;
+pub mod grpc;
 pub mod http;
+pub mod intake;
 
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::model::Batch;
 use crate::sources::Source;
 use crate::Problem;
+pub use intake::ReceiverCounters;
 
-/// Where OTLP/HTTP listens when the config does not say (loopback: nothing outside the host can send
+/// Where OTLP/gRPC listens when the config does not say (loopback: nothing outside the host can send
 /// unless the config opens it).
+pub const DEFAULT_GRPC_ENDPOINT: &str = "127.0.0.1:4317";
+/// Where OTLP/HTTP listens when the config does not say.
 pub const DEFAULT_HTTP_ENDPOINT: &str = "127.0.0.1:4318";
 /// The OTLP request body limit, compressed or not.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
@@ -40,12 +49,38 @@ pub struct OtlpConfig {
     pub max_buffered_points: usize,
 }
 
+/// The transports to serve. A protocol named with no settings (`http:`, as Collector configs write it)
+/// is served with its defaults.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Protocols {
+    #[serde(default, deserialize_with = "named_with_defaults")]
+    pub grpc: Option<GrpcConfig>,
+    #[serde(default, deserialize_with = "named_with_defaults")]
     pub http: Option<HttpConfig>,
-    /// OTLP/gRPC: refused with a problem until it is implemented (never silently ignored).
-    pub grpc: Option<serde_yaml_ng::Value>,
+}
+
+/// A present key is a protocol to serve, with its defaults when it has no value.
+fn named_with_defaults<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    Ok(Some(Option::<T>::deserialize(deserializer)?.unwrap_or_default()))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcConfig {
+    #[serde(default = "default_grpc_endpoint")]
+    pub endpoint: String,
+    /// The largest message taken, in MiB (the Collector's name for it).
+    #[serde(default = "default_max_recv_msg_size_mib")]
+    pub max_recv_msg_size_mib: usize,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> GrpcConfig {
+        GrpcConfig { endpoint: default_grpc_endpoint(), max_recv_msg_size_mib: default_max_recv_msg_size_mib() }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -55,6 +90,20 @@ pub struct HttpConfig {
     pub endpoint: String,
     #[serde(default = "default_max_request_bytes")]
     pub max_request_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig { endpoint: default_http_endpoint(), max_request_bytes: default_max_request_bytes() }
+    }
+}
+
+fn default_grpc_endpoint() -> String {
+    DEFAULT_GRPC_ENDPOINT.to_string()
+}
+
+fn default_max_recv_msg_size_mib() -> usize {
+    DEFAULT_MAX_REQUEST_BYTES >> 20
 }
 
 fn default_http_endpoint() -> String {
@@ -73,42 +122,58 @@ impl OtlpConfig {
     /// The problems of a config, without binding anything.
     pub fn check(&self, path: &str) -> Vec<Problem> {
         let mut problems = Vec::new();
-        if self.protocols.grpc.is_some() {
-            problems.push(Problem::new(
-                &format!("{path}.protocols.grpc"),
-                "OTLP/gRPC is not available in this version; use protocols.http (OTLP/HTTP, port 4318)",
-            ));
+        if self.protocols.grpc.is_none() && self.protocols.http.is_none() {
+            problems.push(Problem::new(&format!("{path}.protocols"), "name at least one protocol: grpc or http"));
         }
-        match &self.protocols.http {
-            None if self.protocols.grpc.is_none() => {
-                problems.push(Problem::new(&format!("{path}.protocols"), "name at least one protocol: http"))
+        let mut endpoint = |protocol: &str, endpoint: &str, default: &str| {
+            if endpoint.parse::<SocketAddr>().is_err() {
+                problems.push(Problem::new(
+                    &format!("{path}.protocols.{protocol}.endpoint"),
+                    format!("'{endpoint}' is not an address like {default}"),
+                ));
             }
-            Some(http) => {
-                if http.endpoint.parse::<std::net::SocketAddr>().is_err() {
-                    problems.push(Problem::new(
-                        &format!("{path}.protocols.http.endpoint"),
-                        format!("'{}' is not an address like {DEFAULT_HTTP_ENDPOINT}", http.endpoint),
-                    ));
-                }
-                if http.max_request_bytes == 0 {
-                    problems.push(Problem::new(&format!("{path}.protocols.http.max_request_bytes"), "must be ≥ 1"));
-                }
-            }
-            None => {}
+        };
+        if let Some(grpc) = &self.protocols.grpc {
+            endpoint("grpc", &grpc.endpoint, DEFAULT_GRPC_ENDPOINT);
         }
-        if self.max_buffered_points == 0 {
-            problems.push(Problem::new(&format!("{path}.max_buffered_points"), "must be ≥ 1"));
+        if let Some(http) = &self.protocols.http {
+            endpoint("http", &http.endpoint, DEFAULT_HTTP_ENDPOINT);
+        }
+        let limits = [
+            ("protocols.grpc.max_recv_msg_size_mib", self.protocols.grpc.as_ref().map(|g| g.max_recv_msg_size_mib)),
+            ("protocols.http.max_request_bytes", self.protocols.http.as_ref().map(|h| h.max_request_bytes)),
+            ("max_buffered_points", Some(self.max_buffered_points)),
+        ];
+        for (field, value) in limits {
+            if value == Some(0) {
+                problems.push(Problem::new(&format!("{path}.{field}"), "must be ≥ 1"));
+            }
         }
         problems
     }
+
+    /// The addresses it would listen on, with the path of each.
+    pub fn endpoints(&self, path: &str) -> Vec<(String, SocketAddr)> {
+        let grpc = self.protocols.grpc.as_ref().map(|g| ("grpc", &g.endpoint));
+        let http = self.protocols.http.as_ref().map(|h| ("http", &h.endpoint));
+        [grpc, http]
+            .into_iter()
+            .flatten()
+            .filter_map(|(protocol, endpoint)| {
+                Some((format!("{path}.protocols.{protocol}.endpoint"), endpoint.parse().ok()?))
+            })
+            .collect()
+    }
 }
 
-/// The receiver as a pipeline source: its servers fill the buffer, each flush drains it.
+/// The receiver as a pipeline source: its servers fill the intake, each flush drains it.
 pub struct OtlpSource {
-    shared: Arc<http::Shared>,
-    server: tokio::task::JoinHandle<()>,
-    /// Where it listens (the port the OS chose when the config said 0).
-    pub http_addr: std::net::SocketAddr,
+    intake: Arc<intake::Intake>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+    /// Where OTLP/gRPC listens (the port the OS chose when the config said 0).
+    pub grpc_addr: Option<SocketAddr>,
+    /// Where OTLP/HTTP listens.
+    pub http_addr: Option<SocketAddr>,
 }
 
 impl OtlpSource {
@@ -118,31 +183,41 @@ impl OtlpSource {
         if !problems.is_empty() {
             return Err(problems);
         }
-        let Some(http_config) = config.protocols.http else {
-            return Err(vec![Problem::new(&format!("{path}.protocols"), "name at least one protocol: http")]);
-        };
-        let listener = crate::net::listen(&http_config.endpoint).map_err(|e| vec![Problem::new(path, e)])?;
-        let http_addr = listener.local_addr().map_err(|e| vec![Problem::new(path, e.to_string())])?;
-        tracing::info!(receiver = path, address = %http_addr, "OTLP/HTTP receiver listening");
-        let shared = Arc::new(http::Shared {
-            buffer: Mutex::new(Vec::new()),
-            max_buffered_points: config.max_buffered_points,
-            max_request_bytes: http_config.max_request_bytes,
-            keep_exemplars: config.keep_exemplars,
-            counters: http::ReceiverCounters::default(),
-        });
-        let server = http::serve(listener, shared.clone());
-        Ok(OtlpSource { shared, server, http_addr })
+        let intake = Arc::new(intake::Intake::new(config.max_buffered_points, config.keep_exemplars));
+        let mut source = OtlpSource { intake: intake.clone(), servers: Vec::new(), grpc_addr: None, http_addr: None };
+        if let Some(grpc) = config.protocols.grpc {
+            let (listener, addr) = bind(&grpc.endpoint, &format!("{path}.protocols.grpc.endpoint"))?;
+            tracing::info!(receiver = path, address = %addr, "OTLP/gRPC receiver listening");
+            let max_bytes = grpc.max_recv_msg_size_mib.saturating_mul(1 << 20);
+            source.servers.push(grpc::serve(listener, intake.clone(), max_bytes));
+            source.grpc_addr = Some(addr);
+        }
+        if let Some(http) = config.protocols.http {
+            let (listener, addr) = bind(&http.endpoint, &format!("{path}.protocols.http.endpoint"))?;
+            tracing::info!(receiver = path, address = %addr, "OTLP/HTTP receiver listening");
+            let shared = Arc::new(http::Shared { intake: intake.clone(), max_request_bytes: http.max_request_bytes });
+            source.servers.push(http::serve(listener, shared));
+            source.http_addr = Some(addr);
+        }
+        Ok(source)
     }
 
-    pub fn counters(&self) -> &http::ReceiverCounters {
-        &self.shared.counters
+    pub fn counters(&self) -> &ReceiverCounters {
+        &self.intake.counters
     }
+}
+
+fn bind(endpoint: &str, path: &str) -> Result<(tokio::net::TcpListener, SocketAddr), Vec<Problem>> {
+    let listener = crate::net::listen(endpoint).map_err(|e| vec![Problem::new(path, e)])?;
+    let addr = listener.local_addr().map_err(|e| vec![Problem::new(path, e.to_string())])?;
+    Ok((listener, addr))
 }
 
 impl Drop for OtlpSource {
     fn drop(&mut self) {
-        self.server.abort();
+        for server in &self.servers {
+            server.abort();
+        }
     }
 }
 
@@ -152,7 +227,7 @@ impl Source for OtlpSource {
     }
 
     fn take_pending(&mut self) -> Batch {
-        self.shared.buffer.lock().map(|mut buffer| std::mem::take(&mut *buffer)).unwrap_or_default()
+        self.intake.drain()
     }
 }
 
@@ -174,7 +249,7 @@ mod tests {
         let config = OtlpConfig {
             protocols: Protocols {
                 http: Some(HttpConfig { endpoint: "127.0.0.1:0".into(), max_request_bytes }),
-                grpc: None,
+                grpc: Some(GrpcConfig { endpoint: "127.0.0.1:0".into(), max_recv_msg_size_mib: 1 }),
             },
             keep_exemplars: false,
             max_buffered_points,
@@ -203,7 +278,7 @@ mod tests {
 
     async fn post(source: &OtlpSource, content_type: &str, encoding: Option<&str>, body: Vec<u8>) -> (u16, Vec<u8>) {
         let mut request = reqwest::Client::new()
-            .post(format!("http://{}/v1/metrics", source.http_addr))
+            .post(format!("http://{}/v1/metrics", source.http_addr.expect("http")))
             .header("Content-Type", content_type)
             .body(body);
         if let Some(encoding) = encoding {
@@ -264,10 +339,36 @@ mod tests {
         assert_eq!(source.counters().refused_requests.load(std::sync::atomic::Ordering::Relaxed), 6);
     }
 
+    #[tokio::test]
+    async fn grpc_takes_points_and_refuses_what_is_too_large_or_does_not_fit() {
+        use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+        let mut source = receiver(DEFAULT_MAX_REQUEST_BYTES, 3);
+        let address = format!("http://{}", source.grpc_addr.expect("grpc"));
+        let mut client = MetricsServiceClient::connect(address).await.expect("connect");
+        let answer = client.export(gauge_request(&[1.0, f64::INFINITY])).await.expect("accepted");
+        let partial = answer.into_inner().partial_success.expect("partial success");
+        assert_eq!(partial.rejected_data_points, 1);
+        let mut zipped = client.clone().send_compressed(tonic::codec::CompressionEncoding::Gzip);
+        zipped.export(gauge_request(&[2.0])).await.expect("gzip is accepted");
+        // The buffer holds three points: two more do not fit, and the sender is told to retry.
+        let full = client.export(gauge_request(&[3.0, 4.0])).await.expect_err("refused");
+        assert_eq!(full.code(), tonic::Code::Unavailable, "{full:?}");
+        // The limit is 1 MiB here.
+        let huge: Vec<f64> = (0..100_000).map(f64::from).collect();
+        let too_large = client.export(gauge_request(&huge)).await.expect_err("refused");
+        assert_eq!(too_large.code(), tonic::Code::OutOfRange, "{too_large:?}");
+        assert_eq!(source.counters().refused_requests.load(std::sync::atomic::Ordering::Relaxed), 2);
+        let values: Vec<f64> = source.collect(0).iter().map(|p| p.number()).collect();
+        assert_eq!(values, [1.0, 2.0]);
+    }
+
     #[test]
-    fn grpc_is_refused_with_a_problem_rather_than_ignored() {
-        let config: OtlpConfig = serde_yaml_ng::from_str("protocols: {grpc: {}}").expect("yaml");
-        let problems = config.check("receivers.otlp");
-        assert_eq!(problems[0].path, "receivers.otlp.protocols.grpc");
+    fn a_protocol_named_without_settings_is_served_with_its_defaults() {
+        let config: OtlpConfig = serde_yaml_ng::from_str("protocols: {grpc: , http: }").expect("yaml");
+        assert!(config.check("receivers.otlp").is_empty());
+        let endpoints: Vec<String> = config.endpoints("r").into_iter().map(|(_, a)| a.to_string()).collect();
+        assert_eq!(endpoints, [DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT]);
+        let none: OtlpConfig = serde_yaml_ng::from_str("protocols: {}").expect("yaml");
+        assert_eq!(none.check("r")[0].path, "r.protocols");
     }
 }
