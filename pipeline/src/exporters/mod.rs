@@ -1,8 +1,10 @@
-//! Exporters: where a pipeline's output goes — `prometheusremotewrite` (a Prometheus remote-write
-//! endpoint), `prometheus` (an exposition endpoint), `file` (JSON lines) or `count` (measured only,
-//! sent nowhere).
+//! Exporters: where a pipeline's output goes — `otlp` and `otlphttp` (an OpenTelemetry backend or
+//! Collector), `prometheusremotewrite` (a Prometheus remote-write endpoint), `prometheus` (an exposition
+//! endpoint), `file` (JSON lines) or `count` (measured only, sent nowhere).
 
+pub mod delivery;
 mod file;
+pub mod otlp;
 mod prometheus;
 pub mod remote_write;
 
@@ -15,11 +17,12 @@ use super::processors::parse;
 use super::Problem;
 
 pub use file::FileExporter;
+pub use otlp::{OtlpExporter, OtlpExporterConfig};
 pub use prometheus::{exposition, PrometheusExporter};
 pub use remote_write::{RemoteWriteConfig, RemoteWriteExporter};
 
 /// The exporter types a config may name.
-pub const KINDS: [&str; 4] = ["prometheusremotewrite", "prometheus", "file", "count"];
+pub const KINDS: [&str; 6] = ["otlp", "otlphttp", "prometheusremotewrite", "prometheus", "file", "count"];
 
 /// Receives each interval's output.
 pub trait Exporter: Send {
@@ -92,19 +95,31 @@ pub fn check(kind: &str, config: &serde_yaml_ng::Value, path: &str) -> Vec<Probl
             }
         }),
         "count" => parse::<CountConfig>(config, path).map(|_| ()),
-        "prometheusremotewrite" => parse::<RemoteWriteConfig>(config, path).and_then(|c| {
-            let problems = c.check(path);
-            if problems.is_empty() {
-                Ok(())
-            } else {
-                Err(problems)
-            }
-        }),
+        "prometheusremotewrite" => parse::<RemoteWriteConfig>(config, path).and_then(|c| none_or(c.check(path))),
+        "otlp" | "otlphttp" => {
+            parse::<OtlpExporterConfig>(config, path).and_then(|c| none_or(c.check(otlp_protocol(kind), path)))
+        }
         other => {
             Err(vec![Problem::new(path, format!("unknown exporter type '{other}' (known: {})", KINDS.join(", ")))])
         }
     };
     result.err().unwrap_or_default()
+}
+
+fn none_or(problems: Vec<Problem>) -> Result<(), Vec<Problem>> {
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+fn otlp_protocol(kind: &str) -> otlp::Protocol {
+    if kind == "otlp" {
+        otlp::Protocol::Grpc
+    } else {
+        otlp::Protocol::Http
+    }
 }
 
 /// Builds an exporter; `prometheus` binds its port (inside a tokio runtime), `file` opens its file in
@@ -134,6 +149,10 @@ pub fn build(
         "prometheusremotewrite" => {
             let config: RemoteWriteConfig = parse(config, path)?;
             RemoteWriteExporter::start(config).map(|e| Box::new(e) as Box<dyn Exporter>).map_err(failed)
+        }
+        "otlp" | "otlphttp" => {
+            let config: OtlpExporterConfig = parse(config, path)?;
+            OtlpExporter::start(config, otlp_protocol(kind)).map(|e| Box::new(e) as Box<dyn Exporter>).map_err(failed)
         }
         _ => Ok(Box::new(CountExporter)),
     }

@@ -1,20 +1,17 @@
 //! `prometheusremotewrite`: sends each flush's output to a Prometheus remote-write 1.0 endpoint (a
 //! `WriteRequest` in protobuf, Snappy block-compressed), translated as in [`crate::prom`].
 //!
-//! Delivery never blocks the pipeline: each flush's request joins a bounded queue that a background
-//! task sends in order. A 5xx or 429 answer (or no answer) is retried with exponential backoff, up to
-//! `max_attempts`; other 4xx answers are final. When the queue is full the oldest request is dropped.
-//! Every drop is counted (requests and samples) and the last failure kept for the pipeline's status.
-//! A dropped exporter (its pipeline replaced by a new version) still delivers what it had queued.
+//! Requests go through the [`delivery`](super::delivery) queue: a 5xx or 429 answer (or no answer) is
+//! retried with backoff, other 4xx answers are final, a full queue drops the oldest, all counted.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use prost::Message;
 use serde::Deserialize;
 
+use super::delivery::{self, DeliveryCounters, DeliveryQueue, Failure, Limits, Transport};
 use super::Exporter;
 use crate::model::Batch;
 use crate::prom;
@@ -95,13 +92,7 @@ impl RemoteWriteConfig {
                 format!("'{}' is not an http(s) URL like http://127.0.0.1:9090/api/v1/write", self.endpoint),
             ));
         }
-        for (name, value) in &self.headers {
-            let valid = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
-                && reqwest::header::HeaderValue::from_str(value).is_ok();
-            if !valid {
-                problems.push(Problem::new(&format!("{path}.headers.{name}"), "is not a valid HTTP header"));
-            }
-        }
+        problems.extend(delivery::check_headers(&self.headers, path));
         for (field, value) in [("timeout_secs", self.timeout_secs), ("max_queue", self.max_queue as u64)] {
             if value == 0 {
                 problems.push(Problem::new(&format!("{path}.{field}"), "must be ≥ 1"));
@@ -114,108 +105,63 @@ impl RemoteWriteConfig {
     }
 }
 
-/// What the exporter counts.
-#[derive(Debug, Default)]
-pub struct DeliveryCounters {
-    pub sent_requests: AtomicU64,
-    pub sent_samples: AtomicU64,
-    pub dropped_requests: AtomicU64,
-    pub dropped_samples: AtomicU64,
-    /// Points Prometheus cannot represent (deltas), left out.
-    pub unrepresentable_points: AtomicU64,
-    pub last_error: Mutex<Option<String>>,
-}
-
-/// One encoded request waiting in the queue.
-struct Pending {
-    body: Vec<u8>,
-    samples: u64,
-}
-
-struct Queue {
-    pending: Mutex<VecDeque<Pending>>,
-    /// Set when the exporter is dropped: the sender delivers what is queued, then ends.
-    closing: std::sync::atomic::AtomicBool,
-    wake: tokio::sync::Notify,
-    max: usize,
-    counters: DeliveryCounters,
-}
-
-impl Queue {
-    fn drop_request(&self, samples: u64, why: String) {
-        self.counters.dropped_requests.fetch_add(1, Ordering::Relaxed);
-        self.counters.dropped_samples.fetch_add(samples, Ordering::Relaxed);
-        tracing::warn!(reason = %why, samples, "remote write: a request was dropped");
-        if let Ok(mut last) = self.counters.last_error.lock() {
-            *last = Some(why);
-        }
-    }
-}
-
 pub struct RemoteWriteExporter {
-    queue: Arc<Queue>,
-    /// Undelivered samples and points counted up to the previous report.
-    reported_undelivered: u64,
+    queue: DeliveryQueue<Vec<u8>>,
+}
+
+/// POSTs Snappy-compressed `WriteRequest`s.
+struct RemoteWriteHttp {
+    client: reqwest::Client,
+    endpoint: String,
+}
+
+impl Transport for RemoteWriteHttp {
+    type Request = Vec<u8>;
+
+    async fn send(&self, body: &Vec<u8>) -> Result<(), Failure> {
+        let answer = self
+            .client
+            .post(&self.endpoint)
+            .header("Content-Type", "application/x-protobuf")
+            .header("Content-Encoding", "snappy")
+            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+            .body(body.clone())
+            .send()
+            .await;
+        delivery::judge_http_answer(answer, &self.endpoint, |status| {
+            status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+        })
+        .await
+    }
 }
 
 impl RemoteWriteExporter {
     /// Starts the sending task; needs a tokio runtime.
     pub fn start(config: RemoteWriteConfig) -> Result<RemoteWriteExporter, String> {
-        // reqwest is built without a TLS provider of its own; the binary installs one at start, and
-        // this makes the exporter usable where nothing did (tests, tools). A second install is refused,
-        // harmlessly.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut headers = reqwest::header::HeaderMap::new();
-        for (name, value) in &config.headers {
-            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
-            headers.insert(name, reqwest::header::HeaderValue::from_str(value).map_err(|e| e.to_string())?);
-        }
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(config.timeout_secs))
-            .default_headers(headers)
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        let queue = Arc::new(Queue {
-            pending: Mutex::new(VecDeque::new()),
-            closing: std::sync::atomic::AtomicBool::new(false),
-            wake: tokio::sync::Notify::new(),
-            max: config.max_queue,
-            counters: DeliveryCounters::default(),
-        });
-        tokio::spawn(send_until_closed(client, config.endpoint, config.max_attempts, queue.clone()));
-        Ok(RemoteWriteExporter { queue, reported_undelivered: 0 })
+        let client = delivery::http_client(Duration::from_secs(config.timeout_secs), &config.headers)?;
+        let limits = Limits { max_queue: config.max_queue, max_attempts: config.max_attempts };
+        let transport = RemoteWriteHttp { client, endpoint: config.endpoint };
+        Ok(RemoteWriteExporter { queue: DeliveryQueue::start("prometheusremotewrite", transport, limits) })
     }
 
     pub fn counters(&self) -> &DeliveryCounters {
-        &self.queue.counters
+        self.queue.counters()
     }
 
     /// Requests waiting to be sent.
     pub fn queue_depth(&self) -> usize {
-        self.queue.pending.lock().map(|q| q.len()).unwrap_or(0)
-    }
-}
-
-impl Drop for RemoteWriteExporter {
-    /// A pipeline replaced by its next version still delivers what it had queued (with its retries),
-    /// in the background; then its sender ends.
-    fn drop(&mut self) {
-        self.queue.closing.store(true, Ordering::Relaxed);
-        self.queue.wake.notify_one();
+        self.queue.depth()
     }
 }
 
 impl Exporter for RemoteWriteExporter {
     fn take_undelivered(&mut self) -> u64 {
-        let counters = &self.queue.counters;
-        let total =
-            counters.dropped_samples.load(Ordering::Relaxed) + counters.unrepresentable_points.load(Ordering::Relaxed);
-        total - std::mem::replace(&mut self.reported_undelivered, total)
+        self.queue.take_undelivered()
     }
 
     fn export(&mut self, batch: &Batch) -> Result<(), String> {
         let (request, unrepresentable) = write_request(batch);
-        self.queue.counters.unrepresentable_points.fetch_add(unrepresentable, Ordering::Relaxed);
+        self.counters().unrepresentable_points.fetch_add(unrepresentable, Ordering::Relaxed);
         let samples = request.timeseries.iter().map(|t| t.samples.len() as u64).sum();
         if samples == 0 {
             return Ok(());
@@ -223,19 +169,7 @@ impl Exporter for RemoteWriteExporter {
         let body = snap::raw::Encoder::new()
             .compress_vec(&request.encode_to_vec())
             .map_err(|e| format!("cannot compress the remote-write request: {e}"))?;
-        let oldest = {
-            let mut pending = self.queue.pending.lock().map_err(|_| "remote-write queue unusable".to_string())?;
-            pending.push_back(Pending { body, samples });
-            (pending.len() > self.queue.max).then(|| pending.pop_front()).flatten()
-        };
-        if let Some(oldest) = oldest {
-            self.queue.drop_request(
-                oldest.samples,
-                format!("the queue is full ({} requests): the oldest was dropped", self.queue.max),
-            );
-        }
-        self.queue.wake.notify_one();
-        Ok(())
+        self.queue.push(body, samples)
     }
 }
 
@@ -265,69 +199,6 @@ pub fn write_request(batch: &Batch) -> (WriteRequest, u64) {
         })
         .collect();
     (WriteRequest { timeseries }, unrepresentable)
-}
-
-/// Sends queued requests in order, until the exporter is dropped and the queue is empty.
-async fn send_until_closed(client: reqwest::Client, endpoint: String, max_attempts: u32, queue: Arc<Queue>) {
-    loop {
-        let next = queue.pending.lock().ok().and_then(|mut q| q.pop_front());
-        let Some(request) = next else {
-            if queue.closing.load(Ordering::Relaxed) {
-                return;
-            }
-            queue.wake.notified().await;
-            continue;
-        };
-        let mut backoff = Duration::from_millis(500);
-        for attempt in 1..=max_attempts {
-            match send(&client, &endpoint, &request.body).await {
-                Ok(()) => {
-                    queue.counters.sent_requests.fetch_add(1, Ordering::Relaxed);
-                    queue.counters.sent_samples.fetch_add(request.samples, Ordering::Relaxed);
-                    break;
-                }
-                Err(Failure::Final(why)) => {
-                    queue.drop_request(request.samples, why);
-                    break;
-                }
-                Err(Failure::Retryable(why)) if attempt == max_attempts => {
-                    queue.drop_request(request.samples, format!("{why} (after {attempt} attempts)"));
-                }
-                Err(Failure::Retryable(_)) => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                }
-            }
-        }
-    }
-}
-
-enum Failure {
-    Retryable(String),
-    Final(String),
-}
-
-async fn send(client: &reqwest::Client, endpoint: &str, body: &[u8]) -> Result<(), Failure> {
-    let answer = client
-        .post(endpoint)
-        .header("Content-Type", "application/x-protobuf")
-        .header("Content-Encoding", "snappy")
-        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-        .body(body.to_vec())
-        .send()
-        .await
-        .map_err(|e| Failure::Retryable(format!("{endpoint}: {e}")))?;
-    let status = answer.status();
-    if status.is_success() {
-        return Ok(());
-    }
-    let text = answer.text().await.unwrap_or_default();
-    let why = format!("{endpoint} answered {status}: {}", text.trim());
-    if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-        Err(Failure::Retryable(why))
-    } else {
-        Err(Failure::Final(why))
-    }
 }
 
 #[cfg(test)]
