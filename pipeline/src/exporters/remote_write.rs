@@ -17,40 +17,7 @@ use crate::model::Batch;
 use crate::prom;
 use crate::Problem;
 
-/// The remote-write 1.0 messages (field numbers from Prometheus's `remote.proto` and `types.proto`).
-mod wire {
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct WriteRequest {
-        #[prost(message, repeated, tag = "1")]
-        pub timeseries: Vec<TimeSeries>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct TimeSeries {
-        #[prost(message, repeated, tag = "1")]
-        pub labels: Vec<Label>,
-        #[prost(message, repeated, tag = "2")]
-        pub samples: Vec<Sample>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Label {
-        #[prost(string, tag = "1")]
-        pub name: String,
-        #[prost(string, tag = "2")]
-        pub value: String,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Sample {
-        #[prost(double, tag = "1")]
-        pub value: f64,
-        #[prost(int64, tag = "2")]
-        pub timestamp: i64,
-    }
-}
-
-pub use wire::WriteRequest;
+use crate::prom::wire::{self, WriteRequest};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -198,7 +165,7 @@ pub fn write_request(batch: &Batch) -> (WriteRequest, u64) {
             wire::TimeSeries { labels, samples }
         })
         .collect();
-    (WriteRequest { timeseries }, unrepresentable)
+    (WriteRequest { timeseries, metadata: Vec::new() }, unrepresentable)
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceReq
 use tonic::codec::CompressionEncoding;
 use tower::ServiceExt;
 
-use super::intake::{Intake, Refusal};
+use super::intake::Intake;
+use crate::sources::buffer::Refusal;
 
 /// The gRPC service: hands each request to the intake.
 struct Export {
@@ -54,7 +55,7 @@ pub fn serve(listener: tokio::net::TcpListener, intake: Arc<Intake>, max_request
                     // An error is a trailers-only answer: its status is among the headers (a success's
                     // comes in the trailers).
                     if answer.headers().get("grpc-status").is_some_and(|code| code.as_bytes() != b"0") {
-                        intake.refused();
+                        intake.buffer.refused();
                     }
                     Ok::<_, std::convert::Infallible>(answer)
                 }

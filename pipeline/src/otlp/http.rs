@@ -17,7 +17,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use prost::Message;
 
-use super::intake::{Intake, Refusal};
+use super::intake::Intake;
+use crate::sources::buffer::Refusal;
 
 /// `google.rpc.Status`, the body of OTLP/HTTP's error answers (field numbers from its `.proto`).
 #[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
@@ -72,7 +73,7 @@ pub fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> tokio::t
 async fn handle(request: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
     let answer = export(request, shared).await;
     if answer.status() != StatusCode::OK {
-        shared.intake.refused();
+        shared.intake.buffer.refused();
     }
     answer
 }

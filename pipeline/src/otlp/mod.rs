@@ -25,7 +25,7 @@ use serde::{Deserialize, Deserializer};
 use crate::model::Batch;
 use crate::sources::Source;
 use crate::Problem;
-pub use intake::ReceiverCounters;
+pub use crate::sources::buffer::ReceiverCounters;
 
 /// Where OTLP/gRPC listens when the config does not say (loopback: nothing outside the host can send
 /// unless the config opens it).
@@ -203,7 +203,7 @@ impl OtlpSource {
     }
 
     pub fn counters(&self) -> &ReceiverCounters {
-        &self.intake.counters
+        &self.intake.buffer.counters
     }
 }
 
@@ -227,7 +227,7 @@ impl Source for OtlpSource {
     }
 
     fn take_pending(&mut self) -> Batch {
-        self.intake.drain()
+        self.intake.buffer.drain()
     }
 }
 

@@ -1,5 +1,6 @@
 //! Sources (the config's `receivers`): where a pipeline's points come from each interval.
 
+pub mod buffer;
 mod host;
 mod process;
 pub mod synthetic;

@@ -15,6 +15,10 @@
 //! - delta sums and histograms cannot be represented (Prometheus has no deltas): they are left out and
 //!   counted by the caller.
 
+pub mod assemble;
+pub mod text;
+pub mod wire;
+
 use std::collections::BTreeMap;
 
 use crate::model::{ExponentialHistogram, Histogram, MetricKind, Point, Temporality, Value};

@@ -1,0 +1,65 @@
+//! The bounded buffer between a push or background receiver (OTLP, remote write, scrapes) and its
+//! pipeline: receivers add points as they arrive, each flush drains them. A full buffer refuses what
+//! comes next (senders retry, scrapes are counted as dropped), so a stalled pipeline never makes the
+//! agent grow without bound.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::model::Point;
+
+/// What a receiver counts (the agent reports them as its self-metrics).
+#[derive(Debug, Default)]
+pub struct ReceiverCounters {
+    pub accepted_points: AtomicU64,
+    /// Points left out of an accepted request (NaN values, inconsistent histograms).
+    pub rejected_points: AtomicU64,
+    /// Requests (or scrapes) refused whole: undecodable, too large, wrong type, or the buffer full.
+    pub refused_requests: AtomicU64,
+}
+
+/// Why points were refused whole.
+#[derive(Debug, PartialEq)]
+pub enum Refusal {
+    /// The pipeline has not drained the buffer: the sender should retry later.
+    BufferFull,
+    /// The buffer's lock was poisoned by a panic elsewhere.
+    Unusable,
+}
+
+pub struct PointBuffer {
+    points: Mutex<Vec<Point>>,
+    max_points: usize,
+    pub counters: ReceiverCounters,
+}
+
+impl PointBuffer {
+    pub fn new(max_points: usize) -> PointBuffer {
+        PointBuffer { points: Mutex::new(Vec::new()), max_points, counters: ReceiverCounters::default() }
+    }
+
+    /// Adds all of `points` (and counts `rejected` left out of them), or none when they do not fit.
+    pub fn push(&self, points: Vec<Point>, rejected: u64) -> Result<(), Refusal> {
+        let accepted = points.len() as u64;
+        {
+            let mut buffer = self.points.lock().map_err(|_| Refusal::Unusable)?;
+            if buffer.len() + points.len() > self.max_points {
+                return Err(Refusal::BufferFull);
+            }
+            buffer.extend(points);
+        }
+        self.counters.accepted_points.fetch_add(accepted, Ordering::Relaxed);
+        self.counters.rejected_points.fetch_add(rejected, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Counts a request refused whole.
+    pub fn refused(&self) {
+        self.counters.refused_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The points received since the previous drain.
+    pub fn drain(&self) -> Vec<Point> {
+        self.points.lock().map(|mut buffer| std::mem::take(&mut *buffer)).unwrap_or_default()
+    }
+}
