@@ -16,6 +16,7 @@
 //!   counted by the caller.
 
 pub mod assemble;
+pub mod relabel;
 pub mod text;
 pub mod wire;
 

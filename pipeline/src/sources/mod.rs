@@ -3,6 +3,7 @@
 pub mod buffer;
 mod host;
 mod process;
+pub mod scrape;
 pub mod synthetic;
 
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use super::Problem;
 
 pub use host::HostSource;
 pub use process::ProcessSource;
+pub use scrape::{ScrapeReceiverConfig, ScrapeSource};
 pub use synthetic::SyntheticSource;
 
 /// The metrics every process yields, in this order, from the real and the simulated process sources
@@ -36,7 +38,7 @@ pub fn process_metrics() -> [Arc<Metric>; 5] {
 }
 
 /// The receiver types a config may name.
-pub const KINDS: [&str; 4] = ["otlp", "process", "host", "synthetic"];
+pub const KINDS: [&str; 5] = ["otlp", "prometheus", "process", "host", "synthetic"];
 
 /// Produces one interval's points.
 pub trait Source: Send {
@@ -56,6 +58,7 @@ pub fn build(kind: &str, config: &serde_yaml_ng::Value, path: &str) -> Result<Bo
         "host" => Ok(Box::new(HostSource::new(parse(config, path)?))),
         "synthetic" => SyntheticSource::new(parse(config, path)?, path).map(|s| Box::new(s) as Box<dyn Source>),
         "otlp" => OtlpSource::start(parse(config, path)?, path).map(|s| Box::new(s) as Box<dyn Source>),
+        "prometheus" => ScrapeSource::start(parse(config, path)?, path).map(|s| Box::new(s) as Box<dyn Source>),
         other => {
             Err(vec![Problem::new(path, format!("unknown receiver type '{other}' (known: {})", KINDS.join(", ")))])
         }
@@ -72,6 +75,10 @@ pub fn check(kind: &str, config: &serde_yaml_ng::Value, path: &str) -> Vec<Probl
         },
         // Checked without binding its ports (the server validates configs it never runs).
         "otlp" => match parse::<OtlpConfig>(config, path) {
+            Ok(config) => config.check(path),
+            Err(problems) => problems,
+        },
+        "prometheus" => match parse::<ScrapeReceiverConfig>(config, path) {
             Ok(config) => config.check(path),
             Err(problems) => problems,
         },
