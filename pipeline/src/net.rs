@@ -36,19 +36,42 @@ where
     })
 }
 
-/// The addresses the first pipeline of `config` would listen on, with the path of each (`otlp`
-/// receivers, `prometheus` exporters). Two pipelines on one agent must not share one: with SO_REUSEPORT
+/// A request's body, or `None` when it is (or announces being) over `limit` bytes.
+pub async fn body_within(request: hyper::Request<hyper::body::Incoming>, limit: usize) -> Option<bytes::Bytes> {
+    use http_body_util::BodyExt;
+    let declared: Option<usize> = request
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return None;
+    }
+    http_body_util::Limited::new(request.into_body(), limit).collect().await.ok().map(|body| body.to_bytes())
+}
+
+/// The addresses the first pipeline of `config` would listen on, with the path of each (`otlp` and
+/// `prometheus_remote_write` receivers, `prometheus` exporters). Two pipelines on one agent must not share one: with SO_REUSEPORT
 /// both would bind, and the kernel would split the connections between them.
 pub fn listen_addresses(config: &crate::config::PipelineConfig) -> Vec<(String, std::net::SocketAddr)> {
     let Some(pipeline) = config.service.pipelines.values().next() else { return Vec::new() };
     let mut found = Vec::new();
     for id in &pipeline.receivers {
-        if crate::config::component_type(id) != "otlp" {
-            continue;
-        }
         let section = config.receivers.get(id).cloned().unwrap_or_default();
-        let Ok(otlp) = crate::processors::parse::<crate::otlp::OtlpConfig>(&section, "") else { continue };
-        found.extend(otlp.endpoints(&format!("receivers.{id}")));
+        let path = format!("receivers.{id}");
+        match crate::config::component_type(id) {
+            "otlp" => {
+                let Ok(otlp) = crate::processors::parse::<crate::otlp::OtlpConfig>(&section, "") else { continue };
+                found.extend(otlp.endpoints(&path));
+            }
+            "prometheus_remote_write" => {
+                let parsed = crate::processors::parse::<crate::sources::RemoteWriteReceiverConfig>(&section, "");
+                if let Some(addr) = parsed.ok().and_then(|c| c.endpoint.parse().ok()) {
+                    found.push((format!("{path}.endpoint"), addr));
+                }
+            }
+            _ => {}
+        }
     }
     for id in &pipeline.exporters {
         if crate::config::component_type(id) != "prometheus" {

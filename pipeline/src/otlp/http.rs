@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use prost::Message;
@@ -110,13 +110,8 @@ async fn export(request: Request<Incoming>, shared: &Shared) -> Response<Full<By
         }
     };
     let limit = shared.max_request_bytes;
-    let declared: Option<usize> = header(CONTENT_LENGTH).parse().ok();
-    if declared.is_some_and(|length| length > limit) {
+    let Some(body) = crate::net::body_within(request, limit).await else {
         return status(StatusCode::PAYLOAD_TOO_LARGE, encoding, &format!("the body is over {limit} bytes"));
-    }
-    let body = match Limited::new(request.into_body(), limit).collect().await {
-        Ok(body) => body.to_bytes(),
-        Err(_) => return status(StatusCode::PAYLOAD_TOO_LARGE, encoding, &format!("the body is over {limit} bytes")),
     };
     let body = if gzip {
         match gunzip(&body, limit) {

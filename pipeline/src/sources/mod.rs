@@ -3,6 +3,7 @@
 pub mod buffer;
 mod host;
 mod process;
+pub mod remote_write;
 pub mod scrape;
 pub mod synthetic;
 
@@ -15,6 +16,7 @@ use super::Problem;
 
 pub use host::HostSource;
 pub use process::ProcessSource;
+pub use remote_write::{RemoteWriteReceiverConfig, RemoteWriteSource};
 pub use scrape::{ScrapeReceiverConfig, ScrapeSource};
 pub use synthetic::SyntheticSource;
 
@@ -38,7 +40,7 @@ pub fn process_metrics() -> [Arc<Metric>; 5] {
 }
 
 /// The receiver types a config may name.
-pub const KINDS: [&str; 5] = ["otlp", "prometheus", "process", "host", "synthetic"];
+pub const KINDS: [&str; 6] = ["otlp", "prometheus", "prometheus_remote_write", "process", "host", "synthetic"];
 
 /// Produces one interval's points.
 pub trait Source: Send {
@@ -59,6 +61,9 @@ pub fn build(kind: &str, config: &serde_yaml_ng::Value, path: &str) -> Result<Bo
         "synthetic" => SyntheticSource::new(parse(config, path)?, path).map(|s| Box::new(s) as Box<dyn Source>),
         "otlp" => OtlpSource::start(parse(config, path)?, path).map(|s| Box::new(s) as Box<dyn Source>),
         "prometheus" => ScrapeSource::start(parse(config, path)?, path).map(|s| Box::new(s) as Box<dyn Source>),
+        "prometheus_remote_write" => {
+            RemoteWriteSource::start(parse(config, path)?, path).map(|s| Box::new(s) as Box<dyn Source>)
+        }
         other => {
             Err(vec![Problem::new(path, format!("unknown receiver type '{other}' (known: {})", KINDS.join(", ")))])
         }
@@ -75,6 +80,10 @@ pub fn check(kind: &str, config: &serde_yaml_ng::Value, path: &str) -> Vec<Probl
         },
         // Checked without binding its ports (the server validates configs it never runs).
         "otlp" => match parse::<OtlpConfig>(config, path) {
+            Ok(config) => config.check(path),
+            Err(problems) => problems,
+        },
+        "prometheus_remote_write" => match parse::<RemoteWriteReceiverConfig>(config, path) {
             Ok(config) => config.check(path),
             Err(problems) => problems,
         },
