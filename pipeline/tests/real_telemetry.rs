@@ -1,10 +1,13 @@
 //! Phoenix's pipeline between software nobody here wrote: the OpenTelemetry Python SDK sends over
-//! OTLP/HTTP into the `otlp` receiver, the output goes by remote write into a real Prometheus server, and
-//! Prometheus's own HTTP API says what arrived.
+//! OTLP/gRPC and OTLP/HTTP into the `otlp` receiver; the `prometheus` receiver scrapes a Python
+//! prometheus-client exporter and a real Prometheus's own `/metrics`; a real Prometheus remote-writes
+//! into the `prometheus_remote_write` receiver. The output goes by remote write into a real Prometheus
+//! server, and Prometheus's own HTTP API says what arrived.
 //!
-//! Needs `PHOENIX_TEST_OTEL_PYTHON` (a Python with the SDK; scripts/test installs it) and `prometheus`
-//! on the PATH (the Debian package; scripts/test installs it).
+//! Needs `PHOENIX_TEST_OTEL_PYTHON` (a Python with the SDK and prometheus-client; scripts/test installs
+//! it) and `prometheus` on the PATH (the Debian package; scripts/test installs it).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,6 +22,9 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
+/// One series as Prometheus's query API shows it.
+type Series = (BTreeMap<String, String>, f64);
+
 /// A Prometheus server on a free port with its own data directory, stopped when dropped.
 struct Prometheus {
     child: Child,
@@ -27,13 +33,14 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    async fn start() -> Prometheus {
+    /// Starts one whose config is `config(its own port)`.
+    async fn start(config: impl FnOnce(u16) -> String) -> Prometheus {
         let dir = tempfile::tempdir().expect("dir");
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(&config, "global: {}\n").expect("config");
         let port = free_port();
+        let file = dir.path().join("prometheus.yml");
+        std::fs::write(&file, config(port)).expect("config");
         let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--config.file={}", file.display()))
             .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--web.enable-remote-write-receiver")
@@ -50,16 +57,41 @@ impl Prometheus {
         prometheus
     }
 
+    /// A backend that only receives.
+    async fn backend() -> Prometheus {
+        Prometheus::start(|_| "global: {}\n".into()).await
+    }
+
     fn write_url(&self) -> String {
         format!("http://127.0.0.1:{}/api/v1/write", self.port)
     }
 
+    /// The series an instant query yields, with their values.
+    async fn series(&self, query: &str) -> Vec<Series> {
+        let url = format!("http://127.0.0.1:{}/api/v1/query", self.port);
+        let answer: serde_json::Value = reqwest::Client::new()
+            .get(url)
+            .query(&[("query", query)])
+            .send()
+            .await
+            .expect("Prometheus answers")
+            .json()
+            .await
+            .expect("JSON");
+        let results = answer["data"]["result"].as_array().cloned().unwrap_or_default();
+        results
+            .iter()
+            .map(|result| {
+                let labels = serde_json::from_value(result["metric"].clone()).expect("labels");
+                let value = result["value"][1].as_str().and_then(|v| v.parse().ok()).expect("a number");
+                (labels, value)
+            })
+            .collect()
+    }
+
     /// The value of an instant query that yields one number, if it yields one.
     async fn number(&self, query: &str) -> Option<f64> {
-        let url = format!("http://127.0.0.1:{}/api/v1/query", self.port);
-        let answer: serde_json::Value =
-            reqwest::Client::new().get(url).query(&[("query", query)]).send().await.ok()?.json().await.ok()?;
-        answer["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+        self.series(query).await.first().map(|(_, value)| *value)
     }
 }
 
@@ -88,25 +120,29 @@ fn python() -> PathBuf {
     )
 }
 
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join(name)
+}
+
 /// Runs the SDK sender to completion.
-async fn send_with_the_sdk(endpoint: &str, service: &str) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/otel_sender.py");
+async fn send_with_the_sdk(protocol: &str, endpoint: &str, service: &str) {
     let output = tokio::process::Command::new(python())
-        .arg(script)
-        .args([endpoint, service, &USERS.to_string(), &ROUTES.to_string()])
+        .arg(script("otel_sender.py"))
+        .args([protocol, endpoint, service, &USERS.to_string(), &ROUTES.to_string()])
         .output()
         .await
         .expect("python runs");
     assert!(output.status.success(), "the SDK sender failed: {}", String::from_utf8_lossy(&output.stderr));
 }
 
-/// A pipeline from the otlp receiver through `processors` to Prometheus.
-fn pipeline(otlp_port: u16, prometheus: &Prometheus, processors: &str, chain: &str) -> Pipeline {
+/// A pipeline from `receiver` (its YAML) through `processors` to Prometheus.
+fn pipeline(receiver: &str, prometheus: &Prometheus, processors: &str, chain: &str) -> Pipeline {
+    let kind = receiver.split(':').next().expect("a receiver type").trim();
     let text = format!(
-        "receivers: {{otlp: {{protocols: {{http: {{endpoint: \"127.0.0.1:{otlp_port}\"}}}}}}}}\n\
+        "receivers: {{{receiver}}}\n\
          processors: {processors}\n\
          exporters: {{prometheusremotewrite: {{endpoint: \"{}\"}}}}\n\
-         service: {{pipelines: {{metrics: {{receivers: [otlp], processors: [{chain}], exporters: [prometheusremotewrite]}}}}}}\n",
+         service: {{pipelines: {{metrics: {{receivers: [{kind}], processors: [{chain}], exporters: [prometheusremotewrite]}}}}}}\n",
         prometheus.write_url()
     );
     let config = parse(&text).expect("config");
@@ -114,18 +150,20 @@ fn pipeline(otlp_port: u16, prometheus: &Prometheus, processors: &str, chain: &s
     Pipeline::build(&config, None, Vec::new(), &dir).unwrap_or_else(|e| panic!("{e:?}"))
 }
 
-/// Sends with the SDK as `service`, runs the pipeline until it had input, and returns its stats.
-async fn run(processors: &str, chain: &str, service: &str, prometheus: &Prometheus) {
+/// Sends with the SDK as `service` over `protocol`, runs the pipeline once, and waits for the output
+/// to reach Prometheus.
+async fn run(protocol: &str, processors: &str, chain: &str, service: &str, prometheus: &Prometheus) {
     let port = free_port();
-    let mut pipeline = pipeline(port, prometheus, processors, chain);
-    send_with_the_sdk(&format!("http://127.0.0.1:{port}"), service).await;
+    let receiver = format!("otlp: {{protocols: {{{protocol}: {{endpoint: \"127.0.0.1:{port}\"}}}}}}");
+    let mut pipeline = pipeline(&receiver, prometheus, processors, chain);
+    send_with_the_sdk(protocol, &format!("http://127.0.0.1:{port}"), service).await;
     // The sender has exited, so everything it sent is in the receiver's buffer: one flush takes it.
     let (stats, errors) = pipeline.run_interval(chrono_now_ms());
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(
         stats.input_series as u64,
-        2 * USERS * ROUTES,
-        "one counter and one histogram series per user and route"
+        3 * USERS * ROUTES,
+        "a counter, a histogram and a gauge series per user and route"
     );
     // Delivery is in the background: keep the pipeline (and its sender) alive until it arrives.
     let count = format!("count(shop_requests_total{{job=\"{service}\"}})");
@@ -143,22 +181,26 @@ fn expected_requests_total() -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sdk_metrics_reach_prometheus_unchanged_through_a_pass_through_and_cut_through_aggregate() {
+async fn sdk_metrics_over_grpc_and_http_reach_prometheus_unchanged_through_a_pass_through_and_cut_through_aggregate() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let prometheus = Prometheus::start().await;
+    let prometheus = Prometheus::backend().await;
 
-    run("{}", "", "baseline", &prometheus).await;
+    run("grpc", "{}", "", "baseline", &prometheus).await;
     let total = |job: &str, metric: &str| format!("sum({metric}{{job=\"{job}\"}})");
     let series = |job: &str, metric: &str| format!("count({metric}{{job=\"{job}\"}})");
     assert_eq!(prometheus.number(&series("baseline", "shop_requests_total")).await, Some((USERS * ROUTES) as f64));
     assert_eq!(prometheus.number(&total("baseline", "shop_requests_total")).await, Some(expected_requests_total()));
     assert_eq!(prometheus.number(&series("baseline", "shop_latency_count")).await, Some((USERS * ROUTES) as f64));
     assert_eq!(prometheus.number(&total("baseline", "shop_latency_count")).await, Some((USERS * ROUTES) as f64));
+    assert_eq!(prometheus.number(&series("baseline", "shop_queue_depth")).await, Some((USERS * ROUTES) as f64));
+    let depths = ((0..USERS).map(|u| u % 3).sum::<u64>() * ROUTES) as f64;
+    assert_eq!(prometheus.number(&total("baseline", "shop_queue_depth")).await, Some(depths));
 
-    run("{aggregate: {labels: [user_id]}}", "aggregate", "aggregate", &prometheus).await;
+    run("http", "{aggregate: {labels: [user_id]}}", "aggregate", "aggregate", &prometheus).await;
     assert_eq!(prometheus.number(&series("aggregate", "shop_requests_total")).await, Some(ROUTES as f64));
     assert_eq!(prometheus.number(&total("aggregate", "shop_requests_total")).await, Some(expected_requests_total()));
     assert_eq!(prometheus.number(&series("aggregate", "shop_latency_count")).await, Some(ROUTES as f64));
+    assert_eq!(prometheus.number(&series("aggregate", "shop_queue_depth")).await, Some(ROUTES as f64));
     assert_eq!(
         prometheus.number(&total("aggregate", "shop_latency_count")).await,
         Some((USERS * ROUTES) as f64),
@@ -167,4 +209,172 @@ async fn sdk_metrics_reach_prometheus_unchanged_through_a_pass_through_and_cut_t
     // The buckets merged bucket by bucket: values of 0.0 (u % 5 == 0) fall in the first bucket (le=0).
     let zeros = prometheus.number("sum(shop_latency_bucket{job=\"aggregate\", le=\"0\"})").await;
     assert_eq!(zeros, Some((USERS.div_ceil(5) * ROUTES) as f64));
+}
+
+/// The Python prometheus-client exporter on a free port, killed when dropped.
+struct ClientExporter {
+    child: Child,
+    port: u16,
+}
+
+impl ClientExporter {
+    async fn start() -> ClientExporter {
+        let port = free_port();
+        let child = Command::new(python())
+            .arg(script("prom_exporter.py"))
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("python runs");
+        let exporter = ClientExporter { child, port };
+        let url = format!("http://127.0.0.1:{port}/metrics");
+        wait_for("the client exporter to answer", || async {
+            reqwest::get(&url).await.ok().filter(|r| r.status().is_success()).map(|_| ())
+        })
+        .await;
+        exporter
+    }
+
+    fn target(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for ClientExporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A job's series without the labels that differ between two paths to the same target (`job`) and
+/// with `le` in one spelling (Phoenix writes bounds in their shortest form, `1` for `1.0`, as the
+/// Collector's remote-write exporter does), leaving out Prometheus's per-scrape series.
+fn comparable(series: Vec<Series>) -> Vec<(Vec<(String, String)>, f64)> {
+    let mut out: Vec<(Vec<(String, String)>, f64)> = series
+        .into_iter()
+        .filter(|(labels, _)| {
+            let name = labels.get("__name__").map(String::as_str).unwrap_or("");
+            name != "up" && !name.starts_with("scrape_")
+        })
+        .map(|(mut labels, value)| {
+            labels.remove("job");
+            if let Some(le) = labels.get_mut("le") {
+                *le = le.parse::<f64>().map(|b| b.to_string()).unwrap_or_else(|_| le.clone());
+            }
+            (labels.into_iter().collect(), value)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Runs `pipeline`'s intervals until `done` holds, then a little longer so the last output is delivered.
+async fn run_until(pipeline: &mut Pipeline, what: &str, done: impl AsyncFn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        let (_, errors) = pipeline.run_interval(chrono_now_ms());
+        assert!(errors.is_empty(), "{errors:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_prometheus_receiver_scrapes_a_client_exporter_and_prometheus_itself_as_prometheus_does() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let exporter = ClientExporter::start().await;
+    let target = exporter.target();
+    // The backend scrapes the same targets directly: what comes through Phoenix must match.
+    let backend = Prometheus::start(|port| {
+        format!(
+            "global: {{scrape_interval: 1s}}\nscrape_configs:\n\
+             - {{job_name: app-direct, static_configs: [{{targets: ['{target}']}}]}}\n\
+             - {{job_name: prom-direct, static_configs: [{{targets: ['127.0.0.1:{port}']}}]}}\n"
+        )
+    })
+    .await;
+    let receiver = format!(
+        "prometheus: {{config: {{scrape_configs: [\
+         {{job_name: app, scrape_interval: 1s, static_configs: [{{targets: ['{target}']}}]}},\
+         {{job_name: prom-self, scrape_interval: 1s, static_configs: [{{targets: ['127.0.0.1:{}']}}]}}]}}}}",
+        backend.port
+    );
+    let mut pipeline = pipeline(&receiver, &backend, "{}", "");
+    run_until(&mut pipeline, "both scrapes and the direct ones in the backend", async || {
+        let up = backend.series("up == 1").await;
+        ["app", "prom-self", "app-direct", "prom-direct"]
+            .iter()
+            .all(|job| up.iter().any(|(labels, _)| labels.get("job").map(String::as_str) == Some(*job)))
+    })
+    .await;
+    // A last interval so that the scrape the direct one is compared with has been delivered.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    pipeline.run_interval(chrono_now_ms());
+    wait_for("the client exporter's series through Phoenix", || async {
+        let direct = comparable(backend.series("{job=\"app-direct\"}").await);
+        let through = comparable(backend.series("{job=\"app\"}").await);
+        (direct.len() >= 20 && direct == through).then_some(())
+    })
+    .await;
+    let through = comparable(backend.series("{job=\"app\"}").await);
+    let find = |name: &str, label: (&str, &str)| {
+        through
+            .iter()
+            .find(|(labels, _)| {
+                labels.contains(&("__name__".to_string(), name.to_string()))
+                    && labels.contains(&(label.0.to_string(), label.1.to_string()))
+            })
+            .map(|(_, value)| *value)
+    };
+    assert_eq!(find("shop_orders_total", ("shop", "s3")), Some(4.0), "{through:?}");
+    assert_eq!(find("shop_queue_depth", ("shop", "s4")), Some(40.0));
+    assert_eq!(find("shop_order_seconds_bucket", ("le", "1")), Some(2.0), "the histogram's buckets");
+    assert_eq!(find("shop_order_seconds_count", ("instance", &target)), Some(3.0));
+    // Prometheus's own metrics: its build info as it reports it, and a histogram with all its buckets.
+    let labels = |series: Vec<Series>| series.into_iter().map(|(mut l, _)| { l.remove("job"); l }).collect::<Vec<_>>();
+    assert_eq!(
+        labels(backend.series("prometheus_build_info{job=\"prom-self\"}").await),
+        labels(backend.series("prometheus_build_info{job=\"prom-direct\"}").await)
+    );
+    let buckets = |job: &str| format!("count(prometheus_http_request_duration_seconds_bucket{{job=\"{job}\", handler=\"/-/ready\"}})");
+    let direct_buckets = backend.number(&buckets("prom-direct")).await;
+    assert!(direct_buckets.is_some_and(|n| n > 1.0), "{direct_buckets:?}");
+    assert_eq!(backend.number(&buckets("prom-self")).await, direct_buckets);
+    drop(exporter);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prometheus_remote_writes_through_phoenix_into_another_unchanged() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let exporter = ClientExporter::start().await;
+    let target = exporter.target();
+    let backend = Prometheus::backend().await;
+    let receiver_port = free_port();
+    let receiver = format!("prometheus_remote_write: {{endpoint: '127.0.0.1:{receiver_port}'}}");
+    let mut pipeline = pipeline(&receiver, &backend, "{}", "");
+    // The sender scrapes the exporter and remote-writes everything to Phoenix, which writes to the backend.
+    let sender = Prometheus::start(|_| {
+        format!(
+            "global: {{scrape_interval: 1s}}\nscrape_configs:\n\
+             - {{job_name: app, static_configs: [{{targets: ['{target}']}}]}}\n\
+             remote_write:\n\
+             - url: http://127.0.0.1:{receiver_port}/api/v1/write\n\
+             \x20 queue_config: {{batch_send_deadline: 1s}}\n\
+             \x20 metadata_config: {{send_interval: 1s}}\n"
+        )
+    })
+    .await;
+    run_until(&mut pipeline, "the sender's series in the backend", async || {
+        backend.number("count(shop_order_seconds_bucket{job=\"app\"})").await == Some(3.0)
+            && backend.number("count(shop_orders_total{job=\"app\"})").await == Some(5.0)
+    })
+    .await;
+    wait_for("every series the sender holds in the backend, with the same values", || async {
+        let at_sender = comparable(sender.series("{job=\"app\"}").await);
+        let at_backend = comparable(backend.series("{job=\"app\"}").await);
+        (at_sender.len() >= 20 && at_sender == at_backend).then_some(())
+    })
+    .await;
+    drop(exporter);
 }

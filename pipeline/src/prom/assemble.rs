@@ -74,8 +74,6 @@ enum Role {
     Quantile(f64),
     Sum,
     Count,
-    /// OpenMetrics' `_created`: a start time, not a series.
-    Created,
 }
 
 /// The samples of one histogram or summary series, collected before it is built.
@@ -103,9 +101,6 @@ pub fn assemble(samples: Vec<FlatSample>, types: &dyn Fn(&str) -> Option<FamilyT
     let mut order: HashMap<(String, Vec<(String, String)>), usize> = HashMap::new();
     for sample in samples {
         let (family, role) = role(&sample, types, &inferred_histograms);
-        if matches!(role, Role::Created) {
-            continue;
-        }
         if sample.value.to_bits() == STALE_NAN {
             // Prometheus's mark for a series that ended: not a value, nothing to reject.
             continue;
@@ -133,7 +128,7 @@ pub fn assemble(samples: Vec<FlatSample>, types: &dyn Fn(&str) -> Option<FamilyT
             Role::Quantile(quantile) => entry.quantiles.push(Quantile { quantile, value: sample.value }),
             Role::Sum => entry.sum = Some(sample.value),
             Role::Count => entry.count = Some(sample.value),
-            Role::Plain(_) | Role::Created => {}
+            Role::Plain(_) => {}
         }
     }
     for ((_, family, labels), parts) in parts {
@@ -175,7 +170,8 @@ fn role(sample: &FlatSample, types: &dyn Fn(&str) -> Option<FamilyType>, inferre
         }
         _ => {}
     }
-    for suffix in ["_bucket", "_sum", "_count", "_total", "_created"] {
+    // OpenMetrics' `_created` series stay gauges of their own, as Prometheus stores them.
+    for suffix in ["_bucket", "_sum", "_count", "_total"] {
         let Some(family) = name.strip_suffix(suffix) else { continue };
         let declared = types(family);
         let histogram = declared == Some(FamilyType::Histogram) || inferred.contains(family);
@@ -185,9 +181,6 @@ fn role(sample: &FlatSample, types: &dyn Fn(&str) -> Option<FamilyType>, inferre
             "_sum" if histogram || summary => Some(Role::Sum),
             "_count" if histogram || summary => Some(Role::Count),
             "_total" if declared == Some(FamilyType::Counter) => Some(Role::Plain(MetricKind::COUNTER)),
-            "_created" if declared.is_some_and(|t| t != FamilyType::Gauge && t != FamilyType::Untyped) => {
-                Some(Role::Created)
-            }
             _ => None,
         };
         if let Some(role) = role {
@@ -307,8 +300,8 @@ mod tests {
         let out = assemble(samples, &types);
         assert_eq!(out.rejected, 1, "the NaN gauge");
         let kinds: Vec<(&str, &str)> = out.points.iter().map(|p| (p.name(), p.kind().name())).collect();
-        assert_eq!(kinds, [("jobs_total", "sum"), ("errors_total", "sum"), ("rpc", "summary")]);
-        let Value::Summary(s) = &out.points[2].value else { panic!() };
+        assert_eq!(kinds, [("jobs_total", "sum"), ("jobs_created", "gauge"), ("errors_total", "sum"), ("rpc", "summary")]);
+        let Value::Summary(s) = &out.points[3].value else { panic!() };
         assert_eq!((s.count, s.sum, s.quantiles.len()), (40, 10.0, 2));
     }
 
