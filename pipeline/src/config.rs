@@ -9,7 +9,10 @@
 //!     metrics: { receivers: [synthetic], processors: [topk], exporters: [count] }
 //! ```
 //!
-//! Component ids are `type` or `type/name` (`filter/critical`), as in the OpenTelemetry Collector.
+//! Component ids are `type` or `type/name` (`filter/critical`), as in the OpenTelemetry Collector. A
+//! Collector config mostly works as it is: its `extensions`, `service.extensions`, `service.telemetry`
+//! and its traces and logs pipelines are accepted and ignored, each with a warning that says so (the
+//! components only those pipelines use are not checked).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -28,7 +31,26 @@ pub struct PipelineConfig {
     pub processors: BTreeMap<String, serde_yaml_ng::Value>,
     #[serde(default)]
     pub exporters: BTreeMap<String, serde_yaml_ng::Value>,
+    /// Collector extensions (health checks, authenticators, …): accepted, not run.
+    #[serde(default)]
+    pub extensions: BTreeMap<String, serde_yaml_ng::Value>,
     pub service: Service,
+}
+
+/// The signals of Collector pipelines Phoenix does not run (`traces`, `traces/name`, …). Every other
+/// pipeline is a metrics pipeline: `metrics` as in the Collector, or any name Phoenix configs used.
+pub const IGNORED_SIGNALS: [&str; 3] = ["traces", "logs", "profiles"];
+
+/// True for a pipeline id Phoenix runs.
+pub fn is_metrics_pipeline(id: &str) -> bool {
+    !IGNORED_SIGNALS.contains(&component_type(id))
+}
+
+impl PipelineConfig {
+    /// The metrics pipeline Phoenix runs: the first by id.
+    pub fn metrics_pipeline(&self) -> Option<(&str, &PipelineDef)> {
+        self.service.pipelines.iter().find(|(id, _)| is_metrics_pipeline(id)).map(|(k, v)| (k.as_str(), v))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -36,6 +58,12 @@ pub struct PipelineConfig {
 pub struct Service {
     #[serde(default)]
     pub pipelines: BTreeMap<String, PipelineDef>,
+    /// The Collector's enabled extensions: accepted, not run.
+    #[serde(default)]
+    pub extensions: Vec<String>,
+    /// The Collector's own telemetry settings: accepted, not used (the agent reports its own).
+    #[serde(default)]
+    pub telemetry: Option<serde_yaml_ng::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -95,19 +123,75 @@ pub fn validate_text(text: &str) -> (Option<PipelineConfig>, Validation) {
 /// Checks every component's settings and every reference of the pipelines.
 pub fn validate(config: &PipelineConfig) -> Validation {
     let mut v = Validation::default();
-    for (id, section) in &config.receivers {
+    let ignored = used_only_by_ignored_pipelines(config);
+    let skip = |section: &str, id: &str| ignored.contains(&(section.to_string(), id.to_string()));
+    for (id, section) in config.receivers.iter().filter(|(id, _)| !skip("receivers", id)) {
         v.errors.extend(sources::check(component_type(id), section, &format!("receivers.{id}")));
     }
-    for (id, section) in &config.processors {
-        if let Err(problems) = processors::build(component_type(id), section, &format!("processors.{id}")) {
-            v.errors.extend(problems);
+    for (id, section) in config.processors.iter().filter(|(id, _)| !skip("processors", id)) {
+        let path = format!("processors.{id}");
+        match processors::build(component_type(id), section, &path) {
+            Ok(_) => v.warnings.extend(processors::warnings(component_type(id), section, &path)),
+            Err(problems) => v.errors.extend(problems),
         }
     }
-    for (id, section) in &config.exporters {
-        v.errors.extend(exporters::check(component_type(id), section, &format!("exporters.{id}")));
+    for (id, section) in config.exporters.iter().filter(|(id, _)| !skip("exporters", id)) {
+        let path = format!("exporters.{id}");
+        let problems = exporters::check(component_type(id), section, &path);
+        if problems.is_empty() {
+            v.warnings.extend(exporters::warnings(component_type(id), section, &path));
+        }
+        v.errors.extend(problems);
     }
+    for (section, id) in &ignored {
+        v.warnings.push(Problem::new(
+            &format!("{section}.{id}"),
+            "used only by pipelines Phoenix does not run (traces, logs): not checked",
+        ));
+    }
+    check_collector_sections(config, &mut v);
     check_pipelines(config, &mut v);
     v
+}
+
+/// Components that only traces, logs or profiles pipelines use.
+fn used_only_by_ignored_pipelines(config: &PipelineConfig) -> BTreeSet<(String, String)> {
+    let mut by_metrics = BTreeSet::new();
+    let mut by_others = BTreeSet::new();
+    for (name, pipeline) in &config.service.pipelines {
+        let target = if is_metrics_pipeline(name) { &mut by_metrics } else { &mut by_others };
+        let sections = [
+            ("receivers", &pipeline.receivers),
+            ("processors", &pipeline.processors),
+            ("exporters", &pipeline.exporters),
+        ];
+        for (section, ids) in sections {
+            target.extend(ids.iter().map(|id| (section.to_string(), id.clone())));
+        }
+    }
+    by_others.difference(&by_metrics).cloned().collect()
+}
+
+/// The Collector's sections Phoenix accepts and does not use.
+fn check_collector_sections(config: &PipelineConfig, v: &mut Validation) {
+    if !config.extensions.is_empty() || !config.service.extensions.is_empty() {
+        v.warnings.push(Problem::new("extensions", "Collector extensions are not run by Phoenix: ignored"));
+    }
+    if config.service.telemetry.is_some() {
+        v.warnings.push(Problem::new(
+            "service.telemetry",
+            "ignored: the agent reports its own telemetry on its metrics endpoint",
+        ));
+    }
+}
+
+/// Counts a pipeline's components as used (those of ignored pipelines are not "defined but not used").
+fn mark_used<'a>(pipeline: &'a PipelineDef, used: &mut BTreeSet<(&'static str, &'a str)>) {
+    let sections =
+        [("receivers", &pipeline.receivers), ("processors", &pipeline.processors), ("exporters", &pipeline.exporters)];
+    for (section, ids) in sections {
+        used.extend(ids.iter().map(|id| (section, id.as_str())));
+    }
 }
 
 fn check_pipelines(config: &PipelineConfig, v: &mut Validation) {
@@ -117,6 +201,15 @@ fn check_pipelines(config: &PipelineConfig, v: &mut Validation) {
     let mut used: BTreeSet<(&str, &str)> = BTreeSet::new();
     for (name, pipeline) in &config.service.pipelines {
         let path = format!("service.pipelines.{name}");
+        if !is_metrics_pipeline(name) {
+            let signal = component_type(name);
+            v.warnings.push(Problem::new(
+                &path,
+                format!("Phoenix runs metrics pipelines: this {signal} pipeline is ignored"),
+            ));
+            mark_used(pipeline, &mut used);
+            continue;
+        }
         let sections = [
             ("receivers", &pipeline.receivers, &config.receivers),
             ("processors", &pipeline.processors, &config.processors),
@@ -141,11 +234,15 @@ fn check_pipelines(config: &PipelineConfig, v: &mut Validation) {
             v.warnings.push(Problem::new(&format!("{path}.processors"), "no processors: every series passes through"));
         }
     }
-    if config.service.pipelines.len() > 1 {
-        let first = config.service.pipelines.keys().next().cloned().unwrap_or_default();
+    let metrics = config.service.pipelines.keys().filter(|id| is_metrics_pipeline(id)).count();
+    if metrics == 0 && !config.service.pipelines.is_empty() {
+        v.errors.push(Problem::new("service.pipelines", "needs a metrics pipeline (e.g. metrics or metrics/<name>)"));
+    }
+    if metrics > 1 {
+        let first = config.metrics_pipeline().map(|(id, _)| id).unwrap_or_default();
         v.warnings.push(Problem::new(
             "service.pipelines",
-            format!("Phoenix runs one pipeline per config: only '{first}' (the first by name) runs"),
+            format!("Phoenix runs one metrics pipeline per config: only '{first}' (the first by name) runs"),
         ));
     }
     let defined =
@@ -209,10 +306,62 @@ service:
     fn yaml_errors_and_unknown_sections_are_problems_not_panics() {
         let (_, v) = validate_text("receivers: [unclosed");
         assert!(v.errors[0].message.contains("line"), "{:?}", v.errors);
-        let (_, v) = validate_text("extensions: {}\nservice: {pipelines: {}}");
+        let (_, v) = validate_text("connectors: {}\nservice: {pipelines: {}}");
         assert!(!v.is_valid());
         let (_, v) = validate_text("service: {pipelines: {}}");
         assert_eq!(v.errors[0].to_string(), "service.pipelines: must define at least one pipeline");
+    }
+
+    /// A Collector config as teams write them (the contrib distribution's example, trimmed).
+    const COLLECTOR: &str = "
+extensions:
+  health_check: {}
+  pprof: {endpoint: 0.0.0.0:1777}
+receivers:
+  otlp:
+    protocols:
+      grpc:
+      http:
+  prometheus:
+    config:
+      scrape_configs:
+        - job_name: otel-collector
+          scrape_interval: 10s
+          static_configs: [{targets: ['0.0.0.0:8888']}]
+  jaeger:
+    protocols: {grpc: }
+processors:
+  batch:
+  memory_limiter: {check_interval: 5s, limit_mib: 4000, spike_limit_mib: 500}
+exporters:
+  otlphttp: {endpoint: https://otlp.example.com:4318}
+  debug: {verbosity: detailed}
+service:
+  extensions: [health_check, pprof]
+  telemetry: {logs: {level: debug}}
+  pipelines:
+    traces: {receivers: [otlp, jaeger], processors: [batch], exporters: [otlphttp]}
+    metrics: {receivers: [otlp, prometheus], processors: [memory_limiter, batch], exporters: [otlphttp, debug]}
+";
+
+    #[test]
+    fn a_collector_config_is_accepted_with_warnings_for_what_phoenix_ignores() {
+        let (config, v) = validate_text(COLLECTOR);
+        assert!(v.is_valid(), "{:#?}", v.errors);
+        let warnings: Vec<String> = v.warnings.iter().map(ToString::to_string).collect();
+        for expected in [
+            "receivers.jaeger: used only by pipelines Phoenix does not run",
+            "extensions: Collector extensions are not run by Phoenix",
+            "service.telemetry: ignored",
+            "service.pipelines.traces: Phoenix runs metrics pipelines: this traces pipeline is ignored",
+        ] {
+            assert!(warnings.iter().any(|w| w.starts_with(expected)), "missing {expected:?} in {warnings:#?}");
+        }
+        let config = config.expect("parsed");
+        assert_eq!(config.metrics_pipeline().map(|(id, _)| id), Some("metrics"));
+        let (_, v) = validate_text(&COLLECTOR.replace("    metrics:", "    logs/app:"));
+        let errors: Vec<String> = v.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(errors, ["service.pipelines: needs a metrics pipeline (e.g. metrics or metrics/<name>)"]);
     }
 
     #[test]

@@ -67,6 +67,16 @@ impl ProcessorChain {
         }
     }
 
+    /// The most points one exporter request may carry, when a `batch` processor says.
+    pub fn max_request_points(&self) -> Option<usize> {
+        self.processors.iter().filter_map(|p| p.max_request_points()).min()
+    }
+
+    /// Gates of the chain's `memory_limiter`s.
+    fn memory_gates(&self) -> Vec<std::sync::Arc<crate::processors::memory_limiter::MemoryGate>> {
+        self.processors.iter().filter_map(|p| p.memory_gate()).collect()
+    }
+
     /// Runs the batch through every processor, measuring the work.
     pub fn process(&mut self, input: Batch, critical: &[String]) -> (Batch, IntervalStats) {
         let mut stats = IntervalStats { input_points: input.len(), ..Default::default() };
@@ -127,6 +137,11 @@ impl Pipeline {
             }
         }
         let chain = ProcessorChain::from_config(config, name).map_err(|more| problems.extend(more));
+        if let Ok(chain) = &chain {
+            for gate in chain.memory_gates() {
+                sources.iter_mut().for_each(|source| source.limit_memory(gate.clone()));
+            }
+        }
         match chain {
             Ok(chain) if problems.is_empty() => Ok(Pipeline { sources, chain, exporters, critical }),
             _ => Err(problems),
@@ -153,7 +168,13 @@ impl Pipeline {
         let mut input: Batch = self.sources.iter_mut().flat_map(|s| s.collect(now_ms)).collect();
         input.extend(extra);
         let (output, mut stats) = self.chain.process(input, &self.critical);
-        let errors = self.exporters.iter_mut().filter_map(|e| e.export(&output).err()).collect();
+        let mut errors = Vec::new();
+        let request_points = self.chain.max_request_points().unwrap_or(usize::MAX);
+        for exporter in &mut self.exporters {
+            // The first failure of an exporter is enough; its later requests would fail alike.
+            let failed = output.chunks(request_points).find_map(|chunk| exporter.export(chunk).err());
+            errors.extend(failed);
+        }
         stats.undelivered = self.exporters.iter_mut().map(|e| e.take_undelivered()).sum();
         stats.cpu_seconds = (thread_cpu_seconds() - started).max(0.0);
         (stats, errors)
@@ -165,12 +186,10 @@ fn pick<'a>(
     name: Option<&str>,
 ) -> Result<(&'a str, &'a super::config::PipelineDef), Vec<Problem>> {
     let found = match name {
-        Some(name) => config.service.pipelines.get_key_value(name),
-        None => config.service.pipelines.iter().next(),
+        Some(name) => config.service.pipelines.get_key_value(name).map(|(k, v)| (k.as_str(), v)),
+        None => config.metrics_pipeline(),
     };
-    found
-        .map(|(k, v)| (k.as_str(), v))
-        .ok_or_else(|| vec![Problem::new("service.pipelines", format!("no pipeline {}", name.unwrap_or("defined")))])
+    found.ok_or_else(|| vec![Problem::new("service.pipelines", format!("no pipeline {}", name.unwrap_or("defined")))])
 }
 
 /// CPU time of the calling thread, seconds.
@@ -204,4 +223,67 @@ pub fn critical_present(batch: &Batch, critical: &[String]) -> Vec<String> {
         })
         .cloned()
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records the size of every request it is given.
+    struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<usize>>>);
+
+    impl Exporter for Recorder {
+        fn export(&mut self, batch: &[Point]) -> Result<(), String> {
+            self.0.lock().expect("lock").push(batch.len());
+            Ok(())
+        }
+    }
+
+    fn build(text: &str) -> Pipeline {
+        let config = crate::config::parse(text).expect("config");
+        Pipeline::build(&config, None, Vec::new(), &std::env::temp_dir()).expect("builds")
+    }
+
+    #[tokio::test]
+    async fn batch_splits_each_interval_into_requests_of_at_most_send_batch_size_points() {
+        let mut pipeline = build(
+            "receivers: {synthetic: {profile: steady, processes: 10}}\nprocessors: {batch: {send_batch_size: 7}}\n\
+             exporters: {count: {}}\nservice: {pipelines: {metrics: {receivers: [synthetic], processors: [batch], exporters: [count]}}}",
+        );
+        let sizes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        pipeline.exporters = vec![Box::new(Recorder(sizes.clone()))];
+        let (stats, _) = pipeline.run_interval(1_000);
+        let sizes = sizes.lock().expect("lock").clone();
+        assert_eq!(sizes.iter().sum::<usize>(), stats.output_points, "every point is sent once");
+        assert!(sizes.iter().all(|&n| n <= 7) && sizes.len() == stats.output_points.div_ceil(7), "{sizes:?}");
+    }
+
+    #[tokio::test]
+    async fn memory_limiter_makes_the_receivers_refuse_points_over_the_limit() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let post = |port: u16| async move {
+            let body = opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest::default();
+            reqwest::Client::new()
+                .post(format!("http://127.0.0.1:{port}/v1/metrics"))
+                .header("Content-Type", "application/json")
+                .body(serde_json::to_vec(&body).expect("json"))
+                .send()
+                .await
+                .expect("answer")
+                .status()
+                .as_u16()
+        };
+        let in_use_mib = crate::procfs::parse_stat(&std::fs::read_to_string("/proc/self/stat").expect("stat"))
+            .map_or(0, |stat| stat.rss_bytes as u64 >> 20);
+        for (limit_mib, expected) in [(2, 503), (in_use_mib * 4 + 200, 200)] {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+            let _pipeline = build(&format!(
+                "receivers: {{otlp: {{protocols: {{http: {{endpoint: '127.0.0.1:{port}'}}}}}}}}\n\
+                 processors: {{memory_limiter: {{limit_mib: {limit_mib}, spike_limit_mib: 1, check_interval: 10ms}}}}\n\
+                 exporters: {{count: {{}}}}\n\
+                 service: {{pipelines: {{metrics: {{receivers: [otlp], processors: [memory_limiter], exporters: [count]}}}}}}"
+            ));
+            assert_eq!(post(port).await, expected, "with a {limit_mib} MiB limit and {in_use_mib} MiB in use");
+        }
+    }
 }

@@ -39,11 +39,8 @@ where
 /// A request's body, or `None` when it is (or announces being) over `limit` bytes.
 pub async fn body_within(request: hyper::Request<hyper::body::Incoming>, limit: usize) -> Option<bytes::Bytes> {
     use http_body_util::BodyExt;
-    let declared: Option<usize> = request
-        .headers()
-        .get(hyper::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
+    let declared: Option<usize> =
+        request.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     if declared.is_some_and(|length| length > limit) {
         return None;
     }
@@ -54,7 +51,7 @@ pub async fn body_within(request: hyper::Request<hyper::body::Incoming>, limit: 
 /// `prometheus_remote_write` receivers, `prometheus` exporters). Two pipelines on one agent must not share one: with SO_REUSEPORT
 /// both would bind, and the kernel would split the connections between them.
 pub fn listen_addresses(config: &crate::config::PipelineConfig) -> Vec<(String, std::net::SocketAddr)> {
-    let Some(pipeline) = config.service.pipelines.values().next() else { return Vec::new() };
+    let Some((_, pipeline)) = config.metrics_pipeline() else { return Vec::new() };
     let mut found = Vec::new();
     for id in &pipeline.receivers {
         let section = config.receivers.get(id).cloned().unwrap_or_default();

@@ -332,12 +332,22 @@ async fn the_prometheus_receiver_scrapes_a_client_exporter_and_prometheus_itself
     assert_eq!(find("shop_order_seconds_bucket", ("le", "1")), Some(2.0), "the histogram's buckets");
     assert_eq!(find("shop_order_seconds_count", ("instance", &target)), Some(3.0));
     // Prometheus's own metrics: its build info as it reports it, and a histogram with all its buckets.
-    let labels = |series: Vec<Series>| series.into_iter().map(|(mut l, _)| { l.remove("job"); l }).collect::<Vec<_>>();
+    let labels = |series: Vec<Series>| {
+        series
+            .into_iter()
+            .map(|(mut l, _)| {
+                l.remove("job");
+                l
+            })
+            .collect::<Vec<_>>()
+    };
     assert_eq!(
         labels(backend.series("prometheus_build_info{job=\"prom-self\"}").await),
         labels(backend.series("prometheus_build_info{job=\"prom-direct\"}").await)
     );
-    let buckets = |job: &str| format!("count(prometheus_http_request_duration_seconds_bucket{{job=\"{job}\", handler=\"/-/ready\"}})");
+    let buckets = |job: &str| {
+        format!("count(prometheus_http_request_duration_seconds_bucket{{job=\"{job}\", handler=\"/-/ready\"}})")
+    };
     let direct_buckets = backend.number(&buckets("prom-direct")).await;
     assert!(direct_buckets.is_some_and(|n| n > 1.0), "{direct_buckets:?}");
     assert_eq!(backend.number(&buckets("prom-self")).await, direct_buckets);

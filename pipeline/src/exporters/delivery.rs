@@ -177,7 +177,10 @@ async fn send_until_closed<T: Transport>(transport: T, shared: Arc<Shared<T::Req
 }
 
 /// The HTTP client of an exporter: its timeout and extra headers (checked by the config's `check`).
-pub fn http_client(timeout: Duration, headers: &std::collections::BTreeMap<String, String>) -> Result<reqwest::Client, String> {
+pub fn http_client(
+    timeout: Duration,
+    headers: &std::collections::BTreeMap<String, String>,
+) -> Result<reqwest::Client, String> {
     // reqwest is built without a TLS provider of its own; the binary installs one at start, and this
     // makes the exporters usable where nothing did (tests, tools). A second install is refused, harmlessly.
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_json::{json, Map, Value};
 
 use super::Exporter;
-use crate::model::Batch;
+use crate::model::Point;
 
 pub struct FileExporter {
     out: BufWriter<File>,
@@ -25,7 +25,7 @@ impl FileExporter {
 }
 
 impl Exporter for FileExporter {
-    fn export(&mut self, batch: &Batch) -> Result<(), String> {
+    fn export(&mut self, batch: &[Point]) -> Result<(), String> {
         for point in batch {
             let labels: Map<String, Value> =
                 point.labels.iter().map(|(k, v)| (k.to_string(), Value::from(&**v))).collect();
@@ -70,7 +70,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("out.jsonl");
         let mut exporter = FileExporter::open(&path).expect("open");
-        exporter.export(&vec![Point::new("m", MetricKind::COUNTER, &[("a", "1")], 2.5, 7)]).expect("export");
+        exporter.export(&[Point::new("m", MetricKind::COUNTER, &[("a", "1")], 2.5, 7)]).expect("export");
         let text = std::fs::read_to_string(&path).expect("read");
         let line: Value = serde_json::from_str(text.trim()).expect("json");
         assert_eq!(

@@ -1,7 +1,9 @@
 //! Exporters: where a pipeline's output goes — `otlp` and `otlphttp` (an OpenTelemetry backend or
 //! Collector), `prometheusremotewrite` (a Prometheus remote-write endpoint), `prometheus` (an exposition
-//! endpoint), `file` (JSON lines) or `count` (measured only, sent nowhere).
+//! endpoint), `file` (JSON lines), `debug`/`logging` (the agent's log) or `count` (measured only, sent
+//! nowhere).
 
+mod debug;
 pub mod delivery;
 mod file;
 pub mod otlp;
@@ -12,7 +14,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-use super::model::Batch;
+use super::model::Point;
 use super::processors::parse;
 use super::Problem;
 
@@ -22,11 +24,12 @@ pub use prometheus::{exposition, PrometheusExporter};
 pub use remote_write::{RemoteWriteConfig, RemoteWriteExporter};
 
 /// The exporter types a config may name.
-pub const KINDS: [&str; 6] = ["otlp", "otlphttp", "prometheusremotewrite", "prometheus", "file", "count"];
+pub const KINDS: [&str; 8] =
+    ["otlp", "otlphttp", "prometheusremotewrite", "prometheus", "file", "count", "debug", "logging"];
 
 /// Receives each interval's output.
 pub trait Exporter: Send {
-    fn export(&mut self, batch: &Batch) -> Result<(), String>;
+    fn export(&mut self, batch: &[Point]) -> Result<(), String>;
 
     /// What could not be delivered since the previous call (an exporter that delivers in the
     /// background counts there: dropped samples, points its format cannot represent).
@@ -67,7 +70,7 @@ pub struct CountConfig {}
 pub struct CountExporter;
 
 impl Exporter for CountExporter {
-    fn export(&mut self, _: &Batch) -> Result<(), String> {
+    fn export(&mut self, _: &[Point]) -> Result<(), String> {
         Ok(())
     }
 }
@@ -95,6 +98,7 @@ pub fn check(kind: &str, config: &serde_yaml_ng::Value, path: &str) -> Vec<Probl
             }
         }),
         "count" => parse::<CountConfig>(config, path).map(|_| ()),
+        "debug" | "logging" => parse::<debug::DebugConfig>(config, path).map(|_| ()),
         "prometheusremotewrite" => parse::<RemoteWriteConfig>(config, path).and_then(|c| none_or(c.check(path))),
         "otlp" | "otlphttp" => {
             parse::<OtlpExporterConfig>(config, path).and_then(|c| none_or(c.check(otlp_protocol(kind), path)))
@@ -104,6 +108,16 @@ pub fn check(kind: &str, config: &serde_yaml_ng::Value, path: &str) -> Vec<Probl
         }
     };
     result.err().unwrap_or_default()
+}
+
+/// Warnings about an exporter section that is valid: settings accepted for Collector configs but not used.
+pub fn warnings(kind: &str, config: &serde_yaml_ng::Value, path: &str) -> Vec<Problem> {
+    match kind {
+        "debug" | "logging" => {
+            parse::<debug::DebugConfig>(config, path).map(|c| debug::warnings(&c, path)).unwrap_or_default()
+        }
+        _ => Vec::new(),
+    }
 }
 
 fn none_or(problems: Vec<Problem>) -> Result<(), Vec<Problem>> {
@@ -149,6 +163,10 @@ pub fn build(
         "prometheusremotewrite" => {
             let config: RemoteWriteConfig = parse(config, path)?;
             RemoteWriteExporter::start(config).map(|e| Box::new(e) as Box<dyn Exporter>).map_err(failed)
+        }
+        "debug" | "logging" => {
+            let id = path.strip_prefix("exporters.").unwrap_or(path);
+            Ok(Box::new(debug::DebugExporter::new(parse(config, path)?, id)))
         }
         "otlp" | "otlphttp" => {
             let config: OtlpExporterConfig = parse(config, path)?;

@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use super::delivery::{self, DeliveryCounters, DeliveryQueue, Failure, Limits, Transport};
 use super::Exporter;
-use crate::model::Batch;
+use crate::model::Point;
 use crate::Problem;
 
 /// The settings both OTLP exporters share.
@@ -171,7 +171,9 @@ impl OtlpExporter {
                 let client = delivery::http_client(timeout, &config.headers)?;
                 DeliveryQueue::start("otlphttp", OtlpHttp { client, url: target, gzip }, limits)
             }
-            Protocol::Grpc => DeliveryQueue::start("otlp", OtlpGrpc::new(&target, timeout, gzip, &config.headers)?, limits),
+            Protocol::Grpc => {
+                DeliveryQueue::start("otlp", OtlpGrpc::new(&target, timeout, gzip, &config.headers)?, limits)
+            }
         };
         Ok(OtlpExporter { queue })
     }
@@ -187,7 +189,7 @@ impl OtlpExporter {
 }
 
 impl Exporter for OtlpExporter {
-    fn export(&mut self, batch: &Batch) -> Result<(), String> {
+    fn export(&mut self, batch: &[Point]) -> Result<(), String> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -237,7 +239,12 @@ struct OtlpGrpc {
 }
 
 impl OtlpGrpc {
-    fn new(target: &str, timeout: Duration, gzip: bool, headers: &BTreeMap<String, String>) -> Result<OtlpGrpc, String> {
+    fn new(
+        target: &str,
+        timeout: Duration,
+        gzip: bool,
+        headers: &BTreeMap<String, String>,
+    ) -> Result<OtlpGrpc, String> {
         let mut endpoint = tonic::transport::Endpoint::from_shared(target.to_string())
             .map_err(|e| format!("'{target}' is not a gRPC endpoint: {e}"))?
             .connect_timeout(timeout);
@@ -344,7 +351,7 @@ mod tests {
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
         let yaml = format!("endpoint: http://127.0.0.1:{port}\nmax_attempts: 2\ntimeout: 1s");
         let mut exporter = OtlpExporter::start(config(&yaml), Protocol::Grpc).expect("start");
-        exporter.export(&vec![Point::new("a", MetricKind::Gauge, &[], 1.0, 1)]).expect("queued");
+        exporter.export(&[Point::new("a", MetricKind::Gauge, &[], 1.0, 1)]).expect("queued");
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while exporter.take_undelivered() == 0 {
             assert!(std::time::Instant::now() < deadline, "nobody listens: the request is dropped");

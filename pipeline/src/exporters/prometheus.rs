@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Exporter;
-use crate::model::{Batch, Point};
+use crate::model::Point;
 use crate::prom;
 
 pub struct PrometheusExporter {
@@ -55,7 +55,7 @@ impl Drop for PrometheusExporter {
 }
 
 impl Exporter for PrometheusExporter {
-    fn export(&mut self, batch: &Batch) -> Result<(), String> {
+    fn export(&mut self, batch: &[Point]) -> Result<(), String> {
         let text = exposition(batch);
         *self.latest.lock().map_err(|_| "exposition lock poisoned".to_string())? = text;
         Ok(())
@@ -65,7 +65,7 @@ impl Exporter for PrometheusExporter {
 /// The text exposition format of a batch: one group per metric family, each with its HELP and TYPE
 /// lines (promtool-clean), names and labels translated as in [`crate::prom`]. Points Prometheus cannot
 /// represent (deltas) are left out.
-pub fn exposition(batch: &Batch) -> String {
+pub fn exposition(batch: &[Point]) -> String {
     // Families in the order they first appear, each with its points in batch order.
     let mut families: Vec<(String, &Point)> = Vec::new();
     let mut points: std::collections::HashMap<String, Vec<&Point>> = std::collections::HashMap::new();
@@ -148,7 +148,7 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         drop(listener);
         let mut exporter = PrometheusExporter::bind(&addr.to_string()).expect("bind");
-        exporter.export(&vec![Point::new("up", MetricKind::Gauge, &[], 1.0, 0)]).expect("export");
+        exporter.export(&[Point::new("up", MetricKind::Gauge, &[], 1.0, 0)]).expect("export");
         let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
         stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
         let mut response = String::new();

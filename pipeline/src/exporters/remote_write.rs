@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::delivery::{self, DeliveryCounters, DeliveryQueue, Failure, Limits, Transport};
 use super::Exporter;
-use crate::model::Batch;
+use crate::model::Point;
 use crate::prom;
 use crate::Problem;
 
@@ -126,7 +126,7 @@ impl Exporter for RemoteWriteExporter {
         self.queue.take_undelivered()
     }
 
-    fn export(&mut self, batch: &Batch) -> Result<(), String> {
+    fn export(&mut self, batch: &[Point]) -> Result<(), String> {
         let (request, unrepresentable) = write_request(batch);
         self.counters().unrepresentable_points.fetch_add(unrepresentable, Ordering::Relaxed);
         let samples = request.timeseries.iter().map(|t| t.samples.len() as u64).sum();
@@ -142,7 +142,7 @@ impl Exporter for RemoteWriteExporter {
 
 /// A batch as a `WriteRequest` (one time series per Prometheus series, samples in time order), and how
 /// many points could not be represented.
-pub fn write_request(batch: &Batch) -> (WriteRequest, u64) {
+pub fn write_request(batch: &[Point]) -> (WriteRequest, u64) {
     let mut series: BTreeMap<Vec<(String, String)>, Vec<wire::Sample>> = BTreeMap::new();
     let mut unrepresentable = 0;
     for point in batch {
@@ -243,7 +243,7 @@ mod tests {
         });
         let config = format!("endpoint: http://127.0.0.1:{port}/api/v1/write");
         let mut exporter = RemoteWriteExporter::start(serde_yaml_ng::from_str(&config).expect("yaml")).expect("start");
-        exporter.export(&vec![Point::new("a", MetricKind::Gauge, &[], 1.0, 1)]).expect("queued");
+        exporter.export(&[Point::new("a", MetricKind::Gauge, &[], 1.0, 1)]).expect("queued");
         drop(exporter);
         let got = tokio::time::timeout(Duration::from_secs(10), received.recv()).await;
         assert!(matches!(got, Ok(Some(bytes)) if bytes > 0), "the queued request was sent after the drop");

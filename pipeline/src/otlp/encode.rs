@@ -12,13 +12,16 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use crate::model::{Attributes, Buckets, Exemplar, Label, Metric, MetricKind, Point, Scope, Temporality, Value};
 
+/// A metric's place: resource and scope indexes, name, unit and type.
+type MetricKey = (usize, usize, Arc<str>, Arc<str>, MetricKind);
+
 /// The request carrying `points`.
 pub fn request(points: &[Point]) -> ExportMetricsServiceRequest {
     let mut resources: Vec<otlp::ResourceMetrics> = Vec::new();
     let mut resource_at: HashMap<Arc<Attributes>, usize> = HashMap::new();
     let mut scope_at: HashMap<(usize, Arc<Scope>), usize> = HashMap::new();
     // Metrics of one name but different types stay apart (OTLP carries one type per metric).
-    let mut metric_at: HashMap<(usize, usize, Arc<str>, Arc<str>, MetricKind), usize> = HashMap::new();
+    let mut metric_at: HashMap<MetricKey, usize> = HashMap::new();
     for point in points {
         let r = *resource_at.entry(point.resource.clone()).or_insert_with(|| {
             let resource = Resource { attributes: key_values(point.resource.labels()), ..Default::default() };
@@ -58,9 +61,10 @@ fn empty_metric(metric: &Metric) -> otlp::Metric {
         MetricKind::Histogram { temporality: t } => {
             Data::Histogram(otlp::Histogram { aggregation_temporality: temporality(t), ..Default::default() })
         }
-        MetricKind::ExponentialHistogram { temporality: t } => Data::ExponentialHistogram(
-            otlp::ExponentialHistogram { aggregation_temporality: temporality(t), ..Default::default() },
-        ),
+        MetricKind::ExponentialHistogram { temporality: t } => Data::ExponentialHistogram(otlp::ExponentialHistogram {
+            aggregation_temporality: temporality(t),
+            ..Default::default()
+        }),
         MetricKind::Summary => Data::Summary(otlp::Summary::default()),
     };
     otlp::Metric {

@@ -15,7 +15,6 @@ use tonic::codec::CompressionEncoding;
 use tower::ServiceExt;
 
 use super::intake::Intake;
-use crate::sources::buffer::Refusal;
 
 /// The gRPC service: hands each request to the intake.
 struct Export {
@@ -30,16 +29,18 @@ impl MetricsService for Export {
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
         match self.intake.accept(request.into_inner()) {
             Ok(response) => Ok(tonic::Response::new(response)),
-            Err(Refusal::BufferFull) => {
-                Err(tonic::Status::unavailable("the pipeline is behind: its buffer is full, retry later"))
-            }
-            Err(Refusal::Unusable) => Err(tonic::Status::internal("the receiver's buffer is unusable")),
+            Err(refusal) if refusal.is_temporary() => Err(tonic::Status::unavailable(refusal.message())),
+            Err(refusal) => Err(tonic::Status::internal(refusal.message())),
         }
     }
 }
 
 /// Serves OTLP/gRPC on `listener` until the returned task is aborted.
-pub fn serve(listener: tokio::net::TcpListener, intake: Arc<Intake>, max_request_bytes: usize) -> tokio::task::JoinHandle<()> {
+pub fn serve(
+    listener: tokio::net::TcpListener,
+    intake: Arc<Intake>,
+    max_request_bytes: usize,
+) -> tokio::task::JoinHandle<()> {
     let service = MetricsServiceServer::new(Export { intake: intake.clone() })
         .max_decoding_message_size(max_request_bytes)
         .accept_compressed(CompressionEncoding::Gzip);

@@ -18,7 +18,6 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use prost::Message;
 
 use super::intake::Intake;
-use crate::sources::buffer::Refusal;
 
 /// `google.rpc.Status`, the body of OTLP/HTTP's error answers (field numbers from its `.proto`).
 #[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
@@ -133,18 +132,12 @@ async fn export(request: Request<Incoming>, shared: &Shared) -> Response<Full<By
     };
     let response = match shared.intake.accept(parsed) {
         Ok(response) => response,
-        Err(Refusal::BufferFull) => {
-            let mut answer = status(
-                StatusCode::SERVICE_UNAVAILABLE,
-                encoding,
-                "the pipeline is behind: its buffer is full, retry later",
-            );
+        Err(refusal) if refusal.is_temporary() => {
+            let mut answer = status(StatusCode::SERVICE_UNAVAILABLE, encoding, refusal.message());
             answer.headers_mut().insert(RETRY_AFTER, "1".parse().expect("static header"));
             return answer;
         }
-        Err(Refusal::Unusable) => {
-            return status(StatusCode::INTERNAL_SERVER_ERROR, encoding, "the receiver's buffer is unusable")
-        }
+        Err(refusal) => return status(StatusCode::INTERNAL_SERVER_ERROR, encoding, refusal.message()),
     };
     let body = match encoding {
         Encoding::Protobuf => response.encode_to_vec(),

@@ -23,9 +23,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer};
 
 use crate::model::Batch;
+pub use crate::sources::buffer::ReceiverCounters;
 use crate::sources::Source;
 use crate::Problem;
-pub use crate::sources::buffer::ReceiverCounters;
 
 /// Where OTLP/gRPC listens when the config does not say (loopback: nothing outside the host can send
 /// unless the config opens it).
@@ -228,6 +228,10 @@ impl Source for OtlpSource {
 
     fn take_pending(&mut self) -> Batch {
         self.intake.buffer.drain()
+    }
+
+    fn limit_memory(&mut self, gate: Arc<crate::processors::memory_limiter::MemoryGate>) {
+        self.intake.buffer.limit_memory(gate);
     }
 }
 

@@ -4,9 +4,11 @@
 mod adaptive_filter;
 mod aggregate;
 mod attributes;
+pub mod batch;
 mod cardinality_limit;
 mod filter;
 mod groups;
+pub mod memory_limiter;
 mod names;
 #[cfg(test)]
 mod properties;
@@ -25,8 +27,17 @@ pub use filter::Filter;
 pub use topk::{TopK, OTHER};
 
 /// The processor types a config may name (`drop_labels` is `aggregate` under its earlier name).
-pub const KINDS: [&str; 7] =
-    ["filter", "attributes", "aggregate", "drop_labels", "topk", "adaptive_filter", "cardinality_limit"];
+pub const KINDS: [&str; 9] = [
+    "filter",
+    "attributes",
+    "aggregate",
+    "drop_labels",
+    "topk",
+    "adaptive_filter",
+    "cardinality_limit",
+    "batch",
+    "memory_limiter",
+];
 
 /// Most refusal reasons one flush keeps (the first ones; the rest are only counted).
 const MAX_REFUSALS: usize = 5;
@@ -72,6 +83,16 @@ pub trait Processor: Send {
     fn state_bytes(&self) -> usize {
         0
     }
+
+    /// The most points one exporter request may carry (`batch`).
+    fn max_request_points(&self) -> Option<usize> {
+        None
+    }
+
+    /// The gate the pipeline's receivers ask before taking points (`memory_limiter`).
+    fn memory_gate(&self) -> Option<std::sync::Arc<memory_limiter::MemoryGate>> {
+        None
+    }
 }
 
 /// Builds the processor of type `kind` from its config section; `path` prefixes every problem.
@@ -83,9 +104,19 @@ pub fn build(kind: &str, config: &serde_yaml_ng::Value, path: &str) -> Result<Bo
         "topk" => TopK::new(parse(config, path)?, path).map(boxed),
         "adaptive_filter" => AdaptiveFilter::new(parse(config, path)?, path).map(boxed),
         "cardinality_limit" => CardinalityLimit::new(parse(config, path)?, path).map(boxed),
+        "batch" => batch::BatchProcessor::new(parse(config, path)?, path).map(boxed),
+        "memory_limiter" => memory_limiter::MemoryLimiter::new(parse(config, path)?, path).map(boxed),
         other => {
             Err(vec![Problem::new(path, format!("unknown processor type '{other}' (known: {})", KINDS.join(", ")))])
         }
+    }
+}
+
+/// Warnings about a processor section that is valid: settings accepted for Collector configs but not used.
+pub fn warnings(kind: &str, config: &serde_yaml_ng::Value, path: &str) -> Vec<Problem> {
+    match kind {
+        "batch" => parse::<batch::BatchConfig>(config, path).map(|c| batch::warnings(&c, path)).unwrap_or_default(),
+        _ => Vec::new(),
     }
 }
 

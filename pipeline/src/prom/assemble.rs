@@ -39,11 +39,14 @@ impl FamilyType {
     }
 }
 
+/// Label names and values as Prometheus has them, `__name__` apart.
+pub type LabelPairs = Vec<(String, String)>;
+
 /// One sample as Prometheus has it: the series name, its other labels, a value, a time in ms.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FlatSample {
     pub name: String,
-    pub labels: Vec<(String, String)>,
+    pub labels: LabelPairs,
     pub value: f64,
     pub time_ms: i64,
 }
@@ -97,8 +100,8 @@ pub fn assemble(samples: Vec<FlatSample>, types: &dyn Fn(&str) -> Option<FamilyT
         .collect();
     let mut metrics = MetricCache::default();
     // Histogram and summary series in the order first met, so the output order follows the input.
-    let mut parts: BTreeMap<(usize, String, Vec<(String, String)>), Parts> = BTreeMap::new();
-    let mut order: HashMap<(String, Vec<(String, String)>), usize> = HashMap::new();
+    let mut parts: BTreeMap<(usize, String, LabelPairs), Parts> = BTreeMap::new();
+    let mut order: HashMap<(String, LabelPairs), usize> = HashMap::new();
     for sample in samples {
         let (family, role) = role(&sample, types, &inferred_histograms);
         if sample.value.to_bits() == STALE_NAN {
@@ -118,7 +121,8 @@ pub fn assemble(samples: Vec<FlatSample>, types: &dyn Fn(&str) -> Option<FamilyT
             _ => role,
         };
         let mut labels = sample.labels;
-        labels.retain(|(k, _)| !matches!((k.as_str(), &kind), ("le", Role::Bucket(_)) | ("quantile", Role::Quantile(_))));
+        labels
+            .retain(|(k, _)| !matches!((k.as_str(), &kind), ("le", Role::Bucket(_)) | ("quantile", Role::Quantile(_))));
         let next = order.len();
         let at = *order.entry((family.clone(), labels.clone())).or_insert(next);
         let entry = parts.entry((at, family, labels)).or_default();
@@ -275,11 +279,18 @@ mod tests {
             assert_eq!(out.points.len(), 2, "{:?}", out.points);
             let h = out.points.iter().find(|p| p.name() == "latency").expect("histogram");
             let Value::Histogram(value) = &h.value else { panic!("{h:?}") };
-            assert_eq!((&*value.bounds, value.counts.as_slice(), value.count, value.sum), (&[0.1, 1.0][..], &[2, 3, 1][..], 6, Some(3.5)));
-            let mut back: Vec<(String, f64)> = out.points.iter().flat_map(super::super::samples).map(|s| (s.name, s.value)).collect();
+            assert_eq!(
+                (&*value.bounds, value.counts.as_slice(), value.count, value.sum),
+                (&[0.1, 1.0][..], &[2, 3, 1][..], 6, Some(3.5))
+            );
+            let mut back: Vec<(String, f64)> =
+                out.points.iter().flat_map(super::super::samples).map(|s| (s.name, s.value)).collect();
             back.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
             let names: Vec<&str> = back.iter().map(|(n, _)| n.as_str()).collect();
-            assert_eq!(names, ["latency_bucket", "latency_bucket", "latency_bucket", "latency_count", "latency_sum", "up"]);
+            assert_eq!(
+                names,
+                ["latency_bucket", "latency_bucket", "latency_bucket", "latency_count", "latency_sum", "up"]
+            );
             assert_eq!(back[2].1, 6.0, "+Inf carries the count");
         }
     }
@@ -300,17 +311,17 @@ mod tests {
         let out = assemble(samples, &types);
         assert_eq!(out.rejected, 1, "the NaN gauge");
         let kinds: Vec<(&str, &str)> = out.points.iter().map(|p| (p.name(), p.kind().name())).collect();
-        assert_eq!(kinds, [("jobs_total", "sum"), ("jobs_created", "gauge"), ("errors_total", "sum"), ("rpc", "summary")]);
+        assert_eq!(
+            kinds,
+            [("jobs_total", "sum"), ("jobs_created", "gauge"), ("errors_total", "sum"), ("rpc", "summary")]
+        );
         let Value::Summary(s) = &out.points[3].value else { panic!() };
         assert_eq!((s.count, s.sum, s.quantiles.len()), (40, 10.0, 2));
     }
 
     #[test]
     fn buckets_that_shrink_are_rejected() {
-        let samples = vec![
-            sample("h_bucket", &[("le", "1")], 5.0),
-            sample("h_bucket", &[("le", "+Inf")], 3.0),
-        ];
+        let samples = vec![sample("h_bucket", &[("le", "1")], 5.0), sample("h_bucket", &[("le", "+Inf")], 3.0)];
         let out = assemble(samples, &|_| None);
         assert_eq!((out.points.len(), out.rejected), (0, 1));
     }

@@ -65,7 +65,8 @@ impl Rule {
             problems.push(Problem::new(&format!("{path}.target_label"), "replace needs a target_label"));
         }
         if matches!(config.action.as_str(), "keep" | "drop" | "replace") && config.source_labels.is_empty() {
-            problems.push(Problem::new(&format!("{path}.source_labels"), format!("{} needs source_labels", config.action)));
+            problems
+                .push(Problem::new(&format!("{path}.source_labels"), format!("{} needs source_labels", config.action)));
         }
         let regex = Regex::new(&format!("^(?:{})$", config.regex));
         if let Err(e) = &regex {

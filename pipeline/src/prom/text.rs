@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::assemble::{parse_float, FamilyType, FlatSample};
+use super::assemble::{parse_float, FamilyType, FlatSample, LabelPairs};
 
 /// What an exposition holds.
 #[derive(Debug, Default)]
@@ -101,7 +101,7 @@ fn sample(line: &str, format: Format, default_time_ms: i64) -> Result<FlatSample
 }
 
 /// `name="value", …}` and what follows the closing brace.
-fn label_set(mut text: &str) -> Result<(Vec<(String, String)>, &str), String> {
+fn label_set(mut text: &str) -> Result<(LabelPairs, &str), String> {
     let mut labels = Vec::new();
     loop {
         text = text.trim_start();
@@ -163,7 +163,8 @@ mod tests {
 
     #[test]
     fn openmetrics_times_are_seconds_and_exemplars_are_left_out() {
-        let body = "# TYPE foo counter\nfoo_total{a=\"1\"} 17.0 1520879607.789 # {trace_id=\"KOO5S4vxi0o\"} 0.67\n# EOF\n";
+        let body =
+            "# TYPE foo counter\nfoo_total{a=\"1\"} 17.0 1520879607.789 # {trace_id=\"KOO5S4vxi0o\"} 0.67\n# EOF\n";
         let parsed = parse(body, Format::OpenMetrics, 0).expect("parses");
         assert_eq!((parsed.samples[0].value, parsed.samples[0].time_ms), (17.0, 1520879607789));
         assert_eq!(Format::of_content_type("application/openmetrics-text; version=1.0.0"), Format::OpenMetrics);

@@ -4,9 +4,10 @@
 //! agent grow without bound.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::model::Point;
+use crate::processors::memory_limiter::MemoryGate;
 
 /// What a receiver counts (the agent reports them as its self-metrics).
 #[derive(Debug, Default)]
@@ -23,24 +24,57 @@ pub struct ReceiverCounters {
 pub enum Refusal {
     /// The pipeline has not drained the buffer: the sender should retry later.
     BufferFull,
+    /// The agent is over its `memory_limiter`'s soft limit: the sender should retry later.
+    OverMemoryLimit,
     /// The buffer's lock was poisoned by a panic elsewhere.
     Unusable,
+}
+
+impl Refusal {
+    /// Why, for the sender.
+    pub fn message(&self) -> &'static str {
+        match self {
+            Refusal::BufferFull => "the pipeline is behind: its buffer is full, retry later",
+            Refusal::OverMemoryLimit => "the agent is over its memory limit, retry later",
+            Refusal::Unusable => "the receiver's buffer is unusable",
+        }
+    }
+
+    /// True when the same request may succeed later.
+    pub fn is_temporary(&self) -> bool {
+        !matches!(self, Refusal::Unusable)
+    }
 }
 
 pub struct PointBuffer {
     points: Mutex<Vec<Point>>,
     max_points: usize,
+    /// Set when the pipeline has a `memory_limiter`.
+    gate: OnceLock<Arc<MemoryGate>>,
     pub counters: ReceiverCounters,
 }
 
 impl PointBuffer {
     pub fn new(max_points: usize) -> PointBuffer {
-        PointBuffer { points: Mutex::new(Vec::new()), max_points, counters: ReceiverCounters::default() }
+        PointBuffer {
+            points: Mutex::new(Vec::new()),
+            max_points,
+            gate: OnceLock::new(),
+            counters: ReceiverCounters::default(),
+        }
+    }
+
+    /// Makes every later push ask `gate` first.
+    pub fn limit_memory(&self, gate: Arc<MemoryGate>) {
+        let _ = self.gate.set(gate);
     }
 
     /// Adds all of `points` (and counts `rejected` left out of them), or none when they do not fit.
     pub fn push(&self, points: Vec<Point>, rejected: u64) -> Result<(), Refusal> {
         let accepted = points.len() as u64;
+        if self.gate.get().is_some_and(|gate| !gate.admits()) {
+            return Err(Refusal::OverMemoryLimit);
+        }
         {
             let mut buffer = self.points.lock().map_err(|_| Refusal::Unusable)?;
             if buffer.len() + points.len() > self.max_points {

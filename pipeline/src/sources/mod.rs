@@ -51,6 +51,10 @@ pub trait Source: Send {
     fn take_pending(&mut self) -> Batch {
         Vec::new()
     }
+
+    /// Makes the receiver refuse points while `gate` says the agent is over its memory limit (receivers
+    /// that take points from senders; sources that read the host have nothing to refuse).
+    fn limit_memory(&mut self, _gate: Arc<crate::processors::memory_limiter::MemoryGate>) {}
 }
 
 /// Builds the source of type `kind` from its config section.

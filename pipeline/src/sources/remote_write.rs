@@ -26,6 +26,7 @@ use serde::Deserialize;
 use super::buffer::{PointBuffer, ReceiverCounters};
 use super::Source;
 use crate::model::Batch;
+use crate::processors::memory_limiter::MemoryGate;
 use crate::prom::assemble::{assemble, FamilyType, FlatSample};
 use crate::prom::wire::{MetricType, WriteRequest};
 use crate::Problem;
@@ -69,7 +70,9 @@ impl RemoteWriteReceiverConfig {
                 format!("'{}' is not an address like {DEFAULT_ENDPOINT}", self.endpoint),
             ));
         }
-        for (field, value) in [("max_request_bytes", self.max_request_bytes), ("max_buffered_points", self.max_buffered_points)] {
+        for (field, value) in
+            [("max_request_bytes", self.max_request_bytes), ("max_buffered_points", self.max_buffered_points)]
+        {
             if value == 0 {
                 problems.push(Problem::new(&format!("{path}.{field}"), "must be ≥ 1"));
             }
@@ -145,6 +148,10 @@ impl Source for RemoteWriteSource {
     fn take_pending(&mut self) -> Batch {
         self.shared.buffer.drain()
     }
+
+    fn limit_memory(&mut self, gate: Arc<MemoryGate>) {
+        self.shared.buffer.limit_memory(gate);
+    }
 }
 
 async fn handle(request: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
@@ -188,8 +195,8 @@ async fn write(request: Request<Incoming>, shared: &Shared) -> Response<Full<Byt
     };
     match shared.buffer.push(assembled.points, assembled.rejected) {
         Ok(()) => respond(StatusCode::NO_CONTENT, Vec::new()),
-        Err(_) => {
-            let mut answer = plain(StatusCode::SERVICE_UNAVAILABLE, "the pipeline is behind: its buffer is full");
+        Err(refusal) => {
+            let mut answer = plain(StatusCode::SERVICE_UNAVAILABLE, refusal.message());
             answer.headers_mut().insert(hyper::header::RETRY_AFTER, "1".parse().expect("static header"));
             answer
         }
@@ -242,7 +249,12 @@ fn take_metadata_and_flatten(request: WriteRequest, shared: &Shared) -> Vec<Flat
             continue;
         }
         for sample in series.samples {
-            samples.push(FlatSample { name: name.clone(), labels: labels.clone(), value: sample.value, time_ms: sample.timestamp });
+            samples.push(FlatSample {
+                name: name.clone(),
+                labels: labels.clone(),
+                value: sample.value,
+                time_ms: sample.timestamp,
+            });
         }
     }
     samples
@@ -267,11 +279,8 @@ mod tests {
     use crate::model::{MetricKind, Point};
 
     fn receiver(max_buffered_points: usize) -> RemoteWriteSource {
-        let config = RemoteWriteReceiverConfig {
-            endpoint: "127.0.0.1:0".into(),
-            max_request_bytes: 4096,
-            max_buffered_points,
-        };
+        let config =
+            RemoteWriteReceiverConfig { endpoint: "127.0.0.1:0".into(), max_request_bytes: 4096, max_buffered_points };
         RemoteWriteSource::start(config, "receivers.prometheus_remote_write").expect("start")
     }
 
@@ -319,7 +328,7 @@ mod tests {
         let bomb = vec![0x80, 0x80, 0x80, 0x80, 0x04, 0x00, 0x00];
         assert_eq!(snap::raw::decompress_len(&bomb).expect("a snappy header"), 1 << 30);
         assert_eq!(post(&source, "application/x-protobuf", "snappy", bomb).await, 413);
-        let two = write_request(&vec![
+        let two = write_request(&[
             Point::new("a", MetricKind::Gauge, &[("k", "1")], 1.0, 1),
             Point::new("a", MetricKind::Gauge, &[("k", "2")], 1.0, 1),
         ])

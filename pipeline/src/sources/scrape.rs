@@ -273,6 +273,10 @@ impl Source for ScrapeSource {
     fn take_pending(&mut self) -> Batch {
         self.buffer.drain()
     }
+
+    fn limit_memory(&mut self, gate: Arc<crate::processors::memory_limiter::MemoryGate>) {
+        self.buffer.limit_memory(gate);
+    }
 }
 
 async fn scrape_loop(client: reqwest::Client, target: Target, buffer: Arc<PointBuffer>) {
@@ -304,8 +308,8 @@ async fn scrape_loop(client: reqwest::Client, target: Target, buffer: Arc<PointB
         }
         scraped.samples.extend(report.samples(&target, now_ms));
         let assembled = assemble(scraped.samples, &|name| scraped.types.get(name).copied());
-        if buffer.push(assembled.points, assembled.rejected).is_err() {
-            tracing::warn!(url = %target.url, "the pipeline is behind: a scrape's points were dropped");
+        if let Err(refusal) = buffer.push(assembled.points, assembled.rejected) {
+            tracing::warn!(url = %target.url, reason = refusal.message(), "a scrape's points were dropped");
             buffer.refused();
         }
     }
@@ -496,7 +500,10 @@ mod tests {
         assert!(point.label("user").is_none(), "labeldrop");
         let latency = batch.iter().find(|p| p.name() == "latency").expect("the histogram");
         assert!(matches!(&latency.value, Value::Histogram(h) if h.count == 2));
-        assert!(source.counters().refused_requests.load(std::sync::atomic::Ordering::Relaxed) >= 1, "the failed scrape");
+        assert!(
+            source.counters().refused_requests.load(std::sync::atomic::Ordering::Relaxed) >= 1,
+            "the failed scrape"
+        );
     }
 
     #[tokio::test]
