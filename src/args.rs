@@ -125,6 +125,10 @@ pub struct AgentArgs {
     /// OpenTelemetry Collector).
     #[arg(long, env = "PHOENIX_COLLECTOR_BIN")]
     pub collector_bin: Option<PathBuf>,
+    /// Where the agent serves its own metrics (what each pipeline's receivers took and refused, what
+    /// its exporters sent, dropped and hold) for Prometheus to scrape, at /metrics; `off` to not serve.
+    #[arg(long, env = "PHOENIX_AGENT_METRICS_LISTEN", default_value = "127.0.0.1:8889")]
+    pub metrics_listen: String,
 }
 
 #[derive(Debug, Args)]

@@ -104,9 +104,10 @@ impl ProcessorChain {
 
 /// A complete pipeline: sources, processors, exporters.
 pub struct Pipeline {
-    sources: Vec<Box<dyn Source>>,
+    /// Each with its id in the config.
+    sources: Vec<(String, Box<dyn Source>)>,
     chain: ProcessorChain,
-    exporters: Vec<Box<dyn Exporter>>,
+    exporters: Vec<(String, Box<dyn Exporter>)>,
     critical: Vec<String>,
 }
 
@@ -124,7 +125,7 @@ impl Pipeline {
         for id in &def.receivers {
             let section = config.receivers.get(id).cloned().unwrap_or_default();
             match sources::build(component_type(id), &section, &format!("receivers.{id}")) {
-                Ok(source) => sources.push(source),
+                Ok(source) => sources.push((id.clone(), source)),
                 Err(more) => problems.extend(more),
             }
         }
@@ -132,14 +133,14 @@ impl Pipeline {
         for id in &def.exporters {
             let section = config.exporters.get(id).cloned().unwrap_or_default();
             match exporters::build(component_type(id), &section, &format!("exporters.{id}"), export_dir) {
-                Ok(exporter) => exporters.push(exporter),
+                Ok(exporter) => exporters.push((id.clone(), exporter)),
                 Err(more) => problems.extend(more),
             }
         }
         let chain = ProcessorChain::from_config(config, name).map_err(|more| problems.extend(more));
         if let Ok(chain) = &chain {
             for gate in chain.memory_gates() {
-                sources.iter_mut().for_each(|source| source.limit_memory(gate.clone()));
+                sources.iter_mut().for_each(|(_, source)| source.limit_memory(gate.clone()));
             }
         }
         match chain {
@@ -150,7 +151,24 @@ impl Pipeline {
 
     /// Points its receivers accepted since the last interval, taken out (for the pipeline's next version).
     pub fn take_pending(&mut self) -> Batch {
-        self.sources.iter_mut().flat_map(|s| s.take_pending()).collect()
+        self.sources.iter_mut().flat_map(|(_, s)| s.take_pending()).collect()
+    }
+
+    /// What its receivers and exporters have counted so far.
+    pub fn telemetry(&self) -> crate::telemetry::Telemetry {
+        use crate::telemetry::{ExporterTelemetry, ReceiverTelemetry};
+        crate::telemetry::Telemetry {
+            receivers: self
+                .sources
+                .iter()
+                .filter_map(|(id, s)| s.counters().map(|c| ReceiverTelemetry::of(id, c)))
+                .collect(),
+            exporters: self
+                .exporters
+                .iter()
+                .filter_map(|(id, e)| e.delivery().map(|(c, depth)| ExporterTelemetry::of(id, c, depth)))
+                .collect(),
+        }
     }
 
     /// Collects from every source, processes, exports; an export failure is returned with the stats.
@@ -165,17 +183,17 @@ impl Pipeline {
     /// does work look infinitely more expensive than it.
     pub fn run_interval_with(&mut self, now_ms: i64, extra: Batch) -> (IntervalStats, Vec<String>) {
         let started = thread_cpu_seconds();
-        let mut input: Batch = self.sources.iter_mut().flat_map(|s| s.collect(now_ms)).collect();
+        let mut input: Batch = self.sources.iter_mut().flat_map(|(_, s)| s.collect(now_ms)).collect();
         input.extend(extra);
         let (output, mut stats) = self.chain.process(input, &self.critical);
         let mut errors = Vec::new();
         let request_points = self.chain.max_request_points().unwrap_or(usize::MAX);
-        for exporter in &mut self.exporters {
+        for (_, exporter) in &mut self.exporters {
             // The first failure of an exporter is enough; its later requests would fail alike.
             let failed = output.chunks(request_points).find_map(|chunk| exporter.export(chunk).err());
             errors.extend(failed);
         }
-        stats.undelivered = self.exporters.iter_mut().map(|e| e.take_undelivered()).sum();
+        stats.undelivered = self.exporters.iter_mut().map(|(_, e)| e.take_undelivered()).sum();
         stats.cpu_seconds = (thread_cpu_seconds() - started).max(0.0);
         (stats, errors)
     }
@@ -251,7 +269,7 @@ mod tests {
              exporters: {count: {}}\nservice: {pipelines: {metrics: {receivers: [synthetic], processors: [batch], exporters: [count]}}}",
         );
         let sizes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        pipeline.exporters = vec![Box::new(Recorder(sizes.clone()))];
+        pipeline.exporters = vec![("recorder".into(), Box::new(Recorder(sizes.clone())))];
         let (stats, _) = pipeline.run_interval(1_000);
         let sizes = sizes.lock().expect("lock").clone();
         assert_eq!(sizes.iter().sum::<usize>(), stats.output_points, "every point is sent once");

@@ -15,6 +15,7 @@ pub mod processors;
 pub mod procfs;
 pub mod prom;
 pub mod sources;
+pub mod telemetry;
 pub mod templates;
 
 use serde::Serialize;

@@ -53,6 +53,8 @@ struct Agent {
     dropped: u64,
     interval: Duration,
     seq: u64,
+    /// The agent's own metrics endpoint (`--metrics-listen`), when serving.
+    self_metrics: Option<phoenix_pipeline::exporters::PrometheusExporter>,
     /// When to try NATS again while on HTTP (exponential backoff with jitter).
     nats_retry: link::Backoff,
     next_nats_try: tokio::time::Instant,
@@ -104,14 +106,38 @@ async fn serve(args: AgentArgs) -> anyhow::Result<()> {
         dropped: 0,
         interval,
         seq: 0,
+        self_metrics: None,
         nats_retry: link::Backoff::default(),
         next_nats_try: tokio::time::Instant::now(),
     };
+    agent.self_metrics = serve_self_metrics(&agent.args.metrics_listen);
     agent.collectors = agent.args.collector_bin.clone().map(|bin| Collectors::new(bin, &agent.args.state_dir));
     agent.restore_pipelines().await;
     agent.try_nats().await;
     agent.run(tasks_rx).await;
     Ok(())
+}
+
+/// Binds the agent's metrics endpoint; a port in use is a warning, not a reason to stop measuring.
+/// The port is bound alone (no SO_REUSEPORT): a second agent on the host must not share it.
+fn serve_self_metrics(listen: &str) -> Option<phoenix_pipeline::exporters::PrometheusExporter> {
+    if listen == "off" {
+        return None;
+    }
+    let bound = std::net::TcpListener::bind(listen)
+        .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
+        .and_then(tokio::net::TcpListener::from_std)
+        .map_err(|e| format!("cannot listen on {listen}: {e}"));
+    match bound.and_then(phoenix_pipeline::exporters::PrometheusExporter::serve) {
+        Ok(endpoint) => {
+            tracing::info!(address = %endpoint.addr, "agent metrics at http://{}/metrics", endpoint.addr);
+            Some(endpoint)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the agent's metrics endpoint is not served (--metrics-listen)");
+            None
+        }
+    }
 }
 
 async fn load_or_enroll(args: &AgentArgs, http: &reqwest::Client) -> anyhow::Result<Identity> {
@@ -287,6 +313,10 @@ impl Agent {
             Some(collectors) => collectors.supervise(),
             None => self.runner.run_interval(),
         };
+        if let Some(endpoint) = &mut self.self_metrics {
+            use phoenix_pipeline::exporters::Exporter;
+            let _ = endpoint.export(&self.runner.self_metrics());
+        }
         for batch in batches {
             self.queue(Outbound::Metrics(Envelope::new(kinds::METRICS, batch)));
         }

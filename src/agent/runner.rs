@@ -51,6 +51,8 @@ struct Running {
     last_error: Option<String>,
     /// Measurement batches sent for this pipeline by this process (their sequence numbers).
     batches: u64,
+    /// The last interval's measurement (for the agent's metrics endpoint).
+    last: IntervalStats,
 }
 
 /// The running pipelines and what the agent remembers of its tasks.
@@ -213,8 +215,8 @@ impl Runner {
                     json!({"pipeline": spec.pipeline, "config_hash": hash, "output_series": stats.output_series});
                 // A replaced pipeline keeps counting, so its batches stay one gap-free sequence.
                 let batches = previous.map_or(0, |(_, batches)| batches);
-                self.pipelines
-                    .insert(spec.pipeline.clone(), Running { pipeline, spec, hash, last_error: None, batches });
+                let running = Running { pipeline, spec, hash, last_error: None, batches, last: stats };
+                self.pipelines.insert(running.spec.pipeline.clone(), running);
                 Ok(result)
             }
             Err(e) => {
@@ -273,10 +275,10 @@ impl Runner {
             .ok_or_else(|| "its config no longer parses".to_string())
             .and_then(|config| self.start(&config, &spec, pending));
         match restarted {
-            Ok((pipeline, _)) => {
+            Ok((pipeline, last)) => {
                 let hash = config_hash(&spec.config);
-                self.pipelines
-                    .insert(spec.pipeline.clone(), Running { pipeline, spec, hash, last_error: None, batches });
+                let running = Running { pipeline, spec, hash, last_error: None, batches, last };
+                self.pipelines.insert(running.spec.pipeline.clone(), running);
             }
             Err(e) => {
                 self.degraded
@@ -325,8 +327,20 @@ impl Runner {
             running.last_error = (!errors.is_empty()).then(|| errors.join("; "));
             running.batches += 1;
             batches.push(measurement(name, &running.spec, &stats, now, running.batches));
+            running.last = stats;
         }
         batches
+    }
+
+    /// Every pipeline's own telemetry as points, for the agent's metrics endpoint.
+    pub fn self_metrics(&self) -> Vec<phoenix_pipeline::model::Point> {
+        let now_ns = phoenix_pipeline::model::millis_to_nanos(Utc::now().timestamp_millis());
+        self.pipelines
+            .iter()
+            .flat_map(|(name, running)| {
+                phoenix_pipeline::telemetry::points(name, &running.pipeline.telemetry(), &running.last, now_ns)
+            })
+            .collect()
     }
 
     /// The agent's own view of its health, for heartbeats.

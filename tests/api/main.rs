@@ -5,6 +5,8 @@
 mod browser;
 mod fleet_sim;
 mod helpers;
+#[path = "../../pipeline/tests/support/mod.rs"]
+mod telemetry_support;
 
 mod access;
 mod agent;
@@ -34,6 +36,7 @@ mod ops;
 mod pipelines;
 mod protocol;
 mod provenance;
+mod real_traffic;
 mod replicas;
 mod rollout_crash;
 mod secrets;

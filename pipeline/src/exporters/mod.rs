@@ -36,6 +36,11 @@ pub trait Exporter: Send {
     fn take_undelivered(&mut self) -> u64 {
         0
     }
+
+    /// What an exporter that delivers in the background counts, and its queue's depth (requests).
+    fn delivery(&self) -> Option<(&delivery::DeliveryCounters, usize)> {
+        None
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -199,6 +199,10 @@ impl Exporter for OtlpExporter {
     fn take_undelivered(&mut self) -> u64 {
         self.queue.take_undelivered()
     }
+
+    fn delivery(&self) -> Option<(&DeliveryCounters, usize)> {
+        Some((self.counters(), self.queue_depth()))
+    }
 }
 
 /// OTLP/HTTP: a protobuf POST.

@@ -12,12 +12,20 @@ use crate::prom;
 pub struct PrometheusExporter {
     latest: Arc<Mutex<String>>,
     server: tokio::task::JoinHandle<()>,
+    /// Where it listens (the port the OS chose when the endpoint said 0).
+    pub addr: std::net::SocketAddr,
 }
 
 impl PrometheusExporter {
-    /// Binds `endpoint` and serves until dropped. Needs a tokio runtime.
+    /// Binds `endpoint` (shared with a pipeline's next version, see [`crate::net::listen`]) and
+    /// serves until dropped. Needs a tokio runtime.
     pub fn bind(endpoint: &str) -> Result<PrometheusExporter, String> {
-        let listener = crate::net::listen(endpoint)?;
+        PrometheusExporter::serve(crate::net::listen(endpoint)?)
+    }
+
+    /// Serves on `listener` until dropped. Needs a tokio runtime.
+    pub fn serve(listener: tokio::net::TcpListener) -> Result<PrometheusExporter, String> {
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let latest = Arc::new(Mutex::new(String::new()));
         let shared = latest.clone();
         let server = tokio::spawn(async move {
@@ -44,7 +52,7 @@ impl PrometheusExporter {
                 });
             }
         });
-        Ok(PrometheusExporter { latest, server })
+        Ok(PrometheusExporter { latest, server, addr })
     }
 }
 

@@ -126,6 +126,10 @@ impl Exporter for RemoteWriteExporter {
         self.queue.take_undelivered()
     }
 
+    fn delivery(&self) -> Option<(&DeliveryCounters, usize)> {
+        Some((self.counters(), self.queue_depth()))
+    }
+
     fn export(&mut self, batch: &[Point]) -> Result<(), String> {
         let (request, unrepresentable) = write_request(batch);
         self.counters().unrepresentable_points.fetch_add(unrepresentable, Ordering::Relaxed);

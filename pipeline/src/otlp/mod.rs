@@ -226,6 +226,10 @@ impl Source for OtlpSource {
         self.take_pending()
     }
 
+    fn counters(&self) -> Option<&crate::sources::buffer::ReceiverCounters> {
+        Some(&self.intake.buffer.counters)
+    }
+
     fn take_pending(&mut self) -> Batch {
         self.intake.buffer.drain()
     }

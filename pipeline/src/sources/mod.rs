@@ -52,6 +52,11 @@ pub trait Source: Send {
         Vec::new()
     }
 
+    /// What a receiver that takes points from senders counts (none for sources that read the host).
+    fn counters(&self) -> Option<&buffer::ReceiverCounters> {
+        None
+    }
+
     /// Makes the receiver refuse points while `gate` says the agent is over its memory limit (receivers
     /// that take points from senders; sources that read the host have nothing to refuse).
     fn limit_memory(&mut self, _gate: Arc<crate::processors::memory_limiter::MemoryGate>) {}

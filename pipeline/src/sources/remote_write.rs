@@ -145,6 +145,10 @@ impl Source for RemoteWriteSource {
         self.take_pending()
     }
 
+    fn counters(&self) -> Option<&crate::sources::buffer::ReceiverCounters> {
+        Some(&self.shared.buffer.counters)
+    }
+
     fn take_pending(&mut self) -> Batch {
         self.shared.buffer.drain()
     }

@@ -270,6 +270,10 @@ impl Source for ScrapeSource {
         self.take_pending()
     }
 
+    fn counters(&self) -> Option<&crate::sources::buffer::ReceiverCounters> {
+        Some(&self.buffer.counters)
+    }
+
     fn take_pending(&mut self) -> Batch {
         self.buffer.drain()
     }

@@ -1,0 +1,130 @@
+//! The real `phoenix agent` on the real data path: the OpenTelemetry Python SDK sends over OTLP/gRPC
+//! into a pipeline the server applied to the agent, the agent cuts `user_id` away and remote-writes
+//! into a real Prometheus. Prometheus holds exactly the series and totals the cut should leave, the
+//! series Phoenix measured are the series Prometheus holds, and the agent's own metrics endpoint says
+//! what it took in and sent.
+
+use diesel::dsl::max;
+use diesel::prelude::*;
+use phoenix::db::schema::metric_samples;
+use phoenix::db::{establish, Backend};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{
+    eventually, eventually_within, http_client, spawn_with, test_settings, AgentProcess, Env, TestDb,
+};
+use crate::telemetry_support::{free_port, send_with_the_sdk, Prometheus, ROUTES, USERS};
+
+/// The most a pipeline's measurement said of `metric` so far.
+fn highest_sample(db: &TestDb, pipeline: &str, metric: &str) -> Option<f64> {
+    metric_samples::table
+        .filter(metric_samples::pipeline.eq(pipeline))
+        .filter(metric_samples::metric.eq(metric))
+        .select(max(metric_samples::value))
+        .first::<Option<f64>>(&mut establish(&db.url).ok()?)
+        .ok()
+        .flatten()
+}
+
+/// A sample's value in a Prometheus text exposition (a time may follow it).
+fn exposed(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.split_whitespace().next()?.parse().ok())
+}
+
+#[actix_web::test]
+async fn sdk_traffic_through_a_real_agent_reaches_prometheus_cut_as_measured() {
+    let env = Env::local(Backend::Sqlite);
+    let db = TestDb::new(Backend::Sqlite);
+    let mut settings = test_settings(env, &db);
+    settings.agents.heartbeat_interval_secs = 1;
+    let app = spawn_with(env, db, settings).await;
+    let admin = app.bootstrap_admin().await;
+    let token: Value = app
+        .send_as(Method::POST, "/api/v1/agents/enrollment-tokens", &admin, &json!({}))
+        .await
+        .json()
+        .await
+        .expect("token");
+    let state = tempfile::tempdir().expect("state dir");
+    let metrics_port = free_port();
+    let metrics_listen = format!("127.0.0.1:{metrics_port}");
+    let _agent = AgentProcess::start_with(
+        &app.url(""),
+        state.path(),
+        token["token"].as_str(),
+        &["--metrics-listen", &metrics_listen],
+    );
+    let agent_id = eventually("the agent online", async || {
+        let list: Value = app.get_as("/api/v1/agents?state=online", &admin).await.json().await.ok()?;
+        list["items"].as_array()?.first()?["id"].as_str().map(str::to_string)
+    })
+    .await;
+
+    let backend = Prometheus::backend().await;
+    let otlp_port = free_port();
+    let config = format!(
+        "receivers: {{otlp: {{protocols: {{grpc: {{endpoint: '127.0.0.1:{otlp_port}'}}}}}}}}\n\
+         processors: {{aggregate: {{labels: [user_id]}}}}\n\
+         exporters: {{prometheusremotewrite: {{endpoint: '{}'}}}}\n\
+         service: {{pipelines: {{metrics: {{receivers: [otlp], processors: [aggregate], exporters: [prometheusremotewrite]}}}}}}\n",
+        backend.write_url()
+    );
+    let task = app
+        .enqueue(&admin, &agent_id, "pipeline.apply", json!({"payload": {"pipeline": "shop", "config": config}}))
+        .await;
+    let task_id = task["id"].as_str().expect("task id").to_string();
+    eventually("the apply to succeed", async || {
+        let task: Value = app.get_as(&format!("/api/v1/tasks/{task_id}"), &admin).await.json().await.ok()?;
+        (task["status"] == "succeeded").then_some(())
+    })
+    .await;
+
+    send_with_the_sdk("grpc", &format!("http://127.0.0.1:{otlp_port}"), "shop").await;
+    let requests = eventually_within("the cut series in Prometheus", 60, async || {
+        let count = backend.number("count(shop_requests_total{job=\"shop\"})").await?;
+        (count == ROUTES as f64).then_some(count)
+    })
+    .await;
+    let expected_total = ((0..USERS).map(|u| u % 7 + 1).sum::<u64>() * ROUTES) as f64;
+    assert_eq!(backend.number("sum(shop_requests_total{job=\"shop\"})").await, Some(expected_total));
+    let held = backend
+        .number("count({job=\"shop\", __name__=~\"shop_requests_total|shop_latency_count|shop_queue_depth\"})")
+        .await;
+    assert_eq!(held, Some(3.0 * requests), "a counter, a histogram and a gauge per route");
+
+    // Phoenix's own measurement of the interval that carried the traffic: the series Prometheus holds.
+    let measured = eventually("the interval's measurement", async || {
+        highest_sample(&app.db, "shop", "pipeline.output.series").filter(|&n| n > 0.0)
+    })
+    .await;
+    assert_eq!(Some(measured), held);
+    assert_eq!(highest_sample(&app.db, "shop", "pipeline.input.series"), Some((3 * USERS * ROUTES) as f64));
+
+    // The agent's own endpoint: every point the SDK sent taken, the cut delivered, nothing queued.
+    let client = http_client();
+    let mut last = String::new();
+    let sent = r#"phoenix_agent_exporter_sent_points_total{exporter="prometheusremotewrite",pipeline="shop"}"#;
+    for _ in 0..150 {
+        let answer = client.get(format!("http://{metrics_listen}/metrics")).send().await;
+        last = match answer {
+            Ok(answer) => answer.text().await.unwrap_or_default(),
+            Err(e) => format!("no answer: {e}"),
+        };
+        if exposed(&last, sent).is_some_and(|n| n > 0.0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(exposed(&last, sent).is_some_and(|n| n > 0.0), "the agent's metrics show the delivery:\n{last}");
+    let text = last;
+    let accepted = r#"phoenix_agent_receiver_accepted_points_total{pipeline="shop",receiver="otlp"}"#;
+    // The SDK exports at its flush and again at shutdown (cumulative: the same values twice).
+    let sent_by_the_sdk = (3 * USERS * ROUTES) as f64;
+    let taken = exposed(&text, accepted).unwrap_or_default();
+    assert!(taken >= sent_by_the_sdk && taken % sent_by_the_sdk == 0.0, "{taken} points taken:\n{text}");
+    let depth = r#"phoenix_agent_exporter_queue_depth{exporter="prometheusremotewrite",pipeline="shop"}"#;
+    assert_eq!(exposed(&text, depth), Some(0.0), "{text}");
+    let dropped = r#"phoenix_agent_exporter_dropped_points_total{exporter="prometheusremotewrite",pipeline="shop"}"#;
+    assert_eq!(exposed(&text, dropped), Some(0.0), "{text}");
+}
