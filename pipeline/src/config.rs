@@ -101,6 +101,51 @@ pub fn config_hash(text: &str) -> String {
     format!("sha256:{}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
+/// The exporter id a shadowed pipeline exports to: measured, sent nowhere.
+pub const SHADOW_EXPORTER: &str = "count/shadow";
+
+/// `text` with its metrics pipelines' output sent nowhere (a `count` exporter) — or only to exporter
+/// `keep` — for a candidate tried beside the live pipeline: measured the same, the backend not billed
+/// twice. Exporters no pipeline uses any more are left out; everything else is kept as written.
+pub fn shadowed(text: &str, keep: Option<&str>) -> Result<String, String> {
+    use serde_yaml_ng::Value;
+    let config =
+        parse(text).map_err(|problems| problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))?;
+    if let Some(keep) = keep {
+        let named = config.metrics_pipeline().is_some_and(|(_, p)| p.exporters.iter().any(|e| e == keep));
+        if !named {
+            return Err(format!("the shadow exporter '{keep}' is not an exporter of the candidate's metrics pipeline"));
+        }
+    }
+    let mut document: Value = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+    let exporter = keep.unwrap_or(SHADOW_EXPORTER).to_string();
+    let mut still_used = BTreeSet::new();
+    if let Some(pipelines) =
+        document.get_mut("service").and_then(|s| s.get_mut("pipelines")).and_then(Value::as_mapping_mut)
+    {
+        for (id, pipeline) in pipelines.iter_mut() {
+            let metrics = id.as_str().is_some_and(is_metrics_pipeline);
+            let Some(exporters) = pipeline.get_mut("exporters") else { continue };
+            if metrics {
+                *exporters = Value::Sequence(vec![Value::String(exporter.clone())]);
+            }
+            still_used
+                .extend(exporters.as_sequence().into_iter().flatten().filter_map(|e| e.as_str().map(String::from)));
+        }
+    }
+    let exporters = document
+        .as_mapping_mut()
+        .ok_or("a config is a mapping")?
+        .entry(Value::String("exporters".into()))
+        .or_insert_with(|| Value::Mapping(Default::default()));
+    let exporters = exporters.as_mapping_mut().ok_or("exporters is a mapping")?;
+    exporters.retain(|id, _| id.as_str().is_some_and(|id| still_used.contains(id)));
+    if keep.is_none() {
+        exporters.insert(Value::String(SHADOW_EXPORTER.into()), Value::Mapping(Default::default()));
+    }
+    serde_yaml_ng::to_string(&document).map_err(|e| e.to_string())
+}
+
 /// Parses YAML text; a syntax or shape error is one problem (with the line when known).
 pub fn parse(text: &str) -> Result<PipelineConfig, Vec<Problem>> {
     serde_yaml_ng::from_str::<PipelineConfig>(text).map_err(|e| {
@@ -362,6 +407,28 @@ service:
         let (_, v) = validate_text(&COLLECTOR.replace("    metrics:", "    logs/app:"));
         let errors: Vec<String> = v.errors.iter().map(ToString::to_string).collect();
         assert_eq!(errors, ["service.pipelines: needs a metrics pipeline (e.g. metrics or metrics/<name>)"]);
+    }
+
+    #[test]
+    fn a_shadowed_pipeline_exports_nowhere_or_to_the_exporter_kept() {
+        let text = "receivers: {otlp: {protocols: {grpc: }}}\nprocessors: {aggregate: {labels: [user_id]}}\n\
+            exporters: {prometheusremotewrite: {endpoint: 'http://backend:9090/api/v1/write'}, debug: {}}\n\
+            service: {pipelines: {metrics: {receivers: [otlp], processors: [aggregate], exporters: [prometheusremotewrite, debug]},\
+            traces: {receivers: [otlp], exporters: [debug]}}}";
+        let shadow = shadowed(text, None).expect("shadowed");
+        let (config, v) = validate_text(&shadow);
+        assert!(v.is_valid(), "{:?}", v.errors);
+        let config = config.expect("parsed");
+        assert_eq!(
+            config.metrics_pipeline().map(|(_, p)| p.exporters.clone()),
+            Some(vec![SHADOW_EXPORTER.to_string()])
+        );
+        assert!(!config.exporters.contains_key("prometheusremotewrite"), "the backend is not written to");
+        assert!(config.exporters.contains_key("debug"), "the traces pipeline still names it");
+        assert_eq!(config.processors, parse(text).expect("parsed").processors, "the rest as written");
+        let kept = parse(&shadowed(text, Some("debug")).expect("shadowed")).expect("parsed");
+        assert_eq!(kept.metrics_pipeline().map(|(_, p)| p.exporters.clone()), Some(vec!["debug".to_string()]));
+        assert!(shadowed(text, Some("nowhere")).expect_err("unknown").contains("'nowhere'"));
     }
 
     #[test]

@@ -119,12 +119,31 @@ impl Pipeline {
         critical: Vec<String>,
         export_dir: &std::path::Path,
     ) -> Result<Pipeline, Vec<Problem>> {
+        Pipeline::build_in(config, name, critical, export_dir, None)
+    }
+
+    /// Like [`Pipeline::build`], its receivers that take points from outside shared through `hub` with
+    /// the other pipelines of the agent that name one configured alike.
+    pub fn build_in(
+        config: &PipelineConfig,
+        name: Option<&str>,
+        critical: Vec<String>,
+        export_dir: &std::path::Path,
+        hub: Option<&sources::shared::ReceiverHub>,
+    ) -> Result<Pipeline, Vec<Problem>> {
         let (_, def) = pick(config, name)?;
         let mut problems = Vec::new();
         let mut sources = Vec::new();
         for id in &def.receivers {
             let section = config.receivers.get(id).cloned().unwrap_or_default();
-            match sources::build(component_type(id), &section, &format!("receivers.{id}")) {
+            let (kind, path) = (component_type(id), format!("receivers.{id}"));
+            let built = match hub {
+                Some(hub) if sources::shared::SHARED_KINDS.contains(&kind) => {
+                    hub.subscribe(kind, &section, &path).map(|s| Box::new(s) as Box<dyn Source>)
+                }
+                _ => sources::build(kind, &section, &path),
+            };
+            match built {
                 Ok(source) => sources.push((id.clone(), source)),
                 Err(more) => problems.extend(more),
             }
@@ -161,7 +180,7 @@ impl Pipeline {
             receivers: self
                 .sources
                 .iter()
-                .filter_map(|(id, s)| s.counters().map(|c| ReceiverTelemetry::of(id, c)))
+                .filter_map(|(id, s)| s.receiver_counts().map(|c| ReceiverTelemetry::of(id, c)))
                 .collect(),
             exporters: self
                 .exporters

@@ -47,28 +47,51 @@ pub async fn body_within(request: hyper::Request<hyper::body::Incoming>, limit: 
     http_body_util::Limited::new(request.into_body(), limit).collect().await.ok().map(|body| body.to_bytes())
 }
 
-/// The addresses the first pipeline of `config` would listen on, with the path of each (`otlp` and
-/// `prometheus_remote_write` receivers, `prometheus` exporters). Two pipelines on one agent must not share one: with SO_REUSEPORT
-/// both would bind, and the kernel would split the connections between them.
-pub fn listen_addresses(config: &crate::config::PipelineConfig) -> Vec<(String, std::net::SocketAddr)> {
+/// An address a pipeline listens on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listening {
+    /// Where in the config: `receivers.otlp.protocols.grpc.endpoint`.
+    pub path: String,
+    pub addr: std::net::SocketAddr,
+    /// For a receiver, what identifies it (see [`crate::sources::shared`]): pipelines whose receivers
+    /// have one key share that receiver, so its addresses are no conflict between them.
+    pub share_key: Option<String>,
+}
+
+impl Listening {
+    /// True when `self` and `other` cannot both be served: the same port, and not one shared receiver.
+    pub fn conflicts_with(&self, other: &Listening) -> bool {
+        let shared = self.share_key.is_some() && self.share_key == other.share_key;
+        overlap(&self.addr, &other.addr) && !shared
+    }
+}
+
+/// The addresses the metrics pipeline of `config` would listen on (`otlp` and `prometheus_remote_write`
+/// receivers, `prometheus` exporters). Two pipelines on one agent must not share one unless it is one
+/// shared receiver: with SO_REUSEPORT both would bind, and the kernel would split the connections.
+pub fn listen_addresses(config: &crate::config::PipelineConfig) -> Vec<Listening> {
     let Some((_, pipeline)) = config.metrics_pipeline() else { return Vec::new() };
     let mut found = Vec::new();
     for id in &pipeline.receivers {
         let section = config.receivers.get(id).cloned().unwrap_or_default();
         let path = format!("receivers.{id}");
-        match crate::config::component_type(id) {
-            "otlp" => {
-                let Ok(otlp) = crate::processors::parse::<crate::otlp::OtlpConfig>(&section, "") else { continue };
-                found.extend(otlp.endpoints(&path));
-            }
+        let kind = crate::config::component_type(id);
+        let key = Some(crate::sources::shared::share_key(kind, &section));
+        let addresses = match kind {
+            "otlp" => crate::processors::parse::<crate::otlp::OtlpConfig>(&section, "")
+                .map(|otlp| otlp.endpoints(&path))
+                .unwrap_or_default(),
             "prometheus_remote_write" => {
                 let parsed = crate::processors::parse::<crate::sources::RemoteWriteReceiverConfig>(&section, "");
-                if let Some(addr) = parsed.ok().and_then(|c| c.endpoint.parse().ok()) {
-                    found.push((format!("{path}.endpoint"), addr));
-                }
+                parsed
+                    .ok()
+                    .and_then(|c| c.endpoint.parse().ok())
+                    .map(|a| vec![(format!("{path}.endpoint"), a)])
+                    .unwrap_or_default()
             }
-            _ => {}
-        }
+            _ => Vec::new(),
+        };
+        found.extend(addresses.into_iter().map(|(path, addr)| Listening { path, addr, share_key: key.clone() }));
     }
     for id in &pipeline.exporters {
         if crate::config::component_type(id) != "prometheus" {
@@ -79,7 +102,7 @@ pub fn listen_addresses(config: &crate::config::PipelineConfig) -> Vec<(String, 
             continue;
         };
         if let Ok(addr) = scrape.endpoint.parse() {
-            found.push((format!("exporters.{id}.endpoint"), addr));
+            found.push(Listening { path: format!("exporters.{id}.endpoint"), addr, share_key: None });
         }
     }
     found
@@ -102,10 +125,14 @@ mod tests {
         )
         .expect("config");
         let found = listen_addresses(&config);
-        let paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+        let paths: Vec<&str> = found.iter().map(|l| l.path.as_str()).collect();
         assert_eq!(paths, ["receivers.otlp.protocols.http.endpoint", "exporters.prometheus.endpoint"]);
         let loopback: std::net::SocketAddr = "127.0.0.1:4318".parse().expect("addr");
-        assert!(overlap(&found[0].1, &loopback), "every address includes loopback");
-        assert!(!overlap(&found[1].1, &loopback), "another port");
+        assert!(overlap(&found[0].addr, &loopback), "every address includes loopback");
+        assert!(!overlap(&found[1].addr, &loopback), "another port");
+        let twin = found[0].clone();
+        assert!(!found[0].conflicts_with(&twin), "one receiver configured alike is shared");
+        let other = Listening { share_key: Some("otlp\nsomething else".into()), ..twin };
+        assert!(found[0].conflicts_with(&other), "a receiver configured otherwise cannot take the port");
     }
 }

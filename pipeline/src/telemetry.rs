@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::engine::IntervalStats;
 use crate::exporters::delivery::DeliveryCounters;
 use crate::model::{Metric, MetricKind, Point};
-use crate::sources::buffer::ReceiverCounters;
+use crate::sources::buffer::ReceiverCounts;
 
 /// One receiver's counts.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,12 +21,12 @@ pub struct ReceiverTelemetry {
 }
 
 impl ReceiverTelemetry {
-    pub fn of(id: &str, counters: &ReceiverCounters) -> ReceiverTelemetry {
+    pub fn of(id: &str, counts: ReceiverCounts) -> ReceiverTelemetry {
         ReceiverTelemetry {
             id: id.to_string(),
-            accepted_points: counters.accepted_points.load(Ordering::Relaxed),
-            rejected_points: counters.rejected_points.load(Ordering::Relaxed),
-            refused_requests: counters.refused_requests.load(Ordering::Relaxed),
+            accepted_points: counts.accepted_points,
+            rejected_points: counts.rejected_points,
+            refused_requests: counts.refused_requests,
         }
     }
 }

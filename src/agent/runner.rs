@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use phoenix_pipeline::config::{config_hash, validate_text, PipelineConfig};
 use phoenix_pipeline::engine::{IntervalStats, Pipeline};
 use phoenix_pipeline::net;
+use phoenix_pipeline::sources::shared::ReceiverHub;
 use phoenix_pipeline::sources::synthetic::{SyntheticConfig, SyntheticSource};
 use phoenix_pipeline::sources::Source;
 
@@ -67,6 +68,9 @@ pub struct Runner {
     loadsim: Option<SyntheticSource>,
     /// Where `file` exporters write.
     export_dir: std::path::PathBuf,
+    /// Receivers shared by the pipelines that name one configured alike (an experiment's variants
+    /// beside a deployment get exactly the same input).
+    receivers: ReceiverHub,
 }
 
 fn report(
@@ -97,6 +101,7 @@ impl Runner {
             degraded: BTreeMap::new(),
             loadsim: None,
             export_dir,
+            receivers: ReceiverHub::default(),
         }
     }
 
@@ -229,16 +234,19 @@ impl Runner {
     }
 
     /// Refuses a config that would listen where another running pipeline listens (its own previous
-    /// version may: it hands the address over).
+    /// version may: it hands the address over), unless both name one receiver configured alike, which
+    /// they then share.
     fn check_addresses_free(&self, name: &str, config: &PipelineConfig) -> Result<(), String> {
         let wanted = net::listen_addresses(config);
         for (other, running) in self.pipelines.iter().filter(|(other, _)| *other != name) {
             let Some(theirs) = validate_text(&running.spec.config).0 else { continue };
-            for (path, addr) in &wanted {
-                if let Some((_, taken)) =
-                    net::listen_addresses(&theirs).into_iter().find(|(_, t)| net::overlap(addr, t))
-                {
-                    return Err(format!("{path}: {addr} is taken by pipeline '{other}' ({taken}) on this agent"));
+            let theirs = net::listen_addresses(&theirs);
+            for mine in &wanted {
+                if let Some(taken) = theirs.iter().find(|t| mine.conflicts_with(t)) {
+                    return Err(format!(
+                        "{}: {} is taken by pipeline '{other}' ({}, configured otherwise) on this agent",
+                        mine.path, mine.addr, taken.path
+                    ));
                 }
             }
         }
@@ -254,9 +262,9 @@ impl Runner {
         pending: &mut Vec<phoenix_pipeline::model::Point>,
     ) -> Result<(Pipeline, IntervalStats), String> {
         let mut pipeline =
-            Pipeline::build(config, None, spec.critical.clone(), &self.export_dir).map_err(|problems| {
-                format!("cannot start the pipeline: {}", join(problems.iter().map(ToString::to_string)))
-            })?;
+            Pipeline::build_in(config, None, spec.critical.clone(), &self.export_dir, Some(&self.receivers)).map_err(
+                |problems| format!("cannot start the pipeline: {}", join(problems.iter().map(ToString::to_string))),
+            )?;
         let (stats, errors) = pipeline.run_interval_with(Utc::now().timestamp_millis(), std::mem::take(pending));
         if !errors.is_empty() {
             return Err(format!("health check failed: {}", errors.join("; ")));
@@ -605,6 +613,50 @@ mod tests {
         let second = runner.execute(&task("t2", "pipeline.apply", json!({"pipeline": "p", "config": config(4)})));
         assert_eq!(second.status, ReportedTaskStatus::Succeeded, "{second:?}");
         assert_eq!(second.result.map(|r| r["output_series"].clone()), Some(json!(3)), "the new version took them");
+    }
+
+    #[tokio::test]
+    async fn pipelines_naming_one_receiver_share_it_and_each_get_every_point() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let config = |receiver: &str, processors: &str, chain: &str| {
+            format!("receivers: {{otlp: {receiver}}}\nprocessors: {processors}\nexporters: {{count: {{}}}}\nservice: {{pipelines: {{metrics: {{receivers: [otlp], processors: [{chain}], exporters: [count]}}}}}}\n")
+        };
+        let receiver = format!("{{protocols: {{http: {{endpoint: '127.0.0.1:{port}'}}}}}}");
+        let baseline = config(&receiver, "{}", "");
+        let candidate = config(&receiver, "{topk: {k: 1, group_by: [k]}}", "topk");
+        let mut runner = Runner::new(std::env::temp_dir());
+        for (id, name, config) in [("t1", "exp-1-baseline", &baseline), ("t2", "exp-1-candidate", &candidate)] {
+            let done = runner.execute(&task(id, "pipeline.apply", json!({"pipeline": name, "config": config})));
+            assert_eq!(done.status, ReportedTaskStatus::Succeeded, "{done:?}");
+        }
+        let body = json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [{"name": "g", "gauge": {"dataPoints": [
+            {"asDouble": 1.0, "timeUnixNano": "1", "attributes": [{"key": "k", "value": {"stringValue": "a"}}]},
+            {"asDouble": 2.0, "timeUnixNano": "1", "attributes": [{"key": "k", "value": {"stringValue": "b"}}]}
+        ]}}]}]}]});
+        phoenix_nats::install_tls_provider();
+        let answer = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/v1/metrics"))
+            .json(&body)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(answer.status(), 200);
+        let batches = runner.run_interval();
+        let value = |pipeline: &str, metric: &str| {
+            let batch = batches.iter().find(|b| b.pipeline == pipeline).expect("measured");
+            batch.samples.iter().find(|s| s.metric == metric).map(|s| s.value)
+        };
+        assert_eq!(value("exp-1-baseline", "pipeline.input.series"), Some(2.0));
+        assert_eq!(value("exp-1-candidate", "pipeline.input.series"), Some(2.0), "the same input");
+        assert_eq!(value("exp-1-candidate", "pipeline.output.series"), Some(2.0), "the top 1 and other");
+        let otherwise = config(
+            &format!("{{protocols: {{http: {{endpoint: '127.0.0.1:{port}'}}}}, max_buffered_points: 5}}"),
+            "{}",
+            "",
+        );
+        let refused = runner.execute(&task("t3", "pipeline.apply", json!({"pipeline": "other", "config": otherwise})));
+        assert_eq!(refused.status, ReportedTaskStatus::Failed, "one port, a receiver configured otherwise");
+        assert!(refused.error.unwrap_or_default().contains("configured otherwise"));
     }
 
     #[test]

@@ -149,6 +149,9 @@ pub async fn create_experiment(
     let (Some(baseline), Some(candidate)) = (baseline, candidate) else {
         return Err(ApiError::invalid(problems));
     };
+    if let Err(why) = spec.candidate_as_tried(&candidate.text) {
+        problems.push(("shadow_exporter".into(), why));
+    }
     if !problems.is_empty() {
         return Err(ApiError::invalid(problems));
     }

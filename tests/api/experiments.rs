@@ -255,7 +255,9 @@ async fn a_broken_candidate_fails_the_experiment_while_deploying_with_the_agents
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let endpoint = taken.local_addr().expect("addr").to_string();
     let candidate = synthetic("topk", json!({"exporter": "prometheus", "endpoint": endpoint}));
-    let body = experiment("broken", candidate, json!({"selector": {"env": "test"}}), 5);
+    let mut body = experiment("broken", candidate, json!({"selector": {"env": "test"}}), 5);
+    // Live, not in shadow: a shadowed candidate would not open its exporter's port at all.
+    body["shadow"] = json!(false);
     let id = create(&app, &admin, &body).await["id"].as_str().expect("id").to_string();
     assert_eq!(act(&app, &admin, &id, "start").await.status(), 200);
     let failed = wait_for_phase(&app, &admin, &id, "failed", 40).await;

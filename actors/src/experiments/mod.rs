@@ -122,6 +122,31 @@ pub struct ExperimentSpec {
     /// Promote the candidate on a `pass` verdict.
     #[serde(default)]
     pub auto_promote: bool,
+    /// Run the candidate in shadow (the default): measured exactly like the baseline, on the same input,
+    /// but its output sent nowhere, so the backend is not billed twice; promote makes it live. `false`
+    /// sends the candidate's output where its config says, beside the baseline's.
+    #[serde(default = "shadow_by_default")]
+    pub shadow: bool,
+    /// In shadow, the one exporter of the candidate's config that still gets its output (a test
+    /// backend, say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_exporter: Option<String>,
+}
+
+fn shadow_by_default() -> bool {
+    true
+}
+
+impl ExperimentSpec {
+    /// The config the agents run for the candidate while it is tried (its stored config is what a
+    /// promotion deploys).
+    pub fn candidate_as_tried(&self, config: &str) -> Result<String, String> {
+        if self.shadow {
+            phoenix_pipeline::config::shadowed(config, self.shadow_exporter.as_deref())
+        } else {
+            Ok(config.to_string())
+        }
+    }
 }
 
 /// A stored experiment.

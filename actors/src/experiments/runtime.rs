@@ -650,7 +650,13 @@ impl Runtime {
     async fn send(&self, experiment: &Experiment, agent: &str, variant: &str, verb: &str) -> Result<(), String> {
         let name = pipeline_name(&experiment.id, variant);
         let (payload, ttl) = if verb == APPLY {
-            let config = if variant == BASELINE { &experiment.baseline_config } else { &experiment.candidate_config };
+            let config = if variant == BASELINE {
+                experiment.baseline_config.clone()
+            } else {
+                let stored = experiment.candidate_config.as_deref().unwrap_or_default();
+                // Checked when the experiment was created: a failure here is a config changed since.
+                Some(experiment.spec.candidate_as_tried(stored)?)
+            };
             let payload = json!({
                 "pipeline": name,
                 "config": config,

@@ -192,7 +192,38 @@ fn respond(code: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Full
 
 #[cfg(test)]
 pub mod tests_support {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point, Gauge, Metric, NumberDataPoint};
+    use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, ScopeMetrics};
     use prost::Message;
+
+    /// POSTs one gauge point per value to an OTLP/HTTP receiver on `port`; panics unless it is taken.
+    pub async fn post_gauge(port: u16, values: &[f64]) {
+        let data_points = values
+            .iter()
+            .map(|v| NumberDataPoint {
+                value: Some(number_data_point::Value::AsDouble(*v)),
+                time_unix_nano: 1,
+                ..Default::default()
+            })
+            .collect();
+        let metric =
+            Metric { name: "temp".into(), data: Some(Data::Gauge(Gauge { data_points })), ..Default::default() };
+        let request = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics { metrics: vec![metric], ..Default::default() }],
+                ..Default::default()
+            }],
+        };
+        let answer = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/v1/metrics"))
+            .header("Content-Type", "application/x-protobuf")
+            .body(request.encode_to_vec())
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(answer.status(), 200);
+    }
 
     /// The message of a protobuf `google.rpc.Status` answer.
     pub fn decode_status(body: &[u8]) -> String {

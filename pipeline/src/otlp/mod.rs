@@ -226,8 +226,8 @@ impl Source for OtlpSource {
         self.take_pending()
     }
 
-    fn counters(&self) -> Option<&crate::sources::buffer::ReceiverCounters> {
-        Some(&self.intake.buffer.counters)
+    fn receiver_counts(&self) -> Option<crate::sources::buffer::ReceiverCounts> {
+        Some(self.intake.buffer.counters.snapshot())
     }
 
     fn take_pending(&mut self) -> Batch {

@@ -19,6 +19,24 @@ pub struct ReceiverCounters {
     pub refused_requests: AtomicU64,
 }
 
+/// The counters' values at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ReceiverCounts {
+    pub accepted_points: u64,
+    pub rejected_points: u64,
+    pub refused_requests: u64,
+}
+
+impl ReceiverCounters {
+    pub fn snapshot(&self) -> ReceiverCounts {
+        ReceiverCounts {
+            accepted_points: self.accepted_points.load(Ordering::Relaxed),
+            rejected_points: self.rejected_points.load(Ordering::Relaxed),
+            refused_requests: self.refused_requests.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// Why points were refused whole.
 #[derive(Debug, PartialEq)]
 pub enum Refusal {

@@ -5,6 +5,7 @@ mod host;
 mod process;
 pub mod remote_write;
 pub mod scrape;
+pub mod shared;
 pub mod synthetic;
 
 use std::sync::Arc;
@@ -53,7 +54,7 @@ pub trait Source: Send {
     }
 
     /// What a receiver that takes points from senders counts (none for sources that read the host).
-    fn counters(&self) -> Option<&buffer::ReceiverCounters> {
+    fn receiver_counts(&self) -> Option<buffer::ReceiverCounts> {
         None
     }
 

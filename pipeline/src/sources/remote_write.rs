@@ -145,8 +145,8 @@ impl Source for RemoteWriteSource {
         self.take_pending()
     }
 
-    fn counters(&self) -> Option<&crate::sources::buffer::ReceiverCounters> {
-        Some(&self.shared.buffer.counters)
+    fn receiver_counts(&self) -> Option<crate::sources::buffer::ReceiverCounts> {
+        Some(self.shared.buffer.counters.snapshot())
     }
 
     fn take_pending(&mut self) -> Batch {

@@ -270,8 +270,8 @@ impl Source for ScrapeSource {
         self.take_pending()
     }
 
-    fn counters(&self) -> Option<&crate::sources::buffer::ReceiverCounters> {
-        Some(&self.buffer.counters)
+    fn receiver_counts(&self) -> Option<crate::sources::buffer::ReceiverCounts> {
+        Some(self.buffer.counters.snapshot())
     }
 
     fn take_pending(&mut self) -> Batch {
