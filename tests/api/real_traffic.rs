@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::helpers::{
     eventually, eventually_within, http_client, spawn_with, test_settings, AgentProcess, Env, TestDb,
 };
-use crate::telemetry_support::{free_port, send_with_the_sdk, Prometheus, ROUTES, USERS};
+use crate::telemetry_support::{free_port, send_with_the_sdk, send_with_the_sdk_for, Prometheus, ROUTES, USERS};
 
 /// The most a pipeline's measurement said of `metric` so far.
 fn highest_sample(db: &TestDb, pipeline: &str, metric: &str) -> Option<f64> {
@@ -127,4 +127,104 @@ async fn sdk_traffic_through_a_real_agent_reaches_prometheus_cut_as_measured() {
     assert_eq!(exposed(&text, depth), Some(0.0), "{text}");
     let dropped = r#"phoenix_agent_exporter_dropped_points_total{exporter="prometheusremotewrite",pipeline="shop"}"#;
     assert_eq!(exposed(&text, dropped), Some(0.0), "{text}");
+}
+
+/// An agent's pipelines by name, as its heartbeat says.
+async fn pipelines_on(app: &crate::helpers::TestApp, admin: &str, agent_id: &str) -> Vec<String> {
+    let agent: Value = app.get_as(&format!("/api/v1/agents/{agent_id}"), admin).await.json().await.unwrap_or_default();
+    let names = agent["pipelines"].as_array().cloned().unwrap_or_default();
+    names.iter().filter_map(|p| p["name"].as_str().map(str::to_string)).collect()
+}
+
+#[actix_web::test]
+async fn an_experiment_on_sdk_traffic_shadows_the_candidate_until_it_is_promoted() {
+    let (app, admin) =
+        crate::helpers::fast_server(Backend::Sqlite, |s| s.experiments.removal_sweep_interval_secs = 1).await;
+    let token = app.enrollment_token(&admin).await;
+    let state = tempfile::tempdir().expect("state dir");
+    let _agent = AgentProcess::start_with(&app.url(""), state.path(), Some(&token), &["--metrics-listen", "off"]);
+    let agent_id = eventually("the agent online", async || {
+        let list: Value = app.get_as("/api/v1/agents?state=online", &admin).await.json().await.ok()?;
+        list["items"].as_array()?.first()?["id"].as_str().map(str::to_string)
+    })
+    .await;
+    let backend = Prometheus::backend().await;
+    let otlp_port = free_port();
+    let otlp = format!("http://127.0.0.1:{otlp_port}");
+    // One receiver in both configs, alike: the agent runs it once and feeds both variants.
+    let config = |processors: &str, chain: &str| {
+        format!(
+            "receivers: {{otlp: {{protocols: {{grpc: {{endpoint: '127.0.0.1:{otlp_port}'}}}}}}}}\n\
+             processors: {processors}\n\
+             exporters: {{prometheusremotewrite: {{endpoint: '{}'}}}}\n\
+             service: {{pipelines: {{metrics: {{receivers: [otlp], processors: [{chain}], exporters: [prometheusremotewrite]}}}}}}\n",
+            backend.write_url()
+        )
+    };
+    let body = json!({
+        "name": "cut user_id",
+        "baseline": {"config": config("{}", "")},
+        "candidate": {"config": config("{aggregate: {labels: [user_id]}}", "aggregate")},
+        "target": {"selector": {"env": "test"}},
+        "warmup_secs": 1,
+        "duration_secs": 6,
+        "success_criteria": {"min_cardinality_reduction_pct": 50, "max_cpu_overhead_pct": 1_000_000, "min_accuracy_pct": 0},
+    });
+    let created = app.send_as(Method::POST, "/api/v1/experiments", &admin, &body).await;
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.expect("experiment");
+    assert_eq!(created["shadow"], true, "the candidate runs in shadow by default");
+    let id = created["id"].as_str().expect("id").to_string();
+    let experiment = format!("/api/v1/experiments/{id}");
+    assert_eq!(app.send_as(Method::POST, &format!("{experiment}/start"), &admin, &json!({})).await.status(), 200);
+    let phase = async |wanted: &str| {
+        let experiment: Value = app.get_as(&experiment, &admin).await.json().await.ok()?;
+        (experiment["phase"] == wanted).then_some(experiment)
+    };
+    eventually_within("the experiment running", 30, async || phase("running").await).await;
+
+    // A service sending the whole time the experiment measures.
+    let sender = tokio::spawn({
+        let otlp = otlp.clone();
+        async move { send_with_the_sdk_for("grpc", &otlp, "shop", 12).await }
+    });
+    eventually_within("the baseline's series in Prometheus", 30, async || {
+        let count = backend.number("count(shop_requests_total{job=\"shop\"})").await?;
+        (count == (USERS * ROUTES) as f64).then_some(())
+    })
+    .await;
+    let completed = eventually_within("the experiment completed", 40, async || phase("completed").await).await;
+    let results = &completed["results"];
+    let (baseline, candidate) =
+        (results["baseline"]["series"]["mean"].as_f64(), results["candidate"]["series"]["mean"].as_f64());
+    assert!(
+        baseline.zip(candidate).is_some_and(|(b, c)| c > 0.0 && c * 10.0 < b),
+        "both variants measured, the candidate cut: {results}"
+    );
+    assert_eq!(
+        backend.number("count(shop_requests_total{job=\"shop\", user_id=\"\"})").await,
+        None,
+        "nothing of the shadowed candidate reached the backend"
+    );
+    sender.await.expect("the sender ran");
+
+    let promoted =
+        app.send_as(Method::POST, &format!("{experiment}/promote"), &admin, &json!({"name": "shop-cut"})).await;
+    assert_eq!(promoted.status(), 200);
+    eventually_within("the deployment to take over from the experiment's pipelines", 40, async || {
+        let names = pipelines_on(&app, &admin, &agent_id).await;
+        (!names.is_empty() && names.iter().all(|n| !n.starts_with("exp-"))).then_some(())
+    })
+    .await;
+    send_with_the_sdk("grpc", &otlp, "shop-after").await;
+    eventually_within("the candidate's series, now live, in Prometheus", 30, async || {
+        let count = backend.number("count(shop_requests_total{job=\"shop-after\"})").await?;
+        (count == ROUTES as f64).then_some(())
+    })
+    .await;
+    assert_eq!(
+        backend.number("count(shop_requests_total{job=\"shop-after\", user_id!=\"\"})").await,
+        None,
+        "only the candidate's output after the promotion"
+    );
 }

@@ -119,11 +119,16 @@ pub fn script(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("{name} not found beside {}", file!()))
 }
 
-/// Runs the SDK sender to completion.
+/// Runs the SDK sender to completion: one export at its end.
 pub async fn send_with_the_sdk(protocol: &str, endpoint: &str, service: &str) {
+    send_with_the_sdk_for(protocol, endpoint, service, 0).await;
+}
+
+/// Runs the SDK sender exporting every half second for `seconds` (once at its end when 0).
+pub async fn send_with_the_sdk_for(protocol: &str, endpoint: &str, service: &str, seconds: u64) {
     let output = tokio::process::Command::new(python())
         .arg(script("otel_sender.py"))
-        .args([protocol, endpoint, service, &USERS.to_string(), &ROUTES.to_string()])
+        .args([protocol, endpoint, service, &USERS.to_string(), &ROUTES.to_string(), &seconds.to_string()])
         .output()
         .await
         .expect("python runs");
