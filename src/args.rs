@@ -70,6 +70,12 @@ pub enum Command {
     User(crate::cli::UserCommand),
     /// The audit log: who did what, when, from where (admins only).
     Audit(crate::cli::AuditCommand),
+    /// Send generated metrics to a receiver (an agent, a Collector, a Prometheus) and print what was sent.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  phoenix loadgen otlp --rate 50000 --duration 60\n  phoenix loadgen remote-write --endpoint http://127.0.0.1:19291/api/v1/write"
+    )]
+    Loadgen(crate::cli::loadgen::LoadgenCommand),
     /// Print the shell completion script.
     #[command(after_help = "Example:\n  phoenix completion bash > /etc/bash_completion.d/phoenix")]
     Completion { shell: clap_complete::Shell },

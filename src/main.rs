@@ -23,6 +23,7 @@ async fn main() -> ExitCode {
         Command::Fleet(command) => cli::finish(cli::fleet(command).await).await,
         Command::User(command) => cli::finish(cli::user(command).await).await,
         Command::Audit(command) => cli::finish(cli::audit(command).await).await,
+        Command::Loadgen(command) => cli::finish(cli::loadgen::run(command).await).await,
         Command::Completion { shell } => cli::finish(cli::completion(shell)).await,
     }
 }

@@ -6,7 +6,8 @@
 //! - a rendered config carries the hash of its text, is valid, and has the warnings it was returned with;
 //! - parameters cannot change the config's shape (all strings are written with `tojson`): its receiver
 //!   and exporter are the `source` and `exporter` asked for, its one pipeline is `metrics`, and every
-//!   parameter the template writes into the config reads back as the value given.
+//!   parameter the template writes into the config (receiver endpoints, exporter destination, processor
+//!   settings) reads back as the value given.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -49,22 +50,36 @@ fuzz_target!(|data: &[u8]| {
 
     let mut expected: Vec<(&Yaml, Yaml)> = Vec::new();
     let receiver = &config.receivers[&source];
-    if source == "synthetic" {
-        for name in ["profile", "processes", "seed"] {
-            expected.push((&receiver[name], yaml(name)));
+    match source.as_str() {
+        "synthetic" => {
+            for name in ["profile", "processes", "seed"] {
+                expected.push((&receiver[name], yaml(name)));
+            }
         }
+        "otlp" => {
+            expected.push((&receiver["protocols"]["grpc"]["endpoint"], yaml("otlp_grpc_endpoint")));
+            expected.push((&receiver["protocols"]["http"]["endpoint"], yaml("otlp_http_endpoint")));
+        }
+        "prometheus_remote_write" => expected.push((&receiver["endpoint"], yaml("remote_write_endpoint"))),
+        _ => {}
     }
     let exported = &config.exporters[&exporter];
     match exporter.as_str() {
         "prometheus" => expected.push((&exported["endpoint"], yaml("endpoint"))),
         "file" => expected.push((&exported["path"], yaml("path"))),
+        "prometheusremotewrite" | "otlphttp" => expected.push((&exported["endpoint"], yaml("destination"))),
+        "otlp" => {
+            expected.push((&exported["endpoint"], yaml("destination")));
+            expected.push((&exported["tls"]["insecure"], yaml("insecure")));
+        }
         _ => {}
     }
     let processor = |id: &str| &config.processors[id];
     for (id, names) in [
-        ("topk", &["k", "metric"][..]),
+        ("topk", &["k"][..]),
         ("adaptive_filter", &["target_series", "metric", "critical"][..]),
-        ("cardinality_limit", &["max_series"][..]),
+        ("cardinality_limit", &["max_series", "action"][..]),
+        ("aggregate", &["labels", "gauge"][..]),
     ] {
         if config.processors.contains_key(id) {
             for &name in names {
@@ -72,8 +87,25 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
+    // topk writes `metric` and `group_by` only when they are not empty (empty: their defaults).
+    if config.processors.contains_key("topk") {
+        for name in ["metric", "group_by"] {
+            let given = &params[name];
+            let empty = given.as_str() == Some("") || given.as_array().is_some_and(Vec::is_empty);
+            let want = if empty { Yaml::Null } else { yaml(name) };
+            let got = processor("topk").get(name).cloned().unwrap_or(Yaml::Null);
+            assert_eq!(got, want, "topk's {name} did not arrive as given in:\n{}", rendered.config);
+        }
+    }
     if config.processors.contains_key("drop_labels") {
         expected.push((&processor("drop_labels")["labels"], yaml("drop_labels")));
+    }
+    if let Some(attributes) = config.processors.get("attributes") {
+        let deleted: Vec<Yaml> = attributes["actions"]
+            .as_sequence()
+            .map(|actions| actions.iter().map(|action| action["key"].clone()).collect())
+            .unwrap_or_default();
+        assert_eq!(Yaml::Sequence(deleted), yaml("attributes"), "the attributes deleted, as given");
     }
     for (got, want) in expected {
         assert_eq!(got, &want, "a parameter did not arrive as given in:\n{}", rendered.config);

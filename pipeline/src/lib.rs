@@ -7,6 +7,7 @@ pub mod config;
 pub mod diff;
 pub mod engine;
 pub mod exporters;
+pub mod loadgen;
 pub mod model;
 pub mod net;
 pub mod otlp;

@@ -205,7 +205,25 @@ fn common_parameters() -> Vec<ParamSpec> {
             "source",
             ParamType::String,
             Value::from("process"),
-            "receiver: process (this host's /proc), host or synthetic",
+            "receiver: process (this host's /proc), host, synthetic, otlp (your applications' OTLP) or prometheus_remote_write (a Prometheus's remote write)",
+        ),
+        param(
+            "otlp_grpc_endpoint",
+            ParamType::String,
+            Value::from(crate::otlp::DEFAULT_GRPC_ENDPOINT),
+            "otlp only: where OTLP/gRPC is taken (0.0.0.0:4317 for every interface)",
+        ),
+        param(
+            "otlp_http_endpoint",
+            ParamType::String,
+            Value::from(crate::otlp::DEFAULT_HTTP_ENDPOINT),
+            "otlp only: where OTLP/HTTP is taken",
+        ),
+        param(
+            "remote_write_endpoint",
+            ParamType::String,
+            Value::from(crate::sources::remote_write::DEFAULT_ENDPOINT),
+            "prometheus_remote_write only: where remote write is taken",
         ),
         param(
             "profile",
@@ -219,7 +237,19 @@ fn common_parameters() -> Vec<ParamSpec> {
             "exporter",
             ParamType::String,
             Value::from("count"),
-            "exporter: count, or prometheus/file with their settings",
+            "exporter: count, prometheus, file, prometheusremotewrite, otlp or otlphttp",
+        ),
+        param(
+            "destination",
+            ParamType::String,
+            Value::from(""),
+            "prometheusremotewrite and otlphttp: the backend's URL; otlp: its host:port",
+        ),
+        param(
+            "insecure",
+            ParamType::Boolean,
+            Value::from(false),
+            "otlp only: plain text to the destination instead of TLS",
         ),
         param(
             "endpoint",
@@ -242,6 +272,12 @@ const RECEIVER: &str = r#"receivers:
     profile: {{ profile | tojson }}
     processes: {{ processes }}
     seed: {{ seed }}
+{%- elif source == "otlp" %}
+    protocols:
+      grpc: {endpoint: {{ otlp_grpc_endpoint | tojson }}}
+      http: {endpoint: {{ otlp_http_endpoint | tojson }}}
+{%- elif source == "prometheus_remote_write" %}
+    endpoint: {{ remote_write_endpoint | tojson }}
 {%- else %} {}
 {%- endif %}
 "#;
@@ -252,6 +288,11 @@ const EXPORTER: &str = r#"exporters:
     endpoint: {{ endpoint | tojson }}
 {%- elif exporter == "file" %}
     path: {{ path | tojson }}
+{%- elif exporter == "prometheusremotewrite" or exporter == "otlphttp" %}
+    endpoint: {{ destination | tojson }}
+{%- elif exporter == "otlp" %}
+    endpoint: {{ destination | tojson }}
+    tls: {insecure: {{ insecure | tojson }}}
 {%- else %} {}
 {%- endif %}
 "#;
@@ -280,9 +321,54 @@ pub fn builtins() -> Vec<Template> {
         },
         Template {
             name: "topk".into(),
-            description: "Keeps the k busiest processes (by `metric`) and aggregates all others into one `other` series per metric.".into(),
-            parameters: with(vec![param("k", ParamType::Integer, Value::from(10), "processes kept"), metric()]),
-            body: body("\n  topk:\n    k: {{ k }}\n    metric: {{ metric | tojson }}", "topk"),
+            description: "Keeps the k biggest groups (processes by default; any attributes with `group_by`) by `metric` (empty: each metric ranks its own) and aggregates all others into one `other` series per metric.".into(),
+            parameters: with(vec![
+                param("k", ParamType::Integer, Value::from(10), "groups kept"),
+                metric(),
+                param("group_by", ParamType::StringList, serde_json::json!([]), "the attributes that make a group (route, customer, …); empty: processes"),
+            ]),
+            body: body(
+                "\n  topk:\n    k: {{ k }}\n{%- if group_by %}\n    group_by: {{ group_by | tojson }}\n{%- endif %}\n{%- if metric %}\n    metric: {{ metric | tojson }}\n{%- endif %}",
+                "topk",
+            ),
+            builtin: true,
+        },
+        Template {
+            name: "drop_attributes".into(),
+            description: "Deletes the named attributes from every point; the series that then collide merge by type (sums add, histograms merge bucket by bucket).".into(),
+            parameters: with(vec![param(
+                "attributes",
+                ParamType::StringList,
+                serde_json::json!(["pid", "command", "owner"]),
+                "the attributes deleted (user_id, request_id, …)",
+            )]),
+            body: body(
+                "\n  attributes:\n    actions:\n{%- for key in attributes %}\n      - {key: {{ key | tojson }}, action: delete}\n{%- endfor %}",
+                "attributes",
+            ),
+            builtin: true,
+        },
+        Template {
+            name: "aggregate".into(),
+            description: "Removes the named labels and re-aggregates each metric by type: cumulative totals are kept across restarts, deltas add, histograms merge bucket by bucket, gauges by `gauge`.".into(),
+            parameters: with(vec![
+                param("labels", ParamType::StringList, serde_json::json!(["pid", "command", "owner"]), "the labels removed (user_id, …)"),
+                param("gauge", ParamType::String, Value::from("mean"), "how gauges combine: last, sum, min, max, mean"),
+            ]),
+            body: body("\n  aggregate:\n    labels: {{ labels | tojson }}\n    gauge: {{ gauge | tojson }}", "aggregate"),
+            builtin: true,
+        },
+        Template {
+            name: "cardinality_limit".into(),
+            description: "At most `max_series` series per metric, first come; the rest fold into one overflow series per metric (or are dropped), counted.".into(),
+            parameters: with(vec![
+                param("max_series", ParamType::Integer, Value::from(20), "series per metric at most"),
+                param("action", ParamType::String, Value::from("overflow"), "overflow (one series keeps their totals) or drop"),
+            ]),
+            body: body(
+                "\n  cardinality_limit:\n    max_series: {{ max_series }}\n    action: {{ action | tojson }}",
+                "cardinality_limit",
+            ),
             builtin: true,
         },
         Template {
@@ -382,6 +468,37 @@ mod tests {
         assert_eq!(config.receivers["synthetic"]["processes"], serde_yaml_ng::Value::from(500));
         assert_eq!(config.exporters["file"]["path"], serde_yaml_ng::Value::from("x.jsonl"));
         assert_eq!(config.processors["adaptive_filter"]["critical"][0], serde_yaml_ng::Value::from("nginx"));
+    }
+
+    #[test]
+    fn templates_render_for_real_traffic_with_the_receiver_and_exporter_as_parameters() {
+        let given = params(json!({
+            "source": "otlp", "otlp_grpc_endpoint": "0.0.0.0:4317",
+            "exporter": "prometheusremotewrite", "destination": "http://prometheus:9090/api/v1/write",
+            "labels": ["user_id"],
+        }));
+        let rendered = render(&builtin("aggregate").expect("aggregate"), &given).expect("render");
+        let config = crate::config::parse(&rendered.config).expect("parse");
+        assert_eq!(
+            config.receivers["otlp"]["protocols"]["grpc"]["endpoint"],
+            serde_yaml_ng::Value::from("0.0.0.0:4317")
+        );
+        assert_eq!(config.processors["aggregate"]["labels"][0], serde_yaml_ng::Value::from("user_id"));
+        let remote_write = &config.exporters["prometheusremotewrite"]["endpoint"];
+        assert_eq!(*remote_write, serde_yaml_ng::Value::from("http://prometheus:9090/api/v1/write"));
+        let given = params(json!({
+            "source": "prometheus_remote_write", "exporter": "otlp", "destination": "collector:4317",
+            "insecure": true, "group_by": ["route"], "metric": "",
+        }));
+        let config = crate::config::parse(&render(&builtin("topk").expect("topk"), &given).expect("render").config)
+            .expect("parse");
+        assert_eq!(config.exporters["otlp"]["tls"]["insecure"], serde_yaml_ng::Value::from(true));
+        assert!(config.processors["topk"].get("metric").is_none(), "each metric ranks its own");
+        let missing = crate::processors::test_support::problems(render(
+            &builtin("drop_attributes").expect("drop_attributes"),
+            &params(json!({"exporter": "otlphttp"})),
+        ));
+        assert_eq!(missing[0].path, "exporters.otlphttp.endpoint", "a destination is needed");
     }
 
     #[test]

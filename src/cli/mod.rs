@@ -4,6 +4,7 @@
 pub mod client;
 pub mod error;
 mod experiments;
+pub mod loadgen;
 pub mod output;
 mod resources;
 pub mod session;

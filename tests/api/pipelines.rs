@@ -29,7 +29,10 @@ async fn the_builtin_templates_are_listed_with_their_parameters_and_render(backe
     let admin = app.bootstrap_admin().await;
     let list = body(app.get_as("/api/v1/pipelines/templates", &admin).await).await;
     let names: Vec<&str> = list["items"].as_array().expect("items").iter().filter_map(|t| t["name"].as_str()).collect();
-    assert_eq!(names, ["baseline", "topk", "adaptive_filter", "hybrid"]);
+    assert_eq!(
+        names,
+        ["baseline", "topk", "drop_attributes", "aggregate", "cardinality_limit", "adaptive_filter", "hybrid"]
+    );
     let topk = body(app.get_as("/api/v1/pipelines/templates/topk", &admin).await).await;
     let k = topk["parameters"].as_array().expect("parameters").iter().find(|p| p["name"] == "k").expect("k").clone();
     assert_eq!((k["type"].as_str(), k["default"].as_i64()), (Some("integer"), Some(10)));

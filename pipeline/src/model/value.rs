@@ -90,7 +90,7 @@ impl Histogram {
     /// A histogram of `counts` in `bounds`, its count their total, without a minimum or maximum.
     pub fn of_counts(bounds: &[f64], counts: &[u64], sum: Option<f64>) -> Histogram {
         Histogram {
-            count: counts.iter().sum(),
+            count: saturating_total(counts),
             sum,
             min: None,
             max: None,
@@ -102,7 +102,7 @@ impl Histogram {
     /// True when the counts fit the bounds and add up to the count.
     pub fn is_consistent(&self) -> bool {
         self.counts.len() == self.bounds.len() + 1
-            && self.counts.iter().sum::<u64>() == self.count
+            && self.counts.iter().try_fold(0u64, |total, &c| total.checked_add(c)) == Some(self.count)
             && self.bounds.windows(2).all(|w| w[0] < w[1])
     }
 
@@ -110,7 +110,8 @@ impl Histogram {
     pub fn add_same_bounds(&mut self, other: &Histogram) {
         debug_assert_eq!(self.bounds, other.bounds);
         for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
-            *mine += theirs;
+            // Counts from senders can be anything: a merge saturates rather than wraps or panics.
+            *mine = mine.saturating_add(*theirs);
         }
         self.add_totals(other.count, other.sum, other.min, other.max);
     }
@@ -119,19 +120,19 @@ impl Histogram {
     /// source bucket's upper bound. No count is lost; a value may be counted in a higher bucket than the
     /// one it would have been counted in with the target bounds from the start.
     pub fn rebucketed(&self, bounds: &Arc<[f64]>) -> Histogram {
-        let mut counts = vec![0; bounds.len() + 1];
+        let mut counts = vec![0u64; bounds.len() + 1];
         for (i, &count) in self.counts.iter().enumerate() {
             let target = match self.bounds.get(i) {
                 Some(&upper) => bounds.partition_point(|&b| b < upper),
                 None => bounds.len(),
             };
-            counts[target] += count;
+            counts[target] = counts[target].saturating_add(count);
         }
         Histogram { counts, bounds: bounds.clone(), ..self.clone() }
     }
 
     fn add_totals(&mut self, count: u64, sum: Option<f64>, min: Option<f64>, max: Option<f64>) {
-        self.count += count;
+        self.count = self.count.saturating_add(count);
         self.sum = add_optional(self.sum, sum);
         self.min = combine(self.min, min, f64::min);
         self.max = combine(self.max, max, f64::max);
@@ -148,9 +149,9 @@ impl ExponentialHistogram {
         other.downscale(other.scale - scale);
         self.positive.add(&other.positive);
         self.negative.add(&other.negative);
-        self.zero_count += other.zero_count;
+        self.zero_count = self.zero_count.saturating_add(other.zero_count);
         self.zero_threshold = self.zero_threshold.max(other.zero_threshold);
-        self.count += other.count;
+        self.count = self.count.saturating_add(other.count);
         self.sum = add_optional(self.sum, other.sum);
         self.min = combine(self.min, other.min, f64::min);
         self.max = combine(self.max, other.max, f64::max);
@@ -174,10 +175,11 @@ impl Buckets {
         let by = by.min(62);
         let first = i64::from(self.offset) >> by;
         let last = (i64::from(self.offset) + self.counts.len() as i64 - 1) >> by;
-        let mut counts = vec![0; (last - first + 1) as usize];
+        let mut counts = vec![0u64; (last - first + 1) as usize];
         for (i, &count) in self.counts.iter().enumerate() {
             let index = (i64::from(self.offset) + i as i64) >> by;
-            counts[(index - first) as usize] += count;
+            let at = (index - first) as usize;
+            counts[at] = counts[at].saturating_add(count);
         }
         self.offset = first as i32;
         self.counts = counts;
@@ -193,10 +195,11 @@ impl Buckets {
         }
         let first = self.offset.min(other.offset);
         let end = (self.offset + self.counts.len() as i32).max(other.offset + other.counts.len() as i32);
-        let mut counts = vec![0; (end - first) as usize];
+        let mut counts = vec![0u64; (end - first) as usize];
         for run in [&*self, other] {
             for (i, &count) in run.counts.iter().enumerate() {
-                counts[(run.offset - first) as usize + i] += count;
+                let at = (run.offset - first) as usize + i;
+                counts[at] = counts[at].saturating_add(count);
             }
         }
         self.offset = first;
@@ -205,7 +208,7 @@ impl Buckets {
 
     /// Total of the counts.
     pub fn total(&self) -> u64 {
-        self.counts.iter().sum()
+        saturating_total(&self.counts)
     }
 }
 
@@ -220,6 +223,11 @@ fn combine(a: Option<f64>, b: Option<f64>, f: fn(f64, f64) -> f64) -> Option<f64
         (Some(a), Some(b)) => Some(f(a, b)),
         (one, None) | (None, one) => one,
     }
+}
+
+/// The total of counts, at most `u64::MAX` (a sender's counts may add up past it).
+pub fn saturating_total(counts: &[u64]) -> u64 {
+    counts.iter().fold(0u64, |total, &c| total.saturating_add(c))
 }
 
 #[cfg(test)]

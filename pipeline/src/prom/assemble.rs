@@ -162,7 +162,11 @@ pub fn assemble(samples: Vec<FlatSample>, types: &dyn Fn(&str) -> Option<FamilyT
 
 fn role(sample: &FlatSample, types: &dyn Fn(&str) -> Option<FamilyType>, inferred: &HashSet<String>) -> (String, Role) {
     let name = sample.name.as_str();
-    let label = |key: &str| sample.labels.iter().find(|(k, _)| k == key).and_then(|(_, v)| parse_float(v));
+    // A bound or quantile that is not a number (NaN, or no number at all) makes the sample a series of
+    // its own: it cannot take a place among the buckets.
+    let label = |key: &str| {
+        sample.labels.iter().find(|(k, _)| k == key).and_then(|(_, v)| parse_float(v)).filter(|v| !v.is_nan())
+    };
     let own = types(name);
     match own {
         Some(FamilyType::Counter) => return (name.into(), Role::Plain(MetricKind::COUNTER)),
@@ -201,6 +205,10 @@ fn histogram(mut buckets: Vec<(f64, f64)>, count: Option<f64>, sum: Option<f64>)
     if buckets.last().is_none_or(|(le, _)| *le != f64::INFINITY) {
         buckets.push((f64::INFINITY, count.or(buckets.last().map(|b| b.1)).unwrap_or(0.0)));
     }
+    if buckets.windows(2).any(|pair| pair[0].0 == pair[1].0) {
+        // Two series for one bound: which one counts cannot be known.
+        return None;
+    }
     let mut counts = Vec::with_capacity(buckets.len());
     let mut below = 0.0;
     for &(_, cumulative) in &buckets {
@@ -211,11 +219,10 @@ fn histogram(mut buckets: Vec<(f64, f64)>, count: Option<f64>, sum: Option<f64>)
         below = cumulative;
     }
     let bounds: Vec<f64> = buckets[..buckets.len() - 1].iter().map(|b| b.0).collect();
-    let mut h = Histogram::of_counts(&bounds, &counts, sum);
     // Prometheus's `_count` and `+Inf` bucket should agree; the buckets carry the distribution, so
-    // they win when they do not.
-    h.count = counts.iter().sum();
-    Some(Value::Histogram(Box::new(h)))
+    // they win when they do not. Counts that add up past what a count can hold are no histogram.
+    counts.iter().try_fold(0u64, |total, &c| total.checked_add(c))?;
+    Some(Value::Histogram(Box::new(Histogram::of_counts(&bounds, &counts, sum))))
 }
 
 /// A count carried as a float in Prometheus.
@@ -317,6 +324,17 @@ mod tests {
         );
         let Value::Summary(s) = &out.points[3].value else { panic!() };
         assert_eq!((s.count, s.sum, s.quantiles.len()), (40, 10.0, 2));
+    }
+
+    #[test]
+    fn buckets_whose_counts_cannot_be_held_are_rejected() {
+        let samples = vec![
+            sample("h_bucket", &[("le", "1")], 1.8e19),
+            sample("h_bucket", &[("le", "2")], 3.6e19),
+            sample("h_bucket", &[("le", "+Inf")], 3.6e19),
+        ];
+        let out = assemble(samples, &|_| None);
+        assert_eq!((out.points.len(), out.rejected), (0, 1), "found by the prometheus_input fuzz target");
     }
 
     #[test]

@@ -188,7 +188,7 @@ async fn write(request: Request<Incoming>, shared: &Shared) -> Response<Full<Byt
     let Some(body) = crate::net::body_within(request, limit).await else {
         return plain(StatusCode::PAYLOAD_TOO_LARGE, &format!("the body is over {limit} bytes"));
     };
-    let request = match decode(&body, limit) {
+    let request = match decode_body(&body, limit) {
         Ok(request) => request,
         Err((code, why)) => return plain(code, &why),
     };
@@ -209,7 +209,7 @@ async fn write(request: Request<Incoming>, shared: &Shared) -> Response<Full<Byt
 
 /// Inflates and decodes a body; the inflated size is bounded too (8 times the body limit), so a small
 /// body that claims a huge size is refused before any memory is taken for it.
-fn decode(body: &[u8], limit: usize) -> Result<WriteRequest, (StatusCode, String)> {
+pub fn decode_body(body: &[u8], limit: usize) -> Result<WriteRequest, (StatusCode, String)> {
     let bad = |why: String| (StatusCode::BAD_REQUEST, why);
     let inflated = snap::raw::decompress_len(body).map_err(|e| bad(format!("not snappy: {e}")))?;
     if inflated > limit.saturating_mul(8) {
@@ -221,23 +221,33 @@ fn decode(body: &[u8], limit: usize) -> Result<WriteRequest, (StatusCode, String
 
 /// Remembers the request's metadata and returns its samples.
 fn take_metadata_and_flatten(request: WriteRequest, shared: &Shared) -> Vec<FlatSample> {
-    if !request.metadata.is_empty() {
-        if let Ok(mut types) = shared.types.lock() {
-            for metadata in request.metadata {
-                if types.len() >= MAX_REMEMBERED_FAMILIES && !types.contains_key(&metadata.metric_family_name) {
-                    continue;
-                }
-                let kind = match MetricType::try_from(metadata.r#type) {
-                    Ok(MetricType::Counter) => FamilyType::Counter,
-                    Ok(MetricType::Gauge) => FamilyType::Gauge,
-                    Ok(MetricType::Histogram) => FamilyType::Histogram,
-                    Ok(MetricType::Summary) => FamilyType::Summary,
-                    _ => FamilyType::Untyped,
-                };
-                types.insert(metadata.metric_family_name, kind);
+    let (samples, declared) = read(request);
+    if let Ok(mut types) = shared.types.lock() {
+        for (family, kind) in declared {
+            if types.len() < MAX_REMEMBERED_FAMILIES || types.contains_key(&family) {
+                types.insert(family, kind);
             }
         }
     }
+    samples
+}
+
+/// A request's samples, and the family types its metadata declares.
+pub fn read(request: WriteRequest) -> (Vec<FlatSample>, Vec<(String, FamilyType)>) {
+    let declared = request
+        .metadata
+        .into_iter()
+        .map(|metadata| {
+            let kind = match MetricType::try_from(metadata.r#type) {
+                Ok(MetricType::Counter) => FamilyType::Counter,
+                Ok(MetricType::Gauge) => FamilyType::Gauge,
+                Ok(MetricType::Histogram) => FamilyType::Histogram,
+                Ok(MetricType::Summary) => FamilyType::Summary,
+                _ => FamilyType::Untyped,
+            };
+            (metadata.metric_family_name, kind)
+        })
+        .collect();
     let mut samples = Vec::new();
     for series in request.timeseries {
         let mut name = String::new();
@@ -261,7 +271,7 @@ fn take_metadata_and_flatten(request: WriteRequest, shared: &Shared) -> Vec<Flat
             });
         }
     }
-    samples
+    (samples, declared)
 }
 
 fn plain(code: StatusCode, message: &str) -> Response<Full<Bytes>> {
