@@ -1,0 +1,196 @@
+//! The agent on the real data path: OTLP/gRPC in -> a chain -> remote write out, points per CPU-second
+//! of the agent (= per core), for a pass-through (decode + encode only) and for the `hybrid` chain, in
+//! the same run; and the agent's resident memory per 100,000 active series.
+//!
+//! Run: `cargo run --release --example otlp_throughput [-- --series 100000 --seconds 10 --rounds 3]`.
+//!
+//! The agent side (receiver, pipeline, exporter) runs in this process alone; the load generator
+//! (`pipeline::loadgen`, what `phoenix loadgen otlp` runs) and the remote-write sink run in a child
+//! process (this program again, with `--child`), so the CPU and memory measured are the agent's.
+
+use std::io::{BufRead, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use phoenix_pipeline::config::parse;
+use phoenix_pipeline::engine::Pipeline;
+use phoenix_pipeline::loadgen::{self, LoadSpec, Target};
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
+fn number(name: &str, default: u64) -> u64 {
+    arg(name).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// User + system CPU seconds of this whole process.
+fn process_cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes into the struct we own.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    // SAFETY: sysconf only reads a system constant.
+    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
+}
+
+/// 100 values of `l0` x (series / 100) of `l1`, over 10 metrics.
+fn spec(series: u64, seconds: u64) -> LoadSpec {
+    LoadSpec {
+        metrics: 10,
+        labels: 2,
+        values: ((series / 10) as f64).sqrt().round() as usize,
+        rate: 0,
+        duration: Duration::from_secs(seconds),
+        batch: 2000,
+        service: "bench".into(),
+    }
+}
+
+/// The child: a remote-write sink on `--sink`, and the load sent to `--target` once the sink listens.
+fn child() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let sink = tokio::net::TcpListener::bind(("127.0.0.1", number("--sink", 0) as u16)).await.expect("sink");
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = sink.accept().await else { continue };
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(|request: hyper::Request<hyper::body::Incoming>| async move {
+                        use http_body_util::BodyExt;
+                        let _ = request.into_body().collect().await;
+                        let mut answer = hyper::Response::new(http_body_util::Empty::<hyper::body::Bytes>::new());
+                        *answer.status_mut() = hyper::StatusCode::NO_CONTENT;
+                        Ok::<_, std::convert::Infallible>(answer)
+                    });
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                });
+            }
+        });
+        println!("ready");
+        let target = Target::OtlpGrpc(format!("http://127.0.0.1:{}", number("--target", 0)));
+        let sent = loadgen::run(&spec(number("--series", 100_000), number("--seconds", 10)), &target).await;
+        println!("{}", serde_json::to_string(&sent.expect("load")).expect("json"));
+        // Keep the sink up until the parent has flushed everything (it closes our stdin).
+        tokio::task::spawn_blocking(|| std::io::stdin().lines().count()).await.expect("stdin");
+    });
+}
+
+struct Run {
+    points: u64,
+    cpu_seconds: f64,
+    rss_per_100k_series: f64,
+    output_series: usize,
+}
+
+/// One run of `processors` (chain `names`) against a fresh child.
+fn run(processors: &str, names: &str, series: u64, seconds: u64) -> Run {
+    let (receiver, sink) = (free_port(), free_port());
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let _inside = runtime.enter();
+    let yaml = format!(
+        "receivers: {{otlp: {{protocols: {{grpc: {{endpoint: '127.0.0.1:{receiver}', max_recv_msg_size_mib: 64}}}}, max_buffered_points: 10000000}}}}\n\
+         processors: {{{processors}}}\n\
+         exporters: {{prometheusremotewrite: {{endpoint: 'http://127.0.0.1:{sink}/api/v1/write', max_queue: 10000}}}}\n\
+         service: {{pipelines: {{metrics: {{receivers: [otlp], processors: [{names}], exporters: [prometheusremotewrite]}}}}}}\n"
+    );
+    let config = parse(&yaml).unwrap_or_else(|e| panic!("{e:?}"));
+    let rss_before = resident_bytes();
+    let mut pipeline = Pipeline::build(&config, None, Vec::new(), &std::env::temp_dir()).expect("pipeline");
+    let mut child = Command::new(std::env::current_exe().expect("exe"))
+        .args(["--child", "--sink", &sink.to_string(), "--target", &receiver.to_string()])
+        .args(["--series", &series.to_string(), "--seconds", &seconds.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("child");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("ready"));
+    let (done_tx, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(lines.next().and_then(Result::ok));
+    });
+    let cpu_before = process_cpu_seconds();
+    let (mut points, mut rss_peak, mut output_series) = (0u64, 0u64, 0usize);
+    let mut sent = None;
+    let mut interval = |pipeline: &mut Pipeline| {
+        let (stats, errors) = pipeline.run_interval(chrono::Utc::now().timestamp_millis());
+        assert!(errors.is_empty(), "{errors:?}");
+        rss_peak = rss_peak.max(resident_bytes());
+        output_series = output_series.max(stats.output_series);
+        stats.input_points as u64
+    };
+    while sent.is_none() {
+        std::thread::sleep(Duration::from_secs(1));
+        points += interval(&mut pipeline);
+        sent = done.try_recv().ok().flatten();
+    }
+    let sent: loadgen::Sent = serde_json::from_str(&sent.expect("the load's result")).expect("json");
+    // What is still buffered, then until the exporter has delivered everything.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        points += interval(&mut pipeline);
+        let queued: usize = pipeline.telemetry().exporters.iter().map(|e| e.queue_depth).sum();
+        if (points >= sent.points && queued == 0) || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cpu_seconds = process_cpu_seconds() - cpu_before;
+    assert_eq!(points, sent.points, "every point sent went through ({:?})", sent.first_error);
+    drop(child.stdin.take());
+    let _ = child.wait();
+    let rss_per_100k_series = rss_peak.saturating_sub(rss_before) as f64 / sent.series as f64 * 100_000.0;
+    Run { points, cpu_seconds, rss_per_100k_series, output_series }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--child") {
+        return child();
+    }
+    phoenix_nats::install_tls_provider();
+    let series = number("--series", 100_000);
+    let seconds = number("--seconds", 10);
+    let rounds = number("--rounds", 3);
+    let cases = [
+        ("pass-through (decode + encode)", "", ""),
+        (
+            "hybrid",
+            "adaptive_filter: {target_series: 50, group_by: [l0]}, aggregate: {labels: [l1]}, cardinality_limit: {max_series: 1000}",
+            "adaptive_filter, aggregate, cardinality_limit",
+        ),
+    ];
+    println!(
+        "# otlp_throughput — {} (2 cores), {series} series (10 metrics), {seconds} s of load per run, median of {rounds}",
+        chrono::Utc::now().format("%Y-%m-%d")
+    );
+    println!("| pipeline | points/s per core | vs pass-through | RSS per 100,000 series | output series |");
+    println!("|---|---|---|---|---|");
+    let mut baseline = None;
+    for (name, processors, names) in cases {
+        let runs: Vec<Run> = (0..rounds).map(|_| run(processors, names, series, seconds)).collect();
+        let rate = median(runs.iter().map(|r| r.points as f64 / r.cpu_seconds.max(1e-9)).collect());
+        let rss = median(runs.iter().map(|r| r.rss_per_100k_series).collect());
+        let base = *baseline.get_or_insert(rate);
+        let output = runs.last().map_or(0, |r| r.output_series);
+        println!("| {name} | {:.2} M | {:.2}x | {:.1} MB | {output} |", rate / 1e6, rate / base, rss / 1e6);
+        std::io::stdout().flush().ok();
+    }
+}
