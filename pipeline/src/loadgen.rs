@@ -48,7 +48,7 @@ pub enum Target {
 }
 
 /// What was sent.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sent {
     pub requests: u64,
     pub points: u64,
