@@ -67,13 +67,14 @@ fn child() {
             loop {
                 let Ok((stream, _)) = sink.accept().await else { continue };
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(|request: hyper::Request<hyper::body::Incoming>| async move {
-                        use http_body_util::BodyExt;
-                        let _ = request.into_body().collect().await;
-                        let mut answer = hyper::Response::new(http_body_util::Empty::<hyper::body::Bytes>::new());
-                        *answer.status_mut() = hyper::StatusCode::NO_CONTENT;
-                        Ok::<_, std::convert::Infallible>(answer)
-                    });
+                    let service =
+                        hyper::service::service_fn(|request: hyper::Request<hyper::body::Incoming>| async move {
+                            use http_body_util::BodyExt;
+                            let _ = request.into_body().collect().await;
+                            let mut answer = hyper::Response::new(http_body_util::Empty::<hyper::body::Bytes>::new());
+                            *answer.status_mut() = hyper::StatusCode::NO_CONTENT;
+                            Ok::<_, std::convert::Infallible>(answer)
+                        });
                     let io = hyper_util::rt::TokioIo::new(stream);
                     let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
                 });

@@ -201,6 +201,8 @@ const DEFAULT_SERVICES: [&str; 6] =
 const HA_NATS: [&str; 3] = ["nats-a", "nats-b", "nats-c"];
 const HA_REPLICAS: [&str; 2] = ["phoenix-server-a", "phoenix-server-b"];
 const HA_PROXY: &str = "phoenix-proxy";
+/// Profile `demo`: an experiment on live traffic.
+const DEMO_SERVICES: [&str; 3] = ["demo-prometheus", "demo-agent", "demo-loadgen"];
 
 fn strings(value: &Value) -> Vec<String> {
     value
@@ -272,6 +274,8 @@ fn the_ha_profile_starts_only_on_request_and_leaves_the_default_services_alone()
             for dependency in dependencies(definition) {
                 assert!(DEFAULT_SERVICES.contains(&dependency.as_str()), "{name} must not need {dependency}");
             }
+        } else if DEMO_SERVICES.contains(&name) {
+            assert_eq!(strings(&definition["profiles"]), ["demo"], "{name} must start only with --profile demo");
         } else {
             assert_eq!(strings(&definition["profiles"]), ["ha"], "{name} must start only with --profile ha");
         }
@@ -644,7 +648,8 @@ fn the_ha_agent_goes_through_the_proxy() {
     for (name, definition) in services {
         let name = name.as_str().expect("service names are strings");
         let is_agent = command(definition).first().is_some_and(|c| c == "agent");
-        if DEFAULT_SERVICES.contains(&name) || definition["image"] != *image || !is_agent {
+        let not_ha = DEFAULT_SERVICES.contains(&name) || DEMO_SERVICES.contains(&name);
+        if not_ha || definition["image"] != *image || !is_agent {
             continue;
         }
         agents += 1;
@@ -662,4 +667,47 @@ fn the_ha_agent_goes_through_the_proxy() {
         assert_eq!(definition["depends_on"][HA_PROXY]["condition"], "service_healthy", "{name} waits for the proxy");
     }
     assert!(agents > 0, "the ha profile has an agent");
+}
+
+// ----- Profile `demo`: an experiment on live OTLP traffic (README) -----
+
+#[test]
+fn the_demo_profile_feeds_the_demo_experiment_live_traffic_and_prometheus_receives_it() {
+    let doc = compose();
+    let prometheus = service(&doc, "demo-prometheus");
+    assert!(command(prometheus).contains(&"--web.enable-remote-write-receiver".to_string()), "it takes remote write");
+    let agent = service(&doc, "demo-agent");
+    assert_cli_accepts("demo-agent", agent);
+    assert_eq!(flag_value(&command(agent), "--server"), Some("http://phoenix-server:8080"));
+    assert!(environment(agent)["PHOENIX_AGENT_LABELS"].contains("env=demo"));
+    assert!(environment(agent).contains_key("PHOENIX_ENROLL_TOKEN"));
+    let loadgen = service(&doc, "demo-loadgen");
+    assert_cli_accepts("demo-loadgen", loadgen);
+    let sends_to = flag_value(&command(loadgen), "--endpoint").expect("an endpoint").to_string();
+    assert_eq!(dependencies(loadgen), ["demo-agent"]);
+
+    // The experiment the README tells the user to create: valid, targeting the demo agent, listening
+    // where the load generator sends, writing to the demo Prometheus, the same receiver in both.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("deploy/demo-experiment.yaml")).expect("the demo experiment");
+    // As `phoenix experiment create -f` sends it: the YAML as JSON.
+    let json: serde_json::Value = serde_yaml_ng::from_str(&text).expect("YAML");
+    let spec: phoenix_actors::experiments::ExperimentSpec = serde_json::from_value(json).expect("an experiment");
+    assert_eq!(spec.target, serde_json::from_value(serde_json::json!({"selector": {"env": "demo"}})).expect("target"));
+    assert!(spec.shadow, "the candidate runs in shadow");
+    let mut receivers = Vec::new();
+    for variant in [&spec.baseline, &spec.candidate] {
+        let phoenix_actors::pipelines::PipelineSpec::Inline { config } = variant else { panic!("inline configs") };
+        let (parsed, validation) = phoenix_pipeline::config::validate_text(config);
+        assert!(validation.is_valid(), "{:?}", validation.errors);
+        let parsed = parsed.expect("parsed");
+        let grpc = parsed.receivers["otlp"]["protocols"]["grpc"]["endpoint"].as_str().expect("grpc").to_string();
+        let port = grpc.rsplit_once(':').map(|(_, port)| port.to_string()).expect("a port");
+        assert!(grpc.starts_with("0.0.0.0:"), "reachable from the load generator's container: {grpc}");
+        assert_eq!(sends_to, format!("http://demo-agent:{port}"), "the load goes where the pipeline listens");
+        let write = parsed.exporters["prometheusremotewrite"]["endpoint"].as_str().expect("endpoint");
+        assert_eq!(write, "http://demo-prometheus:9090/api/v1/write");
+        receivers.push(parsed.receivers["otlp"].clone());
+    }
+    assert_eq!(receivers[0], receivers[1], "one receiver configured alike: both variants share it");
 }
