@@ -2,7 +2,9 @@
 //! of the agent (= per core), for a pass-through (decode + encode only) and for the `hybrid` chain, in
 //! the same run; and the agent's resident memory per 100,000 active series.
 //!
-//! Run: `cargo run --release --example otlp_throughput [-- --series 100000 --seconds 10 --rounds 3]`.
+//! Run: `cargo run --release --example otlp_throughput [-- --series 100000 --seconds 10 --rounds 3 --rate 0]`
+//! (`--rate`: points per second in all, 0 = as fast as the agent takes them; each case runs in a fresh
+//! process, so its memory is its own).
 //!
 //! The agent side (receiver, pipeline, exporter) runs in this process alone; the load generator
 //! (`pipeline::loadgen`, what `phoenix loadgen otlp` runs) and the remote-write sink run in a child
@@ -45,13 +47,14 @@ fn resident_bytes() -> u64 {
     pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
 }
 
-/// 100 values of `l0` x (series / 100) of `l1`, over 10 metrics.
-fn spec(series: u64, seconds: u64) -> LoadSpec {
+/// Two labels of sqrt(series / 10) values each, over 10 metrics, at `rate` points/s (0: as fast as the
+/// agent takes them).
+fn spec(series: u64, seconds: u64, rate: u64) -> LoadSpec {
     LoadSpec {
         metrics: 10,
         labels: 2,
         values: ((series / 10) as f64).sqrt().round() as usize,
-        rate: 0,
+        rate,
         duration: Duration::from_secs(seconds),
         batch: 2000,
         service: "bench".into(),
@@ -82,7 +85,8 @@ fn child() {
         });
         println!("ready");
         let target = Target::OtlpGrpc(format!("http://127.0.0.1:{}", number("--target", 0)));
-        let sent = loadgen::run(&spec(number("--series", 100_000), number("--seconds", 10)), &target).await;
+        let spec = spec(number("--series", 100_000), number("--seconds", 10), number("--rate", 0));
+        let sent = loadgen::run(&spec, &target).await;
         println!("{}", serde_json::to_string(&sent.expect("load")).expect("json"));
         // Keep the sink up until the parent has flushed everything (it closes our stdin).
         tokio::task::spawn_blocking(|| std::io::stdin().lines().count()).await.expect("stdin");
@@ -97,7 +101,7 @@ struct Run {
 }
 
 /// One run of `processors` (chain `names`) against a fresh child.
-fn run(processors: &str, names: &str, series: u64, seconds: u64) -> Run {
+fn run(processors: &str, names: &str, series: u64, seconds: u64, rate: u64) -> Run {
     let (receiver, sink) = (free_port(), free_port());
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let _inside = runtime.enter();
@@ -112,7 +116,7 @@ fn run(processors: &str, names: &str, series: u64, seconds: u64) -> Run {
     let mut pipeline = Pipeline::build(&config, None, Vec::new(), &std::env::temp_dir()).expect("pipeline");
     let mut child = Command::new(std::env::current_exe().expect("exe"))
         .args(["--child", "--sink", &sink.to_string(), "--target", &receiver.to_string()])
-        .args(["--series", &series.to_string(), "--seconds", &seconds.to_string()])
+        .args(["--series", &series.to_string(), "--seconds", &seconds.to_string(), "--rate", &rate.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -162,6 +166,24 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+const CASES: [(&str, &str, &str); 2] = [
+    ("pass-through (decode + encode)", "", ""),
+    (
+        "hybrid",
+        "adaptive_filter: {target_series: 50, group_by: [l0]}, aggregate: {labels: [l1]}, cardinality_limit: {max_series: 1000}",
+        "adaptive_filter, aggregate, cardinality_limit",
+    ),
+];
+
+/// One case in this process (fresh, so its memory is its own): prints `rate rss output_series`.
+fn case(index: usize, series: u64, seconds: u64, rounds: u64, rate: u64) {
+    let (_, processors, names) = CASES[index];
+    let runs: Vec<Run> = (0..rounds).map(|_| run(processors, names, series, seconds, rate)).collect();
+    let rate = median(runs.iter().map(|r| r.points as f64 / r.cpu_seconds.max(1e-9)).collect());
+    let rss = median(runs.iter().map(|r| r.rss_per_100k_series).collect());
+    println!("{rate} {rss} {}", runs.last().map_or(0, |r| r.output_series));
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--child") {
         return child();
@@ -170,28 +192,30 @@ fn main() {
     let series = number("--series", 100_000);
     let seconds = number("--seconds", 10);
     let rounds = number("--rounds", 3);
-    let cases = [
-        ("pass-through (decode + encode)", "", ""),
-        (
-            "hybrid",
-            "adaptive_filter: {target_series: 50, group_by: [l0]}, aggregate: {labels: [l1]}, cardinality_limit: {max_series: 1000}",
-            "adaptive_filter, aggregate, cardinality_limit",
-        ),
-    ];
+    let rate = number("--rate", 0);
+    if let Some(index) = arg("--case") {
+        return case(index.parse().expect("a case number"), series, seconds, rounds, rate);
+    }
+    let pace = if rate == 0 { "as fast as the agent takes them".to_string() } else { format!("{rate} points/s") };
     println!(
-        "# otlp_throughput — {} (2 cores), {series} series (10 metrics), {seconds} s of load per run, median of {rounds}",
+        "# otlp_throughput — {} (2 cores), {series} series (10 metrics), {pace}, {seconds} s of load per run, median of {rounds}",
         chrono::Utc::now().format("%Y-%m-%d")
     );
     println!("| pipeline | points/s per core | vs pass-through | RSS per 100,000 series | output series |");
     println!("|---|---|---|---|---|");
     let mut baseline = None;
-    for (name, processors, names) in cases {
-        let runs: Vec<Run> = (0..rounds).map(|_| run(processors, names, series, seconds)).collect();
-        let rate = median(runs.iter().map(|r| r.points as f64 / r.cpu_seconds.max(1e-9)).collect());
-        let rss = median(runs.iter().map(|r| r.rss_per_100k_series).collect());
+    for (index, (name, _, _)) in CASES.iter().enumerate() {
+        let output = Command::new(std::env::current_exe().expect("exe"))
+            .args(["--case", &index.to_string(), "--series", &series.to_string()])
+            .args(["--seconds", &seconds.to_string(), "--rounds", &rounds.to_string(), "--rate", &rate.to_string()])
+            .output()
+            .expect("the case runs");
+        assert!(output.status.success(), "{name}: {}", String::from_utf8_lossy(&output.stderr));
+        let line = String::from_utf8_lossy(&output.stdout);
+        let fields: Vec<f64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+        let (rate, rss, out) = (fields[0], fields[1], fields[2]);
         let base = *baseline.get_or_insert(rate);
-        let output = runs.last().map_or(0, |r| r.output_series);
-        println!("| {name} | {:.2} M | {:.2}x | {:.1} MB | {output} |", rate / 1e6, rate / base, rss / 1e6);
+        println!("| {name} | {:.2} M | {:.2}x | {:.1} MB | {out} |", rate / 1e6, rate / base, rss / 1e6);
         std::io::stdout().flush().ok();
     }
 }

@@ -147,7 +147,10 @@ impl Exporter for RemoteWriteExporter {
 /// A batch as a `WriteRequest` (one time series per Prometheus series, samples in time order), and how
 /// many points could not be represented.
 pub fn write_request(batch: &[Point]) -> (WriteRequest, u64) {
-    let mut series: BTreeMap<Vec<(String, String)>, Vec<wire::Sample>> = BTreeMap::new();
+    // Series in the order first met (Prometheus needs no order between series, only within one), found
+    // again by a hash of their labels.
+    let mut index: rustc_hash::FxHashMap<u64, usize> = Default::default();
+    let mut series: Vec<(Vec<(String, String)>, Vec<wire::Sample>)> = Vec::with_capacity(batch.len());
     let mut unrepresentable = 0;
     for point in batch {
         let samples = prom::samples(point);
@@ -156,15 +159,31 @@ pub fn write_request(batch: &[Point]) -> (WriteRequest, u64) {
         }
         for sample in samples {
             let mut labels = sample.labels;
-            labels.push(("__name__".to_string(), sample.name));
-            labels.sort();
-            series.entry(labels).or_default().push(wire::Sample { value: sample.value, timestamp: sample.time_ms });
+            prom::set_label(&mut labels, "__name__", sample.name);
+            let value = wire::Sample { value: sample.value, timestamp: sample.time_ms };
+            let hash = {
+                use std::hash::{Hash, Hasher};
+                let mut hasher = rustc_hash::FxHasher::default();
+                labels.hash(&mut hasher);
+                hasher.finish()
+            };
+            match index.get(&hash) {
+                Some(&at) if series[at].0 == labels => series[at].1.push(value),
+                // Two label sets of one hash (all but impossible) become two series entries, which
+                // remote write accepts.
+                _ => {
+                    index.insert(hash, series.len());
+                    series.push((labels, vec![value]));
+                }
+            }
         }
     }
     let timeseries = series
         .into_iter()
         .map(|(labels, mut samples)| {
-            samples.sort_by_key(|s| s.timestamp);
+            if samples.len() > 1 {
+                samples.sort_by_key(|s| s.timestamp);
+            }
             let labels = labels.into_iter().map(|(name, value)| wire::Label { name, value }).collect();
             wire::TimeSeries { labels, samples }
         })

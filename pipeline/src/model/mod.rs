@@ -279,7 +279,7 @@ fn find<'a>(labels: &'a [Label], key: &str) -> Option<&'a Arc<str>> {
 }
 
 /// Sorts by key; of a repeated key the last one is kept.
-fn sort_labels(labels: &mut Vec<Label>) {
+pub fn sort_labels(labels: &mut Vec<Label>) {
     labels.reverse();
     labels.sort_by(|a, b| a.0.cmp(&b.0));
     labels.dedup_by(|a, b| a.0 == b.0);

@@ -20,8 +20,6 @@ pub mod relabel;
 pub mod text;
 pub mod wire;
 
-use std::collections::BTreeMap;
-
 use crate::model::{ExponentialHistogram, Histogram, MetricKind, Point, Temporality, Value};
 
 /// One Prometheus sample: a full series name with labels, a value and a time in milliseconds.
@@ -78,28 +76,38 @@ pub fn label_name(key: &str) -> String {
 /// resource. Attributes whose names sanitise to the same label are joined with `;` in the order of
 /// their original names, as Prometheus's translator does.
 pub fn series_labels(point: &Point) -> Vec<(String, String)> {
-    let mut labels: BTreeMap<String, String> = BTreeMap::new();
-    for (key, value) in &point.labels {
-        labels
-            .entry(label_name(key))
-            .and_modify(|joined| {
-                joined.push(';');
-                joined.push_str(value);
-            })
-            .or_insert_with(|| value.to_string());
-    }
+    // The point's labels are sorted by their own names; sanitised names may sort otherwise or meet.
+    let mut labels: Vec<(String, String)> =
+        point.labels.iter().map(|(key, value)| (label_name(key), value.to_string())).collect();
+    labels.sort_by(|a, b| a.0.cmp(&b.0));
+    labels.dedup_by(|later, first| {
+        let same = later.0 == first.0;
+        if same {
+            first.1.push(';');
+            first.1.push_str(&later.1);
+        }
+        same
+    });
     let resource = &point.resource;
     if let Some(service) = resource.get("service.name") {
         let job = match resource.get("service.namespace") {
             Some(namespace) => format!("{namespace}/{service}"),
             None => service.to_string(),
         };
-        labels.insert("job".into(), job);
+        set_label(&mut labels, "job", job);
     }
     if let Some(instance) = resource.get("service.instance.id") {
-        labels.insert("instance".into(), instance.to_string());
+        set_label(&mut labels, "instance", instance.to_string());
     }
-    labels.into_iter().collect()
+    labels
+}
+
+/// Sets `name` in labels sorted by name, keeping them sorted.
+pub fn set_label(labels: &mut Vec<(String, String)>, name: &str, value: String) {
+    match labels.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
+        Ok(at) => labels[at].1 = value,
+        Err(at) => labels.insert(at, (name.to_string(), value)),
+    }
 }
 
 /// The samples of one point; empty for types Prometheus cannot represent.
