@@ -150,7 +150,7 @@ pub fn write_request(batch: &[Point]) -> (WriteRequest, u64) {
     // Series in the order first met (Prometheus needs no order between series, only within one), found
     // again by a hash of their labels.
     let mut index: rustc_hash::FxHashMap<u64, usize> = Default::default();
-    let mut series: Vec<(Vec<(String, String)>, Vec<wire::Sample>)> = Vec::with_capacity(batch.len());
+    let mut series: Vec<(prom::assemble::LabelPairs, Vec<wire::Sample>)> = Vec::with_capacity(batch.len());
     let mut unrepresentable = 0;
     for point in batch {
         let samples = prom::samples(point);
