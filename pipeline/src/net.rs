@@ -36,6 +36,29 @@ where
     })
 }
 
+/// Serves HTTP/1.1 on `listener` until the returned task is aborted, each request answered by `handle`.
+/// A client that connects and says nothing is dropped after 10 s, so it cannot hold a descriptor.
+pub fn serve_http1<Handle, Answer>(listener: tokio::net::TcpListener, handle: Handle) -> tokio::task::JoinHandle<()>
+where
+    Handle: Fn(hyper::Request<hyper::body::Incoming>) -> Answer + Clone + Send + Sync + 'static,
+    Answer: std::future::Future<Output = hyper::Response<http_body_util::Full<bytes::Bytes>>> + Send + 'static,
+{
+    serve_connections(listener, move |stream| {
+        let handle = handle.clone();
+        async move {
+            let service = hyper::service::service_fn(move |request| {
+                let answer = handle(request);
+                async move { Ok::<_, std::convert::Infallible>(answer.await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10))
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        }
+    })
+}
+
 /// A request's body, or `None` when it is (or announces being) over `limit` bytes.
 pub async fn body_within(request: hyper::Request<hyper::body::Incoming>, limit: usize) -> Option<bytes::Bytes> {
     use http_body_util::BodyExt;

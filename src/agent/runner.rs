@@ -587,6 +587,24 @@ mod tests {
         assert_eq!(again.status, ReportedTaskStatus::Succeeded, "a pipeline's own new version takes its address over");
     }
 
+    /// POSTs gauge `g`, one point per value of its attribute `k`, to an OTLP/HTTP receiver on `port`.
+    async fn post_gauges(port: u16, keys: &[&str]) {
+        let points: Vec<Value> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| json!({"asDouble": i as f64 + 1.0, "timeUnixNano": "1", "attributes": [{"key": "k", "value": {"stringValue": key}}]}))
+            .collect();
+        let body = json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [{"name": "g", "gauge": {"dataPoints": points}}]}]}]});
+        phoenix_nats::install_tls_provider();
+        let answer = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/v1/metrics"))
+            .json(&body)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(answer.status(), 200);
+    }
+
     #[tokio::test]
     async fn points_received_before_a_new_version_starts_go_to_the_new_version() {
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
@@ -597,19 +615,7 @@ mod tests {
         let first = runner.execute(&task("t1", "pipeline.apply", json!({"pipeline": "p", "config": config(3)})));
         assert_eq!(first.status, ReportedTaskStatus::Succeeded, "{first:?}");
         // Three series accepted by the running version, not yet flushed.
-        let body = json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [{"name": "g", "gauge": {"dataPoints": [
-            {"asDouble": 1.0, "timeUnixNano": "1", "attributes": [{"key": "k", "value": {"stringValue": "a"}}]},
-            {"asDouble": 2.0, "timeUnixNano": "1", "attributes": [{"key": "k", "value": {"stringValue": "b"}}]},
-            {"asDouble": 3.0, "timeUnixNano": "1", "attributes": [{"key": "k", "value": {"stringValue": "c"}}]}
-        ]}}]}]}]});
-        phoenix_nats::install_tls_provider();
-        let answer = reqwest::Client::new()
-            .post(format!("http://127.0.0.1:{port}/v1/metrics"))
-            .json(&body)
-            .send()
-            .await
-            .expect("sent");
-        assert_eq!(answer.status(), 200);
+        post_gauges(port, &["a", "b", "c"]).await;
         let second = runner.execute(&task("t2", "pipeline.apply", json!({"pipeline": "p", "config": config(4)})));
         assert_eq!(second.status, ReportedTaskStatus::Succeeded, "{second:?}");
         assert_eq!(second.result.map(|r| r["output_series"].clone()), Some(json!(3)), "the new version took them");
@@ -629,18 +635,7 @@ mod tests {
             let done = runner.execute(&task(id, "pipeline.apply", json!({"pipeline": name, "config": config})));
             assert_eq!(done.status, ReportedTaskStatus::Succeeded, "{done:?}");
         }
-        let body = json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [{"name": "g", "gauge": {"dataPoints": [
-            {"asDouble": 1.0, "timeUnixNano": "1", "attributes": [{"key": "k", "value": {"stringValue": "a"}}]},
-            {"asDouble": 2.0, "timeUnixNano": "1", "attributes": [{"key": "k", "value": {"stringValue": "b"}}]}
-        ]}}]}]}]});
-        phoenix_nats::install_tls_provider();
-        let answer = reqwest::Client::new()
-            .post(format!("http://127.0.0.1:{port}/v1/metrics"))
-            .json(&body)
-            .send()
-            .await
-            .expect("sent");
-        assert_eq!(answer.status(), 200);
+        post_gauges(port, &["a", "b"]).await;
         let batches = runner.run_interval();
         let value = |pipeline: &str, metric: &str| {
             let batch = batches.iter().find(|b| b.pipeline == pipeline).expect("measured");

@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    eventually, eventually_within, http_client, spawn_with, test_settings, AgentProcess, Env, TestDb,
+    eventually, eventually_within, http_client, spawn_with, test_settings, AgentProcess, Env, TestApp, TestDb,
 };
 use crate::telemetry_support::{free_port, send_with_the_sdk, send_with_the_sdk_for, Prometheus, ROUTES, USERS};
 
@@ -32,6 +32,21 @@ fn exposed(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|line| line.strip_prefix(series)?.split_whitespace().next()?.parse().ok())
 }
 
+/// The real agent binary, enrolled and online, serving its own metrics on `metrics_listen`; with its
+/// id (and its state directory, kept as long as it runs).
+async fn online_agent(app: &TestApp, admin: &str, metrics_listen: &str) -> (AgentProcess, tempfile::TempDir, String) {
+    let token = app.enrollment_token(admin).await;
+    let state = tempfile::tempdir().expect("state dir");
+    let agent =
+        AgentProcess::start_with(&app.url(""), state.path(), Some(&token), &["--metrics-listen", metrics_listen]);
+    let agent_id = eventually("the agent online", async || {
+        let list: Value = app.get_as("/api/v1/agents?state=online", admin).await.json().await.ok()?;
+        list["items"].as_array()?.first()?["id"].as_str().map(str::to_string)
+    })
+    .await;
+    (agent, state, agent_id)
+}
+
 #[actix_web::test]
 async fn sdk_traffic_through_a_real_agent_reaches_prometheus_cut_as_measured() {
     let env = Env::local(Backend::Sqlite);
@@ -40,26 +55,8 @@ async fn sdk_traffic_through_a_real_agent_reaches_prometheus_cut_as_measured() {
     settings.agents.heartbeat_interval_secs = 1;
     let app = spawn_with(env, db, settings).await;
     let admin = app.bootstrap_admin().await;
-    let token: Value = app
-        .send_as(Method::POST, "/api/v1/agents/enrollment-tokens", &admin, &json!({}))
-        .await
-        .json()
-        .await
-        .expect("token");
-    let state = tempfile::tempdir().expect("state dir");
-    let metrics_port = free_port();
-    let metrics_listen = format!("127.0.0.1:{metrics_port}");
-    let _agent = AgentProcess::start_with(
-        &app.url(""),
-        state.path(),
-        token["token"].as_str(),
-        &["--metrics-listen", &metrics_listen],
-    );
-    let agent_id = eventually("the agent online", async || {
-        let list: Value = app.get_as("/api/v1/agents?state=online", &admin).await.json().await.ok()?;
-        list["items"].as_array()?.first()?["id"].as_str().map(str::to_string)
-    })
-    .await;
+    let metrics_listen = format!("127.0.0.1:{}", free_port());
+    let (_agent, _state, agent_id) = online_agent(&app, &admin, &metrics_listen).await;
 
     let backend = Prometheus::backend().await;
     let otlp_port = free_port();
@@ -130,7 +127,7 @@ async fn sdk_traffic_through_a_real_agent_reaches_prometheus_cut_as_measured() {
 }
 
 /// An agent's pipelines by name, as its heartbeat says.
-async fn pipelines_on(app: &crate::helpers::TestApp, admin: &str, agent_id: &str) -> Vec<String> {
+async fn pipelines_on(app: &TestApp, admin: &str, agent_id: &str) -> Vec<String> {
     let agent: Value = app.get_as(&format!("/api/v1/agents/{agent_id}"), admin).await.json().await.unwrap_or_default();
     let names = agent["pipelines"].as_array().cloned().unwrap_or_default();
     names.iter().filter_map(|p| p["name"].as_str().map(str::to_string)).collect()
@@ -140,14 +137,7 @@ async fn pipelines_on(app: &crate::helpers::TestApp, admin: &str, agent_id: &str
 async fn an_experiment_on_sdk_traffic_shadows_the_candidate_until_it_is_promoted() {
     let (app, admin) =
         crate::helpers::fast_server(Backend::Sqlite, |s| s.experiments.removal_sweep_interval_secs = 1).await;
-    let token = app.enrollment_token(&admin).await;
-    let state = tempfile::tempdir().expect("state dir");
-    let _agent = AgentProcess::start_with(&app.url(""), state.path(), Some(&token), &["--metrics-listen", "off"]);
-    let agent_id = eventually("the agent online", async || {
-        let list: Value = app.get_as("/api/v1/agents?state=online", &admin).await.json().await.ok()?;
-        list["items"].as_array()?.first()?["id"].as_str().map(str::to_string)
-    })
-    .await;
+    let (_agent, _state, agent_id) = online_agent(&app, &admin, "off").await;
     let backend = Prometheus::backend().await;
     let otlp_port = free_port();
     let otlp = format!("http://127.0.0.1:{otlp_port}");

@@ -7,7 +7,6 @@
 
 use std::io::Read;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -52,20 +51,9 @@ impl Encoding {
 
 /// Serves OTLP/HTTP on `listener` until the returned task is aborted.
 pub fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
-    crate::net::serve_connections(listener, move |stream| {
+    crate::net::serve_http1(listener, move |request| {
         let shared = shared.clone();
-        async move {
-            let service = hyper::service::service_fn(move |request| {
-                let shared = shared.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(request, &shared).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                // A client that connects and says nothing must not hold a descriptor for long.
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
-        }
+        async move { handle(request, &shared).await }
     })
 }
 
@@ -197,8 +185,8 @@ pub mod tests_support {
     use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, ScopeMetrics};
     use prost::Message;
 
-    /// POSTs one gauge point per value to an OTLP/HTTP receiver on `port`; panics unless it is taken.
-    pub async fn post_gauge(port: u16, values: &[f64]) {
+    /// A request with one point of gauge `temp` per value.
+    pub fn gauge_request(values: &[f64]) -> ExportMetricsServiceRequest {
         let data_points = values
             .iter()
             .map(|v| NumberDataPoint {
@@ -209,16 +197,20 @@ pub mod tests_support {
             .collect();
         let metric =
             Metric { name: "temp".into(), data: Some(Data::Gauge(Gauge { data_points })), ..Default::default() };
-        let request = ExportMetricsServiceRequest {
+        ExportMetricsServiceRequest {
             resource_metrics: vec![ResourceMetrics {
                 scope_metrics: vec![ScopeMetrics { metrics: vec![metric], ..Default::default() }],
                 ..Default::default()
             }],
-        };
+        }
+    }
+
+    /// POSTs one gauge point per value to an OTLP/HTTP receiver on `port`; panics unless it is taken.
+    pub async fn post_gauge(port: u16, values: &[f64]) {
         let answer = reqwest::Client::new()
             .post(format!("http://127.0.0.1:{port}/v1/metrics"))
             .header("Content-Type", "application/x-protobuf")
-            .body(request.encode_to_vec())
+            .body(gauge_request(values).encode_to_vec())
             .send()
             .await
             .expect("an answer");

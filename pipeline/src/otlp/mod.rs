@@ -243,14 +243,10 @@ impl Source for OtlpSource {
 mod tests {
     use std::io::Write;
 
-    use opentelemetry_proto::tonic::collector::metrics::v1::{
-        ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-    };
-    use opentelemetry_proto::tonic::metrics::v1::{
-        metric::Data, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
-    };
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
     use prost::Message;
 
+    use super::http::tests_support::gauge_request;
     use super::*;
 
     fn receiver(max_request_bytes: usize, max_buffered_points: usize) -> OtlpSource {
@@ -263,25 +259,6 @@ mod tests {
             max_buffered_points,
         };
         OtlpSource::start(config, "receivers.otlp").expect("start")
-    }
-
-    fn gauge_request(values: &[f64]) -> ExportMetricsServiceRequest {
-        let data_points = values
-            .iter()
-            .map(|v| NumberDataPoint {
-                value: Some(number_data_point::Value::AsDouble(*v)),
-                time_unix_nano: 1,
-                ..Default::default()
-            })
-            .collect();
-        let metric =
-            Metric { name: "temp".into(), data: Some(Data::Gauge(Gauge { data_points })), ..Default::default() };
-        ExportMetricsServiceRequest {
-            resource_metrics: vec![ResourceMetrics {
-                scope_metrics: vec![ScopeMetrics { metrics: vec![metric], ..Default::default() }],
-                ..Default::default()
-            }],
-        }
     }
 
     async fn post(source: &OtlpSource, content_type: &str, encoding: Option<&str>, body: Vec<u8>) -> (u16, Vec<u8>) {
@@ -368,6 +345,42 @@ mod tests {
         assert_eq!(source.counters().refused_requests.load(std::sync::atomic::Ordering::Relaxed), 2);
         let values: Vec<f64> = source.collect(0).iter().map(|p| p.number()).collect();
         assert_eq!(values, [1.0, 2.0]);
+    }
+
+    /// A gRPC call whose message is not an `ExportMetricsServiceRequest`, sent by hand (a tonic client
+    /// cannot send one): a gRPC error status, counted, and the receiver keeps serving.
+    #[tokio::test]
+    async fn grpc_refuses_a_message_that_does_not_decode() {
+        let source = receiver(DEFAULT_MAX_REQUEST_BYTES, 10);
+        let addr = source.grpc_addr.expect("grpc");
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .expect("HTTP/2");
+        tokio::spawn(connection);
+        // The gRPC frame: not compressed, 3 bytes long, then bytes no protobuf message starts with.
+        let frame = vec![0, 0, 0, 0, 3, 0xff, 0xff, 0xff];
+        let request = hyper::Request::post(format!(
+            "http://{addr}/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(bytes::Bytes::from(frame)))
+        .expect("request");
+        let answer = sender.send_request(request).await.expect("an answer");
+        let status = answer.headers().get("grpc-status").map(|v| v.to_str().unwrap_or_default().to_string());
+        assert!(status.is_some_and(|code| code != "0"), "refused: {:?}", answer.headers());
+        assert_eq!(source.counters().refused_requests.load(std::sync::atomic::Ordering::Relaxed), 1);
+        let mut client =
+            opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient::connect(
+                format!("http://{addr}"),
+            )
+            .await
+            .expect("connect");
+        client.export(gauge_request(&[1.0])).await.expect("still serving");
     }
 
     #[test]

@@ -14,7 +14,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -112,19 +111,9 @@ impl RemoteWriteSource {
             types: Mutex::new(HashMap::new()),
         });
         let served = shared.clone();
-        let server = crate::net::serve_connections(listener, move |stream| {
+        let server = crate::net::serve_http1(listener, move |request| {
             let shared = served.clone();
-            async move {
-                let service = hyper::service::service_fn(move |request| {
-                    let shared = shared.clone();
-                    async move { Ok::<_, std::convert::Infallible>(handle(request, &shared).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(10))
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            }
+            async move { handle(request, &shared).await }
         });
         Ok(RemoteWriteSource { shared, server, addr })
     }
