@@ -22,6 +22,8 @@ struct Input {
 
 /// One output series, holding its inputs side by side (a flush reads them without a lookup each).
 struct Output {
+    /// Its series' fingerprint (its key in `slot_of`).
+    key: u64,
     metric: Arc<Metric>,
     inputs: Vec<Input>,
     /// What restarted or forgotten monotonic inputs had counted.
@@ -32,11 +34,16 @@ struct Output {
 }
 
 pub struct CumulativeTotals {
-    /// Input series -> (its output series, its place among the output's inputs).
-    places: FxHashMap<u64, (u64, usize)>,
-    outputs: FxHashMap<u64, Output>,
-    /// Outputs touched in this flush, in the order they were first touched.
-    order: Vec<u64>,
+    /// Input series -> (its output's slot, its place among the output's inputs): one lookup per point.
+    places: FxHashMap<u64, (usize, usize)>,
+    /// The outputs, in slots that keep their index while others come and go.
+    outputs: Vec<Option<Output>>,
+    /// Slots emptied by forgotten outputs, to be used again.
+    free: Vec<usize>,
+    /// Output series fingerprint -> its slot (looked up only for an input seen for the first time).
+    slot_of: FxHashMap<u64, usize>,
+    /// Slots of the outputs touched in this flush, in the order they were first touched.
+    order: Vec<usize>,
     bounds: BoundsPolicy,
     stale_ns: u64,
 }
@@ -45,7 +52,9 @@ impl CumulativeTotals {
     pub fn new(bounds: BoundsPolicy, stale_ns: u64) -> CumulativeTotals {
         CumulativeTotals {
             places: FxHashMap::default(),
-            outputs: FxHashMap::default(),
+            outputs: Vec::new(),
+            free: Vec::new(),
+            slot_of: FxHashMap::default(),
             order: Vec::new(),
             bounds,
             stale_ns,
@@ -56,23 +65,18 @@ impl CumulativeTotals {
     pub fn record(&mut self, input_key: u64, mut reduced: Point, outcome: &mut Outcome) {
         let value = std::mem::replace(&mut reduced.value, Value::Number(0.0));
         let known = self.places.get(&input_key).copied();
-        let (output_key, place) = match known {
+        let (slot, place) = match known {
             Some(known) => known,
             None => {
-                let output_key = reduced.fingerprint();
-                let output = self.outputs.entry(output_key).or_insert_with(|| Output {
-                    metric: reduced.metric.clone(),
-                    inputs: Vec::new(),
-                    carried: None,
-                    pending: None,
-                });
+                let slot = self.slot_for(&reduced);
+                let Some(output) = self.outputs[slot].as_mut() else { return };
                 let place = output.inputs.len();
                 output.inputs.push(Input { key: input_key, value: Value::Number(0.0), start_ns: 0, time_ns: 0 });
-                self.places.insert(input_key, (output_key, place));
-                (output_key, place)
+                self.places.insert(input_key, (slot, place));
+                (slot, place)
             }
         };
-        let Some(output) = self.outputs.get_mut(&output_key) else { return };
+        let Some(output) = self.outputs.get_mut(slot).and_then(Option::as_mut) else { return };
         let input = &mut output.inputs[place];
         // A new input has nothing to compare with (its place holds a placeholder).
         let restarted = known.is_some()
@@ -85,17 +89,38 @@ impl CumulativeTotals {
             carry(&mut output.carried, previous, self.bounds, &output.metric.name, outcome);
         }
         if output.pending.is_none() {
-            self.order.push(output_key);
+            self.order.push(slot);
         }
         output.pending = Some(reduced);
+    }
+
+    /// The slot of the output series of `reduced`, made when it is new.
+    fn slot_for(&mut self, reduced: &Point) -> usize {
+        let key = reduced.fingerprint();
+        if let Some(&slot) = self.slot_of.get(&key) {
+            return slot;
+        }
+        let output = Output { key, metric: reduced.metric.clone(), inputs: Vec::new(), carried: None, pending: None };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.outputs[slot] = Some(output);
+                slot
+            }
+            None => {
+                self.outputs.push(Some(output));
+                self.outputs.len() - 1
+            }
+        };
+        self.slot_of.insert(key, slot);
+        slot
     }
 
     /// Returns the totals of the outputs touched in this flush, then forgets stale inputs.
     pub fn finish(&mut self, now_ns: u64, outcome: &mut Outcome) -> Vec<Point> {
         let touched = std::mem::take(&mut self.order);
         let mut out = Vec::with_capacity(touched.len());
-        for output_key in touched {
-            if let Some(output) = self.outputs.get_mut(&output_key) {
+        for slot in touched {
+            if let Some(output) = self.outputs.get_mut(slot).and_then(Option::as_mut) {
                 out.extend(total(output, self.bounds, outcome));
             }
         }
@@ -105,13 +130,13 @@ impl CumulativeTotals {
 
     /// Inputs and outputs remembered (for the pipeline's memory measurement).
     pub fn state_bytes(&self) -> usize {
-        self.places.len() * (std::mem::size_of::<Input>() + 40) + self.outputs.len() * std::mem::size_of::<Output>()
+        self.places.len() * (std::mem::size_of::<Input>() + 40) + self.slot_of.len() * (std::mem::size_of::<Output>() + 16)
     }
 
     fn forget_stale(&mut self, now_ns: u64, outcome: &mut Outcome) {
         let oldest = now_ns.saturating_sub(self.stale_ns);
-        let mut emptied = Vec::new();
-        for (output_key, output) in &mut self.outputs {
+        for slot in 0..self.outputs.len() {
+            let Some(output) = self.outputs[slot].as_mut() else { continue };
             let mut place = 0;
             while place < output.inputs.len() {
                 if output.inputs[place].time_ns >= oldest {
@@ -121,19 +146,18 @@ impl CumulativeTotals {
                 let gone = output.inputs.swap_remove(place);
                 self.places.remove(&gone.key);
                 if let Some(moved) = output.inputs.get(place) {
-                    self.places.insert(moved.key, (*output_key, place));
+                    self.places.insert(moved.key, (slot, place));
                 }
                 if is_monotonic(output.metric.kind) {
                     carry(&mut output.carried, gone.value, self.bounds, &output.metric.name, outcome);
                 }
             }
+            // An output whose every input is gone goes too; should it come back, it starts afresh.
             if output.inputs.is_empty() {
-                emptied.push(*output_key);
+                self.slot_of.remove(&output.key);
+                self.outputs[slot] = None;
+                self.free.push(slot);
             }
-        }
-        // An output whose every input is gone goes too; should it come back, it starts afresh.
-        for key in emptied {
-            self.outputs.remove(&key);
         }
     }
 }
