@@ -36,6 +36,8 @@ pub struct IntervalStats {
     #[cfg_attr(feature = "openapi", schema(ignore))]
     #[serde(skip)]
     pub refusals: Vec<String>,
+    /// Per metric (the largest by input series): series in and out, and the output's total.
+    pub per_metric: Vec<crate::metric_stats::MetricStats>,
 }
 
 /// The processors of one pipeline, in order.
@@ -85,6 +87,7 @@ impl ProcessorChain {
         // the last flush, and only the newest counts.
         let (mut batch, input_series) = keep_newest_levels(input);
         stats.input_series = input_series;
+        let input_tally = crate::metric_stats::Tally::of(&batch);
         let mut outcome = Outcome::default();
         for processor in &mut self.processors {
             batch = processor.process(batch, &mut outcome);
@@ -98,6 +101,7 @@ impl ProcessorChain {
         stats.output_points = batch.len();
         stats.memory_bytes = self.processors.iter().map(|p| p.state_bytes()).sum::<usize>() + batch_bytes(&batch);
         stats.critical_present = critical_present(&batch, critical);
+        stats.per_metric = crate::metric_stats::per_metric(&input_tally, &crate::metric_stats::Tally::of(&batch));
         (batch, stats)
     }
 }

@@ -8,6 +8,7 @@ pub mod diff;
 pub mod engine;
 pub mod exporters;
 pub mod loadgen;
+pub mod metric_stats;
 pub mod model;
 pub mod net;
 pub mod otlp;

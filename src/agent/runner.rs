@@ -441,6 +441,18 @@ pub fn measurement(
         let present = if stats.critical_present.contains(process) { 1.0 } else { 0.0 };
         samples.push(sample("pipeline.critical.present", present, Some(("process", process))));
     }
+    // A name the server would refuse as a label would cost the whole batch: such a metric is left out.
+    let reportable = |m: &&phoenix_pipeline::metric_stats::MetricStats| {
+        m.metric.chars().count() <= phoenix_actors::gateway::input::LABEL_VALUE_CHARS
+    };
+    for metric in stats.per_metric.iter().filter(reportable) {
+        let of = Some(("metric", metric.metric.as_str()));
+        samples.push(sample("pipeline.metric.input_series", metric.input_series as f64, of));
+        samples.push(sample("pipeline.metric.output_series", metric.output_series as f64, of));
+        if let Some(total) = metric.output_total {
+            samples.push(sample("pipeline.metric.output_total", total, of));
+        }
+    }
     MetricsBatch {
         pipeline: name.to_string(),
         experiment_id: spec.experiment_id.clone(),

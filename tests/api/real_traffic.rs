@@ -196,6 +196,20 @@ async fn an_experiment_on_sdk_traffic_shadows_the_candidate_until_it_is_promoted
         None,
         "nothing of the shadowed candidate reached the backend"
     );
+    // Metric by metric: the counter and the histogram cut from 1,000 series to 10 with every count kept;
+    // the gauge cut too, with no total to keep.
+    let row = |metric: &str| {
+        results["per_metric"].as_array().and_then(|rows| rows.iter().find(|r| r["metric"] == metric).cloned())
+    };
+    for metric in ["shop.requests", "shop.latency"] {
+        let row = row(metric).unwrap_or_else(|| panic!("{metric} compared: {results}"));
+        assert_eq!(row["baseline_series"], json!((USERS * ROUTES) as f64), "{row}");
+        assert_eq!(row["candidate_series"], json!(ROUTES as f64), "{row}");
+        let preserved = row["preserved_pct"].as_f64().expect("a total");
+        assert!((preserved - 100.0).abs() < 1e-9, "every count kept: {row}");
+    }
+    let depth = row("shop.queue.depth").expect("the gauge compared");
+    assert_eq!(depth["preserved_pct"], Value::Null, "{depth}");
     sender.await.expect("the sender ran");
 
     let promoted =

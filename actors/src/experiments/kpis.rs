@@ -117,6 +117,45 @@ pub struct Analysis {
     pub recommendation: String,
 }
 
+/// One metric of the user's traffic, compared.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricKpis {
+    pub metric: String,
+    /// Mean output series per interval.
+    pub baseline_series: f64,
+    pub candidate_series: f64,
+    /// How many fewer series the candidate sends, percent (`None` when the baseline sent none).
+    pub reduction_pct: Option<f64>,
+    /// How much of the baseline's total (sums' values, histograms' counts) the candidate's output
+    /// carries, percent: 100 when a cut keeps every count. `None` for gauges and empty baselines.
+    pub preserved_pct: Option<f64>,
+}
+
+/// Per metric, the largest baseline first.
+pub fn per_metric(windows: &[super::window::MetricWindow]) -> Vec<MetricKpis> {
+    let mean = |values: &[f64]| (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64);
+    let mut rows: Vec<MetricKpis> = windows
+        .iter()
+        .map(|w| {
+            let (baseline_series, candidate_series) =
+                (mean(&w.baseline_series).unwrap_or(0.0), mean(&w.candidate_series).unwrap_or(0.0));
+            let preserved_pct = match (mean(&w.baseline_total), mean(&w.candidate_total)) {
+                (Some(base), Some(cand)) if base != 0.0 => Some(cand / base * 100.0),
+                _ => None,
+            };
+            MetricKpis {
+                metric: w.metric.clone(),
+                baseline_series,
+                candidate_series,
+                reduction_pct: reduction_pct(baseline_series, candidate_series).filter(|_| baseline_series > 0.0),
+                preserved_pct,
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| b.baseline_series.total_cmp(&a.baseline_series).then_with(|| a.metric.cmp(&b.metric)));
+    rows
+}
+
 /// Judges the candidate against the baseline; `Err` says why there is not enough data to.
 pub fn analyse(
     baseline: &VariantWindow,

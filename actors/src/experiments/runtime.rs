@@ -448,8 +448,9 @@ impl Runtime {
         let s = &experiment.spec.success_criteria;
         let analysis =
             kpis::analyse(&aligned.baseline, &aligned.candidate, aligned.accuracy_pct, s, self.settings.prices);
+        let per_metric = kpis::per_metric(&aligned.per_metric);
         Ok(match analysis {
-            Ok(a) => report(&a, window, final_window, self.settings.prices.currency.as_str()),
+            Ok(a) => report(&a, &per_metric, window, final_window, self.settings.prices.currency.as_str()),
             Err(reason) => json!({"final": final_window, "window": window, "insufficient_data": reason}),
         })
     }
@@ -718,7 +719,13 @@ fn not_allowed(action: Action, phase: Phase) -> CommandError {
 }
 
 /// The DESIGN §6 KPI shape.
-fn report(a: &kpis::Analysis, window: Value, final_window: bool, currency: &str) -> Value {
+fn report(
+    a: &kpis::Analysis,
+    per_metric: &[kpis::MetricKpis],
+    window: Value,
+    final_window: bool,
+    currency: &str,
+) -> Value {
     let variant = |v: &kpis::VariantKpis| {
         json!({
             "intervals": v.intervals,
@@ -740,6 +747,7 @@ fn report(a: &kpis::Analysis, window: Value, final_window: bool, currency: &str)
         "cpu_overhead_pct": a.cpu_overhead_pct,
         "memory_overhead_pct": a.memory_reduction_pct.map(|r| -r),
         "accuracy_pct": a.accuracy_pct,
+        "per_metric": per_metric,
         "cost": {
             "currency": currency,
             "baseline_monthly": a.baseline.cost_monthly,

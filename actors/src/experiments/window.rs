@@ -23,6 +23,8 @@ const OUTPUT_POINTS: &str = "pipeline.output.points";
 const CPU_SECONDS: &str = "pipeline.cpu.seconds";
 const MEMORY_BYTES: &str = "pipeline.memory.bytes";
 const CRITICAL_PRESENT: &str = "pipeline.critical.present";
+const METRIC_OUTPUT_SERIES: &str = "pipeline.metric.output_series";
+const METRIC_OUTPUT_TOTAL: &str = "pipeline.metric.output_total";
 
 /// Both variants over the same intervals.
 #[derive(Debug, Clone, Default)]
@@ -36,6 +38,20 @@ pub struct AlignedWindow {
     pub accuracy_pct: Option<f64>,
     /// Agents that reported both variants.
     pub agents: usize,
+    /// Per metric of the user's traffic (as the agents name them), both variants over the same
+    /// intervals.
+    pub per_metric: Vec<MetricWindow>,
+}
+
+/// One metric of the traffic, per interval summed over the agents: its output series and total.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricWindow {
+    pub metric: String,
+    pub baseline_series: Vec<f64>,
+    pub candidate_series: Vec<f64>,
+    /// Empty for metrics without a total (gauges).
+    pub baseline_total: Vec<f64>,
+    pub candidate_total: Vec<f64>,
 }
 
 /// Per variant, agent and metric: the values in time order (critical samples keyed by process too).
@@ -55,7 +71,7 @@ pub fn align(samples: &[ExperimentSample], interval_secs: f64) -> AlignedWindow 
     let mut grouped: Grouped = BTreeMap::new();
     for s in samples {
         grouped
-            .entry((s.variant.as_str(), s.agent_id.as_str(), s.metric.as_str(), s.process.as_deref()))
+            .entry((s.variant.as_str(), s.agent_id.as_str(), s.metric.as_str(), s.subject.as_deref()))
             .or_default()
             .push((s.sampled_at, s.value));
     }
@@ -101,7 +117,35 @@ pub fn align(samples: &[ExperimentSample], interval_secs: f64) -> AlignedWindow 
         candidate: window(CANDIDATE),
         accuracy_pct: accuracy(&grouped, &agents, intervals),
         agents: agents.len(),
+        per_metric: per_metric(&grouped, &agents, intervals),
     }
+}
+
+/// The metrics the baseline reported on, each summed over the agents interval by interval.
+fn per_metric(grouped: &Grouped, agents: &[&str], intervals: usize) -> Vec<MetricWindow> {
+    let metrics: std::collections::BTreeSet<&str> = grouped
+        .keys()
+        .filter(|(variant, _, metric, _)| *variant == BASELINE && *metric == METRIC_OUTPUT_SERIES)
+        .filter_map(|(_, _, _, subject)| *subject)
+        .collect();
+    let sum = |variant: &str, metric: &str, subject: &str| -> Vec<f64> {
+        let per_agent: Vec<&Vec<(DateTime<Utc>, f64)>> =
+            agents.iter().filter_map(|agent| grouped.get(&(variant, *agent, metric, Some(subject)))).collect();
+        if per_agent.is_empty() {
+            return Vec::new();
+        }
+        (0..intervals).map(|k| per_agent.iter().filter_map(|values| values.get(k)).map(|(_, v)| v).sum()).collect()
+    };
+    metrics
+        .into_iter()
+        .map(|metric| MetricWindow {
+            metric: metric.to_string(),
+            baseline_series: sum(BASELINE, METRIC_OUTPUT_SERIES, metric),
+            candidate_series: sum(CANDIDATE, METRIC_OUTPUT_SERIES, metric),
+            baseline_total: sum(BASELINE, METRIC_OUTPUT_TOTAL, metric),
+            candidate_total: sum(CANDIDATE, METRIC_OUTPUT_TOTAL, metric),
+        })
+        .collect()
 }
 
 fn accuracy(grouped: &Grouped, agents: &[&str], intervals: usize) -> Option<f64> {
@@ -133,7 +177,7 @@ mod tests {
             variant: variant.into(),
             metric: metric.into(),
             value,
-            process: (metric == CRITICAL_PRESENT).then(|| "nginx".to_string()),
+            subject: (metric == CRITICAL_PRESENT).then(|| "nginx".to_string()),
             sampled_at: DateTime::from_timestamp(1_700_000_000 + k * 10, 0).expect("time"),
         }
     }
@@ -174,6 +218,34 @@ mod tests {
             samples.push(sample("a", CANDIDATE, CRITICAL_PRESENT, k, if k == 0 { 0.0 } else { 1.0 }));
         }
         assert_eq!(align(&samples, 1.0).accuracy_pct, Some(75.0));
+    }
+
+    #[test]
+    fn each_metric_of_the_traffic_is_summed_over_the_agents() {
+        let mut samples = Vec::new();
+        let of = |sample: ExperimentSample, metric: &str| ExperimentSample { subject: Some(metric.into()), ..sample };
+        for agent in ["a", "b"] {
+            for k in 0..3 {
+                samples.push(sample(agent, BASELINE, OUTPUT_SERIES, k, 100.0));
+                samples.push(sample(agent, CANDIDATE, OUTPUT_SERIES, k, 10.0));
+                samples.push(of(sample(agent, BASELINE, METRIC_OUTPUT_SERIES, k, 100.0), "http.requests"));
+                samples.push(of(sample(agent, CANDIDATE, METRIC_OUTPUT_SERIES, k, 10.0), "http.requests"));
+                samples.push(of(sample(agent, BASELINE, METRIC_OUTPUT_TOTAL, k, 500.0), "http.requests"));
+                samples.push(of(sample(agent, CANDIDATE, METRIC_OUTPUT_TOTAL, k, 500.0), "http.requests"));
+                samples.push(of(sample(agent, BASELINE, METRIC_OUTPUT_SERIES, k, 3.0), "queue.depth"));
+                samples.push(of(sample(agent, CANDIDATE, METRIC_OUTPUT_SERIES, k, 3.0), "queue.depth"));
+            }
+        }
+        let window = align(&samples, 10.0);
+        let requests = window.per_metric.iter().find(|m| m.metric == "http.requests").expect("requests");
+        assert_eq!(requests.baseline_series, [200.0, 200.0, 200.0]);
+        assert_eq!(requests.candidate_total, [1000.0, 1000.0, 1000.0]);
+        let depth = window.per_metric.iter().find(|m| m.metric == "queue.depth").expect("depth");
+        assert!(depth.baseline_total.is_empty(), "a gauge has no total");
+        let rows = super::super::kpis::per_metric(&window.per_metric);
+        assert_eq!(rows[0].metric, "http.requests", "the largest first");
+        assert_eq!((rows[0].reduction_pct, rows[0].preserved_pct), (Some(90.0), Some(100.0)));
+        assert_eq!((rows[1].reduction_pct, rows[1].preserved_pct), (Some(0.0), None));
     }
 
     #[test]

@@ -17,8 +17,9 @@ pub struct ExperimentSample {
     /// e.g. `pipeline.output.series`.
     pub metric: String,
     pub value: f64,
-    /// The `process` label (of `pipeline.critical.present` samples).
-    pub process: Option<String>,
+    /// What the sample is about: the `process` label of `pipeline.critical.present`, the `metric`
+    /// label of the per-metric samples (`pipeline.metric.*`).
+    pub subject: Option<String>,
     pub sampled_at: DateTime<Utc>,
 }
 

@@ -341,14 +341,20 @@ impl ExperimentStore for DieselStore {
                     variant.map(|variant| (agent_id, variant, metric, value, labels, at))
                 })
                 .map(|(agent_id, variant, metric, value, labels, at)| {
-                    let process = if metric == "pipeline.critical.present" {
-                        let labels: std::collections::BTreeMap<String, String> =
-                            from_json("metric_samples.labels", &labels)?;
-                        labels.get("process").cloned()
-                    } else {
-                        None
+                    let subject_label = match metric.as_str() {
+                        "pipeline.critical.present" => Some("process"),
+                        m if m.starts_with("pipeline.metric.") => Some("metric"),
+                        _ => None,
                     };
-                    Ok(ExperimentSample { agent_id, variant, metric, value, process, sampled_at: from_db_time(at) })
+                    let subject = match subject_label {
+                        Some(label) => {
+                            let labels: std::collections::BTreeMap<String, String> =
+                                from_json("metric_samples.labels", &labels)?;
+                            labels.get(label).cloned()
+                        }
+                        None => None,
+                    };
+                    Ok(ExperimentSample { agent_id, variant, metric, value, subject, sampled_at: from_db_time(at) })
                 })
                 .collect()
         })

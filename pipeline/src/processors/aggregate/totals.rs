@@ -130,7 +130,8 @@ impl CumulativeTotals {
 
     /// Inputs and outputs remembered (for the pipeline's memory measurement).
     pub fn state_bytes(&self) -> usize {
-        self.places.len() * (std::mem::size_of::<Input>() + 40) + self.slot_of.len() * (std::mem::size_of::<Output>() + 16)
+        self.places.len() * (std::mem::size_of::<Input>() + 40)
+            + self.slot_of.len() * (std::mem::size_of::<Output>() + 16)
     }
 
     fn forget_stale(&mut self, now_ns: u64, outcome: &mut Outcome) {
