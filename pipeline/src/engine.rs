@@ -88,6 +88,17 @@ impl ProcessorChain {
         let (mut batch, input_series) = keep_newest_levels(input);
         stats.input_series = input_series;
         let input_tally = crate::metric_stats::Tally::of(&batch);
+        // The input points critical selectors select, to check against the output (processors consume
+        // the batch).
+        let selected: Vec<(&String, crate::selector::Selector, Vec<Point>)> = critical
+            .iter()
+            .filter(|c| crate::selector::Selector::is_selector(c))
+            .filter_map(|c| crate::selector::Selector::parse(c).ok().map(|s| (c, s)))
+            .map(|(c, s)| {
+                let points = batch.iter().filter(|p| s.matches(p)).cloned().collect();
+                (c, s, points)
+            })
+            .collect();
         let mut outcome = Outcome::default();
         for processor in &mut self.processors {
             batch = processor.process(batch, &mut outcome);
@@ -101,6 +112,12 @@ impl ProcessorChain {
         stats.output_points = batch.len();
         stats.memory_bytes = self.processors.iter().map(|p| p.state_bytes()).sum::<usize>() + batch_bytes(&batch);
         stats.critical_present = critical_present(&batch, critical);
+        stats.critical_present.extend(
+            selected
+                .iter()
+                .filter(|(_, selector, points)| crate::selector::kept_exactly(selector, points, &batch))
+                .map(|(text, _, _)| (*text).clone()),
+        );
         stats.per_metric = crate::metric_stats::per_metric(&input_tally, &crate::metric_stats::Tally::of(&batch));
         (batch, stats)
     }
@@ -252,10 +269,12 @@ fn batch_bytes(batch: &Batch) -> usize {
         .sum()
 }
 
-/// Which of the critical names appear as a process (executable, or a word of its command) in `batch`.
+/// Which of the critical process names appear as a process (executable, or a word of its command) in
+/// `batch` (critical selectors are checked against the input by the chain).
 pub fn critical_present(batch: &Batch, critical: &[String]) -> Vec<String> {
     critical
         .iter()
+        .filter(|name| !crate::selector::Selector::is_selector(name))
         .filter(|name| {
             batch.iter().any(|p| {
                 p.label("executable").is_some_and(|e| **e == ***name)

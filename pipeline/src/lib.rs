@@ -16,6 +16,7 @@ pub mod preview;
 pub mod processors;
 pub mod procfs;
 pub mod prom;
+pub mod selector;
 pub mod sources;
 pub mod telemetry;
 pub mod templates;

@@ -102,6 +102,13 @@ fn check_spec(spec: &ExperimentSpec, measure_interval_secs: u64) -> Vec<(String,
     if spec.critical_processes.iter().any(|p| p.trim().is_empty() || p.len() > 255) {
         problem("critical_processes", "names must be 1 to 255 characters".into());
     }
+    for (i, entry) in spec.critical_processes.iter().enumerate() {
+        if phoenix_pipeline::selector::Selector::is_selector(entry) {
+            if let Err(why) = phoenix_pipeline::selector::Selector::parse(entry) {
+                problem(&format!("critical_processes[{i}]"), format!("not a series selector: {why}"));
+            }
+        }
+    }
     let c = &spec.success_criteria;
     for (path, value) in [
         ("success_criteria.min_cardinality_reduction_pct", c.min_cardinality_reduction_pct),

@@ -158,8 +158,14 @@ async fn an_experiment_on_sdk_traffic_shadows_the_candidate_until_it_is_promoted
         "target": {"selector": {"env": "test"}},
         "warmup_secs": 1,
         "duration_secs": 6,
+        // One series that must come through exactly: the candidate merges it away (user_id goes).
+        "critical_processes": ["shop.requests{route=\"/r1\", user_id=\"u1\"}"],
         "success_criteria": {"min_cardinality_reduction_pct": 50, "max_cpu_overhead_pct": 1_000_000, "min_accuracy_pct": 0},
     });
+    let mut unparsable = body.clone();
+    unparsable["critical_processes"] = json!(["shop.requests{route=/r1}"]);
+    let refused = app.send_as(Method::POST, "/api/v1/experiments", &admin, &unparsable).await;
+    assert_eq!(refused.status(), 422, "a selector that does not parse");
     let created = app.send_as(Method::POST, "/api/v1/experiments", &admin, &body).await;
     assert_eq!(created.status(), 201);
     let created: Value = created.json().await.expect("experiment");
@@ -208,6 +214,7 @@ async fn an_experiment_on_sdk_traffic_shadows_the_candidate_until_it_is_promoted
         let preserved = row["preserved_pct"].as_f64().expect("a total");
         assert!((preserved - 100.0).abs() < 1e-9, "every count kept: {row}");
     }
+    assert_eq!(results["accuracy_pct"], json!(0.0), "the critical series is not kept exactly: {results}");
     let depth = row("shop.queue.depth").expect("the gauge compared");
     assert_eq!(depth["preserved_pct"], Value::Null, "{depth}");
     sender.await.expect("the sender ran");

@@ -113,7 +113,8 @@ pub struct ExperimentSpec {
     pub warmup_secs: u64,
     /// Seconds measured.
     pub duration_secs: u64,
-    /// Processes whose series the candidate must keep (executable names).
+    /// What the candidate must keep: process names (their series present), or series selectors such as
+    /// `http.requests{route="/checkout"}` (those series kept exactly: same attributes, same value).
     #[serde(default)]
     pub critical_processes: Vec<String>,
     /// What the candidate must achieve.
