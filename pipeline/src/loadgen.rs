@@ -47,6 +47,16 @@ pub enum Target {
     RemoteWrite(String),
 }
 
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::OtlpGrpc(endpoint) => write!(f, "{endpoint} (OTLP/gRPC)"),
+            Target::OtlpHttp(endpoint) => write!(f, "{endpoint} (OTLP/HTTP)"),
+            Target::RemoteWrite(url) => write!(f, "{url} (remote write)"),
+        }
+    }
+}
+
 /// What was sent.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sent {
@@ -116,10 +126,12 @@ pub async fn run(spec: &LoadSpec, target: &Target) -> Result<Sent, String> {
     let started = Instant::now();
     let mut sent = Sent { series: series.total() as u64, ..Sent::default() };
     let mut next = 0;
+    // Points tried, delivered or not: the pace follows them, so a receiver that refuses is not hammered.
+    let mut tried = 0u64;
     while started.elapsed() < spec.duration {
         if spec.rate > 0 {
-            // Ahead of the rate: wait until the points sent so far are due.
-            let due = Duration::from_secs_f64(sent.points as f64 / spec.rate as f64);
+            // Ahead of the rate: wait until the points tried so far are due.
+            let due = Duration::from_secs_f64(tried as f64 / spec.rate as f64);
             if let Some(wait) = due.checked_sub(started.elapsed()) {
                 tokio::time::sleep(wait).await;
             }
@@ -130,11 +142,14 @@ pub async fn run(spec: &LoadSpec, target: &Target) -> Result<Sent, String> {
         let points = series.next_points(next, batch, now_ns);
         next = (next + batch) % series.total();
         sent.requests += 1;
+        tried += points.len() as u64;
         match sender.send(&points).await {
             Ok(()) => sent.points += points.len() as u64,
             Err(why) => {
                 sent.failed_requests += 1;
                 sent.first_error.get_or_insert(why);
+                // Nobody listening, or a refusal: a pause before the next try, whatever the rate.
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }

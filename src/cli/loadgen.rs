@@ -95,7 +95,7 @@ pub async fn run(command: LoadgenCommand) -> Result<(), CliError> {
     }
     if !load.json {
         eprintln!(
-            "sending {} series ({} metrics x {per_metric}) to {target:?} for {} s …",
+            "sending {} series ({} metrics x {per_metric}) to {target} for {} s …",
             spec.metrics * per_metric,
             spec.metrics,
             load.duration
@@ -119,7 +119,10 @@ pub async fn run(command: LoadgenCommand) -> Result<(), CliError> {
         }
     }
     if sent.points == 0 && sent.failed_requests > 0 {
-        return Err(CliError::Server(format!("nothing was taken: {}", sent.first_error.unwrap_or_default())));
+        return Err(CliError::Server(format!(
+            "nothing was taken by {target} (does a receiver listen there?): {}",
+            sent.first_error.unwrap_or_default()
+        )));
     }
     Ok(())
 }
