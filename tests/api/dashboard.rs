@@ -177,6 +177,8 @@ async fn an_operator_runs_an_experiment_from_the_browser_and_rolls_its_deploymen
     // The verdict rests on measured CPU too, which a loaded machine makes noisy: any verdict will do.
     assert!(["pass", "marginal", "fail"].iter().any(|v| verdict.to_lowercase().contains(v)), "{verdict}");
     browser.wait_count("#kpi-table tr", 3).await;
+    // Metric by metric too: the synthetic processes' five metrics.
+    browser.wait_count("#per-metric-table tbody tr", 5).await;
     browser.wait_count("#phase-timeline li", 4).await;
     assert_eq!(browser.run("return window.__stillTheSamePage === true;", json!([])).await, json!(true), "no reload");
     assert!(!browser.enabled("#action-start").await, "a completed experiment cannot start again");

@@ -29,6 +29,21 @@ export function resultsPanel() {
     tbody,
     extra,
   );
+  const metricRows = h("tbody");
+  const metricTable = h(
+    "table",
+    { id: "per-metric-table", class: "data-table kpi-table" },
+    h("caption", { class: "visually-hidden" }, "Per metric: output series of each variant, and the share of the baseline's totals the candidate keeps"),
+    h("thead", {}, h("tr", {}, ["Metric", "Baseline", "Candidate", "Change", "Totals kept"].map((c, i) => h("th", { scope: "col", class: i ? "num" : null }, c)))),
+    metricRows,
+  );
+  const perMetric = h(
+    "div",
+    { hidden: true },
+    h("h3", {}, "Per metric"),
+    h("p", { class: "muted" }, "Output series of each variant, and the share of the baseline's totals (sums, histogram counts) the candidate keeps."),
+    h("div", { class: "table-scroll" }, metricTable),
+  );
   const el = h(
     "section",
     { class: "panel results", "aria-labelledby": "results-title" },
@@ -37,6 +52,7 @@ export function resultsPanel() {
     recommendation,
     note,
     h("div", { class: "table-scroll" }, kpiTable),
+    perMetric,
   );
 
   let showsFinal = false;
@@ -55,6 +71,9 @@ export function resultsPanel() {
       setText(recommendation, final ? kpis?.recommendation ?? "" : "");
       setText(note, noteFor(kpis, final, waiting));
       fillRows(tbody, extra, kpis?.baseline ? kpis : null);
+      const rows = kpis?.baseline ? kpis.per_metric ?? [] : [];
+      metricRows.replaceChildren(...rows.map(metricRow));
+      perMetric.hidden = rows.length === 0;
     },
   };
 }
@@ -90,6 +109,20 @@ function fillRows(tbody, extra, k) {
     summaryRow("Accuracy (critical series kept)", k ? (k.accuracy_pct === null ? "no critical series" : fmt.percent(k.accuracy_pct, { digits: 2 })) : dash),
     summaryRow("p-value (Mann–Whitney U)", k && Number.isFinite(k.p_value) ? pValue(k.p_value) : dash),
     summaryRow("Yearly saving", k ? fmt.money(k.cost?.yearly_saving, k.cost?.currency) : dash),
+  );
+}
+
+/** One metric of the traffic: series in each variant, the change, the share of the totals kept. */
+function metricRow(m) {
+  const kept = m.preserved_pct === null || m.preserved_pct === undefined ? "— (a gauge)" : fmt.percent(m.preserved_pct, { digits: 2 });
+  return h(
+    "tr",
+    {},
+    h("th", { scope: "row" }, m.metric),
+    h("td", { class: "num" }, fmt.number(m.baseline_series, 1)),
+    h("td", { class: "num" }, fmt.number(m.candidate_series, 1)),
+    h("td", { class: "num" }, change(negate(m.reduction_pct))),
+    h("td", { class: "num" }, kept),
   );
 }
 
