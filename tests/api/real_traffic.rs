@@ -59,9 +59,9 @@ async fn sdk_traffic_through_a_real_agent_reaches_prometheus_cut_as_measured() {
     let (_agent, _state, agent_id) = online_agent(&app, &admin, &metrics_listen).await;
 
     let backend = Prometheus::backend().await;
-    let otlp_port = free_port();
+    let (otlp_port, otlp_http_port) = (free_port(), free_port());
     let config = format!(
-        "receivers: {{otlp: {{protocols: {{grpc: {{endpoint: '127.0.0.1:{otlp_port}'}}}}}}}}\n\
+        "receivers: {{otlp: {{protocols: {{grpc: {{endpoint: '127.0.0.1:{otlp_port}'}}, http: {{endpoint: '127.0.0.1:{otlp_http_port}'}}}}}}}}\n\
          processors: {{aggregate: {{labels: [user_id]}}}}\n\
          exporters: {{prometheusremotewrite: {{endpoint: '{}'}}}}\n\
          service: {{pipelines: {{metrics: {{receivers: [otlp], processors: [aggregate], exporters: [prometheusremotewrite]}}}}}}\n",
@@ -124,6 +124,15 @@ async fn sdk_traffic_through_a_real_agent_reaches_prometheus_cut_as_measured() {
     assert_eq!(exposed(&text, depth), Some(0.0), "{text}");
     let dropped = r#"phoenix_agent_exporter_dropped_points_total{exporter="prometheusremotewrite",pipeline="shop"}"#;
     assert_eq!(exposed(&text, dropped), Some(0.0), "{text}");
+
+    // The same agent over OTLP/HTTP: cut alike.
+    send_with_the_sdk("http", &format!("http://127.0.0.1:{otlp_http_port}"), "shop-http").await;
+    eventually_within("the cut series sent over HTTP in Prometheus", 60, async || {
+        let count = backend.number("count(shop_requests_total{job=\"shop-http\"})").await?;
+        (count == ROUTES as f64).then_some(())
+    })
+    .await;
+    assert_eq!(backend.number("sum(shop_requests_total{job=\"shop-http\"})").await, Some(expected_total));
 }
 
 /// An agent's pipelines by name, as its heartbeat says.
