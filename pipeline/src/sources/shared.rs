@@ -125,6 +125,7 @@ impl Source for Subscription {
         self.shared.source.lock().ok().and_then(|source| source.receiver_counts())
     }
 
+    /// The receiver keeps the first gate it is given (the first sharing pipeline with a `memory_limiter`).
     fn limit_memory(&mut self, gate: Arc<MemoryGate>) {
         if let Ok(mut source) = self.shared.source.lock() {
             source.limit_memory(gate);
