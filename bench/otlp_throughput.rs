@@ -40,13 +40,6 @@ fn process_cpu_seconds() -> f64 {
     seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
-    // SAFETY: sysconf only reads a system constant.
-    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
-}
-
 /// Two labels of sqrt(series / 10) values each, over 10 metrics, at `rate` points/s (0: as fast as the
 /// agent takes them).
 fn spec(series: u64, seconds: u64, rate: u64) -> LoadSpec {
@@ -112,7 +105,7 @@ fn run(processors: &str, names: &str, series: u64, seconds: u64, rate: u64) -> R
          service: {{pipelines: {{metrics: {{receivers: [otlp], processors: [{names}], exporters: [prometheusremotewrite]}}}}}}\n"
     );
     let config = parse(&yaml).unwrap_or_else(|e| panic!("{e:?}"));
-    let rss_before = resident_bytes();
+    let rss_before = phoenix_pipeline::procfs::resident_bytes();
     let mut pipeline = Pipeline::build(&config, None, Vec::new(), &std::env::temp_dir()).expect("pipeline");
     let mut child = Command::new(std::env::current_exe().expect("exe"))
         .args(["--child", "--sink", &sink.to_string(), "--target", &receiver.to_string()])
@@ -133,7 +126,7 @@ fn run(processors: &str, names: &str, series: u64, seconds: u64, rate: u64) -> R
     let mut interval = |pipeline: &mut Pipeline| {
         let (stats, errors) = pipeline.run_interval(chrono::Utc::now().timestamp_millis());
         assert!(errors.is_empty(), "{errors:?}");
-        rss_peak = rss_peak.max(resident_bytes());
+        rss_peak = rss_peak.max(phoenix_pipeline::procfs::resident_bytes());
         output_series = output_series.max(stats.output_series);
         stats.input_points as u64
     };

@@ -24,13 +24,6 @@ fn chain(processors: &str, names: &str) -> ProcessorChain {
     ProcessorChain::from_config(&config, None).unwrap_or_else(|e| panic!("{e:?}"))
 }
 
-fn resident_bytes() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: usize = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
-    // SAFETY: sysconf only reads a system constant.
-    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize
-}
-
 /// Median of `rounds` runs, each over a fresh copy of the input made before the clock starts.
 fn points_per_cpu_second(mut chain: ProcessorChain, input: &Batch, rounds: usize) -> (f64, usize) {
     let mut rates = Vec::new();
@@ -51,10 +44,10 @@ fn main() {
     let processes = arg("--processes", 100_000);
     let rounds = arg("--rounds", 5);
     let yaml = format!("profile: realistic\nprocesses: {processes}\nseed: 7");
-    let before = resident_bytes();
+    let before = phoenix_pipeline::procfs::resident_bytes() as usize;
     let mut source = SyntheticSource::new(serde_yaml_ng::from_str(&yaml).expect("yaml"), "synthetic").expect("source");
     let input = source.collect(0);
-    let held = resident_bytes().saturating_sub(before);
+    let held = (phoenix_pipeline::procfs::resident_bytes() as usize).saturating_sub(before);
     println!(
         "# pipeline throughput — {} (2 cores), {} points ({} processes x 5 metrics), median of {rounds}",
         chrono::Utc::now().format("%Y-%m-%d"),

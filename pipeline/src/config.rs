@@ -146,6 +146,23 @@ pub fn shadowed(text: &str, keep: Option<&str>) -> Result<String, String> {
     serde_yaml_ng::to_string(&document).map_err(|e| e.to_string())
 }
 
+/// A Collector-style duration: a number and a unit (`ms`, `s`, `m`).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("'{text}' is not a duration like 5s or 500ms"))?;
+    let duration = match unit {
+        "ms" => std::time::Duration::from_millis(number),
+        "s" => std::time::Duration::from_secs(number),
+        "m" => std::time::Duration::from_secs(number * 60),
+        _ => return Err(format!("'{text}' is not a duration like 5s or 500ms")),
+    };
+    if duration.is_zero() {
+        return Err("must be longer than 0".into());
+    }
+    Ok(duration)
+}
+
 /// Parses YAML text; a syntax or shape error is one problem (with the line when known).
 pub fn parse(text: &str) -> Result<PipelineConfig, Vec<Problem>> {
     serde_yaml_ng::from_str::<PipelineConfig>(text).map_err(|e| {

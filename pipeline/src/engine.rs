@@ -333,8 +333,7 @@ mod tests {
                 .status()
                 .as_u16()
         };
-        let in_use_mib = crate::procfs::parse_stat(&std::fs::read_to_string("/proc/self/stat").expect("stat"))
-            .map_or(0, |stat| stat.rss_bytes as u64 >> 20);
+        let in_use_mib = crate::procfs::resident_bytes() >> 20;
         for (limit_mib, expected) in [(2, 503), (in_use_mib * 4 + 200, 200)] {
             let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
             let _pipeline = build(&format!(

@@ -15,6 +15,32 @@ pub struct ProcStat {
     pub rss_bytes: f64,
 }
 
+/// This process's resident set, bytes (`/proc/self/statm`; 0 when it cannot be read).
+pub fn resident_bytes() -> u64 {
+    let (_, page) = ticks_and_page_size();
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|text| text.split_whitespace().nth(1).and_then(|pages| pages.parse::<u64>().ok()))
+        .map_or(0, |pages| pages * page as u64)
+}
+
+/// The host's memory figures (`/proc/meminfo`), read once.
+pub struct MemInfo(String);
+
+impl MemInfo {
+    pub fn read() -> MemInfo {
+        MemInfo(std::fs::read_to_string("/proc/meminfo").unwrap_or_default())
+    }
+
+    /// A figure in bytes (`MemTotal:`, `MemAvailable:`, …); 0 when it is not there.
+    pub fn bytes(&self, key: &str) -> u64 {
+        self.0
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    }
+}
+
 /// Clock ticks per second and the page size (both system constants).
 /// This host's name (`unknown` when /proc does not say).
 pub fn hostname() -> String {

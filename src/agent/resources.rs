@@ -25,16 +25,9 @@ fn own_cpu_and_rss() -> (f64, u64) {
 }
 
 fn host_memory() -> (u64, u64) {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let kib = |key: &str| {
-        meminfo
-            .lines()
-            .find_map(|l| l.strip_prefix(key)?.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .unwrap_or(0)
-            * 1024
-    };
-    let total = kib("MemTotal:");
-    (total.saturating_sub(kib("MemAvailable:")), total)
+    let meminfo = phoenix_pipeline::procfs::MemInfo::read();
+    let total = meminfo.bytes("MemTotal:");
+    (total.saturating_sub(meminfo.bytes("MemAvailable:")), total)
 }
 
 impl ResourceMeter {

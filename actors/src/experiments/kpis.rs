@@ -131,6 +131,9 @@ pub struct MetricKpis {
     pub preserved_pct: Option<f64>,
 }
 
+/// Most metrics an analysis lists (agents report 50; an agent sending more cannot grow the results).
+pub const MAX_METRICS: usize = 50;
+
 /// Per metric, the largest baseline first.
 pub fn per_metric(windows: &[super::window::MetricWindow]) -> Vec<MetricKpis> {
     let mean = |values: &[f64]| (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64);
@@ -153,6 +156,7 @@ pub fn per_metric(windows: &[super::window::MetricWindow]) -> Vec<MetricKpis> {
         })
         .collect();
     rows.sort_by(|a, b| b.baseline_series.total_cmp(&a.baseline_series).then_with(|| a.metric.cmp(&b.metric)));
+    rows.truncate(MAX_METRICS);
     rows
 }
 

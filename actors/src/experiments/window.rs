@@ -249,6 +249,21 @@ mod tests {
     }
 
     #[test]
+    fn an_agent_naming_more_metrics_cannot_grow_the_per_metric_list() {
+        let windows: Vec<MetricWindow> = (0..80)
+            .map(|m| MetricWindow {
+                metric: format!("m{m}"),
+                baseline_series: vec![m as f64],
+                candidate_series: vec![1.0],
+                ..MetricWindow::default()
+            })
+            .collect();
+        let rows = super::super::kpis::per_metric(&windows);
+        assert_eq!(rows.len(), super::super::kpis::MAX_METRICS);
+        assert_eq!(rows[0].metric, "m79", "the largest kept");
+    }
+
+    #[test]
     fn no_samples_is_an_empty_window() {
         let window = align(&[], 10.0);
         assert_eq!(window.agents, 0);

@@ -22,6 +22,7 @@ use serde::Deserialize;
 
 use super::delivery::{self, DeliveryCounters, DeliveryQueue, Failure, Limits, Transport};
 use super::Exporter;
+use crate::config::parse_duration;
 use crate::model::Point;
 use crate::Problem;
 
@@ -134,23 +135,6 @@ impl OtlpExporterConfig {
     fn limits(&self) -> Limits {
         Limits { max_queue: self.max_queue, max_attempts: self.max_attempts }
     }
-}
-
-/// A Collector-style duration: a number and a unit (`ms`, `s`, `m`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| format!("'{text}' is not a duration like 5s or 500ms"))?;
-    let duration = match unit {
-        "ms" => Duration::from_millis(number),
-        "s" => Duration::from_secs(number),
-        "m" => Duration::from_secs(number * 60),
-        _ => return Err(format!("'{text}' is not a duration like 5s or 500ms")),
-    };
-    if duration.is_zero() {
-        return Err("must be longer than 0".into());
-    }
-    Ok(duration)
 }
 
 /// An exporter whose requests are OTLP messages, over either transport.

@@ -48,7 +48,7 @@ impl BatchProcessor {
             ));
         }
         if let Some(timeout) = &config.timeout {
-            if let Err(why) = crate::exporters::otlp::parse_duration(timeout) {
+            if let Err(why) = crate::config::parse_duration(timeout) {
                 problems.push(Problem::new(&format!("{path}.timeout"), why));
             }
         }

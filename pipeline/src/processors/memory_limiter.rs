@@ -67,7 +67,7 @@ impl MemoryGate {
             due
         });
         if due.unwrap_or(false) {
-            let in_use = resident_bytes();
+            let in_use = crate::procfs::resident_bytes();
             self.in_use_bytes.store(in_use, Ordering::Relaxed);
             let over = in_use > self.soft_limit_bytes;
             if over != self.refusing.swap(over, Ordering::Relaxed) {
@@ -84,26 +84,6 @@ impl MemoryGate {
     }
 }
 
-/// This process's resident set, bytes.
-fn resident_bytes() -> u64 {
-    let (_, page) = crate::procfs::ticks_and_page_size();
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|text| text.split_whitespace().nth(1).and_then(|pages| pages.parse::<u64>().ok()))
-        .map_or(0, |pages| pages * page as u64)
-}
-
-/// The host's memory, bytes.
-fn host_memory_bytes() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-            line.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
-        .map_or(0, |kib| kib * 1024)
-}
-
 pub struct MemoryLimiter {
     gate: Arc<MemoryGate>,
 }
@@ -111,7 +91,7 @@ pub struct MemoryLimiter {
 impl MemoryLimiter {
     pub fn new(config: MemoryLimiterConfig, path: &str) -> Result<MemoryLimiter, Vec<Problem>> {
         let mut problems = Vec::new();
-        let check_interval = crate::exporters::otlp::parse_duration(&config.check_interval).unwrap_or_else(|why| {
+        let check_interval = crate::config::parse_duration(&config.check_interval).unwrap_or_else(|why| {
             problems.push(Problem::new(&format!("{path}.check_interval"), why));
             Duration::from_secs(1)
         });
@@ -122,7 +102,7 @@ impl MemoryLimiter {
             }
             (mib, 0) => (mib << 20, config.spike_limit_mib.map_or((mib << 20) / 5, |s| s << 20)),
             (0, percent) if percent <= 100 => {
-                let host = host_memory_bytes();
+                let host = crate::procfs::MemInfo::read().bytes("MemTotal:");
                 let spike = config.spike_limit_percentage.unwrap_or(percent / 5);
                 (host / 100 * percent, host / 100 * spike)
             }
@@ -166,7 +146,7 @@ mod tests {
 
     #[test]
     fn the_gate_follows_the_real_resident_set() {
-        let in_use_mib = resident_bytes() >> 20;
+        let in_use_mib = crate::procfs::resident_bytes() >> 20;
         assert!(in_use_mib > 0, "/proc/self/statm is readable");
         let tight = limiter("limit_mib: 2\nspike_limit_mib: 1\ncheck_interval: 10ms").expect("valid");
         assert!(!tight.gate.admits(), "{in_use_mib} MiB in use is over a 1 MiB soft limit");

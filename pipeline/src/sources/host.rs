@@ -40,14 +40,8 @@ impl HostSource {
 }
 
 fn memory(now_ms: i64, batch: &mut Batch) {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let kib = |key: &str| {
-        meminfo
-            .lines()
-            .find_map(|l| l.strip_prefix(key)?.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-            * 1024.0
-    };
+    let meminfo = crate::procfs::MemInfo::read();
+    let kib = |key: &str| meminfo.bytes(key) as f64;
     let (total, free, buffers, cached) = (kib("MemTotal:"), kib("MemFree:"), kib("Buffers:"), kib("Cached:"));
     let used = (total - free - buffers - cached).max(0.0);
     for (state, bytes) in [("used", used), ("free", free), ("buffered", buffers), ("cached", cached)] {

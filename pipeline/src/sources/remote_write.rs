@@ -84,7 +84,8 @@ impl RemoteWriteReceiverConfig {
 struct Shared {
     buffer: PointBuffer,
     max_request_bytes: usize,
-    types: Mutex<HashMap<String, FamilyType>>,
+    /// Replaced whole when metadata arrives (rarely), so a request reads it without copying it.
+    types: Mutex<Arc<HashMap<String, FamilyType>>>,
 }
 
 pub struct RemoteWriteSource {
@@ -108,7 +109,7 @@ impl RemoteWriteSource {
         let shared = Arc::new(Shared {
             buffer: PointBuffer::new(config.max_buffered_points),
             max_request_bytes: config.max_request_bytes,
-            types: Mutex::new(HashMap::new()),
+            types: Mutex::new(Arc::new(HashMap::new())),
         });
         let served = shared.clone();
         let server = crate::net::serve_http1(listener, move |request| {
@@ -183,7 +184,7 @@ async fn write(request: Request<Incoming>, shared: &Shared) -> Response<Full<Byt
     };
     let samples = take_metadata_and_flatten(request, shared);
     let assembled = {
-        let types = shared.types.lock().map(|t| t.clone()).unwrap_or_default();
+        let types = shared.types.lock().map(|t| Arc::clone(&t)).unwrap_or_default();
         assemble(samples, &|name| types.get(name).copied())
     };
     match shared.buffer.push(assembled.points, assembled.rejected) {
@@ -211,12 +212,17 @@ pub fn decode_body(body: &[u8], limit: usize) -> Result<WriteRequest, (StatusCod
 /// Remembers the request's metadata and returns its samples.
 fn take_metadata_and_flatten(request: WriteRequest, shared: &Shared) -> Vec<FlatSample> {
     let (samples, declared) = read(request);
+    if declared.is_empty() {
+        return samples;
+    }
     if let Ok(mut types) = shared.types.lock() {
+        let mut updated = HashMap::clone(&types);
         for (family, kind) in declared {
-            if types.len() < MAX_REMEMBERED_FAMILIES || types.contains_key(&family) {
-                types.insert(family, kind);
+            if updated.len() < MAX_REMEMBERED_FAMILIES || updated.contains_key(&family) {
+                updated.insert(family, kind);
             }
         }
+        *types = Arc::new(updated);
     }
     samples
 }

@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 use super::buffer::PointBuffer;
 use super::Source;
-use crate::exporters::otlp::parse_duration;
+use crate::config::parse_duration;
 use crate::model::Batch;
 use crate::prom::assemble::{assemble, FlatSample};
 use crate::prom::relabel::{apply_all, RelabelConfig, Rule};

@@ -73,6 +73,7 @@ impl ReceiverHub {
     }
 
     /// How many pipelines share the receiver `key` now.
+    #[cfg(test)]
     pub fn subscribers(&self, key: &str) -> usize {
         let receivers = self.receivers.lock();
         let shared = receivers.ok().and_then(|r| r.get(key).and_then(Weak::upgrade));
